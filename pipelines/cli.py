@@ -1,0 +1,141 @@
+"""The `unify` command line: thin over the pipeline; one error handler turns expected
+failures into a red one-line message and exit code 1 (``--debug`` for the traceback)."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipelines.config import load_config
+from pipelines.run import RunSummary, run_pipeline
+from profiles.errors import UnifyError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="unify: customer data unification.")
+console = Console()
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+_state = {"debug": False}
+
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Config file.", dir_okay=False)]
+
+
+@app.callback()
+def main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False) -> None:
+    _state["debug"] = debug
+
+
+def friendly_errors(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UnifyError as exc:
+            if _state["debug"]:
+                raise
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            err_console.print(f"[bold red]error:[/] {first_line}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _print_summary(summary: RunSummary, elapsed: float) -> None:
+    table = Table(title=f"run {summary.run_id}", title_justify="left")
+    for column in ("source", "rows", "accepted", "quarantined", "field issues"):
+        table.add_column(column, justify="right" if column != "source" else "left")
+    for name, counts in summary.sources.items():
+        issues = ", ".join(f"{f} {n}" for f, n in sorted(counts.field_issues.items())) or "-"
+        table.add_row(name, f"{counts.rows:,}", f"{counts.accepted:,}", f"{counts.quarantined:,}", issues)
+    console.print(table)
+    console.print(
+        f"{summary.records:,} records -> {summary.profiles:,} profiles "
+        f"({summary.ids_kept:,} ids kept, {summary.ids_new:,} new); "
+        f"{summary.candidate_pairs:,} scored pairs, {summary.review_queue:,} in the review queue; "
+        f"model {'trained' if summary.model_trained else 'reused'}"
+    )
+    stages = ", ".join(f"{k} {v:.1f}s" for k, v in summary.seconds.items() if not k.startswith("link: "))
+    console.print(f"[dim]{stages}; total {elapsed:.1f}s[/]")
+
+
+def _run(config_path: Path, retrain: bool) -> RunSummary:
+    config = load_config(config_path)
+    start = time.perf_counter()
+    with console.status("starting", spinner="dots") as status:
+        summary = run_pipeline(config, retrain=retrain, on_stage=lambda stage: status.update(f"{stage} ..."))
+    _print_summary(summary, time.perf_counter() - start)
+    return summary
+
+
+@app.command()
+@friendly_errors
+def run(
+    config: ConfigOption = Path("unify.toml"),
+    retrain: Annotated[bool, typer.Option("--retrain", help="Train the model again even if one is saved.")] = False,
+) -> None:
+    """Batch pipeline: ingest -> standardize -> link -> cluster -> survivorship -> publish."""
+    _run(config, retrain)
+
+
+class ExportFormat(str, Enum):
+    parquet = "parquet"
+    csv = "csv"
+
+
+@app.command()
+@friendly_errors
+def export(
+    out: Annotated[Path, typer.Option("--out", help="Directory to write to.", file_okay=False)],
+    config: ConfigOption = Path("unify.toml"),
+    format: Annotated[ExportFormat, typer.Option("--format", help="File format.")] = ExportFormat.parquet,
+) -> None:
+    """Write profiles, membership and the review queue (and lineage) as files."""
+    from pipelines.export import export as do_export
+
+    cfg = load_config(config)
+    written = do_export(cfg.store_path, out, format.value)
+    for name, rows in written.items():
+        console.print(f"{out / (name + '.' + format.value)}: {rows:,} rows")
+
+
+@app.command()
+@friendly_errors
+def demo(
+    records: Annotated[int, typer.Option("--records", min=100, help="Approximate number of source records.")] = 20_000,
+    out: Annotated[Path, typer.Option("--out", help="Directory for the demo sources, config and store.", file_okay=False)] = Path("demo"),
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the generator.")] = 42,
+    serve: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve the API afterwards (once the API exists).")] = True,
+) -> None:
+    """Generate demo sources with ground truth, run the pipeline on them (and serve)."""
+    from pipelines.demo import generate
+
+    start = time.perf_counter()
+    with console.status(f"generating {records:,} demo records", spinner="dots"):
+        manifest = generate(out, records=records, seed=seed)
+    console.print(
+        f"generated {sum(manifest.records_per_source.values()):,} records of {manifest.persons:,} people "
+        f"in {len(manifest.source_paths)} sources ({time.perf_counter() - start:.1f}s): {manifest.config_path}"
+    )
+    _run(manifest.config_path, retrain=False)
+    phone, _person = manifest.demo_phone_lookup
+    console.print(
+        f"\nThe store is {manifest.out_dir / 'unify.duckdb'}; export it with "
+        f"`unify export --config {manifest.config_path} --out {manifest.out_dir / 'export'}`."
+    )
+    if serve:
+        console.print(
+            f"[yellow]The GraphQL API is not part of this build yet; when it is, `unify demo` serves it here and a "
+            f"caller is found by {phone!r}.[/]"
+        )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,164 @@
+"""Cluster: turn connected components into profiles with stable ids, per-record
+membership, and the review queue.
+
+A new cluster inherits the id of the previous profile with which it shares the most
+records (ties: the oldest profile), provided that profile shares no more records with
+another new cluster; every other cluster gets a fresh id. So a rerun on the same input
+keeps every id, and a profile whose records did not change keeps its id."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from pipelines.comparisons import veto_sql
+from pipelines.config import Config
+from profiles.constraints import constrained_components
+from profiles.identity import mint_profile_ids
+from profiles.store import Store, ident
+
+
+def enforce_vetoes(store: Store, config: Config) -> int:
+    """Split the clusters that hold two records a veto rule keeps apart, cutting the
+    weakest links (see profiles.constraints). Returns the number of clusters split."""
+    store.execute(
+        f"""CREATE OR REPLACE TABLE cluster_conflicts AS
+            SELECT a.cluster_id, a.record_key AS key_l, b.record_key AS key_r
+            FROM clusters a JOIN clusters b ON a.cluster_id = b.cluster_id AND a.record_key < b.record_key
+            JOIN linkable l ON l.record_key = a.record_key
+            JOIN linkable r ON r.record_key = b.record_key
+            WHERE {veto_sql(list(config.matching.vetoes))}""",
+        building="cluster_conflicts",
+    )
+    conflicted = store.scalar("SELECT count(DISTINCT cluster_id) FROM cluster_conflicts")
+    if conflicted:
+        nodes = [r[0] for r in store.rows(
+            "SELECT record_key FROM clusters WHERE cluster_id IN (SELECT cluster_id FROM cluster_conflicts)"
+        )]
+        links = store.rows(
+            """SELECT p.record_key_l, p.record_key_r, p.match_probability FROM predictions p
+               JOIN clusters a ON a.record_key = p.record_key_l JOIN clusters b ON b.record_key = p.record_key_r
+               WHERE a.cluster_id = b.cluster_id AND p.match_probability >= ?
+                 AND a.cluster_id IN (SELECT cluster_id FROM cluster_conflicts)""",
+            [config.matching.match_threshold],
+        )
+        apart = store.rows("SELECT key_l, key_r FROM cluster_conflicts")
+        groups = constrained_components(nodes, links, apart)
+        store.register("_regrouped", pa.table({"record_key": list(groups), "cluster_id": list(groups.values())}))
+        store.execute(
+            "UPDATE clusters SET cluster_id = g.cluster_id FROM _regrouped g WHERE clusters.record_key = g.record_key"
+        )
+        store.unregister("_regrouped")
+    store.execute("DROP TABLE cluster_conflicts")
+    return int(conflicted or 0)
+
+
+def assign_profiles(store: Store, config: Config) -> dict[str, int]:
+    """Build ``membership``, ``pairs`` and ``review_queue`` in the workspace from
+    ``clusters`` and ``predictions``. Returns counts for the run summary."""
+    cat = ident(store.catalog)
+    has_previous = store.table_exists("membership", catalog=store.catalog)
+    if has_previous:
+        previous = f"SELECT record_key, profile_id FROM {cat}.main.membership"
+        created = f"SELECT profile_id, created_at FROM {cat}.main.profile_registry"
+    else:
+        previous = "SELECT NULL::VARCHAR AS record_key, NULL::VARCHAR AS profile_id WHERE false"
+        created = "SELECT NULL::VARCHAR AS profile_id, NULL::TIMESTAMPTZ AS created_at WHERE false"
+    store.execute(f"CREATE OR REPLACE TABLE previous_membership AS {previous}")
+    store.execute(
+        f"""CREATE OR REPLACE TABLE inherited AS
+        WITH overlap AS (
+            SELECT c.cluster_id, p.profile_id AS old_id, count(*) AS shared
+            FROM clusters c JOIN previous_membership p USING (record_key) GROUP BY ALL
+        ),
+        ranked AS (
+            SELECT o.*,
+                   row_number() OVER (PARTITION BY cluster_id ORDER BY shared DESC, r.created_at ASC NULLS LAST, old_id) AS by_cluster,
+                   row_number() OVER (PARTITION BY old_id ORDER BY shared DESC, cluster_id) AS by_profile
+            FROM overlap o LEFT JOIN ({created}) r ON r.profile_id = o.old_id
+        )
+        SELECT cluster_id, old_id AS profile_id FROM ranked WHERE by_cluster = 1 AND by_profile = 1""",
+        building="inherited",
+    )
+    fresh = store.rows(
+        "SELECT DISTINCT cluster_id FROM clusters WHERE cluster_id NOT IN (SELECT cluster_id FROM inherited) ORDER BY 1"
+    )
+    ids = _unused_ids(store, len(fresh))
+    store.register("_fresh_ids", pa.table({"cluster_id": [r[0] for r in fresh], "profile_id": ids}))
+    store.execute(
+        """CREATE OR REPLACE TABLE cluster_profile AS
+           SELECT cluster_id, profile_id, false AS is_new FROM inherited
+           UNION ALL SELECT cluster_id, profile_id, true FROM _fresh_ids"""
+    )
+    store.unregister("_fresh_ids")
+    # A record's match probability: its strongest link inside its own profile.
+    store.execute(
+        f"""CREATE OR REPLACE TABLE membership AS
+        WITH links AS (
+            SELECT record_key_l AS record_key, record_key_r AS other, match_probability FROM predictions
+            WHERE match_probability >= {float(config.matching.match_threshold)!r}
+            UNION ALL
+            SELECT record_key_r, record_key_l, match_probability FROM predictions
+            WHERE match_probability >= {float(config.matching.match_threshold)!r}
+        ),
+        best AS (
+            SELECT l.record_key, max(l.match_probability) AS match_probability
+            FROM links l JOIN clusters a ON a.record_key = l.record_key JOIN clusters b ON b.record_key = l.other
+            WHERE a.cluster_id = b.cluster_id GROUP BY l.record_key
+        )
+        SELECT r.record_key, r.source, r.record_id, cp.profile_id, b.match_probability, pm.profile_id AS previous_profile_id
+        FROM records r
+        JOIN clusters c USING (record_key)
+        JOIN cluster_profile cp USING (cluster_id)
+        LEFT JOIN best b USING (record_key)
+        LEFT JOIN previous_membership pm USING (record_key)
+        ORDER BY r.record_key""",
+        building="membership",
+    )
+    store.execute(
+        """CREATE OR REPLACE TABLE pairs AS
+           SELECT md5(p.record_key_l || '|' || p.record_key_r)[:16] AS pair_id, p.*,
+                  ml.profile_id AS profile_id_l, mr.profile_id AS profile_id_r
+           FROM predictions p
+           JOIN membership ml ON ml.record_key = p.record_key_l
+           JOIN membership mr ON mr.record_key = p.record_key_r""",
+        building="pairs",
+    )
+    midpoint = (config.matching.match_threshold + config.matching.review_threshold) / 2
+    store.execute(
+        """CREATE OR REPLACE TABLE review_queue AS
+           SELECT pair_id, record_key_l, record_key_r, profile_id_l, profile_id_r, match_probability, match_weight,
+                  abs(match_probability - ?) AS distance_to_boundary
+           FROM pairs
+           WHERE match_probability < ? AND profile_id_l <> profile_id_r
+           ORDER BY distance_to_boundary, pair_id""",
+        [midpoint, config.matching.match_threshold],
+    )
+    counts = store.rows(
+        """SELECT (SELECT count(DISTINCT profile_id) FROM membership),
+                  (SELECT count(*) FROM cluster_profile WHERE NOT is_new),
+                  (SELECT count(*) FROM cluster_profile WHERE is_new),
+                  (SELECT count(*) FROM review_queue)"""
+    )[0]
+    for table in ("previous_membership", "inherited", "cluster_profile"):
+        store.execute(f"DROP TABLE {table}")
+    return {"profiles": counts[0], "ids_kept": counts[1], "ids_new": counts[2], "review_queue": counts[3]}
+
+
+def _unused_ids(store: Store, count: int) -> list[str]:
+    """Fresh ids that the registry has never issued (collisions are astronomically
+    unlikely, but an id must never be reused)."""
+    ids = mint_profile_ids(count)
+    if not ids or not store.table_exists("profile_registry", catalog=store.catalog):
+        return ids
+    store.register("_candidate_ids", pa.table({"profile_id": ids}))
+    taken = {
+        r[0]
+        for r in store.rows(
+            f"SELECT profile_id FROM _candidate_ids JOIN {ident(store.catalog)}.main.profile_registry USING (profile_id)"
+        )
+    }
+    store.unregister("_candidate_ids")
+    if len(set(ids)) != len(ids) or taken:
+        unique = list(dict.fromkeys(i for i in ids if i not in taken))
+        return unique + _unused_ids(store, count - len(unique))
+    return ids

@@ -1,0 +1,197 @@
+"""The linkage model's shape: comparisons per field type and blocking rules, as one
+plain splink settings dict (saved with the trained model as JSON).
+
+Design notes (see ../shared/SPLINK-NOTES.md): the address is ONE comparison with
+combined levels (postcode, street and city compared separately would count one address
+three times); emails are compared exactly after normalisation (fuzzy emails over-merged
+at scale); Dutch postcodes get their own levels (splink's PostcodeComparison is UK)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _null(*columns: str) -> dict[str, Any]:
+    cond = " OR ".join(f'"{c}_l" IS NULL OR "{c}_r" IS NULL' for c in columns)
+    return {"sql_condition": cond, "label_for_charts": "missing on either side", "is_null_level": True}
+
+
+def _level(sql: str, label: str, tf: str | None = None) -> dict[str, Any]:
+    level: dict[str, Any] = {"sql_condition": sql, "label_for_charts": label}
+    if tf:
+        level["tf_adjustment_column"] = tf
+        level["tf_adjustment_weight"] = 1.0
+    return level
+
+
+_ELSE = {"sql_condition": "ELSE", "label_for_charts": "all other comparisons"}
+
+
+def first_name() -> dict[str, Any]:
+    c = "first_name_std"
+    return {
+        "output_column_name": "first_name",
+        "comparison_description": "first name: exact (term frequency), Jaro-Winkler, initial",
+        "comparison_levels": [
+            _null(c),
+            _level(f'"{c}_l" = "{c}_r"', "exact", tf=c),
+            _level(f'jaro_winkler_similarity("{c}_l", "{c}_r") >= 0.92', "Jaro-Winkler >= 0.92"),
+            _level(f'jaro_winkler_similarity("{c}_l", "{c}_r") >= 0.80', "Jaro-Winkler >= 0.80"),
+            _level(
+                f'(length("{c}_l") = 1 OR length("{c}_r") = 1) AND "first_initial_l" = "first_initial_r"',
+                "initial matches the name",
+            ),
+            _ELSE,
+        ],
+    }
+
+
+def last_name() -> dict[str, Any]:
+    c = "last_name_std"
+    return {
+        "output_column_name": "last_name",
+        "comparison_description": "surname without particles: exact (term frequency), Jaro-Winkler, shared part of a double name",
+        "comparison_levels": [
+            _null(c),
+            _level(f'"{c}_l" = "{c}_r"', "exact", tf=c),
+            _level(f'jaro_winkler_similarity("{c}_l", "{c}_r") >= 0.92', "Jaro-Winkler >= 0.92"),
+            _level('len(list_intersect("surname_tokens_l", "surname_tokens_r")) > 0', "shares a part of a double name"),
+            _level(f'jaro_winkler_similarity("{c}_l", "{c}_r") >= 0.80', "Jaro-Winkler >= 0.80"),
+            _ELSE,
+        ],
+    }
+
+
+def date_of_birth() -> dict[str, Any]:
+    return {
+        "output_column_name": "date_of_birth",
+        "comparison_description": "birth date: exact, day and month swapped, one typing error",
+        "comparison_levels": [
+            _null("dob"),
+            _level('"dob_l" = "dob_r"', "exact"),
+            _level(
+                'year("dob_l") = year("dob_r") AND month("dob_l") = day("dob_r") AND day("dob_l") = month("dob_r")',
+                "day and month swapped",
+            ),
+            _level(
+                "damerau_levenshtein(strftime(\"dob_l\", '%Y%m%d'), strftime(\"dob_r\", '%Y%m%d')) <= 1",
+                "one digit differs or two adjacent swapped",
+            ),
+            _ELSE,
+        ],
+    }
+
+
+def exact(name: str, column: str, description: str, tf: bool) -> dict[str, Any]:
+    return {
+        "output_column_name": name,
+        "comparison_description": description,
+        "comparison_levels": [
+            _null(column),
+            _level(f'"{column}_l" = "{column}_r"', "exact", tf=column if tf else None),
+            _ELSE,
+        ],
+    }
+
+
+def address() -> dict[str, Any]:
+    pc, hn, st, city = "postcode_std", "house_number_std", "street_std", "city_std"
+    return {
+        "output_column_name": "address",
+        "comparison_description": "address as one comparison: postcode + house number, street + number + city, postcode, area",
+        "comparison_levels": [
+            {
+                "sql_condition": f'("{pc}_l" IS NULL AND "{st}_l" IS NULL) OR ("{pc}_r" IS NULL AND "{st}_r" IS NULL)',
+                "label_for_charts": "missing on either side",
+                "is_null_level": True,
+            },
+            _level(f'"{pc}_l" = "{pc}_r" AND "{hn}_l" = "{hn}_r"', "postcode and house number"),
+            _level(
+                f'"{hn}_l" = "{hn}_r" AND "{city}_l" = "{city}_r" AND jaro_winkler_similarity("{st}_l", "{st}_r") >= 0.9',
+                "street, house number and city",
+            ),
+            _level(f'"{pc}_l" = "{pc}_r" AND ("{hn}_l" IS NULL OR "{hn}_r" IS NULL)', "postcode, house number unknown"),
+            _level(f'"{pc}_l" = "{pc}_r"', "postcode, other house number"),
+            _level(f'left("{pc}_l", 4) = left("{pc}_r", 4) OR "{city}_l" = "{city}_r"', "same postcode area or city"),
+            _ELSE,
+        ],
+    }
+
+
+def identifier_column(name: str) -> str:
+    return f"id_{name}"
+
+
+def blocking_rules(shared_identifiers: list[str]) -> list[str]:
+    """Rules that generate candidate pairs: each is selective on its own, together they
+    let through a pair that agrees on any one strong field (or name + birth date)."""
+    rules = [
+        "l.phone_std = r.phone_std",
+        "l.email_std = r.email_std",
+        "l.dob = r.dob AND l.first_initial = r.first_initial",
+        "l.dob = r.dob AND left(l.last_name_std, 3) = left(r.last_name_std, 3)",
+        "l.postcode_std = r.postcode_std AND l.first_initial = r.first_initial",
+        "l.first_name_std = r.first_name_std AND l.last_name_std = r.last_name_std",
+    ]
+    rules += [f"l.{identifier_column(n)} = r.{identifier_column(n)}" for n in shared_identifiers]
+    return rules
+
+
+#: Rules used to train: each leaves the comparisons it does not touch free to estimate.
+EM_TRAINING_RULES = ("l.dob = r.dob", "l.last_name_std = r.last_name_std AND l.first_initial = r.first_initial")
+#: Near-certain rules for the prior (probability that two random records match).
+DETERMINISTIC_RULES = (
+    "l.email_std = r.email_std AND l.dob = r.dob",
+    "l.first_name_std = r.first_name_std AND l.last_name_std = r.last_name_std AND l.dob = r.dob",
+)
+
+
+def settings(shared_identifiers: list[str]) -> dict[str, Any]:
+    comparisons = [
+        first_name(),
+        last_name(),
+        date_of_birth(),
+        exact("email", "email_std", "email, normalised, exact (term frequency)", tf=True),
+        exact("phone", "phone_std", "phone in E.164, exact (term frequency)", tf=True),
+        address(),
+    ]
+    comparisons += [
+        exact(name, identifier_column(name), f"identifier {name}, exact", tf=False) for name in shared_identifiers
+    ]
+    return {
+        "link_type": "dedupe_only",
+        "unique_id_column_name": "record_key",
+        "probability_two_random_records_match": 1e-5,
+        "comparisons": comparisons,
+        "blocking_rules_to_generate_predictions": blocking_rules(shared_identifiers),
+        "retain_matching_columns": False,
+        "retain_intermediate_calculation_columns": False,
+        "additional_columns_to_retain": [],
+        "em_convergence": 0.0001,
+        "max_iterations": 25,
+    }
+
+
+#: Evidence that two records are different people whatever else they share: both have a
+#: birth date and the dates differ by more than a typo or a day/month swap, or both have
+#: a given name and the names clearly differ (different initial, or two full names far
+#: apart). Households, twins and father/son pairs share everything else; the
+#: independence assumption of the model cannot see that, these rules can. Pairs that
+#: break a rule never link directly or through a chain (see pipelines/cluster.py).
+VETO_RULES: dict[str, str] = {
+    "date_of_birth": """l.dob IS NOT NULL AND r.dob IS NOT NULL AND NOT (
+        l.dob = r.dob
+        OR (year(l.dob) = year(r.dob) AND month(l.dob) = day(r.dob) AND day(l.dob) = month(r.dob))
+        OR damerau_levenshtein(strftime(l.dob, '%Y%m%d'), strftime(r.dob, '%Y%m%d')) <= 1)""",
+    "first_name": """l.first_name_std IS NOT NULL AND r.first_name_std IS NOT NULL AND (
+        l.first_initial <> r.first_initial
+        OR (length(l.first_name_std) > 1 AND length(r.first_name_std) > 1
+            AND jaro_winkler_similarity(l.first_name_std, r.first_name_std) < 0.80))""",
+}
+
+
+def veto_sql(rules: list[str]) -> str:
+    """One boolean SQL expression over aliases ``l`` and ``r`` of ``linkable``."""
+    if not rules:
+        return "false"
+    return " OR ".join(f"({VETO_RULES[name]})" for name in rules)

@@ -1,0 +1,212 @@
+"""`unify.toml`: declared once here (name, default, help), validated strictly, and
+documented in docs/config.md (a test fails when a key is missing there)."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from profiles.errors import ConfigError
+from profiles.model import CANONICAL_FIELDS
+
+SOURCE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".json": "json", ".ndjson": "ndjson", ".jsonl": "ndjson"}
+SURVIVORSHIP_RULES = ("trust", "recent", "frequent")
+_NAME = r"^[a-z0-9_]+$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StoreConfig(_Strict):
+    path: Path = Field(Path("unify.duckdb"), description="DuckDB store file (relative to the config file).")
+    memory_limit: str | None = Field(None, description="DuckDB memory limit for runs, e.g. '6GB'; default: DuckDB's (80% of RAM).")
+    threads: int | None = Field(None, ge=1, description="DuckDB worker threads; default: all cores.")
+
+
+class MatchingConfig(_Strict):
+    backend: Literal["duckdb", "spark"] = Field("duckdb", description="Linkage backend: 'duckdb' (one machine) or 'spark'.")
+    match_threshold: float = Field(0.95, gt=0, lt=1, description="Match probability at or above which two records are one profile.")
+    review_threshold: float = Field(0.60, gt=0, lt=1, description="Pairs between this and match_threshold go to the steward review queue.")
+    model: Path = Field(Path("unify-model.json"), description="Trained model (splink JSON); trained and saved when missing.")
+    default_country: str = Field("NL", pattern=r"^[A-Z]{2}$", description="Country assumed for phone numbers and postcodes without one (ISO 3166 alpha-2).")
+    seed: int = Field(42, description="Seed for the random sampling in training, for reproducible models.")
+    u_max_pairs: int = Field(10_000_000, ge=10_000, description="Random pairs sampled to estimate u-probabilities.")
+    em_max_pairs: int = Field(2_000_000, ge=10_000, description="Cap on pairs per EM training session (memory and time bound).")
+    vetoes: list[Literal["date_of_birth", "first_name"]] = Field(
+        default_factory=lambda: ["date_of_birth", "first_name"],
+        description="Conflicts that keep two records apart whatever their score: birth dates that differ by more than a typo, clearly different given names.",
+    )
+
+    @model_validator(mode="after")
+    def _thresholds_ordered(self) -> MatchingConfig:
+        if self.review_threshold >= self.match_threshold:
+            raise ValueError("review_threshold must be below match_threshold")
+        return self
+
+
+class Constant(_Strict):
+    value: str = Field(description="A constant for every record of the source, e.g. country = { value = \"NL\" }.")
+
+
+CanonicalField = Literal[
+    "first_name", "middle_name", "last_name", "full_name", "gender", "date_of_birth", "email", "phone",
+    "street", "house_number", "address_line2", "postcode", "city", "region", "country",
+]
+
+
+class SourceConfig(_Strict):
+    name: Annotated[str, Field(pattern=_NAME, description="Unique source name, [a-z0-9_]+.")]
+    path: Path = Field(description="Source file; format from the extension (.csv .tsv .parquet .json .ndjson).")
+    id: str = Field(description="Column holding the source's own record id.")
+    trust: int = Field(1, description="Survivorship: a higher trust wins.")
+    updated_at: str | None = Field(None, description="Column with the record's last update time (recency for survivorship).")
+    updated_at_format: str | None = Field(None, description="strptime format of updated_at; default: ISO and common formats are detected.")
+    date_format: str | None = Field(None, description="strptime format of date fields; default: detected from the values (ISO and common formats).")
+    delimiter: str | None = Field(None, max_length=1, description="CSV delimiter; default ',' for .csv and tab for .tsv.")
+    fields: dict[CanonicalField, str | Constant] = Field(description="Canonical field = source column, or { value = \"...\" }.")
+    identifiers: dict[Annotated[str, Field(pattern=_NAME)], str] = Field(
+        default_factory=dict, description="Exact identifiers: name = column (e.g. customer_number = \"klantnummer\")."
+    )
+
+    @property
+    def format(self) -> str:
+        return SOURCE_FORMATS[self.path.suffix.lower()]
+
+    @field_validator("path")
+    @classmethod
+    def _known_format(cls, value: Path) -> Path:
+        if value.suffix.lower() not in SOURCE_FORMATS:
+            raise ValueError(f"unsupported file type {value.suffix!r}; use one of {', '.join(SOURCE_FORMATS)}")
+        return value
+
+    @field_validator("identifiers")
+    @classmethod
+    def _no_builtin_identifier_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if name in ("email", "phone", "record"):
+                raise ValueError(f"identifier name {name!r} is reserved")
+        return value
+
+    def columns(self) -> dict[str, str]:
+        """Source columns the mapping reads (role -> column), for schema checks."""
+        cols = {"id": self.id}
+        if self.updated_at:
+            cols["updated_at"] = self.updated_at
+        cols.update({f: c for f, c in self.fields.items() if isinstance(c, str)})
+        cols.update({f"identifier {n}": c for n, c in self.identifiers.items()})
+        return cols
+
+
+class SurvivorshipConfig(_Strict):
+    default: Literal["trust", "recent", "frequent"] = Field(
+        "trust", description="Rule for fields without one: trust (then recent, then frequent), recent (then trust, frequent) or frequent (then trust, recent)."
+    )
+    fields: dict[CanonicalField | Literal["address"], Literal["trust", "recent", "frequent"]] = Field(
+        default_factory=dict, description="Rule per golden field; 'address' sets the rule of the address, which survives as one unit."
+    )
+
+
+class Config(_Strict):
+    store: StoreConfig = Field(default_factory=StoreConfig, description="Where the store lives.")
+    matching: MatchingConfig = Field(default_factory=MatchingConfig, description="Linkage model and thresholds.")
+    survivorship: SurvivorshipConfig = Field(default_factory=SurvivorshipConfig, description="Golden record rules.")
+    sources: list[SourceConfig] = Field(min_length=1, description="One [[sources]] block per source system.")
+    base_dir: Path = Field(Path("."), exclude=True, description="Directory of the config file (set by load_config).")
+
+    @model_validator(mode="after")
+    def _unique_sources(self) -> Config:
+        seen: set[str] = set()
+        for source in self.sources:
+            if source.name in seen:
+                raise ValueError(f"source name {source.name!r} is used twice")
+            seen.add(source.name)
+        return self
+
+    def resolve(self, path: Path) -> Path:
+        return path if path.is_absolute() else (self.base_dir / path)
+
+    @property
+    def store_path(self) -> Path:
+        return self.resolve(self.store.path)
+
+    @property
+    def model_path(self) -> Path:
+        return self.resolve(self.matching.model)
+
+    def source(self, name: str) -> SourceConfig:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        raise ConfigError(f"no source named {name!r} in the config (have: {', '.join(s.name for s in self.sources)})")
+
+    def shared_identifiers(self) -> list[str]:
+        """Identifier names mapped by more than one source: only those can link records."""
+        counts: dict[str, int] = {}
+        for source in self.sources:
+            for name in source.identifiers:
+                counts[name] = counts.get(name, 0) + 1
+        return sorted(n for n, c in counts.items() if c > 1)
+
+
+def load_config(path: Path | str) -> Config:
+    """Read and validate a config file; errors name the key and its line."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} not found (run `unify demo` to create an example)")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    data["base_dir"] = path.parent.resolve()
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = tuple(first["loc"])
+        key = ".".join(str(p) for p in loc if not isinstance(p, int)) or "(top level)"
+        line = _line_of(text, loc)
+        where = f" (line {line})" if line else ""
+        message = first["msg"]
+        if first["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif first["type"] == "literal_error" and loc and loc[-1] not in ("backend", "default"):
+            message = f"unknown key; expected one of {', '.join(CANONICAL_FIELDS)}" if "fields" in loc else message
+        raise ConfigError(f"{path}: {key}{where}: {message}") from exc
+
+
+def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
+    """Best-effort line number of the key at ``loc`` (tomllib keeps no positions)."""
+    keys = [p for p in loc if isinstance(p, str)]
+    if not keys:
+        return None
+    index = next((p for p in loc if isinstance(p, int)), None)
+    table_path = keys[:-1]
+    target = keys[-1]
+    current: list[str] = []
+    array_counts: dict[str, int] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        header = re.match(r"^\[\[?\s*([^\]]+?)\s*\]\]?$", line)
+        if header:
+            current = [part.strip() for part in header.group(1).split(".")]
+            if line.startswith("[["):
+                array_counts[current[0]] = array_counts.get(current[0], -1) + 1
+            continue
+        in_right_item = index is None or array_counts.get(current[0] if current else "", -1) == index
+        key = re.match(r'^"?([A-Za-z0-9_\-]+)"?\s*=', line)
+        if key and key.group(1) == target and current == table_path and in_right_item:
+            return number
+        if not keys[:-1] and not current and key and key.group(1) == target:
+            return number
+    if table_path:
+        # the key may be a table header itself, e.g. an unknown [sources.extra]
+        for number, raw in enumerate(text.splitlines(), start=1):
+            if re.match(rf"^\[\[?\s*{re.escape('.'.join(keys))}\s*\]\]?", raw.strip()):
+                return number
+    return None

@@ -1,0 +1,52 @@
+"""Emails and phone numbers in one canonical form, so that ``06-12345678`` and
+``+31 6 1234 5678`` are the same identifier. Applied once per distinct value."""
+
+from __future__ import annotations
+
+import re
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+# Plain addresses (the vast majority) pass this and skip the full validator, which
+# still decides every address that does not look plain (quoted parts, unicode, ...).
+_PLAIN_EMAIL = re.compile(r"^[a-z0-9](?:[a-z0-9._%+\-]{0,62}[a-z0-9_%+\-])?@[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?)*\.[a-z]{2,24}$")
+
+
+def standardize_email(value: str) -> tuple[str | None, str | None]:
+    """Return (canonical email, problem). Case and surrounding whitespace are ignored."""
+    text = value.strip().lower()
+    if not text:
+        return None, None
+    if _PLAIN_EMAIL.match(text) and ".." not in text:
+        return text, None
+    try:
+        result = validate_email(text, check_deliverability=False, allow_smtputf8=True)
+    except EmailNotValidError as exc:
+        return None, f"invalid email: {exc}"
+    return result.normalized.lower(), None
+
+
+_PHONE_CHARS = re.compile(r"[^\d+]")
+
+
+def phone_digits(value: str) -> str:
+    """What survives of a phone number once layout is removed (cheap, for grouping)."""
+    text = _PHONE_CHARS.sub("", value)
+    return ("+" + text.replace("+", "")) if text.startswith("+") else text.replace("+", "")
+
+
+def standardize_phone(value: str, default_region: str) -> tuple[str | None, str | None]:
+    """Return (E.164 number, problem); national numbers are read in ``default_region``."""
+    digits = phone_digits(value)
+    if not digits.strip("+"):
+        return None, "invalid phone: no digits"
+    if digits.startswith("00"):
+        digits = "+" + digits[2:]
+    try:
+        number = phonenumbers.parse(digits, default_region)
+    except phonenumbers.NumberParseException as exc:
+        return None, f"invalid phone: {exc}"
+    if not phonenumbers.is_possible_number(number):
+        return None, "invalid phone: not a possible number"
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), None

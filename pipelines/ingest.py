@@ -1,0 +1,215 @@
+"""Ingest: read every source file with DuckDB and map it onto the canonical schema.
+
+Row-level problems (unparseable row, wrong column count, no record id, a duplicate id)
+quarantine the row with source, line and reason; schema problems (a mapped column
+missing from the file) stop the run before anything is written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipelines.config import Config, Constant, SourceConfig
+from profiles.errors import SourceSchemaError
+from profiles.model import CANONICAL_FIELDS
+from profiles.store import Store, ident, quote_column, sql_literal_path
+
+
+@dataclass
+class SourceCounts:
+    """What ingest saw of one source, for the run summary."""
+
+    rows: int = 0
+    quarantined: int = 0
+    accepted: int = 0
+    field_issues: dict[str, int] = field(default_factory=dict)
+
+
+def check_sources(store: Store, config: Config) -> None:
+    """Fail fast, before anything is written, when a file or a mapped column is missing."""
+    for source in config.sources:
+        path = config.resolve(source.path)
+        if not path.exists():
+            raise SourceSchemaError(f"source {source.name}: file {path} not found")
+        available = set(_file_columns(store, source, path))
+        for role, column in source.columns().items():
+            if column not in available:
+                raise SourceSchemaError(
+                    f"source {source.name}: column {column!r} ({role}) is missing from {path}; "
+                    f"the file has: {', '.join(sorted(available))}"
+                )
+
+
+def ingest_sources(store: Store, config: Config) -> dict[str, SourceCounts]:
+    """Build ``ingested`` (mapped raw values, one row per good record) and
+    ``quarantine`` (rejected rows) in the workspace."""
+    store.execute(
+        "CREATE OR REPLACE TABLE quarantine (source VARCHAR, line BIGINT, record_id VARCHAR, reason VARCHAR, content VARCHAR)"
+    )
+    selects: list[str] = []
+    params: list[Any] = []
+    counts: dict[str, SourceCounts] = {}
+    for source in config.sources:
+        raw_table = f"raw_{source.name}"
+        _load_raw(store, source, config.resolve(source.path), raw_table)
+        _quarantine_rows(store, source, raw_table)
+        sql, sql_params = _mapped_select(source, raw_table)
+        selects.append(sql)
+        params.extend(sql_params)
+        accepted = int(store.scalar(f"SELECT count(*) FROM {ident(raw_table)}"))
+        rejected = int(store.scalar("SELECT count(*) FROM quarantine WHERE source = ?", [source.name]))
+        counts[source.name] = SourceCounts(rows=accepted + rejected, quarantined=rejected, accepted=accepted)
+    store.execute("CREATE OR REPLACE TABLE ingested AS " + "\nUNION ALL BY NAME\n".join(selects), params, building="ingested")
+    for source in config.sources:
+        store.execute(f"DROP TABLE IF EXISTS {ident('raw_' + source.name)}")
+    return counts
+
+
+def _file_columns(store: Store, source: SourceConfig, path: Any) -> list[str]:
+    if source.format == "ndjson":
+        lines = _ndjson_lines_sql(path)
+        rows = store.rows(
+            f"SELECT DISTINCT unnest(json_keys(line::JSON)) FROM (SELECT line FROM {lines} WHERE json_valid(line) LIMIT 10000)"
+        )
+        return [str(r[0]) for r in rows]
+    return store.columns(_reader_sql(source, path, rejects=False))
+
+
+def _reader_sql(source: SourceConfig, path: Any, *, rejects: bool) -> str:
+    p = sql_literal_path(path)
+    if source.format in ("csv", "tsv"):
+        delim = source.delimiter or ("\t" if source.format == "tsv" else ",")
+        options = (
+            f"all_varchar = true, header = true, delim = '{_char(delim)}', quote = '\"', escape = '\"',"
+            " auto_detect = true, ignore_errors = true"
+        )
+        if rejects:
+            options += (
+                f", store_rejects = true, rejects_table = 'rejects_{source.name}',"
+                f" rejects_scan = 'rejscan_{source.name}'"
+            )
+        return f"read_csv({p}, {options})"
+    if source.format == "parquet":
+        return f"read_parquet({p})"
+    if source.format == "json":
+        return f"read_json({p}, format = 'array')"
+    raise AssertionError(source.format)
+
+
+def _char(ch: str) -> str:
+    if ch in ("'", "\\") or len(ch) != 1:
+        raise SourceSchemaError(f"unsupported delimiter {ch!r}")
+    return ch
+
+
+def _ndjson_lines_sql(path: Any) -> str:
+    # Read NDJSON as one text column so that a broken line is kept (and quarantined
+    # with its line number) instead of failing or vanishing inside the JSON reader.
+    return (
+        f"read_csv({sql_literal_path(path)}, columns = {{'line': 'VARCHAR'}}, header = false, delim = '\x1e',"
+        " quote = '', escape = '', auto_detect = false, new_line = '\\n')"
+    )
+
+
+def _load_raw(store: Store, source: SourceConfig, path: Any, raw_table: str) -> None:
+    """``raw_<source>``: ``_line`` (line in the file, or row number for Parquet/JSON)
+    plus every source column as text, and ``_raw`` (the row as JSON)."""
+    t = ident(raw_table)
+    if source.format == "ndjson":
+        store.execute(
+            f"""CREATE OR REPLACE TABLE {t} AS
+                SELECT row_number() OVER () AS _line, line AS _raw FROM {_ndjson_lines_sql(path)}""",
+            building=raw_table,
+        )
+        store.execute(
+            f"""INSERT INTO quarantine SELECT ?, _line, NULL, 'not valid JSON', left(_raw, 500)
+                FROM {t} WHERE NOT json_valid(_raw) OR json_type(_raw::JSON) <> 'OBJECT'""",
+            [source.name],
+        )
+        store.execute(f"DELETE FROM {t} WHERE NOT json_valid(_raw) OR json_type(_raw::JSON) <> 'OBJECT'")
+        return
+    reader = _reader_sql(source, path, rejects=True)
+    columns = store.columns(_reader_sql(source, path, rejects=False))
+    as_text = ", ".join(f"CAST({quote_column(c)} AS VARCHAR) AS {quote_column(c)}" for c in columns)
+    raw_json = "to_json(struct_pack(" + ", ".join(f"{quote_column(c)} := {quote_column(c)}" for c in columns) + "))"
+    store.execute(
+        f"""CREATE OR REPLACE TABLE {t} AS
+            SELECT row_number() OVER () AS _line, {as_text}, {raw_json}::VARCHAR AS _raw FROM {reader}""",
+        building=raw_table,
+    )
+    if source.format not in ("csv", "tsv"):
+        return
+    # Rows DuckDB rejected (wrong column count, broken quoting) are quarantined with
+    # their line; the row numbers of the good rows are shifted to file lines likewise
+    # (one record per line assumed; header is line 1).
+    rej = ident(f"rejects_{source.name}")
+    store.execute(
+        f"""INSERT INTO quarantine
+            SELECT ?, line, NULL, string_agg(DISTINCT error_type || ': ' || error_message, '; '), any_value(csv_line)
+            FROM {rej} GROUP BY line""",
+        [source.name],
+    )
+    store.execute(
+        f"""CREATE OR REPLACE TEMP TABLE rejected_lines AS
+            SELECT line - row_number() OVER (ORDER BY line) AS good_before FROM (SELECT DISTINCT line FROM {rej})"""
+    )
+    store.execute(
+        f"""UPDATE {t} SET _line = _line + 1 + (SELECT count(*) FROM rejected_lines WHERE good_before <= {t}._line)"""
+    )
+    store.execute(f"DROP TABLE {rej}; DROP TABLE {ident(f'rejscan_{source.name}')}; DROP TABLE rejected_lines")
+
+
+def _value_sql(source: SourceConfig, column: str) -> str:
+    if source.format == "ndjson":
+        path = '$."' + column.replace('"', '\\"') + '"'
+        return f"nullif(trim(json_extract_string(_raw, '{path.replace(chr(39), chr(39) * 2)}')), '')"
+    return f"nullif(trim({quote_column(column)}), '')"
+
+
+def _quarantine_rows(store: Store, source: SourceConfig, raw_table: str) -> None:
+    t = ident(raw_table)
+    rid = _value_sql(source, source.id)
+    store.execute(
+        f"""INSERT INTO quarantine SELECT ?, _line, NULL, 'no record id (column ' || ? || ' is empty)', left(_raw, 500)
+            FROM {t} WHERE {rid} IS NULL""",
+        [source.name, source.id],
+    )
+    store.execute(
+        f"""INSERT INTO quarantine
+            SELECT ?, _line, rid, 'duplicate record id (first seen at line ' || first_line || ')', left(_raw, 500)
+            FROM (SELECT _line, _raw, {rid} AS rid, min(_line) OVER (PARTITION BY {rid}) AS first_line FROM {t} WHERE {rid} IS NOT NULL)
+            WHERE _line > first_line""",
+        [source.name],
+    )
+    store.execute(
+        f"""DELETE FROM {t} WHERE {rid} IS NULL
+            OR _line IN (SELECT line FROM quarantine WHERE source = ? AND record_id IS NOT NULL)""",
+        [source.name],
+    )
+
+
+def _mapped_select(source: SourceConfig, raw_table: str) -> tuple[str, list[Any]]:
+    params: list[Any] = [source.name, source.trust]
+    cols = [
+        "? AS source",
+        f"{_value_sql(source, source.id)} AS record_id",
+        "_line AS line",
+        "? AS trust",
+        "_raw AS raw",
+        (f"{_value_sql(source, source.updated_at)} AS updated_at_raw" if source.updated_at else "NULL::VARCHAR AS updated_at_raw"),
+    ]
+    for name in CANONICAL_FIELDS:
+        mapping = source.fields.get(name)  # type: ignore[call-overload]
+        if mapping is None:
+            cols.append(f"NULL::VARCHAR AS {ident(name)}")
+        elif isinstance(mapping, Constant):
+            cols.append(f"?::VARCHAR AS {ident(name)}")
+            params.append(mapping.value)
+        else:
+            cols.append(f"{_value_sql(source, mapping)} AS {ident(name)}")
+    identifiers = ", ".join(
+        f"{{'kind': ?, 'value': {_value_sql(source, column)}}}" for column in source.identifiers.values()
+    )
+    params.extend(source.identifiers.keys())
+    cols.append(f"[{identifiers}]::STRUCT(kind VARCHAR, value VARCHAR)[] AS source_identifiers")
+    return f"SELECT {', '.join(cols)} FROM {ident(raw_table)}", params

@@ -1,0 +1,111 @@
+"""The batch run: ingest -> standardize -> link -> cluster -> survivorship -> publish.
+
+All intermediate work happens in an in-memory workspace; the run's tables are then
+written under a schema of their own and published in one transaction, so a failed or
+killed run leaves the previous run serving."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pipelines.cluster import assign_profiles, enforce_vetoes
+from pipelines.config import Config
+from pipelines.ingest import SourceCounts, check_sources, ingest_sources
+from pipelines.link import run_linkage
+from pipelines.standardize import standardize
+from profiles import survivorship
+from profiles.store import RUN_TABLES, Store, begin_run, fail_run, publish_run, write_run_table
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    sources: dict[str, SourceCounts]
+    records: int = 0
+    profiles: int = 0
+    candidate_pairs: int = 0
+    review_queue: int = 0
+    ids_kept: int = 0
+    ids_new: int = 0
+    clusters_split: int = 0
+    model_trained: bool = False
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+StageCallback = Callable[[str], None]
+
+
+def run_pipeline(config: Config, *, retrain: bool = False, on_stage: StageCallback | None = None) -> RunSummary:
+    """Run the whole batch pipeline for ``config`` and publish the result."""
+    notify = on_stage or (lambda _stage: None)
+    with Store.scratch() as scratch:
+        check_sources(scratch, config)  # nothing is written when a source is unusable
+    with Store.open(config.store_path, threads=config.store.threads) as store:
+        run_id = begin_run(store, str(config.base_dir), str(config.model_path))
+        summary = RunSummary(run_id=run_id, sources={})
+        timer = _StageTimer(summary.seconds, notify)
+        try:
+            spill = config.store_path.with_name(config.store_path.name + ".tmp")
+            with store.workspace(spill_dir=spill, memory_limit=config.store.memory_limit):
+                with timer("ingest"):
+                    summary.sources = ingest_sources(store, config)
+                with timer("standardize"):
+                    issues = standardize(store, config)
+                    for name, per_field in issues.items():
+                        summary.sources[name].field_issues = per_field
+                summary.records = int(store.scalar("SELECT count(*) FROM records"))
+                with timer("link"):
+                    outcome = run_linkage(store, config, retrain=retrain)
+                summary.model_trained = outcome.trained
+                summary.candidate_pairs = outcome.candidate_pairs
+                summary.seconds.update({f"link: {k}": round(v, 3) for k, v in outcome.seconds.items()})
+                with timer("cluster"):
+                    summary.clusters_split = enforce_vetoes(store, config)
+                    counts = assign_profiles(store, config)
+                summary.profiles = counts["profiles"]
+                summary.review_queue = counts["review_queue"]
+                summary.ids_kept, summary.ids_new = counts["ids_kept"], counts["ids_new"]
+                with timer("survivorship"):
+                    rules = {k: v for k, v in config.survivorship.fields.items()}
+                    store.execute(
+                        "CREATE OR REPLACE TABLE golden_fields AS "
+                        + survivorship.golden_fields_sql("records", "membership", rules, config.survivorship.default),
+                        building="golden_fields",
+                    )
+                    store.execute(
+                        "CREATE OR REPLACE TABLE profiles AS "
+                        + survivorship.profiles_sql("golden_fields", "records", "membership"),
+                        building="profiles",
+                    )
+                with timer("write"):
+                    for table in RUN_TABLES:
+                        write_run_table(store, run_id, table, f"SELECT * FROM work.main.{table}")
+            with timer("publish"):
+                model_json = config.model_path.read_text(encoding="utf-8") if config.model_path.exists() else None
+                publish_run(store, run_id, summary.as_dict(), model_json=model_json)
+        except BaseException as exc:
+            fail_run(store, run_id, f"{type(exc).__name__}: {exc}")
+            raise
+    return summary
+
+
+@dataclass
+class _StageTimer:
+    seconds: dict[str, float]
+    notify: StageCallback
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        self.notify(stage)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = round(time.perf_counter() - start, 3)

@@ -1,0 +1,234 @@
+"""Standardize: turn mapped raw values into clean display values and matching keys.
+
+Set-based DuckDB SQL for the row work; Python (names, phonenumbers, email-validator)
+runs once per distinct value and is joined back. A value that cannot be read (an
+impossible date, an invalid email) is nulled and recorded in ``field_issues``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pyarrow as pa
+
+from pipelines.config import Config
+from pipelines.contacts import standardize_email, standardize_phone
+from pipelines.names import parse_given_name, parse_surname, split_full_name
+from profiles.store import Store
+
+DATE_FORMATS = ("%Y-%m-%d", "%d-%m-%Y", "%d/%m/%Y", "%m/%d/%Y", "%Y%m%d", "%d.%m.%Y", "%Y/%m/%d", "%d-%m-%y", "%m-%d-%Y")
+TIMESTAMP_FORMATS = ("%d-%m-%Y %H:%M", "%d-%m-%Y %H:%M:%S", "%d/%m/%Y %H:%M", "%m/%d/%Y %H:%M", "%Y%m%d%H%M%S", *DATE_FORMATS)
+_COUNTRIES = {
+    "nederland": "NL", "netherlands": "NL", "the netherlands": "NL", "holland": "NL", "belgie": "BE", "belgië": "BE",
+    "belgium": "BE", "belgique": "BE", "deutschland": "DE", "germany": "DE", "duitsland": "DE", "france": "FR",
+    "frankrijk": "FR", "united kingdom": "GB", "uk": "GB", "engeland": "GB", "luxembourg": "LU", "luxemburg": "LU",
+}
+
+#: Columns of ``records`` used for matching (the model's inputs), besides the display fields.
+MATCH_COLUMNS = (
+    "first_name_std", "first_initial", "last_name_std", "surname_tokens", "dob", "email_std", "phone_std",
+    "postcode_std", "house_number_std", "street_std", "city_std",
+)
+
+
+def standardize(store: Store, config: Config) -> dict[str, dict[str, int]]:
+    """Build ``records``, ``identifiers`` and ``field_issues`` from ``ingested``.
+    Returns field issue counts per source and field."""
+    store.execute("CREATE OR REPLACE TABLE field_issues (source VARCHAR, record_id VARCHAR, line BIGINT, field VARCHAR, reason VARCHAR)")
+    _split_full_names(store)
+    _map_distinct(store, "given_map", "SELECT DISTINCT first_raw FROM names_split WHERE first_raw IS NOT NULL", _given, ("display", "folded", "initial"))
+    _map_distinct(store, "surname_map", "SELECT DISTINCT last_raw FROM names_split WHERE last_raw IS NOT NULL", _surname, ("display", "core", "tokens"), {"tokens": pa.list_(pa.string())})
+    _map_distinct(store, "email_map", "SELECT DISTINCT email FROM ingested WHERE email IS NOT NULL", _email, ("value", "problem"))
+    store.execute(
+        f"""CREATE OR REPLACE TEMP TABLE phone_input AS
+            SELECT DISTINCT regexp_replace(phone, '[^0-9+]', '', 'g') AS digits, {_country_sql('country')} AS region
+            FROM ingested WHERE phone IS NOT NULL"""
+    )
+    default_region = config.matching.default_country
+    _map_distinct(
+        store, "phone_map", "SELECT digits, region FROM phone_input",
+        lambda digits, region: standardize_phone(digits, region or default_region), ("value", "problem"),
+    )
+    _parse_dates(store, config)
+    store.execute(
+        f"""CREATE OR REPLACE TABLE records AS
+        SELECT
+            i.source || ':' || i.record_id AS record_key, i.source, i.record_id, i.line, i.trust,
+            i.raw::JSON AS raw, d.updated_at,
+            g.display AS first_name, n.middle_raw AS middle_name, s.display AS last_name,
+            coalesce(i.full_name, concat_ws(' ', g.display, n.middle_raw, s.display)) AS full_name,
+            CASE WHEN lower(i.gender) IN ('m', 'man', 'male', 'mr', 'dhr') THEN 'M'
+                 WHEN lower(i.gender) IN ('f', 'v', 'vrouw', 'female', 'woman', 'mrs', 'ms', 'mevr') THEN 'F' END AS gender,
+            d.dob AS date_of_birth,
+            e.value AS email,
+            p.value AS phone,
+            i.street, i.house_number, i.address_line2,
+            CASE WHEN regexp_full_match(upper(replace(i.postcode, ' ', '')), '[0-9]{{4}}[A-Z]{{2}}')
+                 THEN substr(upper(replace(i.postcode, ' ', '')), 1, 4) || ' ' || substr(upper(replace(i.postcode, ' ', '')), 5, 2)
+                 ELSE upper(trim(i.postcode)) END AS postcode,
+            i.city, i.region, {_country_sql('i.country')} AS country,
+            -- matching keys
+            g.folded AS first_name_std, g.initial AS first_initial,
+            s.core AS last_name_std, s.tokens AS surname_tokens,
+            d.dob,
+            e.value AS email_std, p.value AS phone_std,
+            nullif(upper(regexp_replace(i.postcode, '[^0-9A-Za-z]', '', 'g')), '') AS postcode_std,
+            nullif(lower(regexp_replace(i.house_number, '[^0-9A-Za-z]', '', 'g')), '') AS house_number_std,
+            nullif(trim(regexp_replace(lower(strip_accents(i.street)), '[^a-z0-9]+', ' ', 'g')), '') AS street_std,
+            nullif(trim(regexp_replace(lower(strip_accents(i.city)), '[^a-z0-9]+', ' ', 'g')), '') AS city_std,
+            i.source_identifiers
+        FROM ingested i
+        JOIN names_split n USING (source, record_id)
+        JOIN parsed_dates d USING (source, record_id)
+        LEFT JOIN given_map g ON g.key = n.first_raw
+        LEFT JOIN surname_map s ON s.key = n.last_raw
+        LEFT JOIN email_map e ON e.key = i.email
+        LEFT JOIN phone_map p ON p.digits = regexp_replace(i.phone, '[^0-9+]', '', 'g')
+             AND p.region IS NOT DISTINCT FROM {_country_sql('i.country')}
+        ORDER BY record_key""",
+        building="records",
+    )
+    store.execute(
+        """INSERT INTO field_issues
+           SELECT i.source, i.record_id, i.line, 'email', m.problem || ' (value ' || i.email || ')'
+           FROM ingested i JOIN email_map m ON m.key = i.email WHERE m.problem IS NOT NULL"""
+    )
+    store.execute(
+        f"""INSERT INTO field_issues
+            SELECT i.source, i.record_id, i.line, 'phone', m.problem || ' (value ' || i.phone || ')'
+            FROM ingested i JOIN phone_map m ON m.digits = regexp_replace(i.phone, '[^0-9+]', '', 'g')
+                 AND m.region IS NOT DISTINCT FROM {_country_sql('i.country')}
+            WHERE m.problem IS NOT NULL"""
+    )
+    store.execute(
+        """CREATE OR REPLACE TABLE identifiers AS
+           SELECT record_key, source, 'email' AS kind, email_std AS value FROM records WHERE email_std IS NOT NULL
+           UNION ALL SELECT record_key, source, 'phone', phone_std FROM records WHERE phone_std IS NOT NULL
+           UNION ALL SELECT record_key, source, ident.kind, ident.value
+                FROM (SELECT record_key, source, unnest(source_identifiers) AS ident FROM records)
+                WHERE ident.value IS NOT NULL"""
+    )
+    store.execute("ALTER TABLE records DROP COLUMN source_identifiers")
+    for table in ("names_split", "given_map", "surname_map", "email_map", "phone_map", "phone_input", "parsed_dates"):
+        store.execute(f"DROP TABLE IF EXISTS {table}")
+    counts: dict[str, dict[str, int]] = {}
+    for source, field, n in store.rows("SELECT source, field, count(*) FROM field_issues GROUP BY ALL ORDER BY ALL"):
+        counts.setdefault(source, {})[field] = int(n)
+    return counts
+
+
+def _country_sql(column: str) -> str:
+    cases = " ".join(f"WHEN '{name}' THEN '{code}'" for name, code in _COUNTRIES.items())
+    return (
+        f"(CASE WHEN length(trim({column})) = 2 THEN upper(trim({column})) "
+        f"ELSE (CASE lower(trim({column})) {cases} END) END)"
+    )
+
+
+def _split_full_names(store: Store) -> None:
+    """Records that only have a full name get first/middle/last from it."""
+    _map_distinct(
+        store, "fullname_map",
+        "SELECT DISTINCT full_name FROM ingested WHERE full_name IS NOT NULL AND (first_name IS NULL OR last_name IS NULL)",
+        lambda v: tuple(getattr(split_full_name(v), f) for f in ("first", "middle", "last")), ("first", "middle", "last"),
+    )
+    store.execute(
+        """CREATE OR REPLACE TEMP TABLE names_split AS
+           SELECT i.source, i.record_id,
+                  coalesce(i.first_name, f.first) AS first_raw,
+                  coalesce(i.middle_name, f.middle) AS middle_raw,
+                  coalesce(i.last_name, f.last) AS last_raw
+           FROM ingested i LEFT JOIN fullname_map f ON f.key = i.full_name AND (i.first_name IS NULL OR i.last_name IS NULL)"""
+    )
+    store.execute("DROP TABLE fullname_map")
+
+
+def _given(value: str) -> tuple[Any, ...]:
+    parsed = parse_given_name(value)
+    return (parsed.display, parsed.folded, parsed.initial) if parsed else (None, None, None)
+
+
+def _surname(value: str) -> tuple[Any, ...]:
+    parsed = parse_surname(value)
+    return (parsed.display, parsed.core, list(parsed.tokens)) if parsed else (None, None, None)
+
+
+def _email(value: str) -> tuple[Any, ...]:
+    return standardize_email(value)
+
+
+def _map_distinct(
+    store: Store,
+    table: str,
+    distinct_sql: str,
+    fn: Callable[..., Iterable[Any]],
+    outputs: tuple[str, ...],
+    types: dict[str, pa.DataType] | None = None,
+) -> None:
+    """Apply ``fn`` once per distinct input row and keep the results as a table keyed by
+    the inputs (a single input is named ``key``)."""
+    arrow = store.arrow(distinct_sql)
+    names = arrow.column_names
+    inputs = [arrow.column(n).to_pylist() for n in names]
+    results = [tuple(fn(*args)) for args in zip(*inputs)]
+    key_names = ["key"] if len(names) == 1 else names
+    columns: dict[str, Any] = {k: arrow.column(n) for k, n in zip(key_names, names)}
+    for index, name in enumerate(outputs):
+        data = [r[index] for r in results]
+        columns[name] = pa.array(data, type=(types or {}).get(name, pa.string()))
+    staged = f"_{table}_arrow"
+    store.register(staged, pa.table(columns))
+    store.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM {staged}")
+    store.unregister(staged)
+
+
+def _parse_dates(store: Store, config: Config) -> None:
+    """``parsed_dates``: birth date and update time per record, in each source's format
+    (configured, or the format that reads most of the source's values)."""
+    selects: list[str] = []
+    params: list[Any] = []
+    for source in config.sources:
+        dob_format = source.date_format or _detect_format(store, source.name, "date_of_birth", DATE_FORMATS)
+        ts_format = source.updated_at_format or _detect_format(store, source.name, "updated_at_raw", TIMESTAMP_FORMATS, iso_first=True)
+        ts_sql = "coalesce(try_cast(updated_at_raw AS TIMESTAMP), try_strptime(updated_at_raw, ?))" if ts_format else "try_cast(updated_at_raw AS TIMESTAMP)"
+        selects.append(
+            f"""SELECT source, record_id, line, date_of_birth AS dob_raw, updated_at_raw,
+                       try_strptime(date_of_birth, ?)::DATE AS dob_parsed, {ts_sql} AS updated_at, ? AS dob_format
+                FROM ingested WHERE source = ?"""
+        )
+        params.extend([dob_format or "%Y-%m-%d", *([ts_format] if ts_format else []), dob_format or "%Y-%m-%d", source.name])
+    store.execute(
+        f"""CREATE OR REPLACE TEMP TABLE dates_raw AS {' UNION ALL '.join(selects)}""", params, building="dates_raw"
+    )
+    store.execute(
+        """CREATE OR REPLACE TEMP TABLE parsed_dates AS
+           SELECT source, record_id, updated_at,
+                  CASE WHEN dob_parsed BETWEEN DATE '1900-01-01' AND current_date THEN dob_parsed END AS dob
+           FROM dates_raw"""
+    )
+    store.execute(
+        """INSERT INTO field_issues
+           SELECT source, record_id, line, 'date_of_birth',
+                  CASE WHEN dob_parsed IS NULL THEN 'not a valid date in format ' || dob_format
+                       ELSE 'date out of range (before 1900 or in the future)' END || ' (value ' || dob_raw || ')'
+           FROM dates_raw
+           WHERE dob_raw IS NOT NULL AND (dob_parsed IS NULL OR dob_parsed NOT BETWEEN DATE '1900-01-01' AND current_date)
+           UNION ALL
+           SELECT source, record_id, line, 'updated_at', 'not a valid timestamp (value ' || updated_at_raw || ')'
+           FROM dates_raw WHERE updated_at_raw IS NOT NULL AND updated_at IS NULL"""
+    )
+    store.execute("DROP TABLE dates_raw")
+
+
+def _detect_format(store: Store, source: str, column: str, formats: tuple[str, ...], iso_first: bool = False) -> str | None:
+    sample = f"(SELECT {column} AS v FROM ingested WHERE source = ? AND {column} IS NOT NULL LIMIT 20000)"
+    if iso_first:
+        total, iso = store.rows(f"SELECT count(*), count(try_cast(v AS TIMESTAMP)) FROM {sample}", [source])[0]
+        if total == 0 or iso >= 0.5 * total:
+            return None
+    best, best_count = None, 0
+    for fmt in formats:
+        n = int(store.scalar(f"SELECT count(try_strptime(v, ?)) FROM {sample}", [fmt, source]))
+        if n > best_count:
+            best, best_count = fmt, n
+    return best

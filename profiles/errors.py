@@ -1,0 +1,20 @@
+"""One error family for unify, so the CLI and the API can tell expected failures
+(bad config, bad input, a store problem) from bugs."""
+
+from __future__ import annotations
+
+
+class UnifyError(Exception):
+    """Base of every expected unify failure; its message is meant for the user."""
+
+
+class ConfigError(UnifyError):
+    """The configuration file is invalid (names the key and, where known, the line)."""
+
+
+class SourceSchemaError(UnifyError):
+    """A source file does not have the shape its mapping promises (names file and column)."""
+
+
+class StoreError(UnifyError):
+    """The store is missing, locked, or not in the state an operation needs."""

@@ -1,0 +1,19 @@
+"""The DuckDB store: the only module of unify that imports duckdb."""
+
+from profiles.store.connection import WORK_CATALOG, Store, ident, quote_column, sql_literal_path
+from profiles.store.runs import begin_run, current_run, fail_run, publish_run, write_run_table
+from profiles.store.schema import RUN_TABLES
+
+__all__ = [
+    "RUN_TABLES",
+    "WORK_CATALOG",
+    "Store",
+    "begin_run",
+    "current_run",
+    "fail_run",
+    "ident",
+    "publish_run",
+    "quote_column",
+    "sql_literal_path",
+    "write_run_table",
+]

@@ -1,0 +1,196 @@
+"""The one place unify talks to DuckDB: a store file owned by one process, shared by
+threads through cursors, with failing statements re-raised with their context."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from profiles.errors import StoreError
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+WORK_CATALOG = "work"
+
+
+def ident(name: str) -> str:
+    """Quote an identifier that comes from validated config or our own code.
+
+    Values never go through here: they are bound parameters.
+    """
+    if not _IDENTIFIER.match(name):
+        raise StoreError(f"refusing to use {name!r} as an SQL identifier")
+    return f'"{name}"'
+
+
+def sql_literal_path(path: Path | str) -> str:
+    """A file path as an SQL string literal (table functions do not take parameters
+    for their path in every DuckDB version)."""
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+class Store:
+    """A DuckDB store file. Open it with :func:`Store.open` (or as a context manager)."""
+
+    def __init__(self, connection: duckdb.DuckDBPyConnection, path: Path, read_only: bool):
+        self._con = connection
+        self.path = path
+        self.read_only = read_only
+        self.catalog: str = str(connection.sql("SELECT current_database()").fetchall()[0][0])
+        self._lock = threading.RLock()
+        self._work_attached = False
+
+    @classmethod
+    def open(cls, path: Path | str, *, read_only: bool = False, threads: int | None = None) -> Store:
+        path = Path(path)
+        if read_only and not path.exists():
+            raise StoreError(f"store {path} does not exist: run `unify run` first")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            con = duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            raise StoreError(
+                f"cannot open store {path}: {exc}. Only one process may own the store; "
+                "is `unify serve` or another run using it?"
+            ) from exc
+        if threads:
+            con.execute(f"SET threads = {int(threads)}")
+        store = cls(con, path, read_only)
+        if not read_only:
+            from profiles.store.schema import ensure_schema
+
+            ensure_schema(store)
+        return store
+
+    @classmethod
+    def scratch(cls) -> Store:
+        """An in-memory store, for work that must not touch any file (pre-flight checks)."""
+        return cls(duckdb.connect(":memory:"), Path(":memory:"), read_only=False)
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._con.close()
+
+    @property
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """The raw connection, for libraries (splink) that drive DuckDB themselves."""
+        return self._con
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None, *, building: str | None = None) -> None:
+        with self._lock:
+            self._run(sql, params, building)
+
+    def rows(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._run(sql, params, None).fetchall()
+
+    def scalar(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Any:
+        rows = self.rows(sql, params)
+        return rows[0][0] if rows else None
+
+    def arrow(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pa.Table:
+        with self._lock:
+            result = self._run(sql, params, None)
+            table = result.fetch_arrow_table()
+            assert isinstance(table, pa.Table)
+            return table
+
+    def dicts(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            result = self._run(sql, params, None)
+            names = [d[0] for d in result.description or []]
+            return [dict(zip(names, row)) for row in result.fetchall()]
+
+    def register(self, name: str, table: pa.Table) -> None:
+        """Expose an Arrow table to SQL under ``name`` (a view on the Python object)."""
+        with self._lock:
+            self._con.register(name, table)
+
+    def unregister(self, name: str) -> None:
+        with self._lock:
+            self._con.unregister(name)
+
+    def table_exists(self, name: str, schema: str = "main", catalog: str | None = None) -> bool:
+        return bool(
+            self.scalar(
+                "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? AND table_name = ?"
+                " UNION ALL SELECT count(*) FROM duckdb_views() WHERE database_name = ? AND schema_name = ? AND view_name = ?"
+                " ORDER BY 1 DESC LIMIT 1",
+                [catalog or self.catalog, schema, name] * 2,
+            )
+        )
+
+    def columns(self, relation_sql: str) -> list[str]:
+        """Column names of a relation (a table function call, a table name, a query)."""
+        with self._lock:
+            result = self._run(f"DESCRIBE SELECT * FROM {relation_sql}", None, None)
+            return [row[0] for row in result.fetchall()]
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._lock:
+            self._con.execute("BEGIN TRANSACTION")
+            try:
+                yield
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+            self._con.execute("COMMIT")
+
+    @contextmanager
+    def workspace(self, spill_dir: Path | None = None, memory_limit: str | None = None) -> Iterator[str]:
+        """Attach an in-memory database for a run's intermediate tables and make it the
+        default catalog, so scratch work (splink's included) never touches the store file.
+        Yields the workspace's catalog name."""
+        with self._lock:
+            if spill_dir is not None:
+                spill_dir.mkdir(parents=True, exist_ok=True)
+                self._con.execute(f"SET temp_directory = {sql_literal_path(spill_dir)}")
+            if memory_limit:
+                self._con.execute("SET memory_limit = ?", [memory_limit])
+            self._con.execute(f"ATTACH ':memory:' AS {WORK_CATALOG}")
+            self._con.execute(f"USE {WORK_CATALOG}")
+            self._work_attached = True
+        try:
+            yield WORK_CATALOG
+        finally:
+            with self._lock:
+                self._con.execute(f"USE {ident(self.catalog)}")
+                self._con.execute(f"DETACH {WORK_CATALOG}")
+                self._work_attached = False
+
+    @contextmanager
+    def using_catalog(self, catalog: str) -> Iterator[None]:
+        """Temporarily make ``catalog`` the default (views created inside bind to it)."""
+        with self._lock:
+            previous = str(self._con.sql("SELECT current_database()").fetchall()[0][0])
+            self._con.execute(f"USE {ident(catalog)}")
+            try:
+                yield
+            finally:
+                self._con.execute(f"USE {ident(previous)}")
+
+    def _run(self, sql: str, params: Sequence[Any] | dict[str, Any] | None, building: str | None) -> duckdb.DuckDBPyConnection:
+        try:
+            return self._con.execute(sql, params) if params is not None else self._con.execute(sql)
+        except duckdb.Error as exc:
+            what = f" while building {building}" if building else ""
+            raise StoreError(f"SQL failed{what}: {exc}\n--- statement ---\n{sql.strip()}") from exc
+
+
+def quote_column(name: str) -> str:
+    """Quote a column name read from a source file header (may hold spaces, quotes)."""
+    if "\x00" in name:
+        raise StoreError(f"column name {name!r} contains a NUL byte")
+    return '"' + name.replace('"', '""') + '"'

@@ -1,0 +1,117 @@
+"""Runs build new tables in a schema of their own and are published by repointing the
+views in ``main`` in one transaction: readers see the previous run or the new one,
+never a half-written one, and a crash before the swap leaves the previous run serving."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from profiles.errors import StoreError
+from profiles.store.connection import Store, ident
+from profiles.store.schema import RUN_TABLES
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    now = now or datetime.now(timezone.utc)
+    return f"run_{now:%Y%m%d_%H%M%S}_{secrets.token_hex(3)}"
+
+
+def current_run(store: Store) -> str | None:
+    value = store.scalar(
+        "SELECT run_id FROM runs WHERE status = 'published' ORDER BY finished_at DESC LIMIT 1"
+    )
+    return str(value) if value is not None else None
+
+
+def begin_run(store: Store, config_path: str, model_path: str) -> str:
+    """Drop leftovers of runs that never published, then open a schema for a new run."""
+    for (schema,) in store.rows(
+        "SELECT schema_name FROM duckdb_schemas() WHERE database_name = ? AND schema_name LIKE 'run\\_%' ESCAPE '\\'",
+        [store.catalog],
+    ):
+        status = store.scalar("SELECT status FROM runs WHERE run_id = ?", [schema])
+        if status not in ("published", "superseded"):
+            store.execute(f"DROP SCHEMA IF EXISTS {ident(store.catalog)}.{ident(schema)} CASCADE")
+    store.execute("UPDATE runs SET status = 'failed' WHERE status = 'running'")
+    run_id = new_run_id()
+    store.execute(
+        "INSERT INTO runs (run_id, started_at, status, config_path, model_path) VALUES (?, now(), 'running', ?, ?)",
+        [run_id, config_path, model_path],
+    )
+    store.execute(f"CREATE SCHEMA {ident(store.catalog)}.{ident(run_id)}")
+    return run_id
+
+
+def write_run_table(store: Store, run_id: str, table: str, select_sql: str) -> None:
+    """Materialise ``select_sql`` (which may read the workspace) as a table of the run."""
+    if table not in RUN_TABLES:
+        raise StoreError(f"{table!r} is not a run table")
+    target = f"{ident(store.catalog)}.{ident(run_id)}.{ident(table)}"
+    store.execute(f"CREATE OR REPLACE TABLE {target} AS {select_sql}", building=target)
+
+
+def publish_run(
+    store: Store, run_id: str, summary: Mapping[str, Any], model_json: str | None = None, keep_previous: int = 1
+) -> None:
+    """Swap the views of ``main`` to this run, register new profile ids and retire the
+    ones no longer in use, all in one transaction; then drop runs older than needed."""
+    missing = [t for t in RUN_TABLES if not store.table_exists(t, schema=run_id)]
+    if missing:
+        raise StoreError(f"run {run_id} cannot be published: tables missing: {', '.join(missing)}")
+    run = ident(run_id)
+    with store.using_catalog(store.catalog), store.transaction():
+        for table in RUN_TABLES:
+            store.execute(f"CREATE OR REPLACE VIEW main.{ident(table)} AS SELECT * FROM {run}.{ident(table)}")
+        store.execute(
+            f"""INSERT INTO profile_registry (profile_id, created_run, created_at)
+                SELECT p.profile_id, ?, now() FROM {run}.profiles p
+                WHERE NOT EXISTS (SELECT 1 FROM profile_registry r WHERE r.profile_id = p.profile_id)""",
+            [run_id],
+        )
+        # Ids that no profile of this run carries any more redirect to the profile that
+        # took most of their records (computed by the pipeline as membership.previous_profile_id).
+        store.execute(
+            f"""UPDATE profile_registry AS r SET retired_run = ?, redirect_to = t.survivor
+                FROM (
+                    SELECT previous_profile_id AS old_id, arg_max(profile_id, n) AS survivor
+                    FROM (SELECT previous_profile_id, profile_id, count(*) AS n FROM {run}.membership
+                          WHERE previous_profile_id IS NOT NULL GROUP BY ALL)
+                    GROUP BY previous_profile_id
+                ) t
+                WHERE r.profile_id = t.old_id AND r.retired_run IS NULL
+                  AND NOT EXISTS (SELECT 1 FROM {run}.profiles p WHERE p.profile_id = r.profile_id)""",
+            [run_id],
+        )
+        # Keep redirect chains one hop long: whatever pointed at a now-retired id follows it.
+        store.execute(
+            """UPDATE profile_registry AS r SET redirect_to = t.redirect_to
+               FROM profile_registry t
+               WHERE r.redirect_to = t.profile_id AND t.redirect_to IS NOT NULL"""
+        )
+        store.execute("UPDATE runs SET status = 'superseded' WHERE status = 'published'")
+        store.execute(
+            "UPDATE runs SET status = 'published', finished_at = now(), summary = ?, model = ? WHERE run_id = ?",
+            [json.dumps(summary, default=str), model_json, run_id],
+        )
+    _drop_old_runs(store, keep_previous)
+
+
+def fail_run(store: Store, run_id: str, reason: str) -> None:
+    store.execute(
+        "UPDATE runs SET status = 'failed', finished_at = now(), summary = ? WHERE run_id = ?",
+        [json.dumps({"error": reason}), run_id],
+    )
+    store.execute(f"DROP SCHEMA IF EXISTS {ident(store.catalog)}.{ident(run_id)} CASCADE")
+
+
+def _drop_old_runs(store: Store, keep_previous: int) -> None:
+    stale = store.rows(
+        "SELECT run_id FROM runs WHERE status = 'superseded' ORDER BY finished_at DESC OFFSET ?",
+        [keep_previous],
+    )
+    for (run_id,) in stale:
+        store.execute(f"DROP SCHEMA IF EXISTS {ident(store.catalog)}.{ident(str(run_id))} CASCADE")
