@@ -26,7 +26,7 @@ def enforce_vetoes(store: Store, config: Config) -> int:
             FROM clusters a JOIN clusters b ON a.cluster_id = b.cluster_id AND a.record_key < b.record_key
             JOIN linkable l ON l.record_key = a.record_key
             JOIN linkable r ON r.record_key = b.record_key
-            WHERE {veto_sql(list(config.matching.vetoes))}""",
+            WHERE {veto_sql(list(config.matching.vetoes), config.shared_identifiers())}""",
         building="cluster_conflicts",
     )
     conflicted = store.scalar("SELECT count(DISTINCT cluster_id) FROM cluster_conflicts")

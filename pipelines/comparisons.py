@@ -122,39 +122,75 @@ def identifier_column(name: str) -> str:
     return f"id_{name}"
 
 
-def blocking_rules(shared_identifiers: list[str]) -> list[str]:
+# Which groups of canonical fields feed which comparison; a comparison is part of the
+# model only when some source maps one of its fields (an unmapped one cannot be trained).
+_GROUPS: dict[str, tuple[str, ...]] = {
+    "name": ("first_name", "last_name", "full_name"),
+    "date_of_birth": ("date_of_birth",),
+    "email": ("email",),
+    "phone": ("phone",),
+    "address": ("postcode", "street"),
+}
+
+
+def available(mapped_fields: set[str]) -> set[str]:
+    return {group for group, fields in _GROUPS.items() if mapped_fields & set(fields)}
+
+
+def blocking_rules(groups: set[str], shared_identifiers: list[str]) -> list[str]:
     """Rules that generate candidate pairs: each is selective on its own, together they
     let through a pair that agrees on any one strong field (or name + birth date)."""
-    rules = [
-        "l.phone_std = r.phone_std",
-        "l.email_std = r.email_std",
-        "l.dob = r.dob AND l.first_initial = r.first_initial",
-        "l.dob = r.dob AND left(l.last_name_std, 3) = left(r.last_name_std, 3)",
-        "l.postcode_std = r.postcode_std AND l.first_initial = r.first_initial",
-        "l.first_name_std = r.first_name_std AND l.last_name_std = r.last_name_std",
+    candidates = [
+        ({"phone"}, "l.phone_std = r.phone_std"),
+        ({"email"}, "l.email_std = r.email_std"),
+        ({"date_of_birth", "name"}, "l.dob = r.dob AND l.first_initial = r.first_initial"),
+        ({"date_of_birth", "name"}, "l.dob = r.dob AND left(l.last_name_std, 3) = left(r.last_name_std, 3)"),
+        ({"address", "name"}, "l.postcode_std = r.postcode_std AND l.first_initial = r.first_initial"),
+        ({"name"}, "l.first_name_std = r.first_name_std AND l.last_name_std = r.last_name_std"),
     ]
+    rules = [rule for needs, rule in candidates if needs <= groups]
     rules += [f"l.{identifier_column(n)} = r.{identifier_column(n)}" for n in shared_identifiers]
     return rules
 
 
-#: Rules used to train: each leaves the comparisons it does not touch free to estimate.
-EM_TRAINING_RULES = ("l.dob = r.dob", "l.last_name_std = r.last_name_std AND l.first_initial = r.first_initial")
-#: Near-certain rules for the prior (probability that two random records match).
-DETERMINISTIC_RULES = (
-    "l.email_std = r.email_std AND l.dob = r.dob",
-    "l.first_name_std = r.first_name_std AND l.last_name_std = r.last_name_std AND l.dob = r.dob",
-)
+def em_training_rules(groups: set[str]) -> list[str]:
+    """Blocking rules for EM: each leaves the comparisons it does not touch free to be
+    estimated, and together they estimate every comparison."""
+    rules = []
+    if "date_of_birth" in groups:
+        rules.append("l.dob = r.dob")
+    elif "address" in groups:
+        rules.append("l.postcode_std = r.postcode_std")
+    if "name" in groups:
+        rules.append("l.last_name_std = r.last_name_std AND l.first_initial = r.first_initial")
+    return rules
 
 
-def settings(shared_identifiers: list[str]) -> dict[str, Any]:
-    comparisons = [
-        first_name(),
-        last_name(),
-        date_of_birth(),
-        exact("email", "email_std", "email, normalised, exact (term frequency)", tf=True),
-        exact("phone", "phone_std", "phone in E.164, exact (term frequency)", tf=True),
-        address(),
+def deterministic_rules(groups: set[str], shared_identifiers: list[str]) -> list[str]:
+    """Near-certain rules for the prior (probability that two random records match)."""
+    rules = []
+    if {"email", "date_of_birth"} <= groups:
+        rules.append("l.email_std = r.email_std AND l.dob = r.dob")
+    if {"name", "date_of_birth"} <= groups:
+        rules.append("l.first_name_std = r.first_name_std AND l.last_name_std = r.last_name_std AND l.dob = r.dob")
+    if {"name", "address"} <= groups:
+        rules.append(
+            "l.first_name_std = r.first_name_std AND l.last_name_std = r.last_name_std "
+            "AND l.postcode_std = r.postcode_std AND l.house_number_std = r.house_number_std"
+        )
+    return rules
+
+
+def settings(groups: set[str], shared_identifiers: list[str]) -> dict[str, Any]:
+    candidates = [
+        ("name", first_name()),
+        ("name", last_name()),
+        ("date_of_birth", date_of_birth()),
+        ("email", exact("email", "email_std", "email, normalised, exact (term frequency)", tf=True)),
+        ("phone", exact("phone", "phone_std", "phone in E.164, exact (term frequency)", tf=True)),
+        ("address", address()),
     ]
+    comparisons = [c for group, c in candidates if group in groups]
     comparisons += [
         exact(name, identifier_column(name), f"identifier {name}, exact", tf=False) for name in shared_identifiers
     ]
@@ -163,9 +199,9 @@ def settings(shared_identifiers: list[str]) -> dict[str, Any]:
         "unique_id_column_name": "record_key",
         "probability_two_random_records_match": 1e-5,
         "comparisons": comparisons,
-        "blocking_rules_to_generate_predictions": blocking_rules(shared_identifiers),
+        "blocking_rules_to_generate_predictions": blocking_rules(groups, shared_identifiers),
         "retain_matching_columns": False,
-        "retain_intermediate_calculation_columns": False,
+        "retain_intermediate_calculation_columns": True,
         "additional_columns_to_retain": [],
         "em_convergence": 0.0001,
         "max_iterations": 25,
@@ -190,8 +226,16 @@ VETO_RULES: dict[str, str] = {
 }
 
 
-def veto_sql(rules: list[str]) -> str:
-    """One boolean SQL expression over aliases ``l`` and ``r`` of ``linkable``."""
+def veto_sql(rules: list[str], identifiers: list[str]) -> str:
+    """One boolean SQL expression over aliases ``l`` and ``r`` of ``linkable``.
+
+    Agreement on a configured identifier (a customer or social security number: personal,
+    unlike a household's phone or email) outweighs a conflict: it is how records with a
+    typed-over birth date or swapped name fields are still recognised."""
     if not rules:
         return "false"
-    return " OR ".join(f"({VETO_RULES[name]})" for name in rules)
+    conflict = " OR ".join(f"({VETO_RULES[name]})" for name in rules)
+    if not identifiers:
+        return f"({conflict})"
+    agree = " OR ".join(f"l.{identifier_column(n)} = r.{identifier_column(n)}" for n in identifiers)
+    return f"(({conflict}) AND NOT coalesce({agree}, false))"

@@ -15,14 +15,22 @@ from pathlib import Path
 from typing import Any
 
 from splink import DuckDBAPI, Linker
+from splink.internals.exceptions import SplinkException
 
-from pipelines.comparisons import DETERMINISTIC_RULES, EM_TRAINING_RULES, identifier_column, settings
+from pipelines.comparisons import available, deterministic_rules, em_training_rules, identifier_column, settings
 from pipelines.config import Config
 from pipelines.standardize import MATCH_COLUMNS
 from profiles.errors import ConfigError, UnifyError
 from profiles.store import Store, ident
 
-logging.getLogger("splink").setLevel(logging.WARNING)
+
+
+def _quiet_splink() -> None:
+    """splink logs every training iteration at INFO; the run summary says what matters."""
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("splink"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("splink").setLevel(logging.WARNING)
 
 
 @dataclass
@@ -51,7 +59,7 @@ def make_linker(store: Store, config: Config, *, retrain: bool) -> tuple[DuckDBA
     (database api, linker, trained)."""
     db = DuckDBAPI(connection=store.connection)
     table = db.register("linkable")
-    wanted = settings(config.shared_identifiers())
+    wanted = settings(model_groups(config), config.shared_identifiers())
     model_path = config.model_path
     if model_path.exists() and not retrain:
         saved = _read_model(model_path)
@@ -65,16 +73,36 @@ def make_linker(store: Store, config: Config, *, retrain: bool) -> tuple[DuckDBA
         saved["blocking_rules_to_generate_predictions"] = wanted["blocking_rules_to_generate_predictions"]
         return db, Linker(table, saved), False
     linker = Linker(table, wanted)
-    train(linker, config)
+    try:
+        train(linker, config)
+    except SplinkException as exc:
+        records = store.scalar("SELECT count(*) FROM linkable")
+        raise UnifyError(
+            f"cannot train a model on these {records:,} records: {str(exc).splitlines()[0]} "
+            "Unsupervised training needs sources that overlap (thousands of records); "
+            f"or point matching.model at a model trained on such data."
+        ) from exc
     _save_model(linker, model_path)
     return db, linker, True
 
 
+def model_groups(config: Config) -> set[str]:
+    """The comparison groups this config can feed (see pipelines.comparisons)."""
+    mapped = {name for source in config.sources for name in source.fields}
+    groups = available(mapped)
+    if "name" not in groups:
+        raise ConfigError("no source maps a name (first_name, last_name or full_name): there is nothing to link people by")
+    return groups
+
+
 def train(linker: Linker, config: Config) -> None:
+    groups, identifiers = model_groups(config), config.shared_identifiers()
     training = linker.training
-    training.estimate_probability_two_random_records_match(list(DETERMINISTIC_RULES), recall=0.8)
+    prior_rules = deterministic_rules(groups, identifiers)
+    if prior_rules:
+        training.estimate_probability_two_random_records_match(prior_rules, recall=0.8)
     training.estimate_u_using_random_sampling(max_pairs=config.matching.u_max_pairs, seed=config.matching.seed)
-    for rule in EM_TRAINING_RULES:
+    for rule in em_training_rules(groups):
         training.estimate_parameters_using_expectation_maximisation(rule, max_pairs=config.matching.em_max_pairs)
 
 
@@ -82,7 +110,9 @@ def predict(store: Store, linker: Linker, config: Config) -> int:
     """``predictions``: every candidate pair at or above the review threshold, with its
     probability, weight and the comparison level reached per field (gamma_*)."""
     result = linker.inference.predict(threshold_match_probability=config.matching.review_threshold)
-    gammas = [c for c in store.columns(result.physical_name) if c.startswith("gamma_")]
+    # Keep the level reached per comparison (gamma_*) and its weight with the term
+    # frequency adjustment applied (mw_*, mw_tf_*): the evidence a steward is shown.
+    gammas = [c for c in store.columns(result.physical_name) if c.startswith(("gamma_", "mw_"))]
     store.execute(
         f"""CREATE OR REPLACE TABLE predictions AS
             SELECT record_key_l, record_key_r, match_weight, match_probability{''.join(', ' + ident(g) for g in gammas)}
@@ -109,6 +139,7 @@ def cluster(store: Store, db: DuckDBAPI, linker: Linker, config: Config) -> None
 def run_linkage(store: Store, config: Config, *, retrain: bool) -> LinkOutcome:
     if config.matching.backend != "duckdb":
         raise UnifyError("matching.backend = 'spark' is not available yet; use 'duckdb'")
+    _quiet_splink()
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     prepare_linkable(store, config)

@@ -102,7 +102,7 @@ class Store:
     def arrow(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pa.Table:
         with self._lock:
             result = self._run(sql, params, None)
-            table = result.fetch_arrow_table()
+            table = result.to_arrow_table()
             assert isinstance(table, pa.Table)
             return table
 

@@ -1,0 +1,52 @@
+"""Shared fixtures: demo data sets made by our own generator (known ground truth) and
+pipeline runs on them, built once per test session in real DuckDB files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.config import load_config
+from pipelines.demo import DemoManifest, generate
+from pipelines.run import RunSummary, run_pipeline
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    manifest: DemoManifest
+    summary: RunSummary
+
+    @property
+    def store_path(self) -> Path:
+        return self.manifest.out_dir / "unify.duckdb"
+
+    def truth(self) -> dict[str, str]:
+        table = pq.read_table(self.manifest.truth_path)
+        return {
+            f"{s}:{r}": p
+            for s, r, p in zip(table["source"].to_pylist(), table["record_id"].to_pylist(), table["person_id"].to_pylist())
+        }
+
+    def hard_negatives(self) -> list[tuple[str, str, str]]:
+        table = pq.read_table(self.manifest.hard_negatives_path)
+        return list(zip(table["kind"].to_pylist(), table["person_a"].to_pylist(), table["person_b"].to_pylist()))
+
+
+def demo_run(out: Path, records: int, seed: int) -> DemoRun:
+    manifest = generate(out, records=records, seed=seed)
+    return DemoRun(manifest, run_pipeline(load_config(manifest.config_path)))
+
+
+@pytest.fixture(scope="session")
+def small_demo(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """5,000 records: for behaviour (not accuracy) tests. Read it, do not write to it."""
+    return demo_run(tmp_path_factory.mktemp("small_demo"), 5_000, seed=11)
+
+
+@pytest.fixture(scope="session")
+def accuracy_demo(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """50,000 records in 4 sources: the accuracy fixture of the issue."""
+    return demo_run(tmp_path_factory.mktemp("accuracy_demo"), 50_000, seed=2026)
