@@ -168,7 +168,7 @@ def load_config(path: Path | str) -> Config:
         return Config.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        loc = tuple(first["loc"])
+        loc = tuple(p for p in first["loc"] if p != "[key]")  # dict keys are reported as "<key>.[key]"
         key = ".".join(str(p) for p in loc if not isinstance(p, int)) or "(top level)"
         line = _line_of(text, loc)
         where = f" (line {line})" if line else ""

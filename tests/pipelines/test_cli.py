@@ -1,0 +1,64 @@
+"""The command line as a user runs it: real processes, exit codes, one-line errors, and
+the export contract."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from tests.conftest import DemoRun
+
+UNIFY = [sys.executable, "-m", "pipelines.cli"]
+
+
+def _unify(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([*UNIFY, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+def test_export_writes_the_contract_files(small_demo: DemoRun, tmp_path: Path) -> None:
+    config = str(small_demo.manifest.config_path)
+    result = _unify("export", "--config", config, "--out", str(tmp_path / "pq"))
+    assert result.returncode == 0, result.stderr
+    profiles = pq.read_table(tmp_path / "pq" / "profiles.parquet")
+    membership = pq.read_table(tmp_path / "pq" / "membership.parquet")
+    review = pq.read_table(tmp_path / "pq" / "review_queue.parquet")
+    assert {"profile_id", "first_name", "last_name", "email", "phone", "date_of_birth", "postcode"} <= set(profiles.column_names)
+    assert membership.column_names == ["source", "record_id", "profile_id", "match_probability"]
+    assert membership.num_rows == small_demo.summary.records
+    assert set(membership["profile_id"].to_pylist()) == set(profiles["profile_id"].to_pylist())
+    assert {"pair_id", "record_key_l", "record_key_r", "match_probability"} <= set(review.column_names)
+    assert (tmp_path / "pq" / "golden_fields.parquet").exists()
+
+    result = _unify("export", "--config", config, "--out", str(tmp_path / "csv"), "--format", "csv")
+    assert result.returncode == 0, result.stderr
+    header = (tmp_path / "csv" / "profiles.csv").read_text(encoding="utf-8").splitlines()[0]
+    assert header.startswith("profile_id,")
+
+
+def test_errors_are_one_red_line_and_exit_1(tmp_path: Path) -> None:
+    (tmp_path / "unify.toml").write_text('[matching]\nthreshold = 2\n', encoding="utf-8")
+    result = _unify("run", "--config", str(tmp_path / "unify.toml"))
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "matching.threshold (line 2): unknown key" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_export_without_a_run_says_what_to_do(tmp_path: Path) -> None:
+    (tmp_path / "unify.toml").write_text(
+        '[[sources]]\nname = "a"\npath = "a.csv"\nid = "id"\n[sources.fields]\nfirst_name = "f"\n', encoding="utf-8"
+    )
+    result = _unify("export", "--config", str(tmp_path / "unify.toml"), "--out", str(tmp_path / "x"))
+    assert result.returncode == 1 and "run `unify run` first" in result.stderr
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    result = _unify("demo", "--records", "3000", "--out", str(tmp_path / "demo"), "--no-serve")
+    assert result.returncode == 0, result.stderr
+    assert "profiles" in result.stdout and "quarantined" in result.stdout
+    assert (tmp_path / "demo" / "unify.duckdb").exists() and (tmp_path / "demo" / "unify-model.json").exists()

@@ -1,0 +1,72 @@
+"""Names, emails and phones in the forms source systems really use."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines.contacts import standardize_email, standardize_phone
+from pipelines.names import parse_given_name, parse_surname, split_full_name
+
+
+@pytest.mark.parametrize(
+    ("raw", "display", "core"),
+    [
+        ("van der Berg", "van der Berg", "berg"),
+        ("Berg, van der", "van der Berg", "berg"),
+        ("v.d. Berg", "van der Berg", "berg"),
+        ("BERG", "Berg", "berg"),
+        ("Jansen-de Vries", "Jansen-de Vries", "jansen-vries"),
+        ("Müller", "Müller", "muller"),
+        ("van 't Hof", "van 't Hof", "hof"),
+    ],
+)
+def test_surnames(raw: str, display: str, core: str) -> None:
+    parsed = parse_surname(raw)
+    assert parsed is not None and (parsed.display, parsed.core) == (display, core)
+
+
+def test_double_name_tokens_allow_a_married_name_to_match() -> None:
+    married, birth = parse_surname("Jansen-de Vries"), parse_surname("de Vries")
+    assert married and birth and set(married.tokens) & set(birth.tokens) == {"vries"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "folded", "initial"),
+    [("Jan", "jan", False), ("J.", "j", True), ("josé", "jose", False), ("Jan Peter", "jan", False), ("Çelik", "celik", False)],
+)
+def test_given_names(raw: str, folded: str, initial: bool) -> None:
+    parsed = parse_given_name(raw)
+    assert parsed is not None and (parsed.folded, parsed.is_initial) == (folded, initial)
+
+
+@pytest.mark.parametrize(
+    ("raw", "first", "middle", "last"),
+    [
+        ("Jan de Vries", "Jan", None, "de Vries"),
+        ("J. de Vries", "J.", None, "de Vries"),
+        ("de Vries, Jan", "Jan", None, "de Vries"),
+        ("Jan Peter van der Berg", "Jan", "Peter", "van der Berg"),
+        ("Mohamed El Amrani", "Mohamed", None, "El Amrani"),
+    ],
+)
+def test_full_names_are_split(raw: str, first: str, middle: str | None, last: str) -> None:
+    parsed = split_full_name(raw)
+    assert (parsed.first, parsed.middle, parsed.last) == (first, middle, last)
+
+
+@pytest.mark.parametrize("raw", ["06-12345678", "+31 6 1234 5678", "0031612345678", "0612345678", "06 12 34 56 78"])
+def test_dutch_mobile_in_any_format_is_one_e164_number(raw: str) -> None:
+    assert standardize_phone(raw, "NL") == ("+31612345678", None)
+
+
+def test_phone_region_and_bad_numbers() -> None:
+    assert standardize_phone("0470 12 34 56", "BE")[0] == "+32470123456"
+    assert standardize_phone("12", "NL")[0] is None
+    assert "no digits" in (standardize_phone("n/a", "NL")[1] or "")
+
+
+def test_emails_ignore_case_and_whitespace_and_reject_invalid() -> None:
+    assert standardize_email("  Jan.de.Vries@Gmail.COM ") == ("jan.de.vries@gmail.com", None)
+    for bad in ("jan@@example.nl", "jan.example.com", "jan@", "a..b@x.nl"):
+        value, problem = standardize_email(bad)
+        assert value is None and problem and problem.startswith("invalid email")

@@ -1,0 +1,89 @@
+"""Publishing is atomic: readers see the previous run or the new one, never half of one,
+and a failed or killed run leaves the previous run serving."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from profiles.errors import StoreError
+from profiles.store import RUN_TABLES, Store, begin_run, current_run, publish_run, write_run_table
+
+
+def _fill(store: Store, run_id: str, profile: str) -> None:
+    for table in RUN_TABLES:
+        select = "SELECT 1 AS x"
+        if table == "profiles":
+            select = f"SELECT '{profile}' AS profile_id"
+        if table == "membership":
+            select = f"SELECT 'crm:1' AS record_key, '{profile}' AS profile_id, NULL::VARCHAR AS previous_profile_id"
+        write_run_table(store, run_id, table, select)
+
+
+def test_publish_swaps_every_view_and_registers_ids(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "s.duckdb") as store:
+        first = begin_run(store, "cfg", "model")
+        _fill(store, first, "p_a")
+        publish_run(store, first, {"n": 1})
+        assert current_run(store) == first
+        assert store.rows("SELECT profile_id FROM profiles") == [("p_a",)]
+        second = begin_run(store, "cfg", "model")
+        _fill(store, second, "p_b")
+        assert store.rows("SELECT profile_id FROM profiles") == [("p_a",)], "unpublished run must not be visible"
+        store.execute(f'UPDATE "{second}".membership SET previous_profile_id = \'p_a\'')
+        publish_run(store, second, {"n": 2})
+        assert store.rows("SELECT profile_id FROM profiles") == [("p_b",)]
+        registry = dict(store.rows("SELECT profile_id, redirect_to FROM profile_registry"))
+        assert registry == {"p_a": "p_b", "p_b": None}
+
+
+def test_a_killed_run_leaves_the_previous_run_serving(tmp_path: Path) -> None:
+    path = tmp_path / "s.duckdb"
+    with Store.open(path) as store:
+        good = begin_run(store, "cfg", "model")
+        _fill(store, good, "p_good")
+        publish_run(store, good, {})
+        killed = begin_run(store, "cfg", "model")
+        write_run_table(store, killed, "profiles", "SELECT 'p_half' AS profile_id")
+    # the process died here: no publish. A reader opening the file sees the good run.
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.execute("SELECT profile_id FROM profiles").fetchall() == [("p_good",)]
+    with Store.open(path) as store:
+        assert current_run(store) == good
+        begin_run(store, "cfg", "model")  # cleans up what the killed run left
+        schemas = {r[0] for r in store.rows("SELECT schema_name FROM duckdb_schemas()")}
+        assert killed not in schemas and good in schemas
+        assert store.scalar("SELECT status FROM runs WHERE run_id = ?", [killed]) == "failed"
+
+
+def test_an_incomplete_run_cannot_be_published(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "s.duckdb") as store:
+        run = begin_run(store, "cfg", "model")
+        write_run_table(store, run, "profiles", "SELECT 'p_x' AS profile_id")
+        with pytest.raises(StoreError, match="tables missing"):
+            publish_run(store, run, {})
+        assert not store.table_exists("profiles")
+
+
+def test_failing_sql_names_what_it_was_building(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "s.duckdb") as store:
+        with pytest.raises(StoreError, match="while building golden_fields") as info:
+            store.execute("CREATE TABLE t AS SELECT nope FROM runs", building="golden_fields")
+        assert "SELECT nope FROM runs" in str(info.value)
+
+
+def test_second_writer_gets_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "s.duckdb"
+    with Store.open(path):
+        import subprocess
+        import sys
+
+        code = (
+            "from profiles.store import Store\n"
+            "from profiles.errors import StoreError\n"
+            f"try:\n    Store.open({str(path)!r})\nexcept StoreError as e:\n    print('refused:', e)\n"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "refused:" in out and "Only one process may own the store" in out
