@@ -8,9 +8,11 @@ keeps every id, and a profile whose records did not change keeps its id."""
 
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 
-from pipelines.comparisons import veto_sql
+from pipelines.comparisons import identifier_overrides, veto_sql
 from pipelines.config import Config
 from profiles.constraints import constrained_components
 from profiles.identity import mint_profile_ids
@@ -20,13 +22,15 @@ from profiles.store import Store, ident
 def enforce_vetoes(store: Store, config: Config) -> int:
     """Split the clusters that hold two records a veto rule keeps apart, cutting the
     weakest links (see profiles.constraints). Returns the number of clusters split."""
+    model = json.loads(config.model_path.read_text(encoding="utf-8"))
+    overrides = identifier_overrides(model, config.shared_identifiers())
     store.execute(
         f"""CREATE OR REPLACE TABLE cluster_conflicts AS
             SELECT a.cluster_id, a.record_key AS key_l, b.record_key AS key_r
             FROM clusters a JOIN clusters b ON a.cluster_id = b.cluster_id AND a.record_key < b.record_key
             JOIN linkable l ON l.record_key = a.record_key
             JOIN linkable r ON r.record_key = b.record_key
-            WHERE {veto_sql(list(config.matching.vetoes), config.shared_identifiers())}""",
+            WHERE {veto_sql(list(config.matching.vetoes), overrides)}""",
         building="cluster_conflicts",
     )
     conflicted = store.scalar("SELECT count(DISTINCT cluster_id) FROM cluster_conflicts")

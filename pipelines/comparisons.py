@@ -8,7 +8,15 @@ at scale); Dutch postcodes get their own levels (splink's PostcodeComparison is 
 
 from __future__ import annotations
 
+import math
 from typing import Any
+
+
+#: Given name and surname entered in each other's fields (a common data-entry error).
+SWAPPED_NAMES = (
+    'jaro_winkler_similarity("first_name_std_l", "last_name_std_r") >= 0.92 '
+    'AND jaro_winkler_similarity("last_name_std_l", "first_name_std_r") >= 0.92'
+)
 
 
 def _null(*columns: str) -> dict[str, Any]:
@@ -41,6 +49,7 @@ def first_name() -> dict[str, Any]:
                 f'(length("{c}_l") = 1 OR length("{c}_r") = 1) AND "first_initial_l" = "first_initial_r"',
                 "initial matches the name",
             ),
+            _level(SWAPPED_NAMES, "first and last name swapped"),
             _ELSE,
         ],
     }
@@ -57,6 +66,7 @@ def last_name() -> dict[str, Any]:
             _level(f'jaro_winkler_similarity("{c}_l", "{c}_r") >= 0.92', "Jaro-Winkler >= 0.92"),
             _level('len(list_intersect("surname_tokens_l", "surname_tokens_r")) > 0', "shares a part of a double name"),
             _level(f'jaro_winkler_similarity("{c}_l", "{c}_r") >= 0.80', "Jaro-Winkler >= 0.80"),
+            _level(SWAPPED_NAMES, "first and last name swapped"),
             _ELSE,
         ],
     }
@@ -89,6 +99,20 @@ def exact(name: str, column: str, description: str, tf: bool) -> dict[str, Any]:
         "comparison_levels": [
             _null(column),
             _level(f'"{column}_l" = "{column}_r"', "exact", tf=column if tf else None),
+            _ELSE,
+        ],
+    }
+
+
+def identifier(name: str) -> dict[str, Any]:
+    c = identifier_column(name)
+    return {
+        "output_column_name": name,
+        "comparison_description": f"identifier {name}: exact, one typing error",
+        "comparison_levels": [
+            _null(c),
+            _level(f'"{c}_l" = "{c}_r"', "exact"),
+            _level(f'damerau_levenshtein("{c}_l", "{c}_r") <= 1', "one character differs or two adjacent swapped"),
             _ELSE,
         ],
     }
@@ -147,6 +171,8 @@ def blocking_rules(groups: set[str], shared_identifiers: list[str]) -> list[str]
         ({"date_of_birth", "name"}, "l.dob = r.dob AND left(l.last_name_std, 3) = left(r.last_name_std, 3)"),
         ({"address", "name"}, "l.postcode_std = r.postcode_std AND l.first_initial = r.first_initial"),
         ({"name"}, "l.first_name_std = r.first_name_std AND l.last_name_std = r.last_name_std"),
+        ({"name"}, "l.first_name_std = r.last_name_std AND l.last_name_std = r.first_name_std"),
+        ({"date_of_birth", "address"}, "l.dob = r.dob AND l.postcode_std = r.postcode_std"),
     ]
     rules = [rule for needs, rule in candidates if needs <= groups]
     rules += [f"l.{identifier_column(n)} = r.{identifier_column(n)}" for n in shared_identifiers]
@@ -191,9 +217,7 @@ def settings(groups: set[str], shared_identifiers: list[str]) -> dict[str, Any]:
         ("address", address()),
     ]
     comparisons = [c for group, c in candidates if group in groups]
-    comparisons += [
-        exact(name, identifier_column(name), f"identifier {name}, exact", tf=False) for name in shared_identifiers
-    ]
+    comparisons += [identifier(name) for name in shared_identifiers]
     return {
         "link_type": "dedupe_only",
         "unique_id_column_name": "record_key",
@@ -222,20 +246,47 @@ VETO_RULES: dict[str, str] = {
     "first_name": """l.first_name_std IS NOT NULL AND r.first_name_std IS NOT NULL AND (
         l.first_initial <> r.first_initial
         OR (length(l.first_name_std) > 1 AND length(r.first_name_std) > 1
-            AND jaro_winkler_similarity(l.first_name_std, r.first_name_std) < 0.80))""",
+            AND jaro_winkler_similarity(l.first_name_std, r.first_name_std) < 0.80))
+        AND NOT coalesce(jaro_winkler_similarity(l.first_name_std, r.last_name_std) >= 0.92
+                         AND jaro_winkler_similarity(l.last_name_std, r.first_name_std) >= 0.92, false)""",
 }
 
 
-def veto_sql(rules: list[str], identifiers: list[str]) -> str:
-    """One boolean SQL expression over aliases ``l`` and ``r`` of ``linkable``.
+#: A conflict is overridden by agreement on an identifier only when the model learned
+#: that agreement to be strong: a Bayes factor of at least 2^10 (about 1000 to 1).
+VETO_OVERRIDE_WEIGHT = 10.0
 
-    Agreement on a configured identifier (a customer or social security number: personal,
-    unlike a household's phone or email) outweighs a conflict: it is how records with a
-    typed-over birth date or swapped name fields are still recognised."""
+
+def identifier_overrides(model: dict[str, Any], shared_identifiers: list[str]) -> list[str]:
+    """SQL conditions (aliases ``l``/``r``) for identifier agreements strong enough in
+    the trained ``model`` to outweigh a conflict: an exact customer or social security
+    number, and a one-typo match where the data shows typos are rare among non-matches
+    (never for sequential numbers, whose neighbours belong to other people)."""
+    by_name = {c["output_column_name"]: c for c in model.get("comparisons", [])}
+    conditions = []
+    for name in shared_identifiers:
+        col = identifier_column(name)
+        level_sql = {
+            "exact": f"l.{col} = r.{col}",
+            "one character differs or two adjacent swapped": f"damerau_levenshtein(l.{col}, r.{col}) <= 1",
+        }
+        for level in by_name.get(name, {}).get("comparison_levels", []):
+            m, u = level.get("m_probability"), level.get("u_probability")
+            label = level.get("label_for_charts")
+            if label in level_sql and m and u and math.log2(m / u) >= VETO_OVERRIDE_WEIGHT:
+                conditions.append(level_sql[label])
+    return conditions
+
+
+def veto_sql(rules: list[str], overrides: list[str]) -> str:
+    """One boolean SQL expression over aliases ``l`` and ``r`` of ``linkable``: the
+    records conflict and no strong identifier agreement (see identifier_overrides)
+    outweighs it. That is how records with a typed-over birth date or a replaced given
+    name are still recognised by their customer or social security number."""
     if not rules:
         return "false"
     conflict = " OR ".join(f"({VETO_RULES[name]})" for name in rules)
-    if not identifiers:
+    if not overrides:
         return f"({conflict})"
-    agree = " OR ".join(f"l.{identifier_column(n)} = r.{identifier_column(n)}" for n in identifiers)
+    agree = " OR ".join(f"({o})" for o in overrides)
     return f"(({conflict}) AND NOT coalesce({agree}, false))"
