@@ -1,0 +1,67 @@
+"""The batch run as a whole: a failure at any stage leaves the previous run serving and
+is recorded; the saved model is reused unless a retrain is asked for."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pipelines import run as run_module
+from pipelines.config import load_config
+from pipelines.run import run_pipeline
+from profiles.errors import ConfigError
+from tests.conftest import DemoRun
+
+
+@pytest.fixture
+def demo_copy(small_demo: DemoRun, tmp_path: Path) -> Path:
+    target = tmp_path / "demo"
+    shutil.copytree(small_demo.manifest.out_dir, target, ignore=shutil.ignore_patterns("*.tmp"))
+    return target / "unify.toml"
+
+
+def _profiles(store: Path) -> list[tuple[str, str]]:
+    with duckdb.connect(str(store), read_only=True) as con:
+        return con.execute("SELECT record_key, profile_id FROM membership ORDER BY 1").fetchall()
+
+
+def test_a_failing_stage_leaves_the_previous_run_serving(demo_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = load_config(demo_copy)
+    before = _profiles(config.store_path)
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(run_module, "assign_profiles", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        run_pipeline(config)
+    assert _profiles(config.store_path) == before
+    with duckdb.connect(str(config.store_path), read_only=True) as con:
+        status = con.execute("SELECT status, summary->>'error' FROM runs ORDER BY started_at DESC LIMIT 1").fetchall()
+        schemas = {r[0] for r in con.execute("SELECT schema_name FROM duckdb_schemas()").fetchall()}
+    assert status == [("failed", "RuntimeError: disk full")]
+    assert sum(s.startswith("run_") for s in schemas) == 1
+
+
+def test_saved_model_is_reused_and_retrain_trains_again(demo_copy: Path) -> None:
+    config = load_config(demo_copy)
+    model = config.model_path.read_text(encoding="utf-8")
+    summary = run_pipeline(config)
+    assert not summary.model_trained
+    assert config.model_path.read_text(encoding="utf-8") == model
+    summary = run_pipeline(config, retrain=True)
+    assert summary.model_trained
+    with duckdb.connect(str(config.store_path), read_only=True) as con:
+        kept = con.execute("SELECT model::VARCHAR FROM runs WHERE status = 'published'").fetchall()[0][0]
+    assert kept is not None and '"comparisons"' in kept, "the run keeps the exact model it scored with"
+
+
+def test_a_model_for_other_fields_is_refused(demo_copy: Path) -> None:
+    unmapped = re.sub(r"(?m)^email = .*\n", "", demo_copy.read_text(encoding="utf-8"))
+    demo_copy.write_text(unmapped, encoding="utf-8")
+    with pytest.raises(ConfigError, match="run `unify run --retrain`"):
+        run_pipeline(load_config(demo_copy))
