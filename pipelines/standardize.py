@@ -39,14 +39,10 @@ def standardize(store: Store, config: Config) -> dict[str, dict[str, int]]:
     _map_distinct(store, "given_map", "SELECT DISTINCT first_raw FROM names_split WHERE first_raw IS NOT NULL", _given, ("display", "folded", "initial"))
     _map_distinct(store, "surname_map", "SELECT DISTINCT last_raw FROM names_split WHERE last_raw IS NOT NULL", _surname, ("display", "core", "tokens"), {"tokens": pa.list_(pa.string())})
     _map_distinct(store, "email_map", "SELECT DISTINCT email FROM ingested WHERE email IS NOT NULL", _email, ("value", "problem"))
-    store.execute(
-        f"""CREATE OR REPLACE TEMP TABLE phone_input AS
-            SELECT DISTINCT regexp_replace(phone, '[^0-9+]', '', 'g') AS digits, {_country_sql('country')} AS region
-            FROM ingested WHERE phone IS NOT NULL"""
-    )
+    _phone_keys(store, config.matching.default_country)
     default_region = config.matching.default_country
     _map_distinct(
-        store, "phone_map", "SELECT digits, region FROM phone_input",
+        store, "phone_map", "SELECT DISTINCT digits, region FROM phone_keys WHERE fast IS NULL",
         lambda digits, region: standardize_phone(digits, region or default_region), ("value", "problem"),
     )
     _parse_dates(store, config)
@@ -61,7 +57,7 @@ def standardize(store: Store, config: Config) -> dict[str, dict[str, int]]:
                  WHEN lower(i.gender) IN ('f', 'v', 'vrouw', 'female', 'woman', 'mrs', 'ms', 'mevr') THEN 'F' END AS gender,
             d.dob AS date_of_birth,
             e.value AS email,
-            p.value AS phone,
+            coalesce(pk.fast, p.value) AS phone,
             i.street, i.house_number, i.address_line2,
             CASE WHEN regexp_full_match(upper(replace(i.postcode, ' ', '')), '[0-9]{{4}}[A-Z]{{2}}')
                  THEN substr(upper(replace(i.postcode, ' ', '')), 1, 4) || ' ' || substr(upper(replace(i.postcode, ' ', '')), 5, 2)
@@ -71,7 +67,7 @@ def standardize(store: Store, config: Config) -> dict[str, dict[str, int]]:
             g.folded AS first_name_std, g.initial AS first_initial,
             s.core AS last_name_std, s.tokens AS surname_tokens,
             d.dob,
-            e.value AS email_std, p.value AS phone_std,
+            e.value AS email_std, coalesce(pk.fast, p.value) AS phone_std,
             nullif(upper(regexp_replace(i.postcode, '[^0-9A-Za-z]', '', 'g')), '') AS postcode_std,
             nullif(lower(regexp_replace(i.house_number, '[^0-9A-Za-z]', '', 'g')), '') AS house_number_std,
             nullif(trim(regexp_replace(lower(strip_accents(i.street)), '[^a-z0-9]+', ' ', 'g')), '') AS street_std,
@@ -83,8 +79,8 @@ def standardize(store: Store, config: Config) -> dict[str, dict[str, int]]:
         LEFT JOIN given_map g ON g.key = n.first_raw
         LEFT JOIN surname_map s ON s.key = n.last_raw
         LEFT JOIN email_map e ON e.key = i.email
-        LEFT JOIN phone_map p ON p.digits = regexp_replace(i.phone, '[^0-9+]', '', 'g')
-             AND p.region IS NOT DISTINCT FROM {_country_sql('i.country')}
+        LEFT JOIN phone_keys pk USING (source, record_id)
+        LEFT JOIN phone_map p ON p.digits = pk.digits AND p.region IS NOT DISTINCT FROM pk.region
         ORDER BY record_key""",
         building="records",
     )
@@ -94,11 +90,11 @@ def standardize(store: Store, config: Config) -> dict[str, dict[str, int]]:
            FROM ingested i JOIN email_map m ON m.key = i.email WHERE m.problem IS NOT NULL"""
     )
     store.execute(
-        f"""INSERT INTO field_issues
-            SELECT i.source, i.record_id, i.line, 'phone', m.problem || ' (value ' || i.phone || ')'
-            FROM ingested i JOIN phone_map m ON m.digits = regexp_replace(i.phone, '[^0-9+]', '', 'g')
-                 AND m.region IS NOT DISTINCT FROM {_country_sql('i.country')}
-            WHERE m.problem IS NOT NULL"""
+        """INSERT INTO field_issues
+           SELECT i.source, i.record_id, i.line, 'phone', m.problem || ' (value ' || i.phone || ')'
+           FROM ingested i JOIN phone_keys k USING (source, record_id)
+           JOIN phone_map m ON m.digits = k.digits AND m.region IS NOT DISTINCT FROM k.region
+           WHERE m.problem IS NOT NULL"""
     )
     store.execute(
         """CREATE OR REPLACE TABLE identifiers AS
@@ -109,12 +105,31 @@ def standardize(store: Store, config: Config) -> dict[str, dict[str, int]]:
                 WHERE ident.value IS NOT NULL"""
     )
     store.execute("ALTER TABLE records DROP COLUMN source_identifiers")
-    for table in ("names_split", "given_map", "surname_map", "email_map", "phone_map", "phone_input", "parsed_dates"):
+    for table in ("names_split", "given_map", "surname_map", "email_map", "phone_map", "phone_keys", "parsed_dates", "ingested"):
         store.execute(f"DROP TABLE IF EXISTS {table}")
     counts: dict[str, dict[str, int]] = {}
     for source, field, n in store.rows("SELECT source, field, count(*) FROM field_issues GROUP BY ALL ORDER BY ALL"):
         counts.setdefault(source, {})[field] = int(n)
     return counts
+
+
+def _phone_keys(store: Store, default_country: str) -> None:
+    """``phone_keys``: each record's phone as digits plus the region to read it in, and
+    its E.164 form straight away when it has the unambiguous shape of a Dutch number
+    (+31/0031/0 and nine digits: what phonenumbers returns for it too). Only the
+    other shapes go to phonenumbers, once per distinct value."""
+    store.execute(
+        f"""CREATE OR REPLACE TEMP TABLE phone_keys AS
+            SELECT source, record_id, digits, region,
+                   CASE WHEN regexp_full_match(digits, '(\\+31|0031)[1-9][0-9]{{8}}') THEN '+31' || right(digits, 9)
+                        WHEN coalesce(region, ?) = 'NL' AND regexp_full_match(digits, '0[1-9][0-9]{{8}}')
+                        THEN '+31' || right(digits, 9) END AS fast
+            FROM (SELECT source, record_id, regexp_replace(phone, '[^0-9+]', '', 'g') AS digits,
+                         {_country_sql('country')} AS region
+                  FROM ingested WHERE phone IS NOT NULL)""",
+        [default_country],
+        building="phone_keys",
+    )
 
 
 def _country_sql(column: str) -> str:

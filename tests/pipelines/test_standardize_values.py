@@ -70,3 +70,27 @@ def test_emails_ignore_case_and_whitespace_and_reject_invalid() -> None:
     for bad in ("jan@@example.nl", "jan.example.com", "jan@", "a..b@x.nl"):
         value, problem = standardize_email(bad)
         assert value is None and problem and problem.startswith("invalid email")
+
+
+def test_sql_fast_path_for_dutch_numbers_agrees_with_phonenumbers() -> None:
+    import random
+
+    import pyarrow as pa
+
+    from pipelines.standardize import _phone_keys
+    from profiles.store import Store
+
+    rng = random.Random(7)
+    shapes = ["06-{}", "+31 6 {}", "00316{}", "06{}", "+316{}", "030-{}", "+31 30 {}", "0031 20 {}"]
+    phones = [rng.choice(shapes).format(f"{rng.randrange(10**8):08d}"[: 8 if "6" in s else 7]) for s in shapes for _ in range(50)]
+    with Store.scratch() as store:
+        store.register("_in", pa.table({
+            "source": ["s"] * len(phones), "record_id": [str(i) for i in range(len(phones))],
+            "phone": phones, "country": pa.array([None] * len(phones), pa.string()),
+        }))
+        store.execute("CREATE TABLE ingested AS SELECT * FROM _in")
+        _phone_keys(store, "NL")
+        fast = dict(store.rows("SELECT record_id, fast FROM phone_keys WHERE fast IS NOT NULL"))
+    assert len(fast) > len(phones) / 2
+    for record_id, e164 in fast.items():
+        assert standardize_phone(phones[int(record_id)], "NL")[0] == e164, phones[int(record_id)]
