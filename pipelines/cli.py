@@ -62,6 +62,11 @@ def _print_summary(summary: RunSummary, elapsed: float) -> None:
         f"{summary.candidate_pairs:,} scored pairs, {summary.review_queue:,} in the review queue; "
         f"model {'trained' if summary.model_trained else 'reused'}"
     )
+    if summary.untrained_levels:
+        console.print(
+            "[dim]comparison levels never observed in training (scored neutrally): "
+            + "; ".join(summary.untrained_levels) + "[/]"
+        )
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in summary.seconds.items() if not k.startswith("link: "))
     console.print(f"[dim]{stages}; total {elapsed:.1f}s[/]")
 

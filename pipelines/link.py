@@ -26,17 +26,30 @@ from profiles.store import Store, ident
 
 
 def _quiet_splink() -> None:
-    """splink logs every training iteration at INFO; the run summary says what matters."""
-    for name in list(logging.root.manager.loggerDict):
+    """splink logs every training step; the run summary says what matters (including
+    the comparison levels training never observed, see ``untrained_levels``)."""
+    for name in [*logging.root.manager.loggerDict, "splink"]:
         if name.startswith("splink"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-    logging.getLogger("splink").setLevel(logging.WARNING)
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def untrained_levels(model: dict[str, Any]) -> list[str]:
+    """Levels without a trained m- or u-probability: splink scores them neutrally."""
+    missing = []
+    for comparison in model.get("comparisons", []):
+        for level in comparison.get("comparison_levels", []):
+            if level.get("is_null_level"):
+                continue
+            if not isinstance(level.get("m_probability"), float) or not isinstance(level.get("u_probability"), float):
+                missing.append(f"{comparison['output_column_name']}: {level.get('label_for_charts')}")
+    return missing
 
 
 @dataclass
 class LinkOutcome:
     trained: bool
     candidate_pairs: int
+    untrained_levels: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -48,7 +61,9 @@ def prepare_linkable(store: Store, config: Config) -> None:
         for n in ids
     )
     store.execute(
-        f"CREATE OR REPLACE TABLE linkable AS SELECT r.record_key, {', '.join('r.' + c for c in MATCH_COLUMNS)}{pivots} FROM records r",
+        # ordered, so that training samples the same records in every run (reproducible models)
+        f"CREATE OR REPLACE TABLE linkable AS SELECT r.record_key, {', '.join('r.' + c for c in MATCH_COLUMNS)}{pivots}"
+        " FROM records r ORDER BY r.record_key",
         ids,
         building="linkable",
     )
@@ -152,7 +167,8 @@ def run_linkage(store: Store, config: Config, *, retrain: bool) -> LinkOutcome:
     cluster(store, db, linker, config)
     seconds["cluster"] = time.perf_counter() - t2
     linker.table_management.delete_tables_created_by_splink_from_db()
-    return LinkOutcome(trained=trained, candidate_pairs=pairs, seconds=seconds)
+    untrained = untrained_levels(_read_model(config.model_path))
+    return LinkOutcome(trained=trained, candidate_pairs=pairs, untrained_levels=untrained, seconds=seconds)
 
 
 def _read_model(path: Path) -> dict[str, Any]:

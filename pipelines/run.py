@@ -33,6 +33,7 @@ class RunSummary:
     ids_new: int = 0
     clusters_split: int = 0
     model_trained: bool = False
+    untrained_levels: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -64,6 +65,7 @@ def run_pipeline(config: Config, *, retrain: bool = False, on_stage: StageCallba
                 with timer("link"):
                     outcome = run_linkage(store, config, retrain=retrain)
                 summary.model_trained = outcome.trained
+                summary.untrained_levels = outcome.untrained_levels
                 summary.candidate_pairs = outcome.candidate_pairs
                 summary.seconds.update({f"link: {k}": round(v, 3) for k, v in outcome.seconds.items()})
                 with timer("cluster"):

@@ -71,8 +71,7 @@ def standardize(store: Store, config: Config) -> dict[str, dict[str, int]]:
             nullif(upper(regexp_replace(i.postcode, '[^0-9A-Za-z]', '', 'g')), '') AS postcode_std,
             nullif(lower(regexp_replace(i.house_number, '[^0-9A-Za-z]', '', 'g')), '') AS house_number_std,
             nullif(trim(regexp_replace(lower(strip_accents(i.street)), '[^a-z0-9]+', ' ', 'g')), '') AS street_std,
-            nullif(trim(regexp_replace(lower(strip_accents(i.city)), '[^a-z0-9]+', ' ', 'g')), '') AS city_std,
-            i.source_identifiers
+            nullif(trim(regexp_replace(lower(strip_accents(i.city)), '[^a-z0-9]+', ' ', 'g')), '') AS city_std
         FROM ingested i
         JOIN names_split n USING (source, record_id)
         JOIN parsed_dates d USING (source, record_id)
@@ -80,8 +79,7 @@ def standardize(store: Store, config: Config) -> dict[str, dict[str, int]]:
         LEFT JOIN surname_map s ON s.key = n.last_raw
         LEFT JOIN email_map e ON e.key = i.email
         LEFT JOIN phone_keys pk USING (source, record_id)
-        LEFT JOIN phone_map p ON p.digits = pk.digits AND p.region IS NOT DISTINCT FROM pk.region
-        ORDER BY record_key""",
+        LEFT JOIN phone_map p ON p.digits = pk.digits AND p.region IS NOT DISTINCT FROM pk.region""",
         building="records",
     )
     store.execute(
@@ -100,11 +98,11 @@ def standardize(store: Store, config: Config) -> dict[str, dict[str, int]]:
         """CREATE OR REPLACE TABLE identifiers AS
            SELECT record_key, source, 'email' AS kind, email_std AS value FROM records WHERE email_std IS NOT NULL
            UNION ALL SELECT record_key, source, 'phone', phone_std FROM records WHERE phone_std IS NOT NULL
-           UNION ALL SELECT record_key, source, ident.kind, ident.value
-                FROM (SELECT record_key, source, unnest(source_identifiers) AS ident FROM records)
-                WHERE ident.value IS NOT NULL"""
+           UNION ALL SELECT source || ':' || record_id, source, ident.kind, ident.value
+                FROM (SELECT source, record_id, unnest(source_identifiers) AS ident FROM ingested)
+                WHERE ident.value IS NOT NULL""",
+        building="identifiers",
     )
-    store.execute("ALTER TABLE records DROP COLUMN source_identifiers")
     for table in ("names_split", "given_map", "surname_map", "email_map", "phone_map", "phone_keys", "parsed_dates", "ingested"):
         store.execute(f"DROP TABLE IF EXISTS {table}")
     counts: dict[str, dict[str, int]] = {}
@@ -153,7 +151,8 @@ def _split_full_names(store: Store) -> None:
                   coalesce(i.first_name, f.first) AS first_raw,
                   coalesce(i.middle_name, f.middle) AS middle_raw,
                   coalesce(i.last_name, f.last) AS last_raw
-           FROM ingested i LEFT JOIN fullname_map f ON f.key = i.full_name AND (i.first_name IS NULL OR i.last_name IS NULL)"""
+           FROM ingested i LEFT JOIN fullname_map f
+                ON f.key = CASE WHEN i.first_name IS NULL OR i.last_name IS NULL THEN i.full_name END"""
     )
     store.execute("DROP TABLE fullname_map")
 

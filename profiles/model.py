@@ -24,15 +24,7 @@ CANONICAL_FIELDS: Final[tuple[str, ...]] = (
 )
 
 #: Fields that survive as one unit: a golden address never mixes two records' parts.
-ADDRESS_FIELDS: Final[tuple[str, ...]] = (
-    "street",
-    "house_number",
-    "address_line2",
-    "postcode",
-    "city",
-    "region",
-    "country",
-)
+ADDRESS_FIELDS: Final[tuple[str, ...]] = CANONICAL_FIELDS[CANONICAL_FIELDS.index("street") :]
 
 #: Fields that are contact PII (masked for roles that may not see raw contact data).
 CONTACT_PII_FIELDS: Final[frozenset[str]] = frozenset(
