@@ -85,6 +85,8 @@ def make_linker(store: Store, config: Config, *, retrain: bool) -> tuple[DuckDBA
                 f"model {model_path} compares {', '.join(have)} but the config needs {', '.join(need)}; "
                 "run `unify run --retrain` to train a model for this config"
             )
+        # Blocking only decides which pairs get scored, not how: a model stays valid when
+        # the rules improve, so the current ones are used without retraining.
         saved["blocking_rules_to_generate_predictions"] = wanted["blocking_rules_to_generate_predictions"]
         return db, Linker(table, saved), False
     linker = Linker(table, wanted)

@@ -38,7 +38,7 @@ def standardize(store: Store, config: Config) -> dict[str, dict[str, int]]:
     _split_full_names(store)
     _map_distinct(store, "given_map", "SELECT DISTINCT first_raw FROM names_split WHERE first_raw IS NOT NULL", _given, ("display", "folded", "initial"))
     _map_distinct(store, "surname_map", "SELECT DISTINCT last_raw FROM names_split WHERE last_raw IS NOT NULL", _surname, ("display", "core", "tokens"), {"tokens": pa.list_(pa.string())})
-    _map_distinct(store, "email_map", "SELECT DISTINCT email FROM ingested WHERE email IS NOT NULL", _email, ("value", "problem"))
+    _map_distinct(store, "email_map", "SELECT DISTINCT email FROM ingested WHERE email IS NOT NULL", standardize_email, ("value", "problem"))
     _phone_keys(store, config.matching.default_country)
     default_region = config.matching.default_country
     _map_distinct(
@@ -165,10 +165,6 @@ def _given(value: str) -> tuple[Any, ...]:
 def _surname(value: str) -> tuple[Any, ...]:
     parsed = parse_surname(value)
     return (parsed.display, parsed.core, list(parsed.tokens)) if parsed else (None, None, None)
-
-
-def _email(value: str) -> tuple[Any, ...]:
-    return standardize_email(value)
 
 
 def _map_distinct(
