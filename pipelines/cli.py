@@ -4,6 +4,8 @@ failures into a red one-line message and exit code 1 (``--debug`` for the traceb
 from __future__ import annotations
 
 import functools
+import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -90,6 +92,27 @@ def run(
     _run(config, retrain)
 
 
+def _serve(config_path: Path, host: str, port: int) -> None:
+    import uvicorn
+
+    load_config(config_path)  # fail here, in one line, rather than inside the server
+    os.environ["UNIFY_CONFIG"] = str(config_path.resolve())
+    # An import string, as uvicorn expects: the CLI itself never imports the API layer.
+    uvicorn.run("resolvers.app:create_app", factory=True, host=host, port=port, log_level="warning")
+
+
+@app.command()
+@friendly_errors
+def serve(
+    config: ConfigOption = Path("unify.toml"),
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the GraphQL API over the published profiles (owns the store while it runs)."""
+    console.print(f"GraphQL API on http://{host}:{port}/graphql (Ctrl+C stops it)")
+    _serve(config, host, port)
+
+
 class ExportFormat(str, Enum):
     parquet = "parquet"
     csv = "csv"
@@ -117,7 +140,7 @@ def demo(
     records: Annotated[int, typer.Option("--records", min=100, help="Approximate number of source records.")] = 20_000,
     out: Annotated[Path, typer.Option("--out", help="Directory for the demo sources, config and store.", file_okay=False)] = Path("demo"),
     seed: Annotated[int, typer.Option("--seed", help="Seed of the generator.")] = 42,
-    serve: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve the API afterwards (once the API exists).")] = True,
+    serve: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve the API afterwards.")] = True,
 ) -> None:
     """Generate demo sources with ground truth, run the pipeline on them (and serve)."""
     from pipelines.demo import generate
@@ -130,16 +153,31 @@ def demo(
         f"in {len(manifest.source_paths)} sources ({time.perf_counter() - start:.1f}s): {manifest.config_path}"
     )
     _run(manifest.config_path, retrain=False)
+    from pipelines.demo.sources import DEMO_API_KEYS
+
     phone, _person = manifest.demo_phone_lookup
     console.print(
         f"\nThe store is {manifest.out_dir / 'unify.duckdb'}; export it with "
         f"`unify export --config {manifest.config_path} --out {manifest.out_dir / 'export'}`."
     )
-    if serve:
-        console.print(
-            f"[yellow]The GraphQL API is not part of this build yet; when it is, `unify demo` serves it here and a "
-            f"caller is found by {phone!r}.[/]"
-        )
+    if not serve:
+        return
+    host, port = "127.0.0.1", 8000
+    query = (
+        '{ profileByIdentifier(kind: "phone", value: "%s") { id fullName email phone dateOfBirth '
+        "address { street houseNumber postcode city } sources records { source recordId } } }" % phone
+    )
+    body = json.dumps({"query": query})
+    console.print(
+        f"\nA caller gives their number as [bold]{phone}[/], written as no source has it. Find them:\n",
+        highlight=False,
+    )
+    print(
+        f"curl -s http://{host}:{port}/graphql -H 'Authorization: Bearer {DEMO_API_KEYS['agent']}' "
+        f"-H 'Content-Type: application/json' -d '{body}'\n"
+    )
+    console.print(f"(roles: {', '.join(f'{r} key {k}' for r, k in DEMO_API_KEYS.items())}; Ctrl+C stops the server)")
+    _serve(manifest.config_path, host, port)
 
 
 if __name__ == "__main__":  # pragma: no cover

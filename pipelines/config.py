@@ -111,10 +111,27 @@ class SurvivorshipConfig(_Strict):
     )
 
 
+class ApiKey(_Strict):
+    role: Literal["agent", "personalization", "steward", "admin"] = Field(description="What the key may see and do.")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 (hex) of the key; the key itself is never stored.")
+    name: str | None = Field(None, description="Who holds the key (written to the audit log instead of the key).")
+
+
+class ApiConfig(_Strict):
+    keys: list[ApiKey] = Field(default_factory=list, description="[[api.keys]] tables; UNIFY_API_KEYS=\"role=KEY,...\" adds keys for development and tests.")
+    max_depth: int = Field(8, ge=2, description="Deepest nesting a query may have.")
+    max_tokens: int = Field(2000, ge=100, description="Most tokens a query document may have.")
+    max_aliases: int = Field(15, ge=1, description="Most aliases a query may use.")
+    max_body_bytes: int = Field(65_536, ge=1024, description="Largest request body; larger gets HTTP 413.")
+    resolver_timeout: float = Field(2.0, gt=0, description="Seconds a request may take before it fails with a TIMEOUT error.")
+    development: bool = Field(False, description="Enables GraphiQL, introspection and field suggestions (off in production).")
+
+
 class Config(_Strict):
     store: StoreConfig = Field(default_factory=StoreConfig, description="Where the store lives.")
     matching: MatchingConfig = Field(default_factory=MatchingConfig, description="Linkage model and thresholds.")
     survivorship: SurvivorshipConfig = Field(default_factory=SurvivorshipConfig, description="Golden record rules.")
+    api: ApiConfig = Field(default_factory=ApiConfig, description="The GraphQL API: keys and limits.")
     sources: list[SourceConfig] = Field(min_length=1, description="One [[sources]] block per source system.")
     base_dir: Path = Field(Path("."), exclude=True, description="Directory of the config file (set by load_config).")
 

@@ -5,6 +5,8 @@ Each system renders the same true facts differently, which is exactly what linka
 
 from __future__ import annotations
 
+import hashlib
+
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -255,6 +257,10 @@ def _source_columns(spec: SourceSpec, c: dict[str, list[str]], ts: np.ndarray, n
             "member_since": _strftime(ts.astype("datetime64[D]"), "%Y-%m-%d")}
 
 
+#: Well-known keys of the demo (never use them elsewhere): role -> key.
+DEMO_API_KEYS = {role: f"demo-{role}-key" for role in ("agent", "personalization", "steward", "admin")}
+
+
 def config_text() -> str:
     """The unify.toml for the demo directory; paths are relative to the toml file."""
     out = [
@@ -268,7 +274,15 @@ def config_text() -> str:
         "match_threshold = 0.95",
         "review_threshold = 0.60",
         'model = "unify-model.json"',
+        "",
+        "# Demo keys, one per role; the keys themselves are printed by `unify demo`.",
+        "# Only their SHA-256 digests belong in a config file.",
+        "[api]",
+        "development = true",
     ]
+    for role, key in DEMO_API_KEYS.items():
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        out += ["[[api.keys]]", f'role = "{role}"', f'name = "demo {role}"', f'sha256 = "{digest}"']
     for s in SPECS:
         out += ["", "[[sources]]", f'name = "{s.name}"', f'path = "{s.file}"', f'id = "{s.id_column}"',
                 f"trust = {s.trust}", f'updated_at = "{s.updated_at}"']

@@ -1,10 +1,14 @@
 """The DuckDB store: the only module of unify that imports duckdb."""
 
 from profiles.store.connection import WORK_CATALOG, Store, ident, quote_column, sql_literal_path
+from profiles.store.queries import AuditEvent, ProfileQueries, Resolved
 from profiles.store.runs import begin_run, current_run, fail_run, publish_run, write_run_table
 from profiles.store.schema import RUN_TABLES
 
 __all__ = [
+    "AuditEvent",
+    "ProfileQueries",
+    "Resolved",
     "RUN_TABLES",
     "WORK_CATALOG",
     "Store",

@@ -39,6 +39,10 @@ _DDL: Final[tuple[str, ...]] = (
         retired_run VARCHAR,
         redirect_to VARCHAR                -- the surviving profile of a retired id
     )""",
+    """CREATE TABLE IF NOT EXISTS secrets (
+        name VARCHAR NOT NULL,
+        value VARCHAR NOT NULL             -- e.g. the key of pseudonymous ids: stable across restarts
+    )""",
     """CREATE TABLE IF NOT EXISTS audit_log (
         event_id VARCHAR NOT NULL,
         occurred_at TIMESTAMPTZ NOT NULL,

@@ -1,0 +1,132 @@
+"""The read side of the store: what the API asks of the published run, in batches
+(one query per kind of data per request, whatever the number of profiles)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from profiles.store.connection import Store
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A profile id as asked, and the profile that answers for it now."""
+
+    asked: str
+    profile_id: str
+    redirected: bool
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One audited act: who (actor, role), what (action), on what (subject), and details
+    without PII values or keys."""
+
+    actor: str
+    role: str
+    action: str
+    subject: str | None
+    detail: dict[str, Any]
+
+
+class ProfileQueries:
+    """Batched reads of the published run, plus the append-only audit log."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.query_count = 0  # store round trips, for tests that bound them
+
+    def _dicts(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+        self.query_count += 1
+        return self.store.dicts(sql, params)
+
+    def resolve(self, profile_ids: Sequence[str]) -> dict[str, Resolved]:
+        """Current profile for each asked id, following merge redirects."""
+        rows = self._dicts(
+            """SELECT a.asked, coalesce(p.profile_id, r.redirect_to) AS profile_id, p.profile_id IS NULL AS redirected
+               FROM (SELECT unnest(?::VARCHAR[]) AS asked) a
+               LEFT JOIN profiles p ON p.profile_id = a.asked
+               LEFT JOIN profile_registry r ON r.profile_id = a.asked AND p.profile_id IS NULL
+               WHERE p.profile_id IS NOT NULL OR r.redirect_to IS NOT NULL""",
+            [list(profile_ids)],
+        )
+        return {r["asked"]: Resolved(r["asked"], r["profile_id"], bool(r["redirected"])) for r in rows}
+
+    def profiles_with_identifier(self, kind: str, value: str) -> list[str]:
+        rows = self._dicts(
+            """SELECT DISTINCT m.profile_id FROM identifiers i JOIN membership m USING (record_key)
+               WHERE i.kind = ? AND i.value = ? ORDER BY 1""",
+            [kind, value],
+        )
+        return [r["profile_id"] for r in rows]
+
+    def profile_of_record(self, source: str, record_id: str) -> str | None:
+        rows = self._dicts("SELECT profile_id FROM membership WHERE source = ? AND record_id = ?", [source, record_id])
+        return rows[0]["profile_id"] if rows else None
+
+    def identifier_kinds(self) -> list[str]:
+        return [r["kind"] for r in self._dicts("SELECT DISTINCT kind FROM identifiers ORDER BY 1", [])]
+
+    def profiles(self, profile_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        rows = self._dicts("SELECT * FROM profiles WHERE profile_id = ANY(?::VARCHAR[])", [list(profile_ids)])
+        return {r["profile_id"]: r for r in rows}
+
+    def records(self, profile_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        rows = self._dicts(
+            """SELECT m.profile_id, m.match_probability, r.* EXCLUDE (raw), r.raw::VARCHAR AS raw
+               FROM membership m JOIN records r USING (record_key)
+               WHERE m.profile_id = ANY(?::VARCHAR[]) ORDER BY r.updated_at DESC NULLS LAST, r.record_key""",
+            [list(profile_ids)],
+        )
+        grouped = _group(rows)
+        for records in grouped.values():
+            for record in records:
+                record["raw"] = json.loads(record["raw"]) if record["raw"] else None
+        return grouped
+
+    def identifiers(self, profile_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        rows = self._dicts(
+            """SELECT m.profile_id, i.kind, i.value, list(DISTINCT i.source ORDER BY i.source) AS sources
+               FROM identifiers i JOIN membership m USING (record_key)
+               WHERE m.profile_id = ANY(?::VARCHAR[]) GROUP BY ALL ORDER BY i.kind, i.value""",
+            [list(profile_ids)],
+        )
+        return _group(rows)
+
+    def golden_fields(self, profile_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        rows = self._dicts(
+            "SELECT * FROM golden_fields WHERE profile_id = ANY(?::VARCHAR[]) ORDER BY field", [list(profile_ids)]
+        )
+        return _group(rows)
+
+    def secret(self, name: str) -> str:
+        """A random secret kept in the store, made on first use."""
+        rows = self.store.rows("SELECT value FROM secrets WHERE name = ?", [name])
+        if rows:
+            return str(rows[0][0])
+        value = secrets.token_hex(32)
+        self.store.execute("INSERT INTO secrets (name, value) VALUES (?, ?)", [name, value])
+        return value
+
+    def append_audit(self, events: Sequence[AuditEvent]) -> None:
+        """Append-only: rows are only ever inserted."""
+        if not events:
+            return
+        now = datetime.now(timezone.utc)
+        for event in events:
+            self.store.execute(
+                "INSERT INTO audit_log (event_id, occurred_at, actor, role, action, subject, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [f"ev_{secrets.token_hex(8)}", now, event.actor, event.role, event.action, event.subject, json.dumps(event.detail)],
+            )
+
+
+def _group(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        grouped.setdefault(row.pop("profile_id"), []).append(row)
+    return grouped

@@ -1,0 +1,146 @@
+"""The ASGI app: one process owns the store; every request is authenticated by API key,
+bounded in size and time, and audited when it returns PII.
+
+`unify serve` runs ``uvicorn resolvers.app:create_app --factory`` with the config path in
+``UNIFY_CONFIG``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
+
+from pipelines.config import Config, load_config
+from profiles.store import ProfileQueries, Store
+from resolvers.auth import Keyring, Principal
+from resolvers.context import Context, make_loaders
+from resolvers.schema import build_schema
+
+
+class _GraphQL(GraphQL[Context, None]):
+    def __init__(self, config: Config, queries: ProfileQueries, pseudonym_key: bytes):
+        super().__init__(
+            build_schema(config.api),
+            graphql_ide="graphiql" if config.api.development else None,
+            allow_queries_via_get=False,
+        )
+        self.config, self.queries, self.pseudonym_key = config, queries, pseudonym_key
+
+    async def get_context(self, request: Any, response: Any = None) -> Context:
+        principal: Principal = request.scope["unify.principal"]
+        return Context(principal, self.queries, self.config, self.pseudonym_key, make_loaders(self.queries))
+
+    async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
+        response = await super().process_result(request, result)
+        for error in response.get("errors") or []:
+            extensions = error.setdefault("extensions", {})
+            if "code" not in extensions:
+                message = error.get("message", "")
+                limit = any(word in message for word in ("depth", "token", "aliases"))
+                extensions["code"] = "LIMIT_EXCEEDED" if limit else (
+                    "INTERNAL" if message == "Unexpected error." else "BAD_REQUEST"
+                )
+        return response
+
+    async def execute_operation(  # noqa: PLR0917 (strawberry's signature)
+        self, request: Any, request_adapter: Any, request_data: Any, context: Context, root_value: Any, sub_response: Any
+    ) -> Any:
+        result = await super().execute_operation(request, request_adapter, request_data, context, root_value, sub_response)
+        event = context.audit_event(getattr(request_data, "operation_name", None))
+        if event is not None:
+            context.queries.append_audit([event])
+        return result
+
+
+class _Guard:
+    """Authentication (401), body size (413) and the time limit, before GraphQL runs."""
+
+    def __init__(self, app: ASGIApp, keyring: Keyring, max_body: int, timeout: float):
+        self.app, self.keyring, self.max_body, self.timeout = app, keyring, max_body, timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        principal = self.keyring.authenticate(headers.get("authorization"))
+        if principal is None:
+            await _error(scope, receive, send, 401, "UNAUTHENTICATED", "missing or unknown API key (Authorization: Bearer <key>)")
+            return
+        if int(headers.get("content-length") or 0) > self.max_body:
+            await _error(scope, receive, send, 413, "PAYLOAD_TOO_LARGE", f"request body over {self.max_body} bytes")
+            return
+        body = bytearray()
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_body:
+                await _error(scope, receive, send, 413, "PAYLOAD_TOO_LARGE", f"request body over {self.max_body} bytes")
+                return
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if delivered:
+                return {"type": "http.disconnect"}
+            delivered = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        scope = {**scope, "unify.principal": principal}
+        try:
+            await asyncio.wait_for(self.app(scope, replay, tracking_send), timeout=self.timeout)
+        except asyncio.TimeoutError:
+            if not started:
+                await _error(scope, receive, send, 200, "TIMEOUT", f"request took longer than {self.timeout} s")
+
+
+async def _error(scope: Scope, receive: Receive, send: Send, status: int, code: str, message: str) -> None:
+    body = {"errors": [{"message": message, "extensions": {"code": code}}]}
+    await JSONResponse(body, status_code=status)(scope, receive, send)
+
+
+async def _health(_: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+def create_app(config_path: str | Path | None = None) -> ASGIApp:
+    """App factory (uvicorn ``--factory``): opens the store named by the config."""
+    config = load_config(config_path or os.environ.get("UNIFY_CONFIG", "unify.toml"))
+    keyring = Keyring.from_config(config)
+    store = Store.open(config.store_path)
+    queries = ProfileQueries(store)
+    graphql = _GraphQL(config, queries, queries.secret("pseudonym_key").encode())
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            store.close()
+
+    guarded = _Guard(graphql, keyring, config.api.max_body_bytes, config.api.resolver_timeout)
+    return Starlette(routes=[Route("/healthz", _health), Route("/graphql", guarded, methods=["POST"])], lifespan=lifespan)
+
+
+__all__ = ["create_app"]

@@ -1,0 +1,85 @@
+"""Per-request state: who asks, the store, the DataLoaders, and the PII the response
+carries (audited once the request is done)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+from typing import Any
+
+from strawberry.dataloader import DataLoader
+from strawberry.types import Info
+
+from pipelines.config import Config
+from profiles.store import AuditEvent, ProfileQueries
+from resolvers.auth import Principal
+
+
+@dataclass
+class Loaders:
+    """Named for what they return by what key (one store query per batch)."""
+
+    profile_by_profile_id: DataLoader[str, dict[str, Any] | None]
+    records_by_profile_id: DataLoader[str, list[dict[str, Any]]]
+    identifiers_by_profile_id: DataLoader[str, list[dict[str, Any]]]
+    golden_fields_by_profile_id: DataLoader[str, list[dict[str, Any]]]
+
+
+def make_loaders(queries: ProfileQueries) -> Loaders:
+    def batch(fetch: Any, empty: Any) -> DataLoader[str, Any]:
+        async def load(keys: list[str]) -> list[Any]:
+            found = fetch(keys)
+            return [found.get(k, empty() if callable(empty) else empty) for k in keys]
+
+        return DataLoader(load_fn=load)
+
+    return Loaders(
+        profile_by_profile_id=batch(queries.profiles, None),
+        records_by_profile_id=batch(queries.records, list),
+        identifiers_by_profile_id=batch(queries.identifiers, list),
+        golden_fields_by_profile_id=batch(queries.golden_fields, list),
+    )
+
+
+@dataclass
+class Context:
+    principal: Principal
+    queries: ProfileQueries
+    config: Config
+    pseudonym_key: bytes
+    loaders: Loaders
+    pii_read: dict[str, set[str]] = field(default_factory=dict)  # profile id -> fields
+
+    def pseudonymous_id(self, profile_id: str) -> str:
+        return "u_" + hmac.new(self.pseudonym_key, profile_id.encode(), hashlib.sha256).hexdigest()[:24]
+
+    def audit_event(self, operation: str | None) -> AuditEvent | None:
+        if not self.pii_read:
+            return None
+        return AuditEvent(
+            actor=self.principal.actor,
+            role=self.principal.role.value,
+            action="pii.read",
+            subject=None,
+            detail={
+                "operation": operation,
+                "profiles": sorted(self.pii_read),
+                "fields": sorted({f for fields in self.pii_read.values() for f in fields}),
+            },
+        )
+
+
+def context_of(info: Info[Context, Any]) -> Context:
+    return info.context
+
+
+def pii(info: Info[Context, Any], profile_id: str, name: str, value: Any) -> Any:
+    """A contact-PII value as the caller may see it: None for roles without access;
+    otherwise the value, noted for the audit log (names only, never values)."""
+    ctx = context_of(info)
+    if not ctx.principal.role.sees_contact_pii:
+        return None
+    if value is not None:
+        ctx.pii_read.setdefault(profile_id, set()).add(name)
+    return value

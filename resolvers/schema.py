@@ -1,0 +1,116 @@
+"""The GraphQL schema: lookups by profile id or by anything a customer tells you."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaskErrors,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+)
+from strawberry.schema.config import StrawberryConfig
+from strawberry.types import Info
+
+from pipelines.config import ApiConfig
+from pipelines.contacts import standardize_email, standardize_phone
+from profiles.model import split_record_key
+from resolvers.context import Context, context_of
+from resolvers.errors import Ambiguous, ApiError
+from resolvers.types import Profile
+
+MAX_IDS = 100
+
+
+async def _profile(info: Info[Context, Any], profile_id: str, asked: str | None = None) -> Profile | None:
+    row = await context_of(info).loaders.profile_by_profile_id.load(profile_id)
+    return Profile(row=row, asked_id=asked) if row else None
+
+
+def standardized_lookup(kind: str, value: str, default_country: str) -> str | None:
+    """The value as the pipeline standardized it for that kind (None: cannot match)."""
+    if kind == "email":
+        return standardize_email(value)[0]
+    if kind == "phone":
+        return standardize_phone(value, default_country)[0]
+    return value.strip() or None
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="A profile by id; an id merged into another profile answers with the survivor.")
+    async def profile(self, info: Info[Context, Any], id: strawberry.ID) -> Profile | None:
+        resolved = context_of(info).queries.resolve([str(id)]).get(str(id))
+        return await _profile(info, resolved.profile_id, str(id)) if resolved else None
+
+    @strawberry.field(description=f"Profiles by id (at most {MAX_IDS}), in the order asked; null for unknown ids.")
+    async def profiles(self, info: Info[Context, Any], ids: list[strawberry.ID]) -> list[Profile | None]:
+        if len(ids) > MAX_IDS:
+            raise ApiError(f"at most {MAX_IDS} ids per request", limit=MAX_IDS)
+        ctx = context_of(info)
+        resolved = ctx.queries.resolve([str(i) for i in ids])
+        current = [resolved[str(i)].profile_id for i in ids if str(i) in resolved]
+        rows = dict(zip(current, await ctx.loaders.profile_by_profile_id.load_many(current)))  # one batch
+        return [
+            Profile(row=rows[resolved[str(i)].profile_id], asked_id=str(i))
+            if str(i) in resolved and rows.get(resolved[str(i)].profile_id)
+            else None
+            for i in ids
+        ]
+
+    @strawberry.field(
+        description='By an identifier in any format: kind "email", "phone", a configured identifier name, '
+        'or "record" (value "source:record_id"). Unknown: null.'
+    )
+    async def profile_by_identifier(self, info: Info[Context, Any], kind: str, value: str) -> Profile | None:
+        ctx = context_of(info)
+        if kind == "record":
+            try:
+                source, record_id = split_record_key(value.strip())
+            except ValueError as exc:
+                raise ApiError(str(exc)) from None
+            found = ctx.queries.profile_of_record(source, record_id)
+            return await _profile(info, found) if found else None
+        kinds = ctx.queries.identifier_kinds()
+        if kind not in kinds:
+            raise ApiError(f"unknown identifier kind {kind!r}; known: record, {', '.join(kinds)}")
+        lookup = standardized_lookup(kind, value, ctx.config.matching.default_country)
+        if lookup is None:
+            return None
+        matches = ctx.queries.profiles_with_identifier(kind, lookup)
+        if len(matches) > 1:
+            raise Ambiguous(
+                f"{len(matches)} profiles share this {kind} (a household or shared line); ask for another identifier",
+                profiles=len(matches),
+            )
+        return await _profile(info, matches[0]) if matches else None
+
+
+def _mask(error: GraphQLError) -> bool:
+    """Mask unexpected exceptions; pass our coded errors and validation (limit) errors."""
+    original = error.original_error
+    return original is not None and not isinstance(original, GraphQLError)
+
+
+def build_schema(api: ApiConfig) -> strawberry.Schema:
+    extensions: list[Any] = [
+        lambda: QueryDepthLimiter(max_depth=api.max_depth),
+        lambda: MaxTokensLimiter(max_token_count=api.max_tokens),
+        lambda: MaxAliasesLimiter(max_alias_count=api.max_aliases),
+        lambda: MaskErrors(should_mask_error=_mask, error_message="Unexpected error."),
+    ]
+    if not api.development:
+        extensions.append(DisableIntrospection)
+    return strawberry.Schema(
+        query=Query,
+        extensions=extensions,
+        config=StrawberryConfig(disable_field_suggestions=not api.development),
+    )
+
+
+if __name__ == "__main__":  # python -m resolvers.schema > docs/schema.graphql
+    print(build_schema(ApiConfig()).as_str())

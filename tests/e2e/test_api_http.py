@@ -1,0 +1,108 @@
+"""The API as clients see it: a real uvicorn server on a free port, real HTTP."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pipelines.demo.sources import DEMO_API_KEYS
+from tests.conftest import DemoRun
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(small_demo: DemoRun, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    target = tmp_path_factory.mktemp("e2e") / "demo"
+    shutil.copytree(small_demo.manifest.out_dir, target, ignore=shutil.ignore_patterns("*.tmp"))
+    config = target / "unify.toml"
+    config.write_text(config.read_text(encoding="utf-8").replace("development = true", "development = false"), encoding="utf-8")
+    port = _free_port()
+    env = {**os.environ, "UNIFY_CONFIG": str(config), "UNIFY_API_KEYS": "steward=env-steward-key"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "resolvers.app:create_app", "--factory", "--port", str(port), "--log-level", "warning"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.2)
+    else:
+        process.kill()
+        raise RuntimeError(f"server did not start: {process.stdout.read() if process.stdout else ''}")
+    yield base, target / "unify.duckdb"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def _post(base: str, query: str, key: str | None = DEMO_API_KEYS["agent"], **kw: object) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.post(f"{base}/graphql", json={"query": query}, headers=headers, timeout=10, **kw)  # type: ignore[arg-type]
+
+
+def test_no_key_or_unknown_key_is_401(server: tuple[str, Path]) -> None:
+    base, _ = server
+    for key in (None, "wrong-key"):
+        response = _post(base, "{ profile(id: \"x\") { id } }", key=key)
+        assert response.status_code == 401
+        assert response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+def test_env_keys_work_too(server: tuple[str, Path]) -> None:
+    base, _ = server
+    assert _post(base, '{ profile(id: "x") { id } }', key="env-steward-key").json() == {"data": {"profile": None}}
+
+
+def test_oversized_body_is_413(server: tuple[str, Path]) -> None:
+    base, _ = server
+    response = _post(base, "{ profile(id: \"" + "x" * 70_000 + "\") { id } }")
+    assert response.status_code == 413
+
+
+def test_caller_found_by_a_phone_written_differently(server: tuple[str, Path], small_demo: DemoRun) -> None:
+    base, _ = server
+    phone, person = small_demo.manifest.demo_phone_lookup
+    response = _post(base, f'{{ profileByIdentifier(kind: "phone", value: "{phone}") {{ id fullName phone records {{ source recordId }} }} }}')
+    assert response.status_code == 200
+    profile = response.json()["data"]["profileByIdentifier"]
+    truth = small_demo.truth()
+    assert {truth[f"{r['source']}:{r['recordId']}"] for r in profile["records"]} == {person}
+
+
+def test_personalization_gets_no_contact_pii_over_http(server: tuple[str, Path], small_demo: DemoRun) -> None:
+    base, _ = server
+    phone, _ = small_demo.manifest.demo_phone_lookup
+    query = f'{{ p: profileByIdentifier(kind: "phone", value: "{phone}") {{ pseudonymousId phone e: email records {{ raw }} }} }}'
+    data = _post(base, query, key=DEMO_API_KEYS["personalization"]).json()["data"]["p"]
+    assert data["pseudonymousId"].startswith("u_") and data["phone"] is None and data["e"] is None
+    assert all(r["raw"] is None for r in data["records"])
+
+
+def test_limits_and_production_hardening_answer_with_codes(server: tuple[str, Path]) -> None:
+    base, _ = server
+    aliases = "{ " + " ".join(f'p{i}: profile(id: "x") {{ id }}' for i in range(16)) + " }"
+    error = _post(base, aliases).json()["errors"][0]
+    assert error["extensions"]["code"] == "LIMIT_EXCEEDED"
+    deep = "{ profile(id: \"x\") { records { address { street } } } }"
+    assert "errors" not in _post(base, deep).json()
+    introspection = _post(base, "{ __schema { types { name } } }").json()
+    assert introspection["errors"]
+    suggestion = _post(base, "{ profile(id: \"x\") { fulName } }").json()["errors"][0]["message"]
+    assert "Did you mean" not in suggestion
