@@ -294,3 +294,31 @@ def veto_sql(rules: list[str], overrides: list[str]) -> str:
         return f"({conflict})"
     agree = " OR ".join(f"({o})" for o in overrides)
     return f"(({conflict}) AND NOT coalesce({agree}, false))"
+
+
+def weight_sql(model: dict[str, Any]) -> tuple[str, list[str]]:
+    """The trained model as SQL over a relation with ``<column>_l``/``<column>_r``
+    columns: each comparison becomes a CASE over its levels' own conditions, in the
+    model's order, giving that level's match weight log2(m/u) (0 for the null level and
+    for levels training never observed). Returns (sum of weights, per-comparison
+    expressions). Term-frequency adjustments are not applied."""
+    parts = []
+    for comparison in model.get("comparisons", []):
+        cases = []
+        for level in comparison["comparison_levels"]:
+            condition = level["sql_condition"]
+            m, u = level.get("m_probability"), level.get("u_probability")
+            weight = 0.0 if level.get("is_null_level") or not m or not u else math.log2(m / u)
+            if condition.strip().upper() == "ELSE":
+                cases.append(f"ELSE {weight!r}")
+            else:
+                cases.append(f"WHEN {condition} THEN {weight!r}")
+        if not cases[-1].startswith("ELSE"):
+            cases.append("ELSE 0.0")
+        parts.append(f"(CASE {' '.join(cases)} END)")
+    return (" + ".join(parts) or "0.0"), parts
+
+
+def prior_weight(model: dict[str, Any]) -> float:
+    p = float(model.get("probability_two_random_records_match", 1e-4))
+    return math.log2(p / (1 - p))

@@ -18,6 +18,7 @@ from strawberry.types import Info
 
 from pipelines.config import ApiConfig
 from pipelines.contacts import standardize_email, standardize_phone
+from pipelines.search import parse_query, search
 from profiles.model import split_record_key
 from resolvers.context import Context, context_of
 from resolvers.errors import Ambiguous, ApiError
@@ -38,6 +39,19 @@ def standardized_lookup(kind: str, value: str, default_country: str) -> str | No
     if kind == "phone":
         return standardize_phone(value, default_country)[0]
     return value.strip() or None
+
+
+@strawberry.type
+class ProfileMatch:
+    """A search candidate: the profile, how sure the model is, and the record that matched best."""
+
+    profile: Profile
+    score: float = strawberry.field(description="Match probability of the best-matching record under the linkage model.")
+    match_weight: float
+    matched_record: str
+
+
+MAX_FIRST = 100
 
 
 @strawberry.type
@@ -88,6 +102,28 @@ class Query:
                 profiles=len(matches),
             )
         return await _profile(info, matches[0]) if matches else None
+
+
+    @strawberry.field(
+        description='Free text ("jan de vries 1985 utrecht", "j. devries 3511"): candidates ranked by the '
+        f"linkage model's own comparisons; first <= {MAX_FIRST}."
+    )
+    async def search_profiles(self, info: Info[Context, Any], query: str, first: int = 10) -> list[ProfileMatch]:
+        if not 1 <= first <= MAX_FIRST:
+            raise ApiError(f"first must be between 1 and {MAX_FIRST}", limit=MAX_FIRST)
+        ctx = context_of(info)
+        model = ctx.queries.published_model()
+        parsed = parse_query(
+            query, ctx.config.matching.default_country,
+            ctx.queries.known_values("city_std"), ctx.queries.known_values("last_name_std"),
+        )
+        hits = search(ctx.queries.store, model, ctx.config.shared_identifiers(), parsed, first) if model else []
+        rows = await ctx.loaders.profile_by_profile_id.load_many([h.profile_id for h in hits])
+        return [
+            ProfileMatch(profile=Profile(row=row), score=h.match_probability, match_weight=h.match_weight, matched_record=h.record_key)
+            for h, row in zip(hits, rows)
+            if row
+        ]
 
 
 def _mask(error: GraphQLError) -> bool:

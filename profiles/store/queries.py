@@ -40,6 +40,8 @@ class ProfileQueries:
     def __init__(self, store: Store):
         self.store = store
         self.query_count = 0  # store round trips, for tests that bound them
+        self._model_cache: dict[str, Any] = {}
+        self._known: dict[str, set[str]] = {}
 
     def _dicts(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
         self.query_count += 1
@@ -103,6 +105,26 @@ class ProfileQueries:
             "SELECT * FROM golden_fields WHERE profile_id = ANY(?::VARCHAR[]) ORDER BY field", [list(profile_ids)]
         )
         return _group(rows)
+
+    def published_model(self) -> dict[str, Any]:
+        """The exact model the published run scored with (kept with the run)."""
+        run = self.store.rows("SELECT run_id, model::VARCHAR FROM runs WHERE status = 'published' ORDER BY finished_at DESC LIMIT 1")
+        if not run or run[0][1] is None:
+            return {}
+        run_id, text = run[0]
+        if self._model_cache.get("run") != run_id:
+            self._model_cache = {"run": run_id, "model": json.loads(text)}
+        model: dict[str, Any] = self._model_cache["model"]
+        return model
+
+    def known_values(self, column: str) -> set[str]:
+        """Distinct values of a matching column (cities, surnames), cached per process."""
+        if column not in ("city_std", "last_name_std"):
+            raise ValueError(column)
+        if column not in self._known:
+            rows = self.store.rows(f"SELECT DISTINCT {column} FROM records WHERE {column} IS NOT NULL")
+            self._known[column] = {str(r[0]) for r in rows}
+        return self._known[column]
 
     def secret(self, name: str) -> str:
         """A random secret kept in the store, made on first use."""
