@@ -15,41 +15,27 @@ from profiles.model import CONTACT_PII_FIELDS
 from resolvers.context import Context, context_of, pii
 
 
+def _address_part(name: str) -> Any:
+    """A PII-checked address part; each has its own resolver, so each is audited by name."""
+
+    def resolve(root: Address, info: Info[Context, Any]) -> str | None:
+        return pii(info, root.profile_id, name, root.row.get(name))
+
+    return strawberry.field(resolver=resolve)
+
+
 @strawberry.type
 class Address:
     profile_id: strawberry.Private[str]
     row: strawberry.Private[dict[str, Any]]
 
-    def _get(self, info: Info[Context, Any], name: str) -> str | None:
-        return pii(info, self.profile_id, name, self.row.get(name))
-
-    @strawberry.field
-    def street(self, info: Info[Context, Any]) -> str | None:
-        return self._get(info, "street")
-
-    @strawberry.field
-    def house_number(self, info: Info[Context, Any]) -> str | None:
-        return self._get(info, "house_number")
-
-    @strawberry.field
-    def address_line2(self, info: Info[Context, Any]) -> str | None:
-        return self._get(info, "address_line2")
-
-    @strawberry.field
-    def postcode(self, info: Info[Context, Any]) -> str | None:
-        return self._get(info, "postcode")
-
-    @strawberry.field
-    def city(self, info: Info[Context, Any]) -> str | None:
-        return self._get(info, "city")
-
-    @strawberry.field
-    def region(self, info: Info[Context, Any]) -> str | None:
-        return self._get(info, "region")
-
-    @strawberry.field
-    def country(self, info: Info[Context, Any]) -> str | None:
-        return self._get(info, "country")
+    street: str | None = _address_part("street")
+    house_number: str | None = _address_part("house_number")
+    address_line2: str | None = _address_part("address_line2")
+    postcode: str | None = _address_part("postcode")
+    city: str | None = _address_part("city")
+    region: str | None = _address_part("region")
+    country: str | None = _address_part("country")
 
 
 @strawberry.type
