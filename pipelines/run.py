@@ -21,6 +21,24 @@ from profiles import survivorship
 from profiles.store import RUN_TABLES, Store, begin_run, fail_run, publish_run, write_run_table
 
 
+#: How the served tables are laid out: sorted by what the API filters on, so DuckDB's
+#: zone maps skip all but a few row groups (a profile's records or a phone number in
+#: ~2 ms of 2M rows instead of a full scan), and records carry their profile id and
+#: identifiers so that a profile card reads one table.
+SERVED_LAYOUT: dict[str, str] = {
+    "records": """
+        SELECT m.profile_id, r.*, i.identifiers
+        FROM work.main.records r JOIN work.main.membership m USING (record_key)
+        LEFT JOIN (SELECT record_key, list({'kind': kind, 'value': value} ORDER BY kind, value) AS identifiers
+                   FROM work.main.identifiers GROUP BY record_key) i USING (record_key)
+        ORDER BY m.profile_id, r.record_key""",
+    "identifiers": """
+        SELECT i.*, m.profile_id FROM work.main.identifiers i JOIN work.main.membership m USING (record_key)
+        ORDER BY i.kind, i.value, i.record_key""",
+    "golden_fields": "SELECT * FROM work.main.golden_fields ORDER BY profile_id, field",
+}
+
+
 @dataclass
 class RunSummary:
     run_id: str
@@ -88,7 +106,7 @@ def run_pipeline(config: Config, *, retrain: bool = False, on_stage: StageCallba
                     )
                 with timer("write"):
                     for table in RUN_TABLES:
-                        write_run_table(store, run_id, table, f"SELECT * FROM work.main.{table}")
+                        write_run_table(store, run_id, table, SERVED_LAYOUT.get(table, f"SELECT * FROM work.main.{table}"))
             with timer("publish"):
                 model_json = config.model_path.read_text(encoding="utf-8") if config.model_path.exists() else None
                 publish_run(store, run_id, summary.as_dict(), model_json=model_json)

@@ -11,7 +11,9 @@ from strawberry.extensions import (
     MaskErrors,
     MaxAliasesLimiter,
     MaxTokensLimiter,
+    ParserCache,
     QueryDepthLimiter,
+    ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
@@ -89,7 +91,7 @@ class Query:
                 raise ApiError(str(exc)) from None
             found = ctx.queries.profile_of_record(source, record_id)
             return await _profile(info, found) if found else None
-        kinds = ctx.queries.identifier_kinds()
+        kinds = sorted({"email", "phone", *(n for source in ctx.config.sources for n in source.identifiers)})
         if kind not in kinds:
             raise ApiError(f"unknown identifier kind {kind!r}; known: record, {', '.join(kinds)}")
         lookup = standardized_lookup(kind, value, ctx.config.matching.default_country)
@@ -134,6 +136,8 @@ def _mask(error: GraphQLError) -> bool:
 
 def build_schema(api: ApiConfig) -> strawberry.Schema:
     extensions: list[Any] = [
+        lambda: ParserCache(maxsize=256),
+        lambda: ValidationCache(maxsize=256),
         lambda: QueryDepthLimiter(max_depth=api.max_depth),
         lambda: MaxTokensLimiter(max_token_count=api.max_tokens),
         lambda: MaxAliasesLimiter(max_alias_count=api.max_aliases),

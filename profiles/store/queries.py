@@ -49,20 +49,19 @@ class ProfileQueries:
 
     def resolve(self, profile_ids: Sequence[str]) -> dict[str, Resolved]:
         """Current profile for each asked id, following merge redirects."""
+        ids = list(profile_ids)
         rows = self._dicts(
-            """SELECT a.asked, coalesce(p.profile_id, r.redirect_to) AS profile_id, p.profile_id IS NULL AS redirected
-               FROM (SELECT unnest(?::VARCHAR[]) AS asked) a
-               LEFT JOIN profiles p ON p.profile_id = a.asked
-               LEFT JOIN profile_registry r ON r.profile_id = a.asked AND p.profile_id IS NULL
-               WHERE p.profile_id IS NOT NULL OR r.redirect_to IS NOT NULL""",
-            [list(profile_ids)],
+            f"""SELECT profile_id AS asked, profile_id, false AS redirected FROM profiles WHERE profile_id IN ({_marks(ids)})
+                UNION ALL
+                SELECT profile_id, redirect_to, true FROM profile_registry
+                WHERE profile_id IN ({_marks(ids)}) AND redirect_to IS NOT NULL""",
+            ids + ids,
         )
         return {r["asked"]: Resolved(r["asked"], r["profile_id"], bool(r["redirected"])) for r in rows}
 
     def profiles_with_identifier(self, kind: str, value: str) -> list[str]:
         rows = self._dicts(
-            """SELECT DISTINCT m.profile_id FROM identifiers i JOIN membership m USING (record_key)
-               WHERE i.kind = ? AND i.value = ? ORDER BY 1""",
+            "SELECT DISTINCT profile_id FROM identifiers WHERE kind = ? AND value = ? ORDER BY 1",
             [kind, value],
         )
         return [r["profile_id"] for r in rows]
@@ -71,19 +70,19 @@ class ProfileQueries:
         rows = self._dicts("SELECT profile_id FROM membership WHERE source = ? AND record_id = ?", [source, record_id])
         return rows[0]["profile_id"] if rows else None
 
-    def identifier_kinds(self) -> list[str]:
-        return [r["kind"] for r in self._dicts("SELECT DISTINCT kind FROM identifiers ORDER BY 1", [])]
-
     def profiles(self, profile_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        rows = self._dicts("SELECT * FROM profiles WHERE profile_id = ANY(?::VARCHAR[])", [list(profile_ids)])
+        ids = list(profile_ids)
+        rows = self._dicts(f"SELECT * FROM profiles WHERE profile_id IN ({_marks(ids)})", ids)
         return {r["profile_id"]: r for r in rows}
 
     def records(self, profile_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        ids = list(profile_ids)
         rows = self._dicts(
-            """SELECT m.profile_id, m.match_probability, r.* EXCLUDE (raw), r.raw::VARCHAR AS raw
-               FROM membership m JOIN records r USING (record_key)
-               WHERE m.profile_id = ANY(?::VARCHAR[]) ORDER BY r.updated_at DESC NULLS LAST, r.record_key""",
-            [list(profile_ids)],
+            f"""SELECT r.* EXCLUDE (raw, identifiers), r.raw::VARCHAR AS raw,
+                       (SELECT m.match_probability FROM membership m WHERE m.record_key = r.record_key) AS match_probability
+                FROM records r WHERE r.profile_id IN ({_marks(ids)})
+                ORDER BY r.updated_at DESC NULLS LAST, r.record_key""",
+            ids,
         )
         grouped = _group(rows)
         for records in grouped.values():
@@ -92,18 +91,18 @@ class ProfileQueries:
         return grouped
 
     def identifiers(self, profile_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        ids = list(profile_ids)
         rows = self._dicts(
-            """SELECT m.profile_id, i.kind, i.value, list(DISTINCT i.source ORDER BY i.source) AS sources
-               FROM identifiers i JOIN membership m USING (record_key)
-               WHERE m.profile_id = ANY(?::VARCHAR[]) GROUP BY ALL ORDER BY i.kind, i.value""",
-            [list(profile_ids)],
+            f"""SELECT profile_id, i.kind, i.value, list(DISTINCT source ORDER BY source) AS sources
+                FROM (SELECT profile_id, source, unnest(identifiers) AS i FROM records WHERE profile_id IN ({_marks(ids)}))
+                GROUP BY ALL ORDER BY i.kind, i.value""",
+            ids,
         )
         return _group(rows)
 
     def golden_fields(self, profile_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
-        rows = self._dicts(
-            "SELECT * FROM golden_fields WHERE profile_id = ANY(?::VARCHAR[]) ORDER BY field", [list(profile_ids)]
-        )
+        ids = list(profile_ids)
+        rows = self._dicts(f"SELECT * FROM golden_fields WHERE profile_id IN ({_marks(ids)}) ORDER BY field", ids)
         return _group(rows)
 
     def published_model(self) -> dict[str, Any]:
@@ -145,6 +144,12 @@ class ProfileQueries:
                 "INSERT INTO audit_log (event_id, occurred_at, actor, role, action, subject, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [f"ev_{secrets.token_hex(8)}", now, event.actor, event.role, event.action, event.subject, json.dumps(event.detail)],
             )
+
+
+def _marks(values: Sequence[object]) -> str:
+    """Placeholders for an IN list: a literal list lets DuckDB skip row groups by their
+    min/max (the tables are sorted by these keys); values stay bound parameters."""
+    return ", ".join("?" * len(values)) or "NULL"
 
 
 def _group(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
