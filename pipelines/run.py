@@ -27,7 +27,7 @@ from profiles.store import RUN_TABLES, Store, begin_run, fail_run, publish_run, 
 #: identifiers so that a profile card reads one table.
 SERVED_LAYOUT: dict[str, str] = {
     "records": """
-        SELECT m.profile_id, r.*, i.identifiers
+        SELECT m.profile_id, m.match_probability, r.*, i.identifiers
         FROM work.main.records r JOIN work.main.membership m USING (record_key)
         LEFT JOIN (SELECT record_key, list({'kind': kind, 'value': value} ORDER BY kind, value) AS identifiers
                    FROM work.main.identifiers GROUP BY record_key) i USING (record_key)

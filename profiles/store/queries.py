@@ -78,8 +78,7 @@ class ProfileQueries:
     def records(self, profile_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
         ids = list(profile_ids)
         rows = self._dicts(
-            f"""SELECT r.* EXCLUDE (raw, identifiers), r.raw::VARCHAR AS raw,
-                       (SELECT m.match_probability FROM membership m WHERE m.record_key = r.record_key) AS match_probability
+            f"""SELECT r.* EXCLUDE (raw, identifiers), r.raw::VARCHAR AS raw
                 FROM records r WHERE r.profile_id IN ({_marks(ids)})
                 ORDER BY r.updated_at DESC NULLS LAST, r.record_key""",
             ids,
