@@ -309,14 +309,16 @@ def weight_sql(model: dict[str, Any]) -> tuple[str, list[str]]:
             condition = level["sql_condition"]
             m, u = level.get("m_probability"), level.get("u_probability")
             weight = 0.0 if level.get("is_null_level") or not m or not u else math.log2(m / u)
+            # DOUBLE, not the DECIMAL DuckDB reads a literal as: sums of those overflow
+            value = f"CAST({weight!r} AS DOUBLE)"
             if condition.strip().upper() == "ELSE":
-                cases.append(f"ELSE {weight!r}")
+                cases.append(f"ELSE {value}")
             else:
-                cases.append(f"WHEN {condition} THEN {weight!r}")
+                cases.append(f"WHEN {condition} THEN {value}")
         if not cases[-1].startswith("ELSE"):
-            cases.append("ELSE 0.0")
+            cases.append("ELSE CAST(0 AS DOUBLE)")
         parts.append(f"(CASE {' '.join(cases)} END)")
-    return (" + ".join(parts) or "0.0"), parts
+    return (" + ".join(parts) or "CAST(0 AS DOUBLE)"), parts
 
 
 def prior_weight(model: dict[str, Any]) -> float:
