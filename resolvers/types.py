@@ -15,13 +15,16 @@ from profiles.model import CONTACT_PII_FIELDS
 from resolvers.context import Context, context_of, pii
 
 
-def _address_part(name: str) -> Any:
-    """A PII-checked address part; each has its own resolver, so each is audited by name."""
+def _column(name: str, *, contact_pii: bool = False, description: str | None = None) -> Any:
+    """A field read from the object's row. Its GraphQL type comes from the class attribute
+    it is assigned to; contact PII goes through ``pii`` in this, its own resolver, so each
+    such field is checked and audited by name."""
 
-    def resolve(root: Address, info: Info[Context, Any]) -> str | None:
-        return pii(info, root.profile_id, name, root.row.get(name))
+    def resolve(root: Any, info: Info[Context, Any]):  # type: ignore[no-untyped-def]
+        value = root.row.get(name)
+        return pii(info, root.profile_id, name, value) if contact_pii else value
 
-    return strawberry.field(resolver=resolve)
+    return strawberry.field(resolver=resolve, description=description)
 
 
 @strawberry.type
@@ -29,13 +32,13 @@ class Address:
     profile_id: strawberry.Private[str]
     row: strawberry.Private[dict[str, Any]]
 
-    street: str | None = _address_part("street")
-    house_number: str | None = _address_part("house_number")
-    address_line2: str | None = _address_part("address_line2")
-    postcode: str | None = _address_part("postcode")
-    city: str | None = _address_part("city")
-    region: str | None = _address_part("region")
-    country: str | None = _address_part("country")
+    street: str | None = _column("street", contact_pii=True)
+    house_number: str | None = _column("house_number", contact_pii=True)
+    address_line2: str | None = _column("address_line2", contact_pii=True)
+    postcode: str | None = _column("postcode", contact_pii=True)
+    city: str | None = _column("city", contact_pii=True)
+    region: str | None = _column("region", contact_pii=True)
+    country: str | None = _column("country", contact_pii=True)
 
 
 @strawberry.type
@@ -79,57 +82,24 @@ class SourceRecord:
     profile_id: strawberry.Private[str]
     row: strawberry.Private[dict[str, Any]]
 
-    @strawberry.field
-    def key(self) -> str:
-        return str(self.row["record_key"])
-
-    @strawberry.field
-    def source(self) -> str:
-        return str(self.row["source"])
-
-    @strawberry.field
-    def record_id(self) -> str:
-        return str(self.row["record_id"])
-
-    @strawberry.field
-    def match_probability(self) -> float | None:
-        return self.row.get("match_probability")
-
-    @strawberry.field
-    def updated_at(self) -> datetime | None:
-        return self.row.get("updated_at")
-
-    @strawberry.field
-    def first_name(self) -> str | None:
-        return self.row.get("first_name")
-
-    @strawberry.field
-    def last_name(self) -> str | None:
-        return self.row.get("last_name")
-
-    @strawberry.field
-    def full_name(self) -> str | None:
-        return self.row.get("full_name")
-
-    @strawberry.field
-    def email(self, info: Info[Context, Any]) -> str | None:
-        return pii(info, self.profile_id, "email", self.row.get("email"))
-
-    @strawberry.field
-    def phone(self, info: Info[Context, Any]) -> str | None:
-        return pii(info, self.profile_id, "phone", self.row.get("phone"))
-
-    @strawberry.field
-    def date_of_birth(self, info: Info[Context, Any]) -> date | None:
-        return pii(info, self.profile_id, "date_of_birth", self.row.get("date_of_birth"))
+    key: str = _column("record_key")
+    source: str = _column("source")
+    record_id: str = _column("record_id")
+    match_probability: float | None = _column("match_probability")
+    updated_at: datetime | None = _column("updated_at")
+    first_name: str | None = _column("first_name")
+    last_name: str | None = _column("last_name")
+    full_name: str | None = _column("full_name")
+    email: str | None = _column("email", contact_pii=True)
+    phone: str | None = _column("phone", contact_pii=True)
+    date_of_birth: date | None = _column("date_of_birth", contact_pii=True)
+    raw: JSON | None = _column(
+        "raw", contact_pii=True, description="The source row as the source system wrote it (contact PII: agents and stewards only)."
+    )
 
     @strawberry.field
     def address(self) -> Address:
         return Address(profile_id=self.profile_id, row=self.row)
-
-    @strawberry.field(description="The source row as the source system wrote it (contact PII: agents and stewards only).")
-    def raw(self, info: Info[Context, Any]) -> JSON | None:
-        return pii(info, self.profile_id, "raw", self.row.get("raw"))
 
 
 @strawberry.type
@@ -138,6 +108,10 @@ class Profile:
 
     row: strawberry.Private[dict[str, Any]]
     asked_id: strawberry.Private[str | None] = None
+
+    @property
+    def profile_id(self) -> str:
+        return str(self.row["profile_id"])
 
     @strawberry.field
     def id(self) -> strawberry.ID:
@@ -151,45 +125,20 @@ class Profile:
     def pseudonymous_id(self, info: Info[Context, Any]) -> str:
         return context_of(info).pseudonymous_id(self.row["profile_id"])
 
-    @strawberry.field
-    def first_name(self) -> str | None:
-        return self.row.get("first_name")
-
-    @strawberry.field
-    def middle_name(self) -> str | None:
-        return self.row.get("middle_name")
-
-    @strawberry.field
-    def last_name(self) -> str | None:
-        return self.row.get("last_name")
-
-    @strawberry.field
-    def full_name(self) -> str | None:
-        return self.row.get("full_name")
-
-    @strawberry.field
-    def gender(self) -> str | None:
-        return self.row.get("gender")
-
-    @strawberry.field
-    def email(self, info: Info[Context, Any]) -> str | None:
-        return pii(info, self.row["profile_id"], "email", self.row.get("email"))
-
-    @strawberry.field
-    def phone(self, info: Info[Context, Any]) -> str | None:
-        return pii(info, self.row["profile_id"], "phone", self.row.get("phone"))
-
-    @strawberry.field
-    def date_of_birth(self, info: Info[Context, Any]) -> date | None:
-        return pii(info, self.row["profile_id"], "date_of_birth", self.row.get("date_of_birth"))
+    first_name: str | None = _column("first_name")
+    middle_name: str | None = _column("middle_name")
+    last_name: str | None = _column("last_name")
+    full_name: str | None = _column("full_name")
+    gender: str | None = _column("gender")
+    email: str | None = _column("email", contact_pii=True)
+    phone: str | None = _column("phone", contact_pii=True)
+    date_of_birth: date | None = _column("date_of_birth", contact_pii=True)
 
     @strawberry.field
     def address(self) -> Address:
-        return Address(profile_id=self.row["profile_id"], row=self.row)
+        return Address(profile_id=self.profile_id, row=self.row)
 
-    @strawberry.field
-    def record_count(self) -> int:
-        return int(self.row["record_count"])
+    record_count: int = _column("record_count")
 
     @strawberry.field(description="Source systems the person appears in.")
     def sources(self) -> list[str]:
