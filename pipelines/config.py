@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from profiles.errors import ConfigError
-from profiles.model import CANONICAL_FIELDS
+from profiles.model import BUILTIN_IDENTIFIER_KINDS, CANONICAL_FIELDS
 
 SOURCE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".json": "json", ".ndjson": "ndjson", ".jsonl": "ndjson"}
 SURVIVORSHIP_RULES = ("trust", "recent", "frequent")
@@ -155,11 +155,9 @@ class Config(_Strict):
     def model_path(self) -> Path:
         return self.resolve(self.matching.model)
 
-    def source(self, name: str) -> SourceConfig:
-        for source in self.sources:
-            if source.name == name:
-                return source
-        raise ConfigError(f"no source named {name!r} in the config (have: {', '.join(s.name for s in self.sources)})")
+    def identifier_kinds(self) -> list[str]:
+        """Every identifier kind a record can carry: email, phone and the configured ones."""
+        return sorted({*BUILTIN_IDENTIFIER_KINDS, *(n for source in self.sources for n in source.identifiers)})
 
     def shared_identifiers(self) -> list[str]:
         """Identifier names mapped by more than one source: only those can link records."""

@@ -34,9 +34,9 @@ def export(store_path: Path, out_dir: Path, fmt: Literal["parquet", "csv"] = "pa
             tmp = out_dir / f".{name}.{fmt}.tmp"
             if fmt == "csv":
                 query = _csv_safe(store, query)
-            store.execute(f"COPY ({query}) TO {sql_literal_path(tmp)} ({options})", building=str(target))
+            # COPY answers with the number of rows it wrote
+            written[name] = int(store.scalar(f"COPY ({query}) TO {sql_literal_path(tmp)} ({options})"))
             os.replace(tmp, target)
-            written[name] = int(store.scalar(f"SELECT count(*) FROM ({query})"))
         return written
 
 

@@ -13,13 +13,5 @@ class ApiError(GraphQLError):
         super().__init__(message, extensions={"code": self.code, **details})
 
 
-class Forbidden(ApiError):
-    code = "FORBIDDEN"
-
-
 class Ambiguous(ApiError):
     code = "AMBIGUOUS_IDENTIFIER"
-
-
-class Timeout(ApiError):
-    code = "TIMEOUT"

@@ -91,7 +91,7 @@ class Query:
                 raise ApiError(str(exc)) from None
             found = ctx.queries.profile_of_record(source, record_id)
             return await _profile(info, found) if found else None
-        kinds = sorted({"email", "phone", *(n for source in ctx.config.sources for n in source.identifiers)})
+        kinds = ctx.config.identifier_kinds()
         if kind not in kinds:
             raise ApiError(f"unknown identifier kind {kind!r}; known: record, {', '.join(kinds)}")
         lookup = standardized_lookup(kind, value, ctx.config.matching.default_country)

@@ -41,6 +41,11 @@ class Address:
     country: str | None = _column("country", contact_pii=True)
 
 
+def _gated(info: Info[Context, Any], profile_id: str, name: str, value: str | None) -> str | None:
+    """A value that is contact PII when its field (or identifier kind) is."""
+    return pii(info, profile_id, name, value) if name in CONTACT_PII_FIELDS else value
+
+
 @strawberry.type
 class GoldenField:
     """One golden value and where it came from."""
@@ -55,9 +60,7 @@ class GoldenField:
 
     @strawberry.field
     def value(self, info: Info[Context, Any]) -> str | None:
-        if self.name in CONTACT_PII_FIELDS:
-            return pii(info, self.profile_id, self.name, self.raw_value)
-        return self.raw_value
+        return _gated(info, self.profile_id, self.name, self.raw_value)
 
 
 @strawberry.type
@@ -69,9 +72,7 @@ class Identifier:
 
     @strawberry.field
     def value(self, info: Info[Context, Any]) -> str | None:
-        if self.kind in CONTACT_PII_FIELDS:
-            return pii(info, self.profile_id, self.kind, self.raw_value)
-        return self.raw_value
+        return _gated(info, self.profile_id, self.kind, self.raw_value)
 
 
 @strawberry.type
