@@ -52,18 +52,7 @@ def parse_query(text: str, default_country: str, known_cities: set[str], known_s
     for email in _EMAIL.findall(text):
         values["email_std"] = standardize_email(email)[0]
         rest = rest.replace(email, " ")
-    # cities of more than one word ("den bosch") would otherwise be read as name parts
-    padded = f" {fold(rest)} "
-    for city in sorted((c for c in known_cities if " " in c), key=len, reverse=True):
-        if f" {city} " in padded:
-            values["city_std"] = city
-            words_of_city = len(city.split(" "))
-            tokens = rest.split()
-            for i in range(len(tokens) - words_of_city + 1):
-                if fold(" ".join(tokens[i : i + words_of_city])) == city:
-                    rest = " ".join(tokens[:i] + tokens[i + words_of_city :])
-                    break
-            break
+    rest, values["city_std"] = _take_city(rest, known_cities)
     for token in re.split(r"[\s,]+", rest.strip()):
         if not token:
             continue
@@ -82,8 +71,6 @@ def parse_query(text: str, default_country: str, known_cities: set[str], known_s
             values["postcode_std"] = token.replace(" ", "").upper()
         elif _PHONE.match(token) and sum(ch.isdigit() for ch in token) >= 8:
             values["phone_std"] = standardize_phone(token, default_country)[0]
-        elif fold(token) in known_cities:
-            values["city_std"] = fold(token)
         else:
             words.append(token)
     if words:
@@ -96,6 +83,24 @@ def parse_query(text: str, default_country: str, known_cities: set[str], known_s
             core = _unglue(surname.core, known_surnames)
             values["last_name_std"], values["surname_tokens"] = core, [core] if core != surname.core else list(surname.tokens)
     return QueryRecord(values, birth_year, values["city_std"])
+
+
+def city_key(text: str) -> str:
+    """A city as the pipeline keys it (``records.city_std``): lower case, no accents,
+    anything but letters and digits a single space ("'s-Gravenhage" -> "s gravenhage")."""
+    return re.sub(r"[^a-z0-9]+", " ", fold(text)).strip()
+
+
+def _take_city(text: str, known_cities: set[str]) -> tuple[str, str | None]:
+    """Find a known city (up to three words, the rightmost longest first) and take it
+    out of the text, so its words are not read as name parts."""
+    tokens = text.split()
+    for length in (3, 2, 1):
+        for start in range(len(tokens) - length, -1, -1):
+            key = city_key(" ".join(tokens[start : start + length]))
+            if key in known_cities:
+                return " ".join(tokens[:start] + tokens[start + length :]), key
+    return text, None
 
 
 _GLUED = sorted({p.replace(" ", "").replace("'", "") for p in PARTICLES}, key=len, reverse=True)
