@@ -52,6 +52,38 @@ _DDL: Final[tuple[str, ...]] = (
         subject VARCHAR,
         detail JSON
     )""",
+    # Steward decisions as constraints on record pairs (record_key_l < record_key_r):
+    # 'same' keeps two records in one profile, 'different' keeps them apart, in every
+    # later run. An undone decision is deactivated, never deleted.
+    """CREATE TABLE IF NOT EXISTS link_constraints (
+        constraint_id VARCHAR NOT NULL,
+        record_key_l VARCHAR NOT NULL,
+        record_key_r VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL,             -- same | different
+        action_id VARCHAR NOT NULL,        -- the steward action that made it
+        created_at TIMESTAMPTZ NOT NULL,
+        active BOOLEAN NOT NULL
+    )""",
+    # Steward actions: what was done, by whom and why, with the profiles it touched.
+    # The exact rows before and after live in the run's snapshot tables (see
+    # profiles.store.stewardship); an undo is an action too, so undoing it redoes.
+    """CREATE TABLE IF NOT EXISTS steward_actions (
+        action_id VARCHAR NOT NULL,
+        run_id VARCHAR NOT NULL,           -- the published run it changed
+        kind VARCHAR NOT NULL,             -- same | different | merge | split | undo
+        actor VARCHAR NOT NULL,
+        role VARCHAR NOT NULL,
+        reason VARCHAR NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        subject JSON,                      -- the pair, ids or record keys acted on
+        profiles_before VARCHAR[] NOT NULL,
+        profiles_after VARCHAR[] NOT NULL,
+        records VARCHAR[] NOT NULL,        -- record keys whose profile it may change
+        constraints_added VARCHAR[] NOT NULL,
+        constraints_removed VARCHAR[] NOT NULL,
+        undoes VARCHAR,
+        undone_by VARCHAR
+    )""",
 )
 
 
