@@ -18,3 +18,15 @@ class SourceSchemaError(UnifyError):
 
 class StoreError(UnifyError):
     """The store is missing, locked, or not in the state an operation needs."""
+
+
+class NotFoundError(UnifyError):
+    """What an operation names (a pair, a profile, a record, an action) does not exist."""
+
+
+class ConflictError(UnifyError):
+    """The state an operation was based on has changed (another decision came first)."""
+
+
+class InvalidActionError(UnifyError):
+    """A steward action that cannot be carried out as asked (e.g. splitting a whole profile)."""

@@ -4,8 +4,13 @@ from profiles.store.connection import WORK_CATALOG, Store, ident, quote_column, 
 from profiles.store.queries import AuditEvent, ProfileQueries, Resolved
 from profiles.store.runs import begin_run, current_run, fail_run, publish_run, write_run_table
 from profiles.store.schema import RUN_TABLES
+from profiles.store.stewardship import Action, Decision, Steward, Stewardship
 
 __all__ = [
+    "Action",
+    "Decision",
+    "Steward",
+    "Stewardship",
     "AuditEvent",
     "ProfileQueries",
     "Resolved",

@@ -1,0 +1,602 @@
+"""Steward actions on the published run: decide a candidate pair, merge profiles, split
+records out, and undo any of these.
+
+Every action
+- runs in one transaction that holds the store's lock, so two decisions on one profile
+  are applied one after the other and the second sees the first (and is refused with a
+  :class:`ConflictError` when what it was based on no longer holds);
+- is recorded as constraints on record pairs (``link_constraints``: ``same`` keeps two
+  records together, ``different`` keeps them apart), which every later batch run honours;
+- keeps the exact rows it changed, before and after (records' profile ids, profiles,
+  golden fields with lineage, id registry), in snapshot tables of the run, so that
+  ``undo`` restores the state before the action exactly; an undo is an action too, so
+  undoing it redoes;
+- writes an audit event (actor, role, reason, profiles and records before and after; no PII).
+
+A regrouped profile is re-partitioned the way a batch run would do it (links at or above
+the match threshold, strongest first, never across a ``different`` pair), so that a
+rerun on the same input reproduces what the steward sees."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Final, Literal
+
+import pyarrow as pa
+
+from profiles import survivorship
+from profiles.constraints import constrained_components
+from profiles.errors import ConflictError, InvalidActionError, NotFoundError, StoreError
+from profiles.identity import mint_profile_ids
+from profiles.store.connection import Store, ident
+from profiles.store.queries import AuditEvent, ProfileQueries
+from profiles.store.runs import current_run
+
+Decision = Literal["same", "different"]
+ActionKind = Literal["same", "different", "merge", "split", "undo"]
+
+#: Strength given to a steward's "same" link: above any model probability, so it is
+#: taken first when a profile is re-partitioned.
+_STEWARD_LINK: Final = 2.0
+#: Snapshot tables of a run: what an action changed, before and after.
+_SNAPSHOTS: Final[dict[str, str]] = {
+    "snap_records": "SELECT record_key, profile_id, match_probability FROM {run}.records",
+    "snap_profiles": "SELECT * FROM {run}.profiles",
+    "snap_golden_fields": "SELECT * FROM {run}.golden_fields",
+    "snap_registry": "SELECT * FROM {cat}.main.profile_registry",
+}
+
+
+@dataclass(frozen=True)
+class Steward:
+    """Who acts (never a key: the key's name) and in which role."""
+
+    actor: str
+    role: str
+
+
+@dataclass(frozen=True)
+class Action:
+    action_id: str
+    run_id: str
+    kind: str
+    actor: str
+    role: str
+    reason: str
+    created_at: datetime
+    subject: dict[str, Any]
+    profiles_before: list[str]
+    profiles_after: list[str]
+    records: list[str]
+    constraints_added: list[str]
+    constraints_removed: list[str]
+    undoes: str | None
+    undone_by: str | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Action:
+        values = dict(row)
+        values["subject"] = json.loads(values["subject"]) if values.get("subject") else {}
+        for name in ("profiles_before", "profiles_after", "records", "constraints_added", "constraints_removed"):
+            values[name] = list(values[name] or [])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What an action will do: the new profile of each record it touches."""
+
+    profiles_before: list[str]
+    assignment: dict[str, str]  # record key -> profile id after the action
+    add: list[tuple[str, str, Decision]]
+    remove: list[str]  # constraint ids to deactivate
+    subject: dict[str, Any]
+
+
+class Stewardship:
+    """Steward actions on the store's published run."""
+
+    def __init__(self, store: Store, *, match_threshold: float, rules: Mapping[str, str], default_rule: str):
+        self.store = store
+        self.match_threshold = match_threshold
+        self.rules, self.default_rule = dict(rules), default_rule
+        self._cat = ident(store.catalog)
+
+    # ---- actions -------------------------------------------------------------------
+
+    def decide(self, pair_id: str, decision: Decision, reason: str, by: Steward) -> Action:
+        """A steward's verdict on a candidate pair, applied at once and kept as a constraint."""
+        if decision not in ("same", "different"):
+            raise InvalidActionError(f"decision must be same or different, not {decision!r}")
+        with self.store.transaction():
+            rows = self.store.rows("SELECT record_key_l, record_key_r FROM pairs WHERE pair_id = ?", [pair_id])
+            if not rows:
+                raise NotFoundError(f"no candidate pair {pair_id!r} in the published run")
+            a, b = sorted(rows[0])
+            decided = self.store.rows(
+                "SELECT kind, action_id FROM link_constraints WHERE active AND record_key_l = ? AND record_key_r = ?", [a, b]
+            )
+            if decided:
+                raise ConflictError(
+                    f"pair {pair_id} was already decided {decided[0][0].upper()} (action {decided[0][1]}); undo that first"
+                )
+            members = self._members_of_records([a, b])
+            pa_, pb_ = members[a], members[b]
+            records = self._records_of([pa_, pb_])
+            if decision == "same":
+                self._refuse_if_kept_apart(records[pa_], records[pb_])
+                survivor = self._oldest([pa_, pb_])
+                assignment = {k: survivor for p in {pa_, pb_} for k in records[p]}
+            else:
+                self._refuse_if_held_together(a, b)
+                assignment = (
+                    self._repartition(records[pa_], pa_, apart=[(a, b)])
+                    if pa_ == pb_
+                    else {k: p for p in (pa_, pb_) for k in records[p]}
+                )
+            plan = _Plan(sorted({pa_, pb_}), assignment, [_link(a, b, decision)], [], {"pair_id": pair_id, "records": [a, b]})
+            return self._apply(decision, plan, reason, by)
+
+    def merge(self, profile_ids: Sequence[str], reason: str, by: Steward) -> Action:
+        """One profile from several: the oldest id survives, the others redirect to it."""
+        ids = list(dict.fromkeys(profile_ids))
+        if len(ids) < 2:
+            raise InvalidActionError("name at least two different profiles to merge")
+        with self.store.transaction():
+            self._require_current(ids)
+            records = self._records_of(ids)
+            for i, first in enumerate(ids):
+                for second in ids[i + 1 :]:
+                    self._refuse_if_kept_apart(records[first], records[second])
+            survivor = self._oldest(ids)
+            anchor = min(records[survivor])
+            links = [_link(anchor, min(records[p]), "same") for p in ids if p != survivor]
+            assignment = {k: survivor for p in ids for k in records[p]}
+            plan = _Plan(sorted(ids), assignment, links, [], {"profile_ids": ids})
+            return self._apply("merge", plan, reason, by)
+
+    def split(self, record_keys: Sequence[str], reason: str, by: Steward, into: str | None = None) -> Action:
+        """Take records out of their profile: they form a new profile (or join ``into``),
+        and are kept apart from the records they leave behind."""
+        keys = sorted(set(record_keys))
+        if not keys:
+            raise InvalidActionError("name at least one record to split out")
+        with self.store.transaction():
+            members = self._members_of_records(keys)
+            sources = set(members.values())
+            if len(sources) > 1:
+                raise InvalidActionError(f"the records belong to different profiles ({', '.join(sorted(sources))}); split them one profile at a time")
+            (origin,) = sources
+            if into is not None:
+                self._require_current([into])
+                if into == origin:
+                    raise InvalidActionError(f"the records are already in {into}")
+            records = self._records_of([origin] + ([into] if into else []))
+            rest = [k for k in records[origin] if k not in keys]
+            if not rest and into is None:
+                raise InvalidActionError(f"those are all the records of {origin}: nothing would be left to split from")
+            if into is not None:
+                self._refuse_if_kept_apart(keys, records[into])
+            moved = set(keys)
+            remove = [
+                cid
+                for cid, left, right, kind in self._constraints(records[origin])
+                if kind == "same" and ((left in moved) != (right in moved))
+            ]
+            add = [_link(k, r, "different") for k in keys for r in rest]
+            add += [_link(keys[0], k, "same") for k in keys[1:]]
+            if into is not None:
+                add.append(_link(keys[0], min(records[into]), "same"))
+            assignment = self._repartition(rest, origin, ignore=set(remove)) if rest else {}
+            target = into or self._new_ids(1)[0]
+            assignment.update({k: target for k in keys})
+            if into is not None:
+                assignment.update({k: into for k in records[into]})
+            before = sorted({origin} | ({into} if into else set()))
+            plan = _Plan(before, assignment, add, remove, {"records": keys, "into": into})
+            return self._apply("split", plan, reason, by)
+
+    def undo(self, action_id: str, reason: str, by: Steward) -> Action:
+        """Restore the exact state before ``action_id``; refused when the profiles it
+        touched have changed since (undo the later action first)."""
+        with self.store.transaction():
+            found = self.store.dicts("SELECT * FROM steward_actions WHERE action_id = ?", [action_id])
+            if not found:
+                raise NotFoundError(f"no steward action {action_id!r}")
+            target = Action.from_row(found[0])
+            run = self._run()
+            if target.run_id != run:
+                raise ConflictError(
+                    f"action {action_id} changed run {target.run_id}; a batch run has been published since, "
+                    "so undo no longer applies (its decisions stay constraints: decide again to change them)"
+                )
+            if target.undone_by:
+                raise ConflictError(f"action {action_id} was already undone by {target.undone_by}")
+            if not self._state_matches(target.action_id, "after", target):
+                raise ConflictError(
+                    f"the profiles of action {action_id} have changed since; undo the later actions first"
+                )
+            new_id = _new_action_id()
+            self._snapshot(new_id, "before", target.profiles_before + target.profiles_after, target.records)
+            self._restore(target)
+            self._set_active(target.constraints_added, False)
+            self._set_active(target.constraints_removed, True)
+            self._snapshot(new_id, "after", target.profiles_before + target.profiles_after, target.records)
+            self.store.execute("UPDATE steward_actions SET undone_by = ? WHERE action_id = ?", [new_id, action_id])
+            return self._record(
+                new_id, "undo", by, reason, {"action_id": action_id},
+                before=target.profiles_after, after=target.profiles_before, records=target.records,
+                added=target.constraints_removed, removed=target.constraints_added, undoes=action_id,
+            )
+
+    # ---- reads ---------------------------------------------------------------------
+
+    def action(self, action_id: str) -> Action | None:
+        rows = self.store.dicts("SELECT * FROM steward_actions WHERE action_id = ?", [action_id])
+        return Action.from_row(rows[0]) if rows else None
+
+    def recent_actions(self, limit: int = 20) -> list[Action]:
+        rows = self.store.dicts("SELECT * FROM steward_actions ORDER BY created_at DESC, action_id DESC LIMIT ?", [limit])
+        return [Action.from_row(r) for r in rows]
+
+    # ---- planning helpers ----------------------------------------------------------
+
+    def _run(self) -> str:
+        run = current_run(self.store)
+        if run is None:
+            raise StoreError("no published run: run `unify run` first")
+        return run
+
+    def _members_of_records(self, keys: Sequence[str]) -> dict[str, str]:
+        rows = self.store.rows(f"SELECT record_key, profile_id FROM records WHERE record_key IN ({_marks(keys)})", list(keys))
+        found = dict((str(k), str(p)) for k, p in rows)
+        missing = [k for k in keys if k not in found]
+        if missing:
+            raise NotFoundError(f"no record {', '.join(missing)} in the published run")
+        return found
+
+    def _records_of(self, profile_ids: Sequence[str]) -> dict[str, list[str]]:
+        ids = list(dict.fromkeys(profile_ids))
+        grouped: dict[str, list[str]] = {p: [] for p in ids}
+        for key, pid in self.store.rows(
+            f"SELECT record_key, profile_id FROM records WHERE profile_id IN ({_marks(ids)}) ORDER BY record_key", ids
+        ):
+            grouped[str(pid)].append(str(key))
+        return grouped
+
+    def _require_current(self, profile_ids: Sequence[str]) -> None:
+        resolved = ProfileQueries(self.store).resolve(profile_ids)
+        for pid in profile_ids:
+            if pid not in resolved:
+                raise NotFoundError(f"no profile {pid!r}")
+            if resolved[pid].redirected:
+                raise ConflictError(f"profile {pid} was merged into {resolved[pid].profile_id}; act on that profile")
+
+    def _oldest(self, profile_ids: Sequence[str]) -> str:
+        ids = list(profile_ids)
+        rows = self.store.rows(
+            f"SELECT profile_id FROM profile_registry WHERE profile_id IN ({_marks(ids)}) ORDER BY created_at, profile_id LIMIT 1",
+            ids,
+        )
+        return str(rows[0][0]) if rows else min(ids)
+
+    def _constraints(self, keys: Sequence[str]) -> list[tuple[str, str, str, str]]:
+        """Active constraints with both records among ``keys``: (id, left, right, kind)."""
+        if not keys:
+            return []
+        return [
+            (str(c), str(left), str(right), str(kind))
+            for c, left, right, kind in self.store.rows(
+                f"""SELECT constraint_id, record_key_l, record_key_r, kind FROM link_constraints
+                    WHERE active AND record_key_l IN ({_marks(keys)}) AND record_key_r IN ({_marks(keys)})""",
+                list(keys) * 2,
+            )
+        ]
+
+    def _refuse_if_kept_apart(self, left: Sequence[str], right: Sequence[str]) -> None:
+        rows = self.store.rows(
+            f"""SELECT record_key_l, record_key_r, action_id FROM link_constraints
+                WHERE active AND kind = 'different'
+                  AND ((record_key_l IN ({_marks(left)}) AND record_key_r IN ({_marks(right)}))
+                    OR (record_key_l IN ({_marks(right)}) AND record_key_r IN ({_marks(left)})))
+                LIMIT 1""",
+            [*left, *right, *right, *left],
+        )
+        if rows:
+            a, b, action = rows[0]
+            raise ConflictError(f"records {a} and {b} were decided DIFFERENT (action {action}); undo that decision first")
+
+    def _refuse_if_held_together(self, a: str, b: str) -> None:
+        """Refuse DIFFERENT on two records that steward SAME decisions chain together."""
+        reached, frontier = {a}, [a]
+        while frontier:
+            rows = self.store.rows(
+                f"""SELECT record_key_l, record_key_r FROM link_constraints WHERE active AND kind = 'same'
+                    AND (record_key_l IN ({_marks(frontier)}) OR record_key_r IN ({_marks(frontier)}))""",
+                frontier * 2,
+            )
+            frontier = [k for row in rows for k in row if k not in reached]
+            reached.update(frontier)
+        if b in reached:
+            raise ConflictError(f"records {a} and {b} are held together by SAME decisions; undo those first")
+
+    def _repartition(
+        self, keys: Sequence[str], origin: str, apart: Iterable[tuple[str, str]] = (), ignore: set[str] | None = None
+    ) -> dict[str, str]:
+        """Group ``keys`` (records of profile ``origin``) as a batch run would: model
+        links at or above the threshold and SAME decisions, never across a DIFFERENT.
+        The largest group keeps ``origin``; the others get new ids."""
+        keys = list(keys)
+        links = [
+            (str(left), str(right), float(p))
+            for left, right, p in self.store.rows(
+                f"""SELECT record_key_l, record_key_r, match_probability FROM pairs
+                    WHERE match_probability >= ? AND record_key_l IN ({_marks(keys)}) AND record_key_r IN ({_marks(keys)})""",
+                [self.match_threshold, *keys, *keys],
+            )
+        ]
+        kept_apart = list(apart)
+        for cid, left, right, kind in self._constraints(keys):
+            if ignore and cid in ignore:
+                continue
+            if kind == "same":
+                links.append((left, right, _STEWARD_LINK))
+            else:
+                kept_apart.append((left, right))
+        groups: dict[str, list[str]] = {}
+        for key, representative in constrained_components(keys, links, kept_apart).items():
+            groups.setdefault(representative, []).append(key)
+        ordered = sorted(groups.values(), key=lambda g: (-len(g), min(g)))
+        names = [origin, *self._new_ids(len(ordered) - 1)]
+        return {k: name for name, group in zip(names, ordered) for k in group}
+
+    def _new_ids(self, count: int) -> list[str]:
+        ids = mint_profile_ids(count)
+        if ids and self.store.scalar(f"SELECT count(*) FROM profile_registry WHERE profile_id IN ({_marks(ids)})", ids):
+            return self._new_ids(count)  # 80 random bits: practically never
+        return ids
+
+    # ---- applying ------------------------------------------------------------------
+
+    def _apply(self, kind: ActionKind, plan: _Plan, reason: str, by: Steward) -> Action:
+        """Carry out a plan inside the caller's transaction: snapshot, regroup, recompute
+        the golden records of the touched profiles, retire and register ids, record the
+        constraints, snapshot again."""
+        run = self._run()
+        action_id = _new_action_id()
+        records = sorted(plan.assignment)
+        after = sorted(set(plan.assignment.values()))
+        touched = sorted(set(plan.profiles_before) | set(after))
+        previous = self._members_of_records(records)
+        self._snapshot(action_id, "before", touched, records)
+        self.store.register(
+            "_sw_assignment", pa.table({"record_key": records, "profile_id": [plan.assignment[k] for k in records]})
+        )
+        try:
+            self._regroup(run, touched)
+        finally:
+            self.store.unregister("_sw_assignment")
+        fresh = [p for p in after if p not in plan.profiles_before]
+        if fresh:
+            self.store.execute(
+                "INSERT INTO profile_registry (profile_id, created_run, created_at) SELECT unnest(?::VARCHAR[]), ?, ?",
+                [fresh, run, datetime.now(timezone.utc)],
+            )
+        for old in (p for p in plan.profiles_before if p not in after):
+            taken: dict[str, int] = {}
+            for key, was in previous.items():
+                if was == old:
+                    taken[plan.assignment[key]] = taken.get(plan.assignment[key], 0) + 1
+            survivor = min(taken, key=lambda p: (-taken[p], p))
+            self.store.execute(
+                "UPDATE profile_registry SET retired_run = ?, redirect_to = ? WHERE profile_id = ?", [run, survivor, old]
+            )
+            self.store.execute("UPDATE profile_registry SET redirect_to = ? WHERE redirect_to = ?", [survivor, old])
+        added = self._add_constraints(action_id, plan.add)
+        self._set_active(plan.remove, False)
+        self._snapshot(action_id, "after", touched, records)
+        return self._record(
+            action_id, kind, by, reason, plan.subject, before=plan.profiles_before, after=after,
+            records=records, added=added, removed=plan.remove, undoes=None,
+        )
+
+    def _regroup(self, run: str, touched: Sequence[str]) -> None:
+        """Move the records of ``_sw_assignment`` to their new profiles and rebuild the
+        touched profiles' golden records with the batch run's own survivorship SQL."""
+        r = f"{self._cat}.{ident(run)}"
+        for table in ("records", "membership", "identifiers"):
+            self.store.execute(
+                f"UPDATE {r}.{table} SET profile_id = a.profile_id FROM _sw_assignment a WHERE {table}.record_key = a.record_key"
+            )
+        # A record's match probability: its strongest model link inside its profile (as in a batch run).
+        self.store.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _sw_best AS
+                WITH links AS (
+                    SELECT record_key_l AS record_key, record_key_r AS other, match_probability FROM pairs
+                    WHERE record_key_l IN (SELECT record_key FROM _sw_assignment) AND match_probability >= ?
+                    UNION ALL
+                    SELECT record_key_r, record_key_l, match_probability FROM pairs
+                    WHERE record_key_r IN (SELECT record_key FROM _sw_assignment) AND match_probability >= ?)
+                SELECT a.record_key, max(l.match_probability) FILTER (WHERE o.profile_id = a.profile_id) AS match_probability
+                FROM _sw_assignment a LEFT JOIN links l USING (record_key) LEFT JOIN records o ON o.record_key = l.other
+                GROUP BY a.record_key""",
+            [self.match_threshold, self.match_threshold],
+        )
+        for table in ("records", "membership"):
+            self.store.execute(
+                f"""UPDATE {r}.{table} SET match_probability = b.match_probability FROM _sw_best b
+                    WHERE {table}.record_key = b.record_key"""
+            )
+        for table in ("golden_fields", "profiles"):
+            self.store.execute(f"DELETE FROM {r}.{table} WHERE profile_id IN ({_marks(touched)})", list(touched))
+        self.store.execute("CREATE OR REPLACE TEMP TABLE _sw_members AS SELECT record_key, profile_id FROM _sw_assignment")
+        self.store.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _sw_records AS
+                SELECT * EXCLUDE (profile_id, match_probability, identifiers) FROM {r}.records
+                WHERE record_key IN (SELECT record_key FROM _sw_assignment)"""
+        )
+        self.store.execute(
+            "CREATE OR REPLACE TEMP TABLE _sw_golden AS "
+            + survivorship.golden_fields_sql("_sw_records", "_sw_members", self.rules, self.default_rule)
+        )
+        self.store.execute(f"INSERT INTO {r}.golden_fields BY NAME SELECT * FROM _sw_golden")
+        self.store.execute(
+            f"INSERT INTO {r}.profiles BY NAME " + survivorship.profiles_sql("_sw_golden", "_sw_records", "_sw_members")
+        )
+        for temp in ("_sw_best", "_sw_members", "_sw_records", "_sw_golden"):
+            self.store.execute(f"DROP TABLE temp.main.{temp}")
+
+    def _restore(self, target: Action) -> None:
+        """Put back the rows ``target`` found (its "before" snapshot)."""
+        run = self._run()
+        r = f"{self._cat}.{ident(run)}"
+        touched = list(dict.fromkeys(target.profiles_before + target.profiles_after))
+        for table in ("records", "membership"):
+            self.store.execute(
+                f"""UPDATE {r}.{table} SET profile_id = s.profile_id, match_probability = s.match_probability
+                    FROM {r}.snap_records s WHERE s.action_id = ? AND s.phase = 'before' AND {table}.record_key = s.record_key""",
+                [target.action_id],
+            )
+        self.store.execute(
+            f"""UPDATE {r}.identifiers SET profile_id = s.profile_id FROM {r}.snap_records s
+                WHERE s.action_id = ? AND s.phase = 'before' AND identifiers.record_key = s.record_key""",
+            [target.action_id],
+        )
+        for table in ("profiles", "golden_fields"):
+            self.store.execute(f"DELETE FROM {r}.{table} WHERE profile_id IN ({_marks(touched)})", touched)
+            self.store.execute(
+                f"INSERT INTO {r}.{table} SELECT * EXCLUDE (action_id, phase) FROM {r}.snap_{table} WHERE action_id = ? AND phase = 'before'",
+                [target.action_id],
+            )
+        self.store.execute(
+            f"DELETE FROM profile_registry WHERE profile_id IN ({_marks(touched)}) OR redirect_to IN ({_marks(touched)})",
+            touched * 2,
+        )
+        self.store.execute(
+            f"INSERT INTO profile_registry SELECT * EXCLUDE (action_id, phase) FROM {r}.snap_registry WHERE action_id = ? AND phase = 'before'",
+            [target.action_id],
+        )
+
+    def _state_matches(self, action_id: str, phase: str, target: Action) -> bool:
+        """Whether the rows ``target`` touched are now exactly as its ``phase`` snapshot."""
+        run = ident(self._run())
+        pids = list(dict.fromkeys(target.profiles_before + target.profiles_after))
+        keys = target.records
+        for table, select in _SNAPSHOTS.items():
+            source = select.format(run=run, cat=self._cat)
+            where, params = self._snapshot_filter(table, pids, keys)
+            differs = self.store.scalar(
+                f"""SELECT count(*) FROM (
+                    (SELECT * FROM ({source}) WHERE {where}
+                     EXCEPT ALL SELECT * EXCLUDE (action_id, phase) FROM {run}.{table} WHERE action_id = ? AND phase = ?)
+                    UNION ALL
+                    (SELECT * EXCLUDE (action_id, phase) FROM {run}.{table} WHERE action_id = ? AND phase = ?
+                     EXCEPT ALL SELECT * FROM ({source}) WHERE {where}))""",
+                [*params, action_id, phase, action_id, phase, *params],
+            )
+            if differs:
+                return False
+        return True
+
+    def _add_constraints(self, action_id: str, links: Sequence[tuple[str, str, Decision]]) -> list[str]:
+        ids = [f"c_{secrets.token_hex(8)}" for _ in links]
+        if links:
+            self.store.register(
+                "_sw_constraints",
+                pa.table({
+                    "constraint_id": ids,
+                    "record_key_l": [min(a, b) for a, b, _ in links],
+                    "record_key_r": [max(a, b) for a, b, _ in links],
+                    "kind": [k for _, _, k in links],
+                }),
+            )
+            try:
+                self.store.execute(
+                    """INSERT INTO link_constraints (constraint_id, record_key_l, record_key_r, kind, action_id, created_at, active)
+                       SELECT constraint_id, record_key_l, record_key_r, kind, ?, now(), true FROM _sw_constraints""",
+                    [action_id],
+                )
+            finally:
+                self.store.unregister("_sw_constraints")
+        return ids
+
+    def _set_active(self, constraint_ids: Sequence[str], active: bool) -> None:
+        if constraint_ids:
+            ids = list(constraint_ids)
+            self.store.execute(f"UPDATE link_constraints SET active = ? WHERE constraint_id IN ({_marks(ids)})", [active, *ids])
+
+    def _record(
+        self, action_id: str, kind: ActionKind, by: Steward, reason: str, subject: dict[str, Any], *,
+        before: Sequence[str], after: Sequence[str], records: Sequence[str],
+        added: Sequence[str], removed: Sequence[str], undoes: str | None,
+    ) -> Action:
+        """The action row and its audit event (ids and record keys only, no PII values)."""
+        run = ident(self._run())
+        moved = {
+            str(key): [str(was), str(now)]
+            for key, was, now in self.store.rows(
+                f"""SELECT b.record_key, b.profile_id, a.profile_id FROM {run}.snap_records b
+                    JOIN {run}.snap_records a ON a.record_key = b.record_key AND a.action_id = b.action_id
+                    WHERE b.action_id = ? AND b.phase = 'before' AND a.phase = 'after' AND a.profile_id <> b.profile_id
+                    ORDER BY 1""",
+                [action_id],
+            )
+        }
+        self.store.execute(
+            """INSERT INTO steward_actions VALUES (?, ?, ?, ?, ?, ?, now(), ?, ?, ?, ?, ?, ?, ?, NULL)""",
+            [action_id, self._run(), kind, by.actor, by.role, reason, json.dumps(subject), list(before), list(after),
+             list(records), list(added), list(removed), undoes],
+        )
+        ProfileQueries(self.store).append_audit([
+            AuditEvent(
+                actor=by.actor, role=by.role, action=f"steward.{kind}", subject=action_id,
+                detail={
+                    "reason": reason, "subject": subject, "profiles": sorted(set(before) | set(after)),
+                    "profiles_before": list(before), "profiles_after": list(after), "moved": moved,
+                    "constraints_added": list(added), "constraints_removed": list(removed), "undoes": undoes,
+                },
+            )
+        ])
+        found = self.action(action_id)
+        assert found is not None
+        return found
+
+    @staticmethod
+    def _snapshot_filter(table: str, pids: list[str], keys: Sequence[str]) -> tuple[str, list[Any]]:
+        if table == "snap_records":
+            return f"record_key IN ({_marks(keys)})", list(keys)
+        if table == "snap_registry":
+            return f"profile_id IN ({_marks(pids)}) OR redirect_to IN ({_marks(pids)})", pids * 2
+        return f"profile_id IN ({_marks(pids)})", list(pids)
+
+    def _snapshot(self, action_id: str, phase: str, profile_ids: Sequence[str], record_keys: Sequence[str]) -> None:
+        run = ident(self._run())
+        pids = list(dict.fromkeys(profile_ids))
+        for table, select in _SNAPSHOTS.items():
+            source = select.format(run=run, cat=self._cat)
+            target = f"{run}.{table}"
+            self.store.execute(
+                f"CREATE TABLE IF NOT EXISTS {target} AS "
+                f"SELECT NULL::VARCHAR AS action_id, NULL::VARCHAR AS phase, * FROM ({source}) WHERE false"
+            )
+            where, params = self._snapshot_filter(table, pids, record_keys)
+            self.store.execute(f"INSERT INTO {target} SELECT ?, ?, * FROM ({source}) WHERE {where}", [action_id, phase, *params])
+
+
+def _link(a: str, b: str, kind: Decision) -> tuple[str, str, Decision]:
+    return (min(a, b), max(a, b), kind)
+
+
+def _marks(values: Sequence[object]) -> str:
+    return ", ".join("?" * len(values)) or "NULL"
+
+
+def _new_action_id() -> str:
+    return f"act_{datetime.now(timezone.utc):%Y%m%d%H%M%S}_{secrets.token_hex(4)}"
+
+
+__all__ = ["Action", "Decision", "Steward", "Stewardship"]
