@@ -14,46 +14,78 @@ import pyarrow as pa
 
 from pipelines.comparisons import identifier_overrides, veto_sql
 from pipelines.config import Config
-from profiles.constraints import constrained_components
+from profiles.constraints import STEWARD_LINK, constrained_components
 from profiles.identity import mint_profile_ids
 from profiles.store import Store, ident
 
 
 def enforce_vetoes(store: Store, config: Config) -> int:
-    """Split the clusters that hold two records a veto rule keeps apart, cutting the
-    weakest links (see profiles.constraints). Returns the number of clusters split."""
+    """Make the clusters obey the vetoes and the stewards' decisions: records a veto rule
+    or a DIFFERENT decision keeps apart never share a cluster, not even through a chain
+    (the weakest links are cut, see profiles.constraints), and records a SAME decision
+    joins always do. Returns the number of clusters changed."""
     model = json.loads(config.model_path.read_text(encoding="utf-8"))
     overrides = identifier_overrides(model, config.shared_identifiers())
+    decided = _decisions(store)
     store.execute(
         f"""CREATE OR REPLACE TABLE cluster_conflicts AS
             SELECT a.cluster_id, a.record_key AS key_l, b.record_key AS key_r
             FROM clusters a JOIN clusters b ON a.cluster_id = b.cluster_id AND a.record_key < b.record_key
             JOIN linkable l ON l.record_key = a.record_key
             JOIN linkable r ON r.record_key = b.record_key
-            WHERE {veto_sql(list(config.matching.vetoes), overrides)}""",
+            WHERE {veto_sql(list(config.matching.vetoes), overrides)}
+            UNION ALL
+            SELECT a.cluster_id, d.record_key_l, d.record_key_r
+            FROM ({decided}) d JOIN clusters a ON a.record_key = d.record_key_l JOIN clusters b ON b.record_key = d.record_key_r
+            WHERE d.kind = 'different' AND a.cluster_id = b.cluster_id""",
         building="cluster_conflicts",
     )
-    conflicted = store.scalar("SELECT count(DISTINCT cluster_id) FROM cluster_conflicts")
-    if conflicted:
+    store.execute(
+        f"""CREATE OR REPLACE TABLE cluster_joins AS
+            SELECT a.cluster_id AS cluster_l, b.cluster_id AS cluster_r, d.record_key_l AS key_l, d.record_key_r AS key_r
+            FROM ({decided}) d JOIN clusters a ON a.record_key = d.record_key_l JOIN clusters b ON b.record_key = d.record_key_r
+            WHERE d.kind = 'same' AND a.cluster_id <> b.cluster_id""",
+        building="cluster_joins",
+    )
+    store.execute(
+        """CREATE OR REPLACE TABLE affected_clusters AS
+           SELECT cluster_id FROM cluster_conflicts UNION SELECT cluster_l FROM cluster_joins UNION SELECT cluster_r FROM cluster_joins"""
+    )
+    affected = int(store.scalar("SELECT count(*) FROM affected_clusters"))
+    if affected:
         nodes = [r[0] for r in store.rows(
-            "SELECT record_key FROM clusters WHERE cluster_id IN (SELECT cluster_id FROM cluster_conflicts)"
+            "SELECT record_key FROM clusters WHERE cluster_id IN (SELECT cluster_id FROM affected_clusters)"
         )]
         links = store.rows(
             """SELECT p.record_key_l, p.record_key_r, p.match_probability FROM predictions p
                JOIN clusters a ON a.record_key = p.record_key_l JOIN clusters b ON b.record_key = p.record_key_r
                WHERE a.cluster_id = b.cluster_id AND p.match_probability >= ?
-                 AND a.cluster_id IN (SELECT cluster_id FROM cluster_conflicts)""",
+                 AND a.cluster_id IN (SELECT cluster_id FROM affected_clusters)""",
             [config.matching.match_threshold],
         )
+        # A steward's SAME is stronger than any model link: taken first, cut last.
+        same = [(left, right, STEWARD_LINK) for left, right in store.rows(
+            f"""SELECT d.record_key_l, d.record_key_r FROM ({decided}) d
+                JOIN clusters a ON a.record_key = d.record_key_l JOIN clusters b ON b.record_key = d.record_key_r
+                WHERE d.kind = 'same' AND a.cluster_id IN (SELECT cluster_id FROM affected_clusters)"""
+        )]
         apart = store.rows("SELECT key_l, key_r FROM cluster_conflicts")
-        groups = constrained_components(nodes, links, apart)
+        groups = constrained_components(nodes, links + same, apart)
         store.register("_regrouped", pa.table({"record_key": list(groups), "cluster_id": list(groups.values())}))
         store.execute(
             "UPDATE clusters SET cluster_id = g.cluster_id FROM _regrouped g WHERE clusters.record_key = g.record_key"
         )
         store.unregister("_regrouped")
-    store.execute("DROP TABLE cluster_conflicts")
-    return int(conflicted or 0)
+    for table in ("cluster_conflicts", "cluster_joins", "affected_clusters"):
+        store.execute(f"DROP TABLE {table}")
+    return affected
+
+
+def _decisions(store: Store) -> str:
+    """The stewards' active decisions (record_key_l, record_key_r, kind) as a subquery."""
+    if store.table_exists("link_constraints", catalog=store.catalog):
+        return f"SELECT record_key_l, record_key_r, kind FROM {ident(store.catalog)}.main.link_constraints WHERE active"
+    return "SELECT NULL::VARCHAR AS record_key_l, NULL::VARCHAR AS record_key_r, NULL::VARCHAR AS kind WHERE false"
 
 
 def assign_profiles(store: Store, config: Config) -> dict[str, int]:
@@ -128,12 +160,16 @@ def assign_profiles(store: Store, config: Config) -> dict[str, int]:
         building="pairs",
     )
     midpoint = (config.matching.match_threshold + config.matching.review_threshold) / 2
+    # Pairs a steward has decided are not asked again.
     store.execute(
-        """CREATE OR REPLACE TABLE review_queue AS
+        f"""CREATE OR REPLACE TABLE review_queue AS
            SELECT pair_id, record_key_l, record_key_r, profile_id_l, profile_id_r, match_probability, match_weight,
                   abs(match_probability - ?) AS distance_to_boundary
-           FROM pairs
+           FROM pairs p
            WHERE match_probability < ? AND profile_id_l <> profile_id_r
+             AND NOT EXISTS (SELECT 1 FROM ({_decisions(store)}) d
+                             WHERE d.record_key_l = least(p.record_key_l, p.record_key_r)
+                               AND d.record_key_r = greatest(p.record_key_l, p.record_key_r))
            ORDER BY distance_to_boundary, pair_id""",
         [midpoint, config.matching.match_threshold],
     )

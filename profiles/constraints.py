@@ -11,6 +11,10 @@ from collections.abc import Iterable
 
 K = str  # record keys
 
+#: Strength of a steward's SAME decision: above any model probability, so such a link is
+#: taken first and is the last to be cut.
+STEWARD_LINK = 2.0
+
 
 def constrained_components(
     nodes: Iterable[K],

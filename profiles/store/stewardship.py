@@ -29,7 +29,7 @@ from typing import Any, Final, Literal
 import pyarrow as pa
 
 from profiles import survivorship
-from profiles.constraints import constrained_components
+from profiles.constraints import STEWARD_LINK, constrained_components
 from profiles.errors import ConflictError, InvalidActionError, NotFoundError, StoreError
 from profiles.identity import mint_profile_ids
 from profiles.store.connection import Store, ident
@@ -39,9 +39,6 @@ from profiles.store.runs import current_run
 Decision = Literal["same", "different"]
 ActionKind = Literal["same", "different", "merge", "split", "undo"]
 
-#: Strength given to a steward's "same" link: above any model probability, so it is
-#: taken first when a profile is re-partitioned.
-_STEWARD_LINK: Final = 2.0
 #: Snapshot tables of a run: what an action changed, before and after.
 _SNAPSHOTS: Final[dict[str, str]] = {
     "snap_records": "SELECT record_key, profile_id, match_probability FROM {run}.records",
@@ -344,7 +341,7 @@ class Stewardship:
             if ignore and cid in ignore:
                 continue
             if kind == "same":
-                links.append((left, right, _STEWARD_LINK))
+                links.append((left, right, STEWARD_LINK))
             else:
                 kept_apart.append((left, right))
         groups: dict[str, list[str]] = {}
