@@ -12,8 +12,9 @@ from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
 from pipelines.config import Config
-from profiles.store import AuditEvent, ProfileQueries
-from resolvers.auth import Principal
+from profiles.store import AuditEvent, ProfileQueries, Stewardship
+from resolvers.auth import Principal, Role
+from resolvers.errors import Forbidden
 
 
 @dataclass
@@ -24,6 +25,7 @@ class Loaders:
     records_by_profile_id: DataLoader[str, list[dict[str, Any]]]
     identifiers_by_profile_id: DataLoader[str, list[dict[str, Any]]]
     golden_fields_by_profile_id: DataLoader[str, list[dict[str, Any]]]
+    record_by_record_key: DataLoader[str, dict[str, Any] | None]
 
 
 def make_loaders(queries: ProfileQueries) -> Loaders:
@@ -39,6 +41,7 @@ def make_loaders(queries: ProfileQueries) -> Loaders:
         records_by_profile_id=batch(queries.records, list),
         identifiers_by_profile_id=batch(queries.identifiers, list),
         golden_fields_by_profile_id=batch(queries.golden_fields, list),
+        record_by_record_key=batch(queries.records_by_key, None),
     )
 
 
@@ -50,6 +53,15 @@ class Context:
     pseudonym_key: bytes
     loaders: Loaders
     pii_read: dict[str, set[str]] = field(default_factory=dict)  # profile id -> fields
+    # explanations of a page of candidate pairs, computed in one batch when first asked
+    pending_explanations: list[tuple[str, str]] = field(default_factory=list)
+    explanations: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+    def stewardship(self) -> Stewardship:
+        matching, rules = self.config.matching, self.config.survivorship
+        return Stewardship(
+            self.queries.store, match_threshold=matching.match_threshold, rules=rules.fields, default_rule=rules.default
+        )
 
     def pseudonymous_id(self, profile_id: str) -> str:
         return "u_" + hmac.new(self.pseudonym_key, profile_id.encode(), hashlib.sha256).hexdigest()[:24]
@@ -72,6 +84,15 @@ class Context:
 
 def context_of(info: Info[Context, Any]) -> Context:
     return info.context
+
+
+def require(info: Info[Context, Any], *roles: Role) -> Context:
+    """The context, when the caller's role is one of ``roles``; FORBIDDEN otherwise."""
+    ctx = context_of(info)
+    if ctx.principal.role not in roles:
+        allowed = " or ".join(r.value for r in roles)
+        raise Forbidden(f"only the {allowed} role may do this (you are {ctx.principal.role.value})")
+    return ctx
 
 
 def pii(info: Info[Context, Any], profile_id: str, name: str, value: Any) -> Any:

@@ -15,3 +15,15 @@ class ApiError(GraphQLError):
 
 class Ambiguous(ApiError):
     code = "AMBIGUOUS_IDENTIFIER"
+
+
+class Forbidden(ApiError):
+    code = "FORBIDDEN"
+
+
+class NotFound(ApiError):
+    code = "NOT_FOUND"
+
+
+class Conflict(ApiError):
+    code = "CONFLICT"

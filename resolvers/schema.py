@@ -1,4 +1,5 @@
-"""The GraphQL schema: lookups by profile id or by anything a customer tells you."""
+"""The GraphQL schema: lookups by profile id or by anything a customer tells you, and the
+data steward's review, decisions and audit log (resolvers.steward)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from pipelines.search import parse_query, search
 from profiles.model import split_record_key
 from resolvers.context import Context, context_of
 from resolvers.errors import Ambiguous, ApiError
+from resolvers.steward import Mutation, StewardQuery
 from resolvers.types import Profile
 
 MAX_IDS = 100
@@ -57,7 +59,7 @@ MAX_FIRST = 100
 
 
 @strawberry.type
-class Query:
+class Query(StewardQuery):
     @strawberry.field(description="A profile by id; an id merged into another profile answers with the survivor.")
     async def profile(self, info: Info[Context, Any], id: strawberry.ID) -> Profile | None:
         resolved = context_of(info).queries.resolve([str(id)]).get(str(id))
@@ -147,6 +149,7 @@ def build_schema(api: ApiConfig) -> strawberry.Schema:
         extensions.append(DisableIntrospection)
     return strawberry.Schema(
         query=Query,
+        mutation=Mutation,
         extensions=extensions,
         config=StrawberryConfig(disable_field_suggestions=not api.development),
     )

@@ -12,7 +12,9 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from profiles.model import CONTACT_PII_FIELDS
-from resolvers.context import Context, context_of, pii
+from resolvers.auth import Role
+from resolvers.context import Context, context_of, pii, require
+from resolvers.explanations import MatchExplanation, explain, spanning_links
 
 
 def _column(name: str, *, contact_pii: bool = False, description: str | None = None) -> Any:
@@ -164,6 +166,18 @@ class Profile:
         pid = self.row["profile_id"]
         rows = await context_of(info).loaders.identifiers_by_profile_id.load(pid)
         return [Identifier(profile_id=pid, kind=r["kind"], raw_value=r["value"], sources=list(r["sources"])) for r in rows]
+
+    @strawberry.field(
+        description="The links that hold this profile together (the strongest model links that connect its "
+        "records, then steward SAME decisions), each with the model's evidence. Steward only."
+    )
+    async def explanation(self, info: Info[Context, Any]) -> list[MatchExplanation]:
+        ctx = require(info, Role.STEWARD)
+        pid = self.row["profile_id"]
+        keys = [r["record_key"] for r in await ctx.loaders.records_by_profile_id.load(pid)]
+        model_links = [(a, b) for a, b, _ in ctx.queries.links_within(pid, ctx.config.matching.match_threshold)]
+        held = spanning_links(keys, model_links + ctx.queries.same_links(keys))
+        return [e for e in explain(ctx, held) if e]
 
     @strawberry.field(description="The source records merged into this profile, most recent first.")
     async def records(self, info: Info[Context, Any]) -> list[SourceRecord]:

@@ -104,6 +104,103 @@ class ProfileQueries:
         rows = self._dicts(f"SELECT * FROM golden_fields WHERE profile_id IN ({_marks(ids)}) ORDER BY field", ids)
         return _group(rows)
 
+    def records_by_key(self, record_keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        keys = list(record_keys)
+        rows = self._dicts(
+            f"SELECT r.* EXCLUDE (raw, identifiers), r.raw::VARCHAR AS raw FROM records r WHERE r.record_key IN ({_marks(keys)})",
+            keys,
+        )
+        for row in rows:
+            row["raw"] = json.loads(row["raw"]) if row["raw"] else None
+        return {r["record_key"]: r for r in rows}
+
+    def review_queue(self, first: int, after: tuple[float, str] | None) -> tuple[list[dict[str, Any]], int]:
+        """Open candidate pairs, closest to the decision boundary first: not decided by a
+        steward and still in two profiles (a merge may have joined them since the run).
+        Keyset-paginated on (distance to the boundary, pair id). Returns (page, total)."""
+        open_pairs = """
+            FROM review_queue q
+            JOIN records rl ON rl.record_key = q.record_key_l
+            JOIN records rr ON rr.record_key = q.record_key_r
+            WHERE rl.profile_id <> rr.profile_id
+              AND NOT EXISTS (SELECT 1 FROM link_constraints c WHERE c.active
+                              AND c.record_key_l = least(q.record_key_l, q.record_key_r)
+                              AND c.record_key_r = greatest(q.record_key_l, q.record_key_r))"""
+        total = int(self.store.scalar(f"SELECT count(*) {open_pairs}"))
+        distance, pair_id = after if after else (-1.0, "")
+        rows = self._dicts(
+            f"""SELECT q.pair_id, q.record_key_l, q.record_key_r, q.match_probability, q.match_weight,
+                       q.distance_to_boundary, rl.profile_id AS profile_id_l, rr.profile_id AS profile_id_r
+                {open_pairs} AND (q.distance_to_boundary, q.pair_id) > (?, ?)
+                ORDER BY q.distance_to_boundary, q.pair_id LIMIT ?""",
+            [distance, pair_id, first],
+        )
+        return rows, total
+
+    def links_within(self, profile_id: str, threshold: float) -> list[tuple[str, str, float]]:
+        """Model links at or above ``threshold`` between records of one profile, strongest first."""
+        rows = self.store.rows(
+            """SELECT p.record_key_l, p.record_key_r, p.match_probability FROM pairs p
+               JOIN records a ON a.record_key = p.record_key_l JOIN records b ON b.record_key = p.record_key_r
+               WHERE a.profile_id = ? AND b.profile_id = ? AND p.match_probability >= ?
+               ORDER BY p.match_probability DESC, p.record_key_l, p.record_key_r""",
+            [profile_id, profile_id, threshold],
+        )
+        return [(str(a), str(b), float(p)) for a, b, p in rows]
+
+    def pairs_between(self, left: Sequence[str], right: Sequence[str]) -> list[tuple[str, str, float]]:
+        """Scored pairs with one record in ``left`` and one in ``right``, strongest first."""
+        rows = self.store.rows(
+            f"""SELECT record_key_l, record_key_r, match_probability FROM pairs
+                WHERE (record_key_l IN ({_marks(left)}) AND record_key_r IN ({_marks(right)}))
+                   OR (record_key_l IN ({_marks(right)}) AND record_key_r IN ({_marks(left)}))
+                ORDER BY match_probability DESC, record_key_l, record_key_r""",
+            [*left, *right, *right, *left],
+        )
+        return [(str(a), str(b), float(p)) for a, b, p in rows]
+
+    def decisions(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """Active steward decisions ('same' | 'different') on these record pairs (keys ordered)."""
+        ordered = [(min(a, b), max(a, b)) for a, b in pairs]
+        if not ordered:
+            return {}
+        rows = self.store.rows(
+            f"""SELECT record_key_l, record_key_r, kind FROM link_constraints WHERE active
+                AND (record_key_l, record_key_r) IN ({', '.join('(?, ?)' for _ in ordered)})""",
+            [k for pair in ordered for k in pair],
+        )
+        return {(str(a), str(b)): str(kind) for a, b, kind in rows}
+
+    def same_links(self, record_keys: Sequence[str]) -> list[tuple[str, str]]:
+        """Active SAME decisions between the given records."""
+        keys = list(record_keys)
+        rows = self.store.rows(
+            f"""SELECT record_key_l, record_key_r FROM link_constraints WHERE active AND kind = 'same'
+                AND record_key_l IN ({_marks(keys)}) AND record_key_r IN ({_marks(keys)})""",
+            keys * 2,
+        )
+        return [(str(a), str(b)) for a, b in rows]
+
+    def audit_log(
+        self, profile_id: str | None, first: int, after: tuple[datetime, str] | None
+    ) -> list[dict[str, Any]]:
+        """Audit events, newest first, optionally only those about one profile;
+        keyset-paginated on (time, event id)."""
+        conditions: list[str] = []
+        params: list[Any] = []
+        if profile_id is not None:
+            conditions.append("list_contains(json_extract_string(detail, '$.profiles[*]'), ?)")
+            params.append(profile_id)
+        if after is not None:
+            conditions.append("(occurred_at, event_id) < (?, ?)")
+            params += list(after)
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        return self._dicts(
+            f"""SELECT event_id, occurred_at, actor, role, action, subject, detail::VARCHAR AS detail FROM audit_log {where}
+                ORDER BY occurred_at DESC, event_id DESC LIMIT ?""",
+            [*params, first],
+        )
+
     def published_model(self) -> dict[str, Any]:
         """The exact model the published run scored with (kept with the run)."""
         run = self.store.rows("SELECT run_id, model::VARCHAR FROM runs WHERE status = 'published' ORDER BY finished_at DESC LIMIT 1")

@@ -1,0 +1,347 @@
+"""The data steward's side of the API: the review queue with explanations, decisions,
+merge, split and undo, and the audit log.
+
+Every mutation is steward-only (other roles get FORBIDDEN); a refused one (CONFLICT,
+NOT_FOUND, BAD_REQUEST) is audited like a successful one, so no decision attempt is lost."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from profiles.errors import ConflictError, InvalidActionError, NotFoundError
+from profiles.store import Action, AuditEvent, Steward
+from resolvers.auth import Role
+from resolvers.context import Context, context_of, require
+from resolvers.errors import ApiError, Conflict, NotFound
+from resolvers.explanations import Decision, MatchExplanation, explain
+from resolvers.types import Profile, SourceRecord
+
+MAX_FIRST = 100
+
+
+def _page_size(first: int) -> int:
+    if not 1 <= first <= MAX_FIRST:
+        raise ApiError(f"first must be between 1 and {MAX_FIRST}", limit=MAX_FIRST)
+    return first
+
+
+def _cursor(*values: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values, default=str).encode()).decode()
+
+
+def _uncursor(cursor: str) -> list[Any]:
+    try:
+        values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except ValueError:
+        raise ApiError("invalid cursor") from None
+    if not isinstance(values, list) or len(values) != 2:
+        raise ApiError("invalid cursor")
+    return values
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+async def _record(info: Info[Context, Any], key: str) -> SourceRecord:
+    row = await context_of(info).loaders.record_by_record_key.load(key)
+    if row is None:
+        raise NotFound(f"record {key} is no longer in the published run")
+    return SourceRecord(profile_id=str(row["profile_id"]), row=row)
+
+
+@strawberry.type
+class CandidatePair:
+    """Two records the model is unsure about, side by side."""
+
+    row: strawberry.Private[dict[str, Any]]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(self.row["pair_id"])
+
+    @strawberry.field
+    def match_probability(self) -> float:
+        return float(self.row["match_probability"])
+
+    @strawberry.field
+    def match_weight(self) -> float:
+        return float(self.row["match_weight"])
+
+    @strawberry.field(description="How close the pair is to the middle of the review band (0: the model cannot tell).")
+    def distance_to_boundary(self) -> float:
+        return float(self.row["distance_to_boundary"])
+
+    @strawberry.field
+    async def left(self, info: Info[Context, Any]) -> SourceRecord:
+        return await _record(info, self.row["record_key_l"])
+
+    @strawberry.field
+    async def right(self, info: Info[Context, Any]) -> SourceRecord:
+        return await _record(info, self.row["record_key_r"])
+
+    @strawberry.field
+    def left_profile_id(self) -> strawberry.ID:
+        return strawberry.ID(self.row["profile_id_l"])
+
+    @strawberry.field
+    def right_profile_id(self) -> strawberry.ID:
+        return strawberry.ID(self.row["profile_id_r"])
+
+    @strawberry.field
+    def explanation(self, info: Info[Context, Any]) -> MatchExplanation | None:
+        ctx = context_of(info)
+        cached = ctx.explanations
+        pair = (self.row["record_key_l"], self.row["record_key_r"])
+        if pair not in cached:  # explain the whole page at once, not pair by pair
+            pending = [p for p in ctx.pending_explanations if p not in cached] or [pair]
+            cached.update(zip(pending, explain(ctx, pending)))
+        return cached.get(pair)
+
+
+@strawberry.type
+class CandidatePairEdge:
+    node: CandidatePair
+    cursor: str
+
+
+@strawberry.type
+class CandidatePairConnection:
+    edges: list[CandidatePairEdge]
+    page_info: PageInfo
+    total_count: int
+
+
+@strawberry.type
+class StewardAction:
+    """A steward's action as recorded (and undoable through ``undo``)."""
+
+    action: strawberry.Private[Action]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(self.action.action_id)
+
+    @strawberry.field(description="same | different | merge | split | undo")
+    def kind(self) -> str:
+        return self.action.kind
+
+    @strawberry.field
+    def actor(self) -> str:
+        return self.action.actor
+
+    @strawberry.field
+    def role(self) -> str:
+        return self.action.role
+
+    @strawberry.field
+    def reason(self) -> str:
+        return self.action.reason
+
+    @strawberry.field
+    def created_at(self) -> datetime:
+        return self.action.created_at
+
+    @strawberry.field
+    def profiles_before(self) -> list[strawberry.ID]:
+        return [strawberry.ID(p) for p in self.action.profiles_before]
+
+    @strawberry.field
+    def profiles_after(self) -> list[strawberry.ID]:
+        return [strawberry.ID(p) for p in self.action.profiles_after]
+
+    @strawberry.field(description="Record keys whose profile the action could change.")
+    def records(self) -> list[str]:
+        return self.action.records
+
+    @strawberry.field
+    def undoes(self) -> strawberry.ID | None:
+        return strawberry.ID(self.action.undoes) if self.action.undoes else None
+
+    @strawberry.field
+    def undone_by(self) -> strawberry.ID | None:
+        return strawberry.ID(self.action.undone_by) if self.action.undone_by else None
+
+    @strawberry.field(description="The profiles as they are after the action.")
+    async def profiles(self, info: Info[Context, Any]) -> list[Profile]:
+        rows = await context_of(info).loaders.profile_by_profile_id.load_many(self.action.profiles_after)
+        return [Profile(row=row) for row in rows if row]
+
+
+@strawberry.type
+class AuditEntry:
+    id: strawberry.ID
+    occurred_at: datetime
+    actor: str
+    role: str
+    action: str
+    subject: str | None
+    detail: JSON | None
+
+
+@strawberry.type
+class AuditEntryEdge:
+    node: AuditEntry
+    cursor: str
+
+
+@strawberry.type
+class AuditEntryConnection:
+    edges: list[AuditEntryEdge]
+    page_info: PageInfo
+
+
+@strawberry.type
+class StewardQuery:
+    """Read fields of the steward's screens (mixed into Query)."""
+
+    @strawberry.field(description=f"Open candidate pairs, most informative first; steward only; first <= {MAX_FIRST}.")
+    def review_queue(self, info: Info[Context, Any], first: int = 20, after: str | None = None) -> CandidatePairConnection:
+        ctx = require(info, Role.STEWARD)
+        size = _page_size(first)
+        key = None
+        if after:
+            distance, pair_id = _uncursor(after)
+            key = (float(distance), str(pair_id))
+        rows, total = ctx.queries.review_queue(size + 1, key)
+        page = rows[:size]
+        ctx.pending_explanations = [(r["record_key_l"], r["record_key_r"]) for r in page]
+        edges = [
+            CandidatePairEdge(node=CandidatePair(row=r), cursor=_cursor(r["distance_to_boundary"], r["pair_id"]))
+            for r in page
+        ]
+        return CandidatePairConnection(
+            edges=edges,
+            page_info=PageInfo(has_next_page=len(rows) > size, end_cursor=edges[-1].cursor if edges else None),
+            total_count=total,
+        )
+
+    @strawberry.field(
+        description="Why two records (record keys) or two profiles (ids) match or not: the model's evidence "
+        "per comparison with the numbers the run used; for profiles, their strongest pair. Steward only."
+    )
+    def explain_match(self, info: Info[Context, Any], a: str, b: str) -> MatchExplanation | None:
+        ctx = require(info, Role.STEWARD)
+        a, b = a.strip(), b.strip()
+        if ":" in a and ":" in b:
+            return explain(ctx, [(a, b)])[0]
+        resolved = ctx.queries.resolve([a, b])
+        if a not in resolved or b not in resolved:
+            raise NotFound("give two record keys (source:record_id) or two profile ids")
+        left, right = resolved[a].profile_id, resolved[b].profile_id
+        records = ctx.queries.records([left, right])
+        keys_l = [r["record_key"] for r in records.get(left, [])]
+        keys_r = [r["record_key"] for r in records.get(right, [])]
+        scored = ctx.queries.pairs_between(keys_l, keys_r)
+        if scored:
+            return explain(ctx, [scored[0][:2]])[0]
+        # never compared by the run: score the combinations now and show the best
+        combos = [(x, y) for x in keys_l for y in keys_r if x != y][:MAX_FIRST]
+        found = [e for e in explain(ctx, combos) if e]
+        return max(found, key=lambda e: e.match_weight, default=None)
+
+    @strawberry.field(description="A steward action by id; steward or admin.")
+    def steward_action(self, info: Info[Context, Any], id: strawberry.ID) -> StewardAction | None:
+        ctx = require(info, Role.STEWARD, Role.ADMIN)
+        found = ctx.stewardship().action(str(id))
+        return StewardAction(action=found) if found else None
+
+    @strawberry.field(description=f"Audit events, newest first, optionally about one profile; steward or admin; first <= {MAX_FIRST}.")
+    def audit_log(
+        self, info: Info[Context, Any], profile_id: strawberry.ID | None = None, first: int = 20, after: str | None = None
+    ) -> AuditEntryConnection:
+        ctx = require(info, Role.STEWARD, Role.ADMIN)
+        size = _page_size(first)
+        key = None
+        if after:
+            when, event_id = _uncursor(after)
+            try:
+                key = (datetime.fromisoformat(str(when)), str(event_id))
+            except ValueError:
+                raise ApiError("invalid cursor") from None
+        rows = ctx.queries.audit_log(str(profile_id) if profile_id else None, size + 1, key)
+        edges = [
+            AuditEntryEdge(
+                node=AuditEntry(
+                    id=strawberry.ID(r["event_id"]), occurred_at=r["occurred_at"], actor=r["actor"], role=r["role"],
+                    action=r["action"], subject=r["subject"], detail=json.loads(r["detail"]) if r["detail"] else None,
+                ),
+                cursor=_cursor(r["occurred_at"].isoformat(), r["event_id"]),
+            )
+            for r in rows[:size]
+        ]
+        return AuditEntryConnection(
+            edges=edges, page_info=PageInfo(has_next_page=len(rows) > size, end_cursor=edges[-1].cursor if edges else None)
+        )
+
+
+def _act(info: Info[Context, Any], mutation: str, arguments: dict[str, Any], do: Any) -> StewardAction:
+    """Run a steward action; map refusals to coded errors and audit them."""
+    ctx = require(info, Role.STEWARD)
+    if not str(arguments.get("reason") or "").strip():
+        raise ApiError("a reason is required for every steward action")
+    by = Steward(actor=ctx.principal.actor, role=ctx.principal.role.value)
+    try:
+        return StewardAction(action=do(ctx.stewardship(), by))
+    except (ConflictError, NotFoundError, InvalidActionError) as exc:
+        error: ApiError = (
+            Conflict(str(exc)) if isinstance(exc, ConflictError)
+            else NotFound(str(exc)) if isinstance(exc, NotFoundError)
+            else ApiError(str(exc))
+        )
+        ctx.queries.append_audit([
+            AuditEvent(
+                actor=by.actor, role=by.role, action="steward.refused", subject=None,
+                detail={"mutation": mutation, "arguments": arguments, "code": error.code, "message": str(exc),
+                        "profiles": [p for p in arguments.get("ids", []) if isinstance(p, str)]},
+            )
+        ])
+        raise error from None
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="Decide a candidate pair: SAME merges their profiles, DIFFERENT keeps (or splits) them apart, now and in every later run.")
+    def decide_candidate(self, info: Info[Context, Any], pair_id: strawberry.ID, decision: Decision, reason: str) -> StewardAction:
+        return _act(
+            info, "decideCandidate", {"pairId": str(pair_id), "decision": decision.name, "reason": reason},
+            lambda s, by: s.decide(str(pair_id), decision.value, reason, by),
+        )
+
+    @strawberry.mutation(description="Merge profiles: the oldest id survives and the others redirect to it.")
+    def merge_profiles(self, info: Info[Context, Any], ids: list[strawberry.ID], reason: str) -> StewardAction:
+        if len(ids) > MAX_FIRST:
+            raise ApiError(f"at most {MAX_FIRST} profiles per merge", limit=MAX_FIRST)
+        names = [str(i) for i in ids]
+        return _act(info, "mergeProfiles", {"ids": names, "reason": reason}, lambda s, by: s.merge(names, reason, by))
+
+    @strawberry.mutation(description='Take a record ("source:record_id") out of its profile: it forms a new profile, or joins `into`; it is kept apart from the records it leaves.')
+    def split_record(self, info: Info[Context, Any], record_key: str, reason: str, into: strawberry.ID | None = None) -> StewardAction:
+        target = str(into) if into else None
+        return _act(
+            info, "splitRecord", {"recordKey": record_key, "reason": reason, "into": target},
+            lambda s, by: s.split([record_key], reason, by, into=target),
+        )
+
+    @strawberry.mutation(description="Take several records of one profile out together (see splitRecord).")
+    def split_records(self, info: Info[Context, Any], record_keys: list[str], reason: str, into: strawberry.ID | None = None) -> StewardAction:
+        if len(record_keys) > MAX_FIRST:
+            raise ApiError(f"at most {MAX_FIRST} records per split", limit=MAX_FIRST)
+        target = str(into) if into else None
+        return _act(
+            info, "splitRecords", {"recordKeys": record_keys, "reason": reason, "into": target},
+            lambda s, by: s.split(record_keys, reason, by, into=target),
+        )
+
+    @strawberry.mutation(description="Restore the exact state before an action (undoing an undo redoes it).")
+    def undo(self, info: Info[Context, Any], action_id: strawberry.ID, reason: str = "undo") -> StewardAction:
+        return _act(info, "undo", {"actionId": str(action_id), "reason": reason}, lambda s, by: s.undo(str(action_id), reason, by))
