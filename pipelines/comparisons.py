@@ -324,3 +324,28 @@ def weight_sql(model: dict[str, Any]) -> tuple[str, list[str]]:
 def prior_weight(model: dict[str, Any]) -> float:
     p = float(model.get("probability_two_random_records_match", 1e-4))
     return math.log2(p / (1 - p))
+
+
+def level_sql(model: dict[str, Any]) -> list[str]:
+    """Per comparison of ``model``, a CASE over a relation with ``<column>_l``/
+    ``<column>_r`` columns giving the level reached as splink's comparison vector value:
+    the first level (in the model's order) whose condition holds; the null level is -1,
+    the others count down from (number of non-null levels - 1) to 0."""
+    parts = []
+    for comparison in model.get("comparisons", []):
+        levels = comparison["comparison_levels"]
+        value = sum(1 for level in levels if not level.get("is_null_level"))
+        cases = []
+        for level in levels:
+            if level.get("is_null_level"):
+                number = -1
+            else:
+                value -= 1
+                number = value
+            condition = level["sql_condition"]
+            if condition.strip().upper() == "ELSE":
+                cases.append(f"ELSE {number}")
+            else:
+                cases.append(f"WHEN {condition} THEN {number}")
+        parts.append(f"(CASE {' '.join(cases)} END)")
+    return parts
