@@ -136,6 +136,39 @@ def export(
 
 @app.command()
 @friendly_errors
+def review(
+    config: ConfigOption = Path("unify.toml"),
+    limit: Annotated[int, typer.Option("--limit", min=1, max=100, help="Rows of each list.")] = 10,
+) -> None:
+    """Summarize the review queue and the stewards' recent decisions."""
+    from profiles.store import ProfileQueries, Store, Stewardship
+
+    cfg = load_config(config)
+    with Store.open(cfg.store_path, read_only=True) as store:
+        pairs, total = ProfileQueries(store).review_queue(limit, None)
+        recent = Stewardship(
+            store, match_threshold=cfg.matching.match_threshold, rules=cfg.survivorship.fields,
+            default_rule=cfg.survivorship.default,
+        ).recent_actions(limit)
+    queue = Table(title=f"review queue: {total:,} open pairs (closest to the decision boundary first)", title_justify="left")
+    for column in ("pair", "probability", "left record", "right record", "profiles"):
+        queue.add_column(column, justify="right" if column == "probability" else "left", overflow="fold")
+    for p in pairs:
+        queue.add_row(p["pair_id"], f"{p['match_probability']:.3f}", p["record_key_l"], p["record_key_r"],
+                      f"{p['profile_id_l']} / {p['profile_id_r']}")
+    console.print(queue)
+    decisions = Table(title=f"recent steward actions ({len(recent)})", title_justify="left")
+    for column in ("when", "action", "kind", "actor", "reason", "profiles after", "undone by"):
+        decisions.add_column(column, overflow="fold")
+    for a in recent:
+        decisions.add_row(f"{a.created_at:%Y-%m-%d %H:%M}", a.action_id, a.kind, a.actor, a.reason,
+                          ", ".join(a.profiles_after), a.undone_by or "-")
+    console.print(decisions)
+    console.print("[dim]decide in the API: decideCandidate(pairId, decision: SAME | DIFFERENT, reason)[/]")
+
+
+@app.command()
+@friendly_errors
 def demo(
     records: Annotated[int, typer.Option("--records", min=100, help="Approximate number of source records.")] = 20_000,
     out: Annotated[Path, typer.Option("--out", help="Directory for the demo sources, config and store.", file_okay=False)] = Path("demo"),
