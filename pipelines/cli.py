@@ -64,6 +64,12 @@ def _print_summary(summary: RunSummary, elapsed: float) -> None:
         f"{summary.candidate_pairs:,} scored pairs, {summary.review_queue:,} in the review queue; "
         f"model {'trained' if summary.model_trained else 'reused'}"
     )
+    if summary.labels is not None and summary.labels.pairs:
+        labels = summary.labels
+        scores = ", ".join(
+            f"{name} {value:.3f}" for name, value in (("precision", labels.precision), ("recall", labels.recall)) if value is not None
+        )
+        console.print(f"steward labels: {labels.same} same, {labels.different} different; model {scores or 'not measurable'}; {labels.note}")
     if summary.untrained_levels:
         console.print(
             "[dim]comparison levels never observed in training (scored neutrally): "

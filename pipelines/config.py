@@ -37,6 +37,7 @@ class MatchingConfig(_Strict):
     seed: int = Field(42, description="Seed for the random sampling in training, for reproducible models.")
     u_max_pairs: int = Field(10_000_000, ge=10_000, description="Random pairs sampled to estimate u-probabilities.")
     em_max_pairs: int = Field(2_000_000, ge=10_000, description="Cap on pairs per EM training session (memory and time bound).")
+    min_labels: int = Field(20, ge=1, description="Steward 'same' decisions on this run's records needed before training estimates m-probabilities from them.")
     vetoes: list[Literal["date_of_birth", "first_name"]] = Field(
         default_factory=lambda: ["date_of_birth", "first_name"],
         description="Conflicts that keep two records apart whatever their score: birth dates that differ by more than a typo, clearly different given names.",

@@ -1,8 +1,10 @@
 """Link: score candidate pairs with a splink Fellegi-Sunter model on the workspace.
 
-The model is trained unsupervised (u by random sampling, m by EM, no labels) the first
-time, saved as JSON next to the store, and reused by later runs (``--retrain`` to
-retrain). This module and its siblings are the only place that imports splink."""
+The model is trained unsupervised (u by random sampling, m by EM) the first time, saved
+as JSON next to the store, and reused by later runs (``--retrain`` to retrain). Steward
+decisions are labels: with enough of them, training also estimates m from them, and
+every run measures the model's precision and recall against them. This module and its
+siblings are the only place that imports splink."""
 
 from __future__ import annotations
 
@@ -46,9 +48,25 @@ def untrained_levels(model: dict[str, Any]) -> list[str]:
 
 
 @dataclass
+class LabelReport:
+    """Steward decisions on pairs of this run's records, used as labels: how many,
+    whether training used them, and the model's precision and recall against them at
+    the match threshold (None when undefined)."""
+
+    pairs: int
+    same: int
+    different: int
+    used_for_training: bool
+    precision: float | None
+    recall: float | None
+    note: str
+
+
+@dataclass
 class LinkOutcome:
     trained: bool
     candidate_pairs: int
+    labels: LabelReport
     untrained_levels: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -69,9 +87,24 @@ def prepare_linkable(store: Store, config: Config) -> None:
     )
 
 
-def make_linker(store: Store, config: Config, *, retrain: bool) -> tuple[DuckDBAPI, Linker, bool]:
+def prepare_labels(store: Store) -> None:
+    """``steward_labels``: the active steward decisions on pairs of ``linkable`` records, the
+    latest one per pair."""
+    store.execute(
+        f"""CREATE OR REPLACE TABLE steward_labels AS
+            SELECT c.record_key_l, c.record_key_r, c.kind
+            FROM {ident(store.catalog)}.main.link_constraints c
+            JOIN linkable l ON l.record_key = c.record_key_l
+            JOIN linkable r ON r.record_key = c.record_key_r
+            WHERE c.active
+            QUALIFY row_number() OVER (PARTITION BY c.record_key_l, c.record_key_r ORDER BY c.created_at DESC, c.constraint_id DESC) = 1""",
+        building="steward_labels",
+    )
+
+
+def make_linker(store: Store, config: Config, *, retrain: bool) -> tuple[DuckDBAPI, Linker, bool, bool]:
     """A linker with the saved model, or a freshly trained one (saved). Returns
-    (database api, linker, trained)."""
+    (database api, linker, trained, trained on labels)."""
     db = DuckDBAPI(connection=store.connection)
     table = db.register("linkable")
     wanted = settings(model_groups(config), config.shared_identifiers())
@@ -88,7 +121,7 @@ def make_linker(store: Store, config: Config, *, retrain: bool) -> tuple[DuckDBA
         # Blocking only decides which pairs get scored, not how: a model stays valid when
         # the rules improve, so the current ones are used without retraining.
         saved["blocking_rules_to_generate_predictions"] = wanted["blocking_rules_to_generate_predictions"]
-        return db, Linker(table, saved), False
+        return db, Linker(table, saved), False, False
     linker = Linker(table, wanted)
     try:
         train(linker, config)
@@ -99,8 +132,9 @@ def make_linker(store: Store, config: Config, *, retrain: bool) -> tuple[DuckDBA
             "Unsupervised training needs sources that overlap (thousands of records); "
             f"or point matching.model at a model trained on such data."
         ) from exc
+    used_labels = train_on_labels(store, db, linker, config)
     _save_model(linker, model_path)
-    return db, linker, True
+    return db, linker, True, used_labels
 
 
 def model_groups(config: Config) -> set[str]:
@@ -121,6 +155,50 @@ def train(linker: Linker, config: Config) -> None:
     training.estimate_u_using_random_sampling(max_pairs=config.matching.u_max_pairs, seed=config.matching.seed)
     for rule in em_training_rules(groups):
         training.estimate_parameters_using_expectation_maximisation(rule, max_pairs=config.matching.em_max_pairs)
+
+
+def train_on_labels(store: Store, db: DuckDBAPI, linker: Linker, config: Config) -> bool:
+    """Estimate m from the ``same`` labels when there are at least ``min_labels``; splink
+    keeps the median of this and the EM estimates per level. ``different`` labels do not
+    train: splink takes every labelled pair as a match (it ignores clerical_match_score)."""
+    if store.scalar("SELECT count(*) FROM steward_labels WHERE kind = 'same'") < config.matching.min_labels:
+        return False
+    store.execute(
+        """CREATE OR REPLACE TABLE training_labels AS
+           SELECT record_key_l, record_key_r, 1.0 AS clerical_match_score FROM steward_labels WHERE kind = 'same'""",
+        building="training_labels",
+    )
+    linker.training.estimate_m_from_pairwise_labels(db.register("training_labels"))
+    store.execute("DROP TABLE training_labels")
+    return True
+
+
+def label_report(store: Store, config: Config, *, trained: bool, used: bool) -> LabelReport:
+    """Compare ``steward_labels`` with ``predictions``: a labelled pair is predicted a match when
+    its probability reaches the match threshold (a pair missing from ``predictions``
+    scored below the review threshold)."""
+    same, different, true_pos, false_pos = store.rows(
+        """SELECT count(*) FILTER (kind = 'same'), count(*) FILTER (kind = 'different'),
+                  count(*) FILTER (kind = 'same' AND predicted), count(*) FILTER (kind = 'different' AND predicted)
+           FROM (SELECT l.kind, coalesce(p.match_probability >= ?, false) AS predicted
+                 FROM steward_labels l LEFT JOIN predictions p USING (record_key_l, record_key_r))""",
+        [config.matching.match_threshold],
+    )[0]
+    if used:
+        note = f"m-probabilities estimated from {same} 'same' labels (with EM)"
+    elif trained:
+        note = f"{same} 'same' labels, fewer than matching.min_labels = {config.matching.min_labels}: trained without labels"
+    else:
+        note = "the saved model was reused: labels train only a new model (`unify run --retrain`)"
+    return LabelReport(
+        pairs=same + different,
+        same=same,
+        different=different,
+        used_for_training=used,
+        precision=true_pos / (true_pos + false_pos) if true_pos + false_pos else None,
+        recall=true_pos / same if same else None,
+        note=note,
+    )
 
 
 def predict(store: Store, linker: Linker, config: Config) -> int:
@@ -160,17 +238,21 @@ def run_linkage(store: Store, config: Config, *, retrain: bool) -> LinkOutcome:
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     prepare_linkable(store, config)
-    db, linker, trained = make_linker(store, config, retrain=retrain)
+    prepare_labels(store)
+    db, linker, trained, used_labels = make_linker(store, config, retrain=retrain)
     seconds["train" if trained else "load model"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     pairs = predict(store, linker, config)
     seconds["predict"] = time.perf_counter() - t1
+    labels = label_report(store, config, trained=trained, used=used_labels)
     t2 = time.perf_counter()
     cluster(store, db, linker, config)
     seconds["cluster"] = time.perf_counter() - t2
     linker.table_management.delete_tables_created_by_splink_from_db()
     untrained = untrained_levels(_read_model(config.model_path))
-    return LinkOutcome(trained=trained, candidate_pairs=pairs, untrained_levels=untrained, seconds=seconds)
+    return LinkOutcome(
+        trained=trained, candidate_pairs=pairs, labels=labels, untrained_levels=untrained, seconds=seconds
+    )
 
 
 def _read_model(path: Path) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 from pipelines.cluster import assign_profiles, enforce_vetoes
 from pipelines.config import Config
 from pipelines.ingest import SourceCounts, check_sources, ingest_sources
-from pipelines.link import run_linkage
+from pipelines.link import LabelReport, run_linkage
 from pipelines.standardize import standardize
 from profiles import survivorship
 from profiles.store import RUN_TABLES, Store, begin_run, fail_run, publish_run, write_run_table
@@ -52,6 +52,7 @@ class RunSummary:
     clusters_split: int = 0
     model_trained: bool = False
     untrained_levels: list[str] = field(default_factory=list)
+    labels: LabelReport | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -84,6 +85,7 @@ def run_pipeline(config: Config, *, retrain: bool = False, on_stage: StageCallba
                     outcome = run_linkage(store, config, retrain=retrain)
                 summary.model_trained = outcome.trained
                 summary.untrained_levels = outcome.untrained_levels
+                summary.labels = outcome.labels
                 summary.candidate_pairs = outcome.candidate_pairs
                 summary.seconds.update({f"link: {k}": round(v, 3) for k, v in outcome.seconds.items()})
                 with timer("cluster"):
