@@ -35,16 +35,35 @@ def _quiet_splink() -> None:
             logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def _untrained(level: dict[str, Any]) -> bool:
+    m, u = level.get("m_probability"), level.get("u_probability")
+    return not level.get("is_null_level") and (not isinstance(m, float) or not isinstance(u, float) or m == u)
+
+
 def untrained_levels(model: dict[str, Any]) -> list[str]:
-    """Levels without a trained m- or u-probability: splink scores them neutrally."""
-    missing = []
+    """Levels training never observed (no m or no u; neutralized to m = u): scored 0."""
+    return [
+        f"{comparison['output_column_name']}: {level.get('label_for_charts')}"
+        for comparison in model.get("comparisons", [])
+        for level in comparison.get("comparison_levels", [])
+        if _untrained(level)
+    ]
+
+
+def neutralize_untrained(model: dict[str, Any]) -> bool:
+    """Give every level training never observed m = u, i.e. a match weight of 0. Left
+    alone, splink scores such a level with default probabilities (measured: +12.3 for
+    "postcode, other house number" without an m, more than an exact address), and search
+    and the explanations would disagree with the run. Returns whether anything changed."""
+    changed = False
     for comparison in model.get("comparisons", []):
         for level in comparison.get("comparison_levels", []):
-            if level.get("is_null_level"):
-                continue
-            if not isinstance(level.get("m_probability"), float) or not isinstance(level.get("u_probability"), float):
-                missing.append(f"{comparison['output_column_name']}: {level.get('label_for_charts')}")
-    return missing
+            m, u = level.get("m_probability"), level.get("u_probability")
+            if _untrained(level) and not (isinstance(m, float) and m == u):
+                value = u if isinstance(u, float) else m if isinstance(m, float) else 0.5
+                level["m_probability"] = level["u_probability"] = float(value)
+                changed = True
+    return changed
 
 
 @dataclass
@@ -121,6 +140,8 @@ def make_linker(store: Store, config: Config, *, retrain: bool) -> tuple[DuckDBA
         # Blocking only decides which pairs get scored, not how: a model stays valid when
         # the rules improve, so the current ones are used without retraining.
         saved["blocking_rules_to_generate_predictions"] = wanted["blocking_rules_to_generate_predictions"]
+        if neutralize_untrained(saved):  # a model saved before untrained levels were neutralized
+            _write_model(saved, model_path)
         return db, Linker(table, saved), False, False
     linker = Linker(table, wanted)
     try:
@@ -134,6 +155,10 @@ def make_linker(store: Store, config: Config, *, retrain: bool) -> tuple[DuckDBA
         ) from exc
     used_labels = train_on_labels(store, db, linker, config)
     _save_model(linker, model_path)
+    trained = _read_model(model_path)
+    if neutralize_untrained(trained):
+        _write_model(trained, model_path)
+        linker = Linker(table, trained)
     return db, linker, True, used_labels
 
 
@@ -263,6 +288,12 @@ def _read_model(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"model {path} is not a splink settings object; run `unify run --retrain`")
     return data
+
+
+def _write_model(model: dict[str, Any], path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(model, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _save_model(linker: Linker, path: Path) -> None:
