@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,3 +107,31 @@ def test_limits_and_production_hardening_answer_with_codes(server: tuple[str, Pa
     assert introspection["errors"]
     suggestion = _post(base, "{ profile(id: \"x\") { fulName } }").json()["errors"][0]["message"]
     assert "Did you mean" not in suggestion
+
+
+def test_two_stewards_deciding_one_pair_at_once_one_wins_one_conflicts_both_audited(server: tuple[str, Path]) -> None:
+    base, _ = server
+    steward = DEMO_API_KEYS["steward"]
+    queue = _post(base, "{ reviewQueue(first: 1) { edges { node { id leftProfileId } } } }", key=steward).json()
+    pair = queue["data"]["reviewQueue"]["edges"][0]["node"]
+    start = threading.Barrier(2)
+    answers: dict[str, dict[str, object]] = {}
+
+    def decide(decision: str) -> None:
+        start.wait()
+        query = f'mutation {{ decideCandidate(pairId: "{pair["id"]}", decision: {decision}, reason: "concurrent {decision}") {{ id kind }} }}'
+        answers[decision] = _post(base, query, key=steward).json()
+
+    threads = [threading.Thread(target=decide, args=(d,)) for d in ("SAME", "DIFFERENT")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    won = [d for d, a in answers.items() if a.get("data") and a["data"]["decideCandidate"]]
+    lost = [d for d, a in answers.items() if a.get("errors")]
+    assert len(won) == 1 and len(lost) == 1, answers
+    assert answers[lost[0]]["errors"][0]["extensions"]["code"] == "CONFLICT"  # type: ignore[index]
+    log = _post(base, "{ auditLog(first: 20) { edges { node { action detail } } } }", key=steward).json()
+    actions = [e["node"] for e in log["data"]["auditLog"]["edges"]]
+    assert any(a["action"] == f"steward.{won[0].lower()}" for a in actions)
+    assert any(a["action"] == "steward.refused" and a["detail"]["arguments"]["decision"] == lost[0] for a in actions)
