@@ -14,7 +14,16 @@ from profiles.store import Store, current_run, ident, sql_literal_path
 EXPORTS: dict[str, str] = {
     "profiles": "SELECT * FROM main.profiles ORDER BY profile_id",
     "membership": "SELECT source, record_id, profile_id, match_probability FROM main.membership ORDER BY source, record_id",
-    "review_queue": "SELECT * FROM main.review_queue ORDER BY distance_to_boundary, pair_id",
+    # open pairs only: not decided by a steward, still in two profiles (current ids)
+    "review_queue": """
+        SELECT q.* REPLACE (rl.profile_id AS profile_id_l, rr.profile_id AS profile_id_r)
+        FROM main.review_queue q
+        JOIN main.records rl ON rl.record_key = q.record_key_l JOIN main.records rr ON rr.record_key = q.record_key_r
+        WHERE rl.profile_id <> rr.profile_id
+          AND NOT EXISTS (SELECT 1 FROM main.link_constraints c WHERE c.active
+                          AND c.record_key_l = least(q.record_key_l, q.record_key_r)
+                          AND c.record_key_r = greatest(q.record_key_l, q.record_key_r))
+        ORDER BY q.distance_to_boundary, q.pair_id""",
     "golden_fields": "SELECT * FROM main.golden_fields ORDER BY profile_id, field",
     "quarantine": "SELECT * FROM main.quarantine ORDER BY source, line",
     "field_issues": "SELECT * FROM main.field_issues ORDER BY source, record_id, field",

@@ -62,3 +62,26 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "profiles" in result.stdout and "quarantined" in result.stdout
     assert (tmp_path / "demo" / "unify.duckdb").exists() and (tmp_path / "demo" / "unify-model.json").exists()
+
+
+def test_review_and_export_show_only_open_pairs_after_a_decision(small_demo: DemoRun, tmp_path: Path) -> None:
+    import shutil
+
+    from pipelines.config import load_config
+    from profiles.store import Steward, Stewardship, Store
+
+    target = tmp_path / "demo"
+    shutil.copytree(small_demo.manifest.out_dir, target, ignore=shutil.ignore_patterns("*.tmp"))
+    config = load_config(target / "unify.toml")
+    with Store.open(config.store_path) as store:
+        (pair_id, total), = store.rows("SELECT min(pair_id), count(*) FROM review_queue")
+        Stewardship(store, match_threshold=config.matching.match_threshold, rules={}, default_rule="trust").decide(
+            pair_id, "different", "checked by phone", Steward("cli-test", "steward")
+        )
+    result = _unify("review", "--config", str(target / "unify.toml"), "--limit", "100")
+    assert result.returncode == 0, result.stderr
+    assert f"{total - 1:,} open pairs" in result.stdout and pair_id not in result.stdout.split("recent steward actions")[0]
+    assert "checked by phone" in result.stdout and "different" in result.stdout
+    assert _unify("export", "--config", str(target / "unify.toml"), "--out", str(tmp_path / "out")).returncode == 0
+    exported = pq.read_table(tmp_path / "out" / "review_queue.parquet")["pair_id"].to_pylist()
+    assert len(exported) == total - 1 and pair_id not in exported
