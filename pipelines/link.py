@@ -21,6 +21,7 @@ from splink.internals.exceptions import SplinkException
 
 from pipelines.comparisons import available, deterministic_rules, em_training_rules, identifier_column, settings
 from pipelines.config import Config
+from pipelines.scoring import term_frequencies_sql, tf_columns
 from pipelines.standardize import MATCH_COLUMNS
 from profiles.errors import ConfigError, UnifyError
 from profiles.store import Store, ident
@@ -240,6 +241,13 @@ def predict(store: Store, linker: Linker, config: Config) -> int:
         building="predictions",
     )
     result.drop_table_from_database_and_remove_from_cache()
+    # The term frequencies those tf adjustments used (splink's own tables, cached by
+    # predict), kept with the run so that ingest scores pairs as the run did.
+    model = linker.misc.save_model_to_json()
+    tf_tables = {c: linker.table_management.compute_tf_table(c).physical_name for c in tf_columns(model)}
+    store.execute(
+        f"CREATE OR REPLACE TABLE term_frequencies AS {term_frequencies_sql(tf_tables)}", building="term_frequencies"
+    )
     return int(store.scalar("SELECT count(*) FROM predictions"))
 
 

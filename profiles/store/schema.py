@@ -19,6 +19,7 @@ RUN_TABLES: Final[tuple[str, ...]] = (
     "review_queue",
     "quarantine",
     "field_issues",
+    "term_frequencies",
 )
 
 _DDL: Final[tuple[str, ...]] = (
@@ -63,6 +64,18 @@ _DDL: Final[tuple[str, ...]] = (
         action_id VARCHAR NOT NULL,        -- the steward action that made it
         created_at TIMESTAMPTZ NOT NULL,
         active BOOLEAN NOT NULL
+    )""",
+    # Every record accepted by a live ingest, as the source sent it: later batch runs
+    # include the ones their source files do not have yet, and a run re-applies those that
+    # arrived while it was running (seq above the mark it started from).
+    "CREATE SEQUENCE IF NOT EXISTS ingest_seq START 1",
+    """CREATE TABLE IF NOT EXISTS ingest_log (
+        seq BIGINT NOT NULL,
+        source VARCHAR NOT NULL,
+        record_id VARCHAR NOT NULL,
+        raw JSON NOT NULL,                 -- the row as the source sent it
+        ingested_at TIMESTAMPTZ NOT NULL,
+        actor VARCHAR NOT NULL
     )""",
     # Steward actions: what was done, by whom and why, with the profiles it touched.
     # The exact rows before and after live in the run's snapshot tables (see
