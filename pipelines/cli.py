@@ -142,6 +142,31 @@ def export(
 
 @app.command()
 @friendly_errors
+def ingest(
+    file: Annotated[Path, typer.Argument(help="Records of the source (CSV/TSV, Parquet, NDJSON or JSON).", exists=True, dir_okay=False)],
+    source: Annotated[str, typer.Option("--source", "-s", help="Configured source the records come from.")],
+    config: ConfigOption = Path("unify.toml"),
+) -> None:
+    """Match new or changed records of one source into the profiles now (no batch run)."""
+    from pipelines.live import LiveIngest
+    from profiles.store import Steward, Store
+
+    cfg = load_config(config)
+    with Store.open(cfg.store_path) as store, console.status(f"ingesting {file.name} ...", spinner="dots"):
+        report = LiveIngest(store, cfg).ingest(source, Steward(actor=f"cli:{os.environ.get('USER', 'unknown')}", role="admin"), path=file)
+    counts = ", ".join(f"{name.replace('_', ' ')} {n:,}" for name, n in report.counts().items() if n)
+    console.print(
+        f"{report.rows:,} rows from {file} ({source}): {counts or 'nothing to do'}; "
+        f"{report.field_issues:,} unreadable values left out; {report.seconds:.2f}s "
+        f"({report.rows / report.seconds if report.seconds else 0:,.0f} records/s)"
+    )
+    for record in report.records:
+        if record.status == "quarantined":
+            err_console.print(f"[yellow]quarantined[/] {record.record_key}: {record.problem}", highlight=False)
+
+
+@app.command()
+@friendly_errors
 def review(
     config: ConfigOption = Path("unify.toml"),
     limit: Annotated[int, typer.Option("--limit", min=1, max=100, help="Rows of each list.")] = 10,

@@ -6,8 +6,13 @@ missing from the file) stop the run before anything is written."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
 
 from pipelines.config import Config, Constant, SourceConfig
 from profiles.errors import SourceSchemaError
@@ -22,27 +27,64 @@ class SourceCounts:
     rows: int = 0
     quarantined: int = 0
     accepted: int = 0
+    live: int = 0  # records from live ingests that the source file does not have (yet)
     field_issues: dict[str, int] = field(default_factory=dict)
 
 
 def check_sources(store: Store, config: Config) -> None:
     """Fail fast, before anything is written, when a file or a mapped column is missing."""
     for source in config.sources:
-        path = config.resolve(source.path)
-        if not path.exists():
-            raise SourceSchemaError(f"source {source.name}: file {path} not found")
-        available = set(_file_columns(store, source, path))
-        for role, column in source.columns().items():
-            if column not in available:
-                raise SourceSchemaError(
-                    f"source {source.name}: column {column!r} ({role}) is missing from {path}; "
-                    f"the file has: {', '.join(sorted(available))}"
-                )
+        _check_source(store, source, config.resolve(source.path))
 
 
-def ingest_sources(store: Store, config: Config) -> dict[str, SourceCounts]:
+def _check_source(store: Store, source: SourceConfig, path: Path) -> None:
+    if not path.exists():
+        raise SourceSchemaError(f"source {source.name}: file {path} not found")
+    available = set(_file_columns(store, source, path))
+    for role, column in source.columns().items():
+        if column not in available:
+            raise SourceSchemaError(
+                f"source {source.name}: column {column!r} ({role}) is missing from {path}; "
+                f"the file has: {', '.join(sorted(available))}"
+            )
+
+
+def stage_live(
+    store: Store, source: SourceConfig, *, rows: Sequence[Mapping[str, Any]] | None = None, path: Path | None = None
+) -> SourceCounts:
+    """Build ``ingested`` and ``quarantine`` in the workspace from records handed to a
+    live ingest: JSON objects keyed by the source's column names (the API), or a file of
+    any supported format (``unify ingest``; it replaces the configured file). The rows
+    then go through the very mapping and standardization of a batch run."""
+    store.execute(
+        "CREATE OR REPLACE TABLE quarantine (source VARCHAR, line BIGINT, record_id VARCHAR, reason VARCHAR, content VARCHAR)"
+    )
+    raw_table = f"raw_{source.name}"
+    if path is not None:
+        source = source.model_copy(update={"path": path})
+        _check_source(store, source, path)
+        _load_raw(store, source, path, raw_table)
+        as_json = source.format == "ndjson"
+    else:
+        lines = [json.dumps(dict(row), default=str) for row in rows or []]
+        store.register("_live_rows", pa.table({"_line": list(range(1, len(lines) + 1)), "_raw": lines}))
+        store.execute(f"CREATE OR REPLACE TABLE {ident(raw_table)} AS SELECT _line::BIGINT AS _line, _raw FROM _live_rows")
+        store.unregister("_live_rows")
+        as_json = True
+    _quarantine_rows(store, source, raw_table, as_json)
+    sql, params = _mapped_select(source, raw_table, as_json)
+    store.execute("CREATE OR REPLACE TABLE ingested AS " + sql, params, building="ingested")
+    accepted = int(store.scalar(f"SELECT count(*) FROM {ident(raw_table)}"))
+    rejected = int(store.scalar("SELECT count(*) FROM quarantine"))
+    store.execute(f"DROP TABLE {ident(raw_table)}")
+    return SourceCounts(rows=accepted + rejected, quarantined=rejected, accepted=accepted)
+
+
+def ingest_sources(store: Store, config: Config, live_until: int = 0) -> dict[str, SourceCounts]:
     """Build ``ingested`` (mapped raw values, one row per good record) and
-    ``quarantine`` (rejected rows) in the workspace."""
+    ``quarantine`` (rejected rows) in the workspace. Records that live ingests accepted
+    (``ingest_log`` up to sequence number ``live_until``) are included when the source
+    file does not have them: the file, the source's full export, wins for the others."""
     store.execute(
         "CREATE OR REPLACE TABLE quarantine (source VARCHAR, line BIGINT, record_id VARCHAR, reason VARCHAR, content VARCHAR)"
     )
@@ -52,17 +94,38 @@ def ingest_sources(store: Store, config: Config) -> dict[str, SourceCounts]:
     for source in config.sources:
         raw_table = f"raw_{source.name}"
         _load_raw(store, source, config.resolve(source.path), raw_table)
-        _quarantine_rows(store, source, raw_table)
-        sql, sql_params = _mapped_select(source, raw_table)
+        _quarantine_rows(store, source, raw_table, source.format == "ndjson")
+        sql, sql_params = _mapped_select(source, raw_table, source.format == "ndjson")
         selects.append(sql)
         params.extend(sql_params)
         accepted = int(store.scalar(f"SELECT count(*) FROM {ident(raw_table)}"))
         rejected = int(store.scalar("SELECT count(*) FROM quarantine WHERE source = ?", [source.name]))
-        counts[source.name] = SourceCounts(rows=accepted + rejected, quarantined=rejected, accepted=accepted)
+        live = _load_live(store, source, raw_table, live_until)
+        if live:
+            sql, sql_params = _mapped_select(source, f"live_{source.name}", True)
+            selects.append(sql)
+            params.extend(sql_params)
+        counts[source.name] = SourceCounts(rows=accepted + rejected, quarantined=rejected, accepted=accepted + live, live=live)
     store.execute("CREATE OR REPLACE TABLE ingested AS " + "\nUNION ALL BY NAME\n".join(selects), params, building="ingested")
     for source in config.sources:
         store.execute(f"DROP TABLE IF EXISTS {ident('raw_' + source.name)}")
+        store.execute(f"DROP TABLE IF EXISTS {ident('live_' + source.name)}")
     return counts
+
+
+def _load_live(store: Store, source: SourceConfig, raw_table: str, until: int) -> int:
+    """``live_<source>``: the latest live-ingested row of every record id the file lacks."""
+    file_ids = _value_sql(source.id, source.format == "ndjson")
+    store.execute(
+        f"""CREATE OR REPLACE TABLE {ident('live_' + source.name)} AS
+            SELECT NULL::BIGINT AS _line, raw::VARCHAR AS _raw FROM {ident(store.catalog)}.main.ingest_log
+            WHERE source = ? AND seq <= ? AND record_id NOT IN (SELECT {file_ids} FROM {ident(raw_table)} WHERE {file_ids} IS NOT NULL)
+            QUALIFY row_number() OVER (PARTITION BY record_id ORDER BY seq DESC) = 1
+            ORDER BY record_id""",
+        [source.name, until],
+        building=f"live_{source.name}",
+    )
+    return int(store.scalar(f"SELECT count(*) FROM {ident('live_' + source.name)}"))
 
 
 def _file_columns(store: Store, source: SourceConfig, path: Any) -> list[str]:
@@ -159,16 +222,18 @@ def _load_raw(store: Store, source: SourceConfig, path: Any, raw_table: str) -> 
     store.execute(f"DROP TABLE {rej}; DROP TABLE {ident(f'rejscan_{source.name}')}; DROP TABLE rejected_lines")
 
 
-def _value_sql(source: SourceConfig, column: str) -> str:
-    if source.format == "ndjson":
+def _value_sql(column: str, as_json: bool) -> str:
+    """A source column as trimmed text (NULL when empty), from a file column or, for rows
+    kept as JSON text in ``_raw``, from the JSON object."""
+    if as_json:
         path = '$."' + column.replace('"', '\\"') + '"'
         return f"nullif(trim(json_extract_string(_raw, '{path.replace(chr(39), chr(39) * 2)}')), '')"
     return f"nullif(trim({quote_column(column)}), '')"
 
 
-def _quarantine_rows(store: Store, source: SourceConfig, raw_table: str) -> None:
+def _quarantine_rows(store: Store, source: SourceConfig, raw_table: str, as_json: bool) -> None:
     t = ident(raw_table)
-    rid = _value_sql(source, source.id)
+    rid = _value_sql(source.id, as_json)
     store.execute(
         f"""INSERT INTO quarantine SELECT ?, _line, NULL, 'no record id (column ' || ? || ' is empty)', left(_raw, 500)
             FROM {t} WHERE {rid} IS NULL""",
@@ -188,15 +253,15 @@ def _quarantine_rows(store: Store, source: SourceConfig, raw_table: str) -> None
     )
 
 
-def _mapped_select(source: SourceConfig, raw_table: str) -> tuple[str, list[Any]]:
+def _mapped_select(source: SourceConfig, raw_table: str, as_json: bool) -> tuple[str, list[Any]]:
     params: list[Any] = [source.name, source.trust]
     cols = [
         "? AS source",
-        f"{_value_sql(source, source.id)} AS record_id",
+        f"{_value_sql(source.id, as_json)} AS record_id",
         "_line AS line",
         "? AS trust",
         "_raw AS raw",
-        (f"{_value_sql(source, source.updated_at)} AS updated_at_raw" if source.updated_at else "NULL::VARCHAR AS updated_at_raw"),
+        (f"{_value_sql(source.updated_at, as_json)} AS updated_at_raw" if source.updated_at else "NULL::VARCHAR AS updated_at_raw"),
     ]
     for name in CANONICAL_FIELDS:
         mapping = source.fields.get(name)  # type: ignore[call-overload]
@@ -206,9 +271,9 @@ def _mapped_select(source: SourceConfig, raw_table: str) -> tuple[str, list[Any]
             cols.append(f"?::VARCHAR AS {ident(name)}")
             params.append(mapping.value)
         else:
-            cols.append(f"{_value_sql(source, mapping)} AS {ident(name)}")
+            cols.append(f"{_value_sql(mapping, as_json)} AS {ident(name)}")
     identifiers = ", ".join(
-        f"{{'kind': ?, 'value': {_value_sql(source, column)}}}" for column in source.identifiers.values()
+        f"{{'kind': ?, 'value': {_value_sql(column, as_json)}}}" for column in source.identifiers.values()
     )
     params.extend(source.identifiers.keys())
     cols.append(f"[{identifiers}]::STRUCT(kind VARCHAR, value VARCHAR)[] AS source_identifiers")

@@ -6,6 +6,7 @@ killed run leaves the previous run serving."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ from pipelines.ingest import SourceCounts, check_sources, ingest_sources
 from pipelines.link import LabelReport, run_linkage
 from pipelines.standardize import standardize
 from profiles import survivorship
-from profiles.store import RUN_TABLES, Store, begin_run, fail_run, publish_run, write_run_table
+from profiles.store import RUN_TABLES, Steward, Store, begin_run, fail_run, publish_run, write_run_table
 
 
 #: How the served tables are laid out: sorted by what the API filters on, so DuckDB's
@@ -52,6 +53,8 @@ class RunSummary:
     clusters_split: int = 0
     model_trained: bool = False
     untrained_levels: list[str] = field(default_factory=list)
+    date_formats: dict[str, dict[str, str | None]] = field(default_factory=dict)  # read per source, reused by live ingest
+    live_reapplied: int = 0  # records live-ingested while the run was running, applied after it
     labels: LabelReport | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -69,15 +72,21 @@ def run_pipeline(config: Config, *, retrain: bool = False, on_stage: StageCallba
         check_sources(scratch, config)  # nothing is written when a source is unusable
     with Store.open(config.store_path, threads=config.store.threads) as store:
         run_id = begin_run(store, str(config.base_dir), str(config.model_path))
+        # live ingests up to here are part of the run; later ones are applied again after it
+        live_until = int(store.scalar("SELECT coalesce(max(seq), 0) FROM ingest_log"))
         summary = RunSummary(run_id=run_id, sources={})
         timer = _StageTimer(summary.seconds, notify)
         try:
             spill = config.store_path.with_name(config.store_path.name + ".tmp")
             with store.workspace(spill_dir=spill, memory_limit=config.store.memory_limit):
                 with timer("ingest"):
-                    summary.sources = ingest_sources(store, config)
+                    summary.sources = ingest_sources(store, config, live_until)
                 with timer("standardize"):
                     issues = standardize(store, config)
+                    summary.date_formats = {
+                        source: {"date_of_birth": dob, "updated_at": ts}
+                        for source, dob, ts in store.rows("SELECT * FROM date_formats ORDER BY source")
+                    }
                     for name, per_field in issues.items():
                         summary.sources[name].field_issues = per_field
                 summary.records = int(store.scalar("SELECT count(*) FROM records"))
@@ -115,7 +124,28 @@ def run_pipeline(config: Config, *, retrain: bool = False, on_stage: StageCallba
         except BaseException as exc:
             fail_run(store, run_id, f"{type(exc).__name__}: {exc}")
             raise
+        # after publishing: the run is served, so a failure here is the live ingest's own
+        with timer("reapply live ingests"):
+            summary.live_reapplied = reapply_live(store, config, live_until)
     return summary
+
+
+def reapply_live(store: Store, config: Config, after: int) -> int:
+    """Apply again, on the just published run, the records live-ingested since ``after``
+    (the run read the log up to there), so none ingested during the run is lost."""
+    pending = store.rows(
+        """SELECT source, list(raw::VARCHAR ORDER BY seq) FROM (
+               SELECT * FROM ingest_log WHERE seq > ? QUALIFY row_number() OVER (PARTITION BY source, record_id ORDER BY seq DESC) = 1)
+           GROUP BY source ORDER BY source""",
+        [after],
+    )
+    if not pending:
+        return 0
+    from pipelines.live import LiveIngest  # the live path imports the batch stages, not the reverse
+
+    live = LiveIngest(store, config)
+    by = Steward(actor="unify run", role="system")
+    return sum(len(live.ingest(source, by, rows=[json.loads(r) for r in raws]).records) for source, raws in pending)
 
 
 @dataclass

@@ -31,8 +31,13 @@ MATCH_COLUMNS = (
 )
 
 
-def standardize(store: Store, config: Config) -> dict[str, dict[str, int]]:
-    """Build ``records``, ``identifiers`` and ``field_issues`` from ``ingested``.
+DateFormats = dict[str, dict[str, str | None]]  # source -> {"date_of_birth": fmt, "updated_at": fmt}
+
+
+def standardize(store: Store, config: Config, date_formats: DateFormats | None = None) -> dict[str, dict[str, int]]:
+    """Build ``records``, ``identifiers`` and ``field_issues`` from ``ingested``, and
+    ``date_formats`` (the format read per source: configured, given, or detected; a live
+    ingest passes the batch run's so that one record is read like the batch read it).
     Returns field issue counts per source and field."""
     store.execute("CREATE OR REPLACE TABLE field_issues (source VARCHAR, record_id VARCHAR, line BIGINT, field VARCHAR, reason VARCHAR)")
     _split_full_names(store)
@@ -45,7 +50,7 @@ def standardize(store: Store, config: Config) -> dict[str, dict[str, int]]:
         store, "phone_map", "SELECT DISTINCT digits, region FROM phone_keys WHERE fast IS NULL",
         lambda digits, region: standardize_phone(digits, region or default_region), ("value", "problem"),
     )
-    _parse_dates(store, config)
+    _parse_dates(store, config, date_formats or {})
     store.execute(
         f"""CREATE OR REPLACE TABLE records AS
         SELECT
@@ -192,14 +197,21 @@ def _map_distinct(
     store.unregister(staged)
 
 
-def _parse_dates(store: Store, config: Config) -> None:
+def _parse_dates(store: Store, config: Config, given: DateFormats) -> None:
     """``parsed_dates``: birth date and update time per record, in each source's format
-    (configured, or the format that reads most of the source's values)."""
+    (configured, given, or the format that reads most of the source's values)."""
     selects: list[str] = []
     params: list[Any] = []
+    used: list[tuple[str, str | None, str | None]] = []
     for source in config.sources:
-        dob_format = source.date_format or _detect_format(store, source.name, "date_of_birth", DATE_FORMATS)
-        ts_format = source.updated_at_format or _detect_format(store, source.name, "updated_at_raw", TIMESTAMP_FORMATS, iso_first=True)
+        known = given.get(source.name)
+        dob_format = source.date_format or (
+            known["date_of_birth"] if known else _detect_format(store, source.name, "date_of_birth", DATE_FORMATS)
+        )
+        ts_format = source.updated_at_format or (
+            known["updated_at"] if known else _detect_format(store, source.name, "updated_at_raw", TIMESTAMP_FORMATS, iso_first=True)
+        )
+        used.append((source.name, dob_format, ts_format))
         ts_sql = "coalesce(try_cast(updated_at_raw AS TIMESTAMP), try_strptime(updated_at_raw, ?))" if ts_format else "try_cast(updated_at_raw AS TIMESTAMP)"
         selects.append(
             f"""SELECT source, record_id, line, date_of_birth AS dob_raw, updated_at_raw,
@@ -228,6 +240,8 @@ def _parse_dates(store: Store, config: Config) -> None:
            FROM dates_raw WHERE updated_at_raw IS NOT NULL AND updated_at IS NULL"""
     )
     store.execute("DROP TABLE dates_raw")
+    store.execute("CREATE OR REPLACE TABLE date_formats (source VARCHAR, date_of_birth VARCHAR, updated_at VARCHAR)")
+    store.execute("INSERT INTO date_formats SELECT * FROM (VALUES " + ", ".join("(?, ?, ?)" for _ in used) + ")", [v for row in used for v in row])
 
 
 def _detect_format(store: Store, source: str, column: str, formats: tuple[str, ...], iso_first: bool = False) -> str | None:

@@ -25,7 +25,8 @@ from pipelines.search import parse_query, search
 from profiles.model import split_record_key
 from resolvers.context import Context, context_of
 from resolvers.errors import Ambiguous, ApiError
-from resolvers.steward import Mutation, StewardQuery
+from resolvers.ingest import IngestMutation
+from resolvers.steward import StewardMutation, StewardQuery
 from resolvers.types import Profile
 
 MAX_IDS = 100
@@ -128,6 +129,11 @@ class Query(StewardQuery):
             for h, row in zip(hits, rows)
             if row
         ]
+
+
+@strawberry.type
+class Mutation(StewardMutation, IngestMutation):
+    pass
 
 
 def _mask(error: GraphQLError) -> bool:

@@ -309,7 +309,7 @@ def _act(info: Info[Context, Any], mutation: str, arguments: dict[str, Any], do:
 
 
 @strawberry.type
-class Mutation:
+class StewardMutation:
     @strawberry.mutation(description="Decide a candidate pair: SAME merges their profiles, DIFFERENT keeps (or splits) them apart, now and in every later run.")
     def decide_candidate(self, info: Info[Context, Any], pair_id: strawberry.ID, decision: Decision, reason: str) -> StewardAction:
         return _act(

@@ -44,7 +44,6 @@ class Store:
         self.read_only = read_only
         self.catalog: str = str(connection.sql("SELECT current_database()").fetchall()[0][0])
         self._lock = threading.RLock()
-        self._work_attached = False
 
     @classmethod
     def open(cls, path: Path | str, *, read_only: bool = False, threads: int | None = None) -> Store:
@@ -138,6 +137,12 @@ class Store:
             return [row[0] for row in result.fetchall()]
 
     @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the store for a multi-statement operation (other threads wait)."""
+        with self._lock:
+            yield
+
+    @contextmanager
     def transaction(self) -> Iterator[None]:
         with self._lock:
             self._con.execute("BEGIN TRANSACTION")
@@ -149,26 +154,28 @@ class Store:
             self._con.execute("COMMIT")
 
     @contextmanager
-    def workspace(self, spill_dir: Path | None = None, memory_limit: str | None = None) -> Iterator[str]:
+    def workspace(
+        self, spill_dir: Path | None = None, memory_limit: str | None = None, name: str = WORK_CATALOG
+    ) -> Iterator[str]:
         """Attach an in-memory database for a run's intermediate tables and make it the
         default catalog, so scratch work (splink's included) never touches the store file.
-        Yields the workspace's catalog name."""
+        Connections to one store file share attached names: a live ingest beside a batch
+        run uses a ``name`` of its own. Yields the workspace's catalog name."""
+        catalog = ident(name)
         with self._lock:
             if spill_dir is not None:
                 spill_dir.mkdir(parents=True, exist_ok=True)
                 self._con.execute(f"SET temp_directory = {sql_literal_path(spill_dir)}")
             if memory_limit:
                 self._con.execute("SET memory_limit = ?", [memory_limit])
-            self._con.execute(f"ATTACH ':memory:' AS {WORK_CATALOG}")
-            self._con.execute(f"USE {WORK_CATALOG}")
-            self._work_attached = True
+            self._con.execute(f"ATTACH ':memory:' AS {catalog}")
+            self._con.execute(f"USE {catalog}")
         try:
-            yield WORK_CATALOG
+            yield name
         finally:
             with self._lock:
                 self._con.execute(f"USE {ident(self.catalog)}")
-                self._con.execute(f"DETACH {WORK_CATALOG}")
-                self._work_attached = False
+                self._con.execute(f"DETACH {catalog}")
 
     @contextmanager
     def using_catalog(self, catalog: str) -> Iterator[None]:

@@ -123,7 +123,7 @@ class Stewardship:
                 )
             members = self._members_of_records([a, b])
             pa_, pb_ = members[a], members[b]
-            records = self._records_of([pa_, pb_])
+            records = self.records_of([pa_, pb_])
             if decision == "same":
                 self._refuse_if_kept_apart(records[pa_], records[pb_])
                 survivor = self._oldest([pa_, pb_])
@@ -145,7 +145,7 @@ class Stewardship:
             raise InvalidActionError("name at least two different profiles to merge")
         with self.store.transaction():
             self._require_current(ids)
-            records = self._records_of(ids)
+            records = self.records_of(ids)
             for i, first in enumerate(ids):
                 for second in ids[i + 1 :]:
                     self._refuse_if_kept_apart(records[first], records[second])
@@ -172,7 +172,7 @@ class Stewardship:
                 self._require_current([into])
                 if into == origin:
                     raise InvalidActionError(f"the records are already in {into}")
-            records = self._records_of([origin] + ([into] if into else []))
+            records = self.records_of([origin] + ([into] if into else []))
             rest = [k for k in records[origin] if k not in keys]
             if not rest and into is None:
                 raise InvalidActionError(f"those are all the records of {origin}: nothing would be left to split from")
@@ -256,7 +256,7 @@ class Stewardship:
             raise NotFoundError(f"no record {', '.join(missing)} in the published run")
         return found
 
-    def _records_of(self, profile_ids: Sequence[str]) -> dict[str, list[str]]:
+    def records_of(self, profile_ids: Sequence[str]) -> dict[str, list[str]]:
         ids = list(dict.fromkeys(profile_ids))
         grouped: dict[str, list[str]] = {p: [] for p in ids}
         for key, pid in self.store.rows(
@@ -360,39 +360,14 @@ class Stewardship:
     # ---- applying ------------------------------------------------------------------
 
     def _apply(self, kind: ActionKind, plan: _Plan, reason: str, by: Steward) -> Action:
-        """Carry out a plan inside the caller's transaction: snapshot, regroup, recompute
-        the golden records of the touched profiles, retire and register ids, record the
-        constraints, snapshot again."""
-        run = self._run()
+        """Carry out a plan inside the caller's transaction: snapshot, regroup, record the
+        constraints, snapshot again, record the action."""
         action_id = _new_action_id()
         records = sorted(plan.assignment)
         after = sorted(set(plan.assignment.values()))
         touched = sorted(set(plan.profiles_before) | set(after))
-        previous = self._members_of_records(records)
         self._snapshot(action_id, "before", touched, records)
-        self.store.register(
-            "_sw_assignment", pa.table({"record_key": records, "profile_id": [plan.assignment[k] for k in records]})
-        )
-        try:
-            self._regroup(run, touched)
-        finally:
-            self.store.unregister("_sw_assignment")
-        fresh = [p for p in after if p not in plan.profiles_before]
-        if fresh:
-            self.store.execute(
-                "INSERT INTO profile_registry (profile_id, created_run, created_at) SELECT unnest(?::VARCHAR[]), ?, ?",
-                [fresh, run, datetime.now(timezone.utc)],
-            )
-        for old in (p for p in plan.profiles_before if p not in after):
-            taken: dict[str, int] = {}
-            for key, was in previous.items():
-                if was == old:
-                    taken[plan.assignment[key]] = taken.get(plan.assignment[key], 0) + 1
-            survivor = min(taken, key=lambda p: (-taken[p], p))
-            self.store.execute(
-                "UPDATE profile_registry SET retired_run = ?, redirect_to = ? WHERE profile_id = ?", [run, survivor, old]
-            )
-            self.store.execute("UPDATE profile_registry SET redirect_to = ? WHERE redirect_to = ?", [survivor, old])
+        self.reassign(plan.profiles_before, plan.assignment)
         added = self._add_constraints(action_id, plan.add)
         self._set_active(plan.remove, False)
         self._snapshot(action_id, "after", touched, records)
@@ -401,7 +376,58 @@ class Stewardship:
             records=records, added=added, removed=plan.remove, undoes=None,
         )
 
-    def _regroup(self, run: str, touched: Sequence[str]) -> None:
+    def reassign(
+        self, profiles_before: Sequence[str], assignment: Mapping[str, str], previous: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        """Give every record of ``assignment`` its new profile (the caller's transaction):
+        rebuild the golden records of the touched profiles, register new ids, and retire
+        the ids no record keeps, redirecting each to the profile that took most of its
+        records. ``assignment`` must cover every record of the profiles it touches;
+        ``previous`` names the former profile of records the store no longer shows in one
+        (a live update). Returns {retired id: survivor}."""
+        run = self._run()
+        records = sorted(assignment)
+        after = set(assignment.values())
+        touched = sorted(set(profiles_before) | after)
+        self.store.register(
+            "_sw_assignment", pa.table({"record_key": records, "profile_id": [assignment[k] for k in records]})
+        )
+        self.store.register("_sw_touched", pa.table({"profile_id": touched}))
+        try:
+            was = dict(previous or {})
+            was.update({
+                str(k): str(p)
+                for k, p in self.store.rows(
+                    "SELECT record_key, profile_id FROM records WHERE record_key IN (SELECT record_key FROM _sw_assignment)"
+                )
+                if p is not None
+            })
+            self._regroup(run)
+        finally:
+            self.store.unregister("_sw_assignment")
+            self.store.unregister("_sw_touched")
+        fresh = sorted(p for p in after if p not in profiles_before)
+        if fresh:
+            self.store.execute(
+                "INSERT INTO profile_registry (profile_id, created_run, created_at) SELECT unnest(?::VARCHAR[]), ?, ?",
+                [fresh, run, datetime.now(timezone.utc)],
+            )
+        retired: dict[str, str] = {}
+        for old in (p for p in profiles_before if p not in after):
+            taken: dict[str, int] = {}
+            for key, profile in was.items():
+                if profile == old and key in assignment:
+                    taken[assignment[key]] = taken.get(assignment[key], 0) + 1
+            survivor = min(taken, key=lambda p: (-taken[p], p)) if taken else None
+            self.store.execute(
+                "UPDATE profile_registry SET retired_run = ?, redirect_to = ? WHERE profile_id = ?", [run, survivor, old]
+            )
+            if survivor is not None:
+                self.store.execute("UPDATE profile_registry SET redirect_to = ? WHERE redirect_to = ?", [survivor, old])
+                retired[old] = survivor
+        return retired
+
+    def _regroup(self, run: str) -> None:
         """Move the records of ``_sw_assignment`` to their new profiles and rebuild the
         touched profiles' golden records with the batch run's own survivorship SQL."""
         r = f"{self._cat}.{ident(run)}"
@@ -429,7 +455,7 @@ class Stewardship:
                     WHERE {table}.record_key = b.record_key"""
             )
         for table in ("golden_fields", "profiles"):
-            self.store.execute(f"DELETE FROM {r}.{table} WHERE profile_id IN ({_marks(touched)})", list(touched))
+            self.store.execute(f"DELETE FROM {r}.{table} WHERE profile_id IN (SELECT profile_id FROM _sw_touched)")
         self.store.execute("CREATE OR REPLACE TEMP TABLE _sw_members AS SELECT record_key, profile_id FROM _sw_assignment")
         self.store.execute(
             f"""CREATE OR REPLACE TEMP TABLE _sw_records AS

@@ -1,0 +1,468 @@
+"""Real-time recognition: records ingested one at a time (the API's ``ingestRecord``) or
+in bulk (``unify ingest``) are matched against the published profiles at once.
+
+A live record goes through the batch run's own steps, on just that record:
+- mapping and standardization of its source (with the date formats the run read);
+- candidates by the run's blocking rules, against the store and the other new records;
+- scores from the run's model with splink's own arithmetic (pipelines.scoring), so a
+  pair scores the same as in the batch;
+- profiles as the batch would form them around the record: links at or above the match
+  threshold, vetoes and steward decisions (the weakest links are cut), so a record that
+  links two profiles merges them (the oldest id survives, the other redirects), and one
+  whose best candidate is in the review band gets its own profile and a review pair;
+- the golden records of the touched profiles rebuilt with the batch's survivorship.
+
+Ingesting a record again (same source and id) updates it, never duplicates it; an update
+may move it to another profile (audited). Every accepted record is also kept in the
+``ingest_log``, so a later batch run includes it (and a run that was in progress while it
+came in applies it again after publishing: none is lost)."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from pipelines.comparisons import blocking_rules, identifier_column, identifier_overrides, veto_sql
+from pipelines.config import Config, SourceConfig
+from pipelines.ingest import stage_live
+from pipelines.link import model_groups
+from pipelines.scoring import pairs_sql, score_sql, term_frequencies_relation
+from pipelines.standardize import MATCH_COLUMNS, DateFormats, standardize
+from profiles.constraints import STEWARD_LINK, constrained_components
+from profiles.errors import ConfigError, StoreError
+from profiles.identity import mint_profile_ids
+from profiles.store import AuditEvent, ProfileQueries, Steward, Stewardship, Store, current_run, ident
+
+STATUSES = ("attached", "new_profile", "review", "merged", "updated", "moved", "quarantined")
+
+
+@dataclass(frozen=True)
+class IngestedRecord:
+    """What became of one ingested record."""
+
+    record_key: str
+    status: str  # one of STATUSES
+    profile_id: str | None
+    match_probability: float | None  # its strongest link inside its profile
+    previous_profile_id: str | None = None  # an updated record's profile before the update
+    merged_profiles: list[str] = field(default_factory=list)  # ids that now redirect to profile_id
+    review_pairs: list[str] = field(default_factory=list)  # pair ids queued for a steward
+    problem: str | None = None  # why a row was quarantined
+    field_issues: list[str] = field(default_factory=list)  # values nulled as unreadable, "field: reason"
+
+
+@dataclass
+class IngestReport:
+    source: str
+    rows: int
+    quarantined: int
+    field_issues: int
+    records: list[IngestedRecord]
+    seconds: float = 0.0
+
+    def counts(self) -> dict[str, int]:
+        out = {s: 0 for s in STATUSES}
+        for r in self.records:
+            out[r.status] += 1
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "counts": self.counts()}
+
+
+class LiveIngest:
+    """Matches new records into the published profiles of a store (the caller owns it)."""
+
+    def __init__(self, store: Store, config: Config):
+        self.store, self.config = store, config
+        self.queries = ProfileQueries(store)
+        self.stewardship = Stewardship(
+            store, match_threshold=config.matching.match_threshold,
+            rules=config.survivorship.fields, default_rule=config.survivorship.default,
+        )
+
+    def ingest(
+        self, source_name: str, by: Steward, *, rows: Sequence[Mapping[str, Any]] | None = None, path: Path | None = None
+    ) -> IngestReport:
+        """Ingest ``rows`` (JSON objects keyed by the source's column names) or the file at
+        ``path`` for source ``source_name``; the store reflects them when this returns."""
+        started = time.perf_counter()
+        source = self._source(source_name)
+        with self.store.exclusive():
+            run = current_run(self.store)
+            model = self.queries.published_model()
+            if run is None or not model:
+                raise StoreError("no published run with a model: run `unify run` before ingesting")
+            staged = self._stage(source, model, rows=rows, path=path)
+            with self.store.transaction():
+                report = self._apply(run, model, source, staged, by)
+        report.seconds = round(time.perf_counter() - started, 4)
+        return report
+
+    # ---- phase 1: in a workspace, the batch's own steps on the new rows -------------
+
+    def _source(self, name: str) -> SourceConfig:
+        for source in self.config.sources:
+            if source.name == name:
+                return source
+        raise ConfigError(f"unknown source {name!r}; configured: {', '.join(s.name for s in self.config.sources)}")
+
+    def _date_formats(self) -> DateFormats:
+        text = self.store.scalar(
+            "SELECT summary::VARCHAR FROM runs WHERE status = 'published' ORDER BY finished_at DESC LIMIT 1"
+        )
+        formats = json.loads(text).get("date_formats", {}) if text else {}
+        return {str(k): dict(v) for k, v in formats.items()}
+
+    def _stage(
+        self, source: SourceConfig, model: dict[str, Any], *, rows: Sequence[Mapping[str, Any]] | None, path: Path | None
+    ) -> _Staged:
+        formats = self._date_formats()
+        cat = ident(self.store.catalog)
+        ids = self.config.shared_identifiers()
+        with self.store.workspace(name=f"live_{secrets.token_hex(4)}"):
+            counts = stage_live(self.store, source, rows=rows, path=path)
+            quarantine = self.store.arrow("SELECT * FROM quarantine")
+            standardize(self.store, self.config, formats)
+            pivots = "".join(
+                f", (SELECT max(i.value) FROM identifiers i WHERE i.record_key = r.record_key AND i.kind = {_literal(n)})"
+                f" AS {ident(identifier_column(n))}"
+                for n in ids
+            )
+            self.store.execute(
+                f"CREATE TABLE new_linkable AS SELECT r.record_key, {', '.join('r.' + c for c in MATCH_COLUMNS)}{pivots} FROM records r"
+            )
+            stored = _stored_linkable(cat, ids)
+            self.store.execute(
+                f"CREATE TABLE candidates AS {_candidates_sql(blocking_rules(model_groups(self.config), ids), stored)}"
+            )
+            self._score(model, stored)
+            records = self.store.arrow(
+                """SELECT r.*, i.identifiers FROM records r
+                   LEFT JOIN (SELECT record_key, list({'kind': kind, 'value': value} ORDER BY kind, value) AS identifiers
+                              FROM identifiers GROUP BY record_key) i USING (record_key)
+                   ORDER BY r.record_key"""
+            )
+            identifiers = self.store.arrow("SELECT * FROM identifiers")
+            pairs = self.store.arrow("SELECT * FROM scored WHERE match_probability >= ?", [self.config.matching.review_threshold])
+            issues = self.store.arrow("SELECT * FROM field_issues")
+        return _Staged(counts.rows, counts.quarantined, quarantine, records, identifiers, pairs, issues)
+
+    def _score(self, model: dict[str, Any], stored: str) -> None:
+        """``scored``: every candidate pair scored with the run's model and term
+        frequencies (keys ordered l < r, as splink orders them)."""
+        columns = ["record_key", *MATCH_COLUMNS, *(identifier_column(n) for n in self.config.shared_identifiers())]
+        self.store.execute(
+            f"""CREATE TABLE side AS
+                SELECT {', '.join(columns)} FROM new_linkable
+                UNION ALL
+                SELECT {', '.join('s.' + c for c in columns)} FROM ({stored}) s
+                WHERE s.record_key IN (SELECT stored_key FROM candidates)
+                  AND s.record_key NOT IN (SELECT record_key FROM new_linkable)"""
+        )
+        self.store.execute(
+            """CREATE TABLE candidate_pairs AS
+               SELECT DISTINCT least(new_key, stored_key) AS record_key_l, greatest(new_key, stored_key) AS record_key_r
+               FROM candidates WHERE new_key <> stored_key"""
+        )
+        tf = term_frequencies_relation(self.store)
+        if tf == "term_frequencies":
+            tf = f"{ident(self.store.catalog)}.main.term_frequencies"
+        relation = pairs_sql(model, "SELECT * FROM side", "SELECT * FROM side", candidates="SELECT * FROM candidate_pairs", term_frequencies=tf)
+        self.store.execute(
+            f"""CREATE TABLE scored AS
+                SELECT md5(record_key_l || '|' || record_key_r)[:16] AS pair_id, COLUMNS(c -> NOT starts_with(c, 'gamma_'))
+                FROM ({score_sql(model, relation)})"""
+        )
+
+    # ---- phase 2: in one transaction on the store ----------------------------------
+
+    def _apply(self, run: str, model: dict[str, Any], source: SourceConfig, staged: _Staged, by: Steward) -> IngestReport:
+        r = f"{ident(self.store.catalog)}.{ident(run)}"
+        keys = staged.records.column("record_key").to_pylist()
+        quarantined = [
+            IngestedRecord(
+                record_key=f"{source.name}:{rid}" if rid else f"{source.name}:line {line}", status="quarantined",
+                profile_id=None, match_probability=None, problem=str(reason),
+            )
+            for rid, line, reason in zip(
+                staged.quarantine.column("record_id").to_pylist(), staged.quarantine.column("line").to_pylist(),
+                staged.quarantine.column("reason").to_pylist(),
+            )
+        ]
+        self.store.register("_live_keys", pa.table({"record_key": keys}))
+        try:
+            previous = dict(self.store.rows(
+                "SELECT record_key, profile_id FROM records WHERE record_key IN (SELECT record_key FROM _live_keys)"
+            ))
+            self._replace_rows(r, staged, source)
+            touched = sorted({
+                str(p) for (p,) in self.store.rows(
+                    """SELECT DISTINCT s.profile_id FROM _live_pairs p
+                       JOIN records s ON s.record_key IN (p.record_key_l, p.record_key_r)
+                       WHERE p.match_probability >= ? AND s.profile_id IS NOT NULL""",
+                    [self.config.matching.match_threshold],
+                ) if p
+            } | {str(p) for p in previous.values()})
+            members = self.stewardship.records_of(touched) if touched else {}
+            existing = {k for ks in members.values() for k in ks}
+            for key, pid in previous.items():  # a profile whose only record is updated still names its group
+                if not members.get(str(pid)):
+                    members[str(pid)] = [str(key)]
+            assignment, merged = self._group(model, sorted(existing | set(keys)), members)
+            if assignment:
+                self.stewardship.reassign(touched, assignment, previous={str(k): str(p) for k, p in previous.items()})
+            review = self._queue_reviews(r, keys)
+            outcome = self._outcomes(keys, assignment, previous, merged, review, existing)
+            issues: dict[str, list[str]] = {}
+            for rid, name, reason in zip(
+                staged.issues.column("record_id").to_pylist(), staged.issues.column("field").to_pylist(),
+                staged.issues.column("reason").to_pylist(),
+            ):
+                issues.setdefault(f"{source.name}:{rid}", []).append(f"{name}: {reason}")
+            outcome = [replace(o, field_issues=issues.get(o.record_key, [])) for o in outcome]
+            self.store.execute(
+                """INSERT INTO ingest_log (seq, source, record_id, raw, ingested_at, actor)
+                   SELECT nextval('ingest_seq'), source, record_id, raw, now(), ? FROM records
+                   WHERE record_key IN (SELECT record_key FROM _live_keys) ORDER BY line""",
+                [by.actor],
+            )
+        finally:
+            self.store.unregister("_live_keys")
+            self.store.unregister("_live_pairs")
+        report = IngestReport(
+            source=source.name, rows=staged.rows, quarantined=staged.quarantined,
+            field_issues=staged.issues.num_rows, records=outcome + quarantined,
+        )
+        self.queries.append_audit([
+            AuditEvent(
+                actor=by.actor, role=by.role, action="ingest", subject=source.name,
+                detail={
+                    "records": keys, "counts": report.counts(),
+                    "profiles": sorted({o.profile_id for o in outcome if o.profile_id} | set(touched)),
+                    "merged": {old: new for o in outcome for old in o.merged_profiles for new in [o.profile_id]},
+                    "moved": {o.record_key: [o.previous_profile_id, o.profile_id] for o in outcome if o.status == "moved"},
+                },
+            )
+        ])
+        return report
+
+    def _replace_rows(self, r: str, staged: _Staged, source: SourceConfig) -> None:
+        """Put the new rows into the run's tables (an updated record replaces its old row
+        and its old pairs); profile ids are given by ``reassign`` afterwards."""
+        self.store.register("_live_records", staged.records)
+        self.store.register("_live_identifiers", staged.identifiers)
+        self.store.register("_live_pairs", staged.pairs)
+        try:
+            for table in ("records", "membership", "identifiers"):
+                self.store.execute(f"DELETE FROM {r}.{table} WHERE record_key IN (SELECT record_key FROM _live_keys)")
+            for table in ("pairs", "review_queue"):
+                self.store.execute(
+                    f"""DELETE FROM {r}.{table} WHERE record_key_l IN (SELECT record_key FROM _live_keys)
+                        OR record_key_r IN (SELECT record_key FROM _live_keys)"""
+                )
+            self.store.execute(
+                f"INSERT INTO {r}.records BY NAME SELECT NULL::VARCHAR AS profile_id, NULL::DOUBLE AS match_probability, * FROM _live_records"
+            )
+            self.store.execute(
+                f"""INSERT INTO {r}.membership BY NAME
+                    SELECT record_key, source, record_id, NULL::VARCHAR AS profile_id, NULL::DOUBLE AS match_probability,
+                           NULL::VARCHAR AS previous_profile_id FROM _live_records"""
+            )
+            self.store.execute(f"INSERT INTO {r}.identifiers BY NAME SELECT *, NULL::VARCHAR AS profile_id FROM _live_identifiers")
+            self.store.execute(
+                f"""INSERT INTO {r}.pairs BY NAME SELECT p.*, a.profile_id AS profile_id_l, b.profile_id AS profile_id_r
+                    FROM _live_pairs p LEFT JOIN records a ON a.record_key = p.record_key_l LEFT JOIN records b ON b.record_key = p.record_key_r"""
+            )
+            for table, rows in (("field_issues", staged.issues), ("quarantine", staged.quarantine)):
+                if rows.num_rows:
+                    self.store.register("_live_rows", rows)
+                    self.store.execute(f"INSERT INTO {r}.{table} BY NAME SELECT * FROM _live_rows")
+                    self.store.unregister("_live_rows")
+        finally:
+            self.store.unregister("_live_records")
+            self.store.unregister("_live_identifiers")
+
+    def _group(
+        self, model: dict[str, Any], keys: list[str], members: dict[str, list[str]]
+    ) -> tuple[dict[str, str], dict[str, list[str]]]:
+        """Profiles of ``keys`` as the batch would cluster them: links at or above the
+        threshold and SAME decisions, never across a veto or a DIFFERENT decision. Each
+        group keeps the id of the (oldest) profile it holds most of; the others it
+        absorbs redirect to it. Returns (record -> profile id, survivor -> merged ids)."""
+        self.store.register("_live_group", pa.table({"record_key": keys}))
+        try:
+            links = [
+                (str(a), str(b), float(p))
+                for a, b, p in self.store.rows(
+                    """SELECT record_key_l, record_key_r, match_probability FROM pairs
+                       WHERE match_probability >= ? AND record_key_l IN (SELECT record_key FROM _live_group)
+                         AND record_key_r IN (SELECT record_key FROM _live_group)""",
+                    [self.config.matching.match_threshold],
+                )
+            ]
+            decided = self.store.rows(
+                """SELECT record_key_l, record_key_r, kind FROM link_constraints WHERE active
+                   AND record_key_l IN (SELECT record_key FROM _live_group) AND record_key_r IN (SELECT record_key FROM _live_group)"""
+            )
+            links += [(a, b, STEWARD_LINK) for a, b, kind in decided if kind == "same"]
+            apart = [(a, b) for a, b, kind in decided if kind == "different"]
+            loose = constrained_components(keys, links, [])
+            apart += self._veto_conflicts(model, loose)
+            groups: dict[str, list[str]] = {}
+            for key, representative in constrained_components(keys, links, apart).items():
+                groups.setdefault(representative, []).append(key)
+        finally:
+            self.store.unregister("_live_group")
+        created = dict(self.store.rows(
+            "SELECT profile_id, created_at FROM profile_registry WHERE profile_id IN (SELECT unnest(?::VARCHAR[]))", [list(members)]
+        ))
+        # As a batch run names clusters: each profile goes to the group holding most of its
+        # records; a group holding several keeps the one it shares most records with (then
+        # the oldest), and the others redirect to it; a group holding none gets a new id.
+        group_of = {k: g for g, ks in groups.items() for k in ks}
+        overlap: dict[tuple[str, str], int] = {}
+        for pid, records in members.items():
+            for k in records:
+                if k in group_of:
+                    overlap[(pid, group_of[k])] = overlap.get((pid, group_of[k]), 0) + 1
+        home: dict[str, str] = {}
+        for pid in members:
+            counts = {g: n for (p, g), n in overlap.items() if p == pid}
+            if counts:
+                home[pid] = min(counts, key=lambda g: (-counts[g], g))
+        assignment: dict[str, str] = {}
+        merged: dict[str, list[str]] = {}
+        fresh = iter(mint_profile_ids(len(groups)))
+        for g, ks in groups.items():
+            held = sorted(
+                (p for p, h in home.items() if h == g), key=lambda p: (-overlap[(p, g)], str(created.get(p, "")), p)
+            )
+            name = held[0] if held else next(fresh)
+            if len(held) > 1:
+                merged[name] = held[1:]
+            assignment.update({k: name for k in ks})
+        return assignment, merged
+
+    def _veto_conflicts(self, model: dict[str, Any], grouping: dict[str, str]) -> list[tuple[str, str]]:
+        """Pairs inside one loose group that a veto keeps apart (as the batch's enforce_vetoes)."""
+        groups: dict[str, list[str]] = {}
+        for key, g in grouping.items():
+            groups.setdefault(g, []).append(key)
+        pairs = [(a, b) for ks in groups.values() if len(ks) > 1 for a in ks for b in ks if a < b]
+        if not pairs:
+            return []
+        ids = self.config.shared_identifiers()
+        stored = _stored_linkable("", ids, qualified=False)
+        condition = veto_sql(list(self.config.matching.vetoes), identifier_overrides(model, ids))
+        self.store.register("_live_vpairs", pa.table({"a": [p[0] for p in pairs], "b": [p[1] for p in pairs]}))
+        try:
+            return [
+                (str(a), str(b))
+                for a, b in self.store.rows(
+                    f"""WITH s AS ({stored} WHERE s.record_key IN (SELECT a FROM _live_vpairs UNION SELECT b FROM _live_vpairs))
+                        SELECT p.a, p.b FROM _live_vpairs p JOIN s l ON l.record_key = p.a JOIN s r ON r.record_key = p.b
+                        WHERE {condition}"""
+                )
+            ]
+        finally:
+            self.store.unregister("_live_vpairs")
+
+    def _queue_reviews(self, r: str, keys: list[str]) -> dict[str, list[str]]:
+        """Review-band pairs of the new records that now join two profiles go to the queue."""
+        midpoint = (self.config.matching.match_threshold + self.config.matching.review_threshold) / 2
+        self.store.execute(
+            f"""INSERT INTO {r}.review_queue BY NAME
+                SELECT p.pair_id, p.record_key_l, p.record_key_r, a.profile_id AS profile_id_l, b.profile_id AS profile_id_r,
+                       p.match_probability, p.match_weight, abs(p.match_probability - ?) AS distance_to_boundary
+                FROM _live_pairs p JOIN records a ON a.record_key = p.record_key_l JOIN records b ON b.record_key = p.record_key_r
+                WHERE p.match_probability < ? AND a.profile_id <> b.profile_id""",
+            [midpoint, self.config.matching.match_threshold],
+        )
+        queued: dict[str, list[str]] = {}
+        for pair_id, left, right in self.store.rows(
+            f"""SELECT pair_id, record_key_l, record_key_r FROM {r}.review_queue
+                WHERE record_key_l IN (SELECT record_key FROM _live_keys) OR record_key_r IN (SELECT record_key FROM _live_keys)"""
+        ):
+            for key in (left, right):
+                if key in keys:
+                    queued.setdefault(key, []).append(str(pair_id))
+        return queued
+
+    def _outcomes(
+        self, keys: list[str], assignment: dict[str, str], previous: Mapping[str, str],
+        merged: dict[str, list[str]], review: dict[str, list[str]], existing: set[str],
+    ) -> list[IngestedRecord]:
+        probability = dict(self.store.rows(
+            "SELECT record_key, match_probability FROM records WHERE record_key IN (SELECT record_key FROM _live_keys)"
+        ))
+        joined = {assignment[k] for k in existing if k in assignment}  # profiles holding records from before
+        out = []
+        for key in keys:
+            pid = assignment[key]
+            before = previous.get(key)
+            if before is not None:
+                status = "updated" if before == pid or before in merged.get(pid, []) else "moved"
+            elif merged.get(pid):
+                status = "merged"
+            elif pid in joined:
+                status = "attached"
+            else:
+                status = "review" if review.get(key) else "new_profile"
+            out.append(IngestedRecord(
+                record_key=key, status=status, profile_id=pid,
+                match_probability=float(probability[key]) if probability.get(key) is not None else None,
+                previous_profile_id=before, merged_profiles=list(merged.get(pid, [])), review_pairs=review.get(key, []),
+            ))
+        return out
+
+
+@dataclass(frozen=True)
+class _Staged:
+    rows: int
+    quarantined: int
+    quarantine: pa.Table
+    records: pa.Table
+    identifiers: pa.Table
+    pairs: pa.Table
+    issues: pa.Table
+
+
+def _literal(value: str) -> str:
+    """A name from validated config (identifier kinds, column names) as an SQL string."""
+    ident(value)  # refuses anything but [A-Za-z_][A-Za-z0-9_]*
+    return f"'{value}'"
+
+
+def _stored_linkable(cat: str, identifiers: list[str], *, qualified: bool = True) -> str:
+    """The published records as the model's input (``linkable``'s columns), aliased ``s``."""
+    source = f"{cat}.main.records" if qualified else "records"
+    pivots = "".join(
+        f", list_max(list_transform(list_filter(s.identifiers, x -> x.kind = {_literal(n)}), x -> x.value)) AS {ident(identifier_column(n))}"
+        for n in identifiers
+    )
+    return f"SELECT s.record_key, {', '.join('s.' + c for c in MATCH_COLUMNS)}{pivots} FROM {source} s"
+
+
+def _candidates_sql(rules: list[str], stored: str) -> str:
+    """(new_key, stored_key) for every new record and every record, stored or new, that
+    some blocking rule pairs it with (in either role, as splink's rules are applied)."""
+    parts = []
+    for rule in rules:
+        for new_side, other_side in (("l", "r"), ("r", "l")):
+            condition = re.sub(rf"\b{other_side}\.", "o.", re.sub(rf"\b{new_side}\.", "n.", rule))
+            parts.append(
+                f"SELECT n.record_key AS new_key, o.record_key AS stored_key FROM new_linkable n JOIN ({stored}) o ON {condition}"
+            )
+            parts.append(
+                f"SELECT n.record_key, o.record_key FROM new_linkable n JOIN new_linkable o ON {condition} AND n.record_key <> o.record_key"
+            )
+    return "\nUNION\n".join(parts)

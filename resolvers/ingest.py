@@ -1,0 +1,88 @@
+"""Real-time recognition through the API: ``ingestRecord`` matches a new or changed
+source record into the profiles at once (see pipelines.live)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from pipelines.live import IngestedRecord, LiveIngest
+from profiles.errors import ConfigError
+from profiles.store import Steward
+from resolvers.auth import Role
+from resolvers.context import Context, context_of, require
+from resolvers.errors import ApiError
+from resolvers.types import Profile
+
+
+class InvalidRecord(ApiError):
+    code = "INVALID_RECORD"
+
+
+@strawberry.type
+class IngestResult:
+    """What became of the record: its profile now and how it got there."""
+
+    outcome: strawberry.Private[IngestedRecord]
+
+    @strawberry.field(description='"source:record_id"')
+    def record_key(self) -> str:
+        return self.outcome.record_key
+
+    @strawberry.field(
+        description="attached (joined an existing profile), merged (and joined two or more), new_profile, "
+        "review (new profile; a candidate awaits a steward), updated (same profile), moved (an update changed its profile)"
+    )
+    def status(self) -> str:
+        return self.outcome.status
+
+    @strawberry.field(description="The record's strongest model link inside its profile.")
+    def match_probability(self) -> float | None:
+        return self.outcome.match_probability
+
+    @strawberry.field(description="Profiles merged into this one by the record (they redirect to it).")
+    def merged_profile_ids(self) -> list[strawberry.ID]:
+        return [strawberry.ID(p) for p in self.outcome.merged_profiles]
+
+    @strawberry.field
+    def previous_profile_id(self) -> strawberry.ID | None:
+        return strawberry.ID(self.outcome.previous_profile_id) if self.outcome.previous_profile_id else None
+
+    @strawberry.field(description="Candidate pairs queued for a steward.")
+    def review_pair_ids(self) -> list[strawberry.ID]:
+        return [strawberry.ID(p) for p in self.outcome.review_pairs]
+
+    @strawberry.field(description='Values that could not be read and were left out ("email: ...").')
+    def field_issues(self) -> list[str]:
+        return self.outcome.field_issues
+
+    @strawberry.field
+    async def profile(self, info: Info[Context, Any]) -> Profile | None:
+        if not self.outcome.profile_id:
+            return None
+        row = await context_of(info).loaders.profile_by_profile_id.load(self.outcome.profile_id)
+        return Profile(row=row) if row else None
+
+
+@strawberry.type
+class IngestMutation:
+    @strawberry.mutation(
+        description="Match a source record (an object keyed by the source's own column names) into the profiles "
+        "now; the same source and id again updates it. Agents, stewards and admins."
+    )
+    def ingest_record(self, info: Info[Context, Any], source: str, record: JSON) -> IngestResult:
+        ctx = require(info, Role.AGENT, Role.STEWARD, Role.ADMIN)
+        if not isinstance(record, dict):
+            raise InvalidRecord("record must be a JSON object keyed by the source's column names")
+        by = Steward(actor=ctx.principal.actor, role=ctx.principal.role.value)
+        try:
+            report = LiveIngest(ctx.queries.store, ctx.config).ingest(source, by, rows=[record])
+        except ConfigError as exc:
+            raise ApiError(str(exc)) from None
+        (outcome,) = report.records
+        if outcome.status == "quarantined":
+            raise InvalidRecord(f"source {source}: record rejected: {outcome.problem}")
+        return IngestResult(outcome=outcome)
