@@ -39,8 +39,10 @@ from pipelines.standardize import MATCH_COLUMNS, DateFormats, standardize
 from profiles.constraints import STEWARD_LINK, constrained_components
 from profiles.errors import ConfigError, StoreError
 from profiles.identity import mint_profile_ids
-from profiles.store import AuditEvent, ProfileQueries, Steward, Stewardship, Store, current_run, ident
+from profiles.store import AuditEvent, ProfileQueries, Steward, Stewardship, Store, current_run, ensure_serving_indexes, ident, in_list
 
+#: Indexed record columns, most selective first: a blocking rule is looked up by the first of its columns here.
+_SELECTIVITY = {f"o.{c}": i for i, c in enumerate(("phone_std", "email_std", "postcode_std", "dob", "last_name_std", "first_name_std"))}
 STATUSES = ("attached", "new_profile", "review", "merged", "updated", "moved", "quarantined")
 
 
@@ -88,6 +90,7 @@ class LiveIngest:
             store, match_threshold=config.matching.match_threshold,
             rules=config.survivorship.fields, default_rule=config.survivorship.default,
         )
+        ensure_serving_indexes(store)  # once per run: keyed lookups instead of table scans
 
     def ingest(
         self, source_name: str, by: Steward, *, rows: Sequence[Mapping[str, Any]] | None = None, path: Path | None = None
@@ -140,11 +143,8 @@ class LiveIngest:
             self.store.execute(
                 f"CREATE TABLE new_linkable AS SELECT r.record_key, {', '.join('r.' + c for c in MATCH_COLUMNS)}{pivots} FROM records r"
             )
-            stored = _stored_linkable(cat, ids)
-            self.store.execute(
-                f"CREATE TABLE candidates AS {_candidates_sql(blocking_rules(model_groups(self.config), ids), stored)}"
-            )
-            self._score(model, stored)
+            self._candidates(blocking_rules(model_groups(self.config), ids), ids)
+            self._score(model, _stored_linkable(cat, ids))
             records = self.store.arrow(
                 """SELECT r.*, i.identifiers FROM records r
                    LEFT JOIN (SELECT record_key, list({'kind': kind, 'value': value} ORDER BY kind, value) AS identifiers
@@ -156,17 +156,72 @@ class LiveIngest:
             issues = self.store.arrow("SELECT * FROM field_issues")
         return _Staged(counts.rows, counts.quarantined, quarantine, records, identifiers, pairs, issues)
 
+    def _candidates(self, rules: list[str], identifiers: list[str]) -> None:
+        """``candidates(new_key, stored_key)``: for every new record, the records (stored
+        or new) some blocking rule pairs it with, in either role, as splink applies the
+        rules. Stored records are looked up by key (index scans), one query in all."""
+        cat = ident(self.store.catalog)
+        id_columns = {f"o.{identifier_column(n)}": n for n in identifiers}
+        plans: list[tuple[list[str], list[str]]] = []  # (new-side expressions, stored-side expressions) per rule and role
+        for rule in rules:
+            terms = [t.split(" = ") for t in rule.split(" AND ")]
+            for new_side, other in (("l", "r"), ("r", "l")):
+                pick = 0 if new_side == "l" else 1
+                plans.append((
+                    [re.sub(rf"\b{new_side}\.", "n.", t[pick]) for t in terms],
+                    [re.sub(rf"\b{other}\.", "o.", t[1 - pick]) for t in terms],
+                ))
+        values_sql = ", ".join(f"{e} AS v{i}_{j}" for i, (news, _) in enumerate(plans) for j, e in enumerate(news))
+        parts: list[str] = []
+        params: list[Any] = []
+        for row in self.store.dicts(f"SELECT n.record_key, {values_sql} FROM new_linkable n"):
+            # DuckDB answers one equality from an index but scans for a conjunction: each
+            # rule is looked up by its most selective indexed column, and the rules sharing
+            # a lookup (the two roles of a symmetric rule, two rules on one surname) share it
+            lookups: dict[tuple[str, Any], list[tuple[list[str], list[Any]]]] = {}
+            for i, (news, stored) in enumerate(plans):
+                values = [row[f"v{i}_{j}"] for j in range(len(news))]
+                if any(v is None for v in values):
+                    continue  # NULL never equals: the rule cannot pair this record
+                if len(stored) == 1 and stored[0] in id_columns:
+                    parts.append(f"SELECT ? AS new_key, record_key AS stored_key FROM {cat}.main.identifiers WHERE kind = ? AND value = ?")
+                    params += [row["record_key"], id_columns[stored[0]], values[0]]
+                    continue
+                first = min(range(len(stored)), key=lambda j: _SELECTIVITY.get(stored[j], len(_SELECTIVITY)))
+                rest = [j for j in range(len(stored)) if j != first]
+                condition = ([stored[j] for j in rest], [values[j] for j in rest])
+                if condition not in lookups.setdefault((stored[first][2:], values[first]), []):
+                    lookups[(stored[first][2:], values[first])].append(condition)
+            for (column, value), conditions in lookups.items():
+                needed = sorted({"record_key", *(c for exprs, _ in conditions for e in exprs for c in re.findall(r"\bo\.(\w+)", e))})
+                where = " OR ".join("(" + (" AND ".join(f"{e} = ?" for e in exprs) or "true") + ")" for exprs, _ in conditions)
+                parts.append(
+                    f"""SELECT * FROM (WITH c AS MATERIALIZED (SELECT {', '.join(needed)} FROM {cat}.main.records WHERE {column} = ?)
+                        SELECT ? AS new_key, o.record_key AS stored_key FROM c o WHERE {where})"""
+                )
+                params += [value, row["record_key"], *(v for _, vals in conditions for v in vals)]
+        # pairs among the new records themselves
+        for news, stored in plans:
+            condition = " AND ".join(f"{n} = {o}" for n, o in zip(news, stored))
+            parts.append(
+                f"SELECT n.record_key AS new_key, o.record_key AS stored_key FROM new_linkable n JOIN new_linkable o ON {condition} AND n.record_key <> o.record_key"
+            )
+        self.store.execute(f"CREATE TABLE candidates AS {' UNION '.join(parts)}", params, building="candidates")
+
     def _score(self, model: dict[str, Any], stored: str) -> None:
         """``scored``: every candidate pair scored with the run's model and term
         frequencies (keys ordered l < r, as splink orders them)."""
         columns = ["record_key", *MATCH_COLUMNS, *(identifier_column(n) for n in self.config.shared_identifiers())]
+        keys = [k for (k,) in self.store.rows(
+            "SELECT DISTINCT stored_key FROM candidates WHERE stored_key NOT IN (SELECT record_key FROM new_linkable) ORDER BY 1"
+        )]
+        in_stored, stored_params = in_list("s.record_key", keys)
         self.store.execute(
             f"""CREATE TABLE side AS
                 SELECT {', '.join(columns)} FROM new_linkable
                 UNION ALL
-                SELECT {', '.join('s.' + c for c in columns)} FROM ({stored}) s
-                WHERE s.record_key IN (SELECT stored_key FROM candidates)
-                  AND s.record_key NOT IN (SELECT record_key FROM new_linkable)"""
+                SELECT {', '.join('s.' + c for c in columns)} FROM ({stored} WHERE {in_stored}) s""",
+            stored_params,
         )
         self.store.execute(
             """CREATE TABLE candidate_pairs AS
@@ -198,46 +253,46 @@ class LiveIngest:
                 staged.quarantine.column("reason").to_pylist(),
             )
         ]
-        self.store.register("_live_keys", pa.table({"record_key": keys}))
+        in_keys, key_params = in_list("record_key", keys)
+        previous = {str(k): str(p) for k, p in self.store.rows(f"SELECT record_key, profile_id FROM records WHERE {in_keys}", key_params)}
+        self._replace_rows(r, staged, keys)
+        linked = sorted({
+            k for a, b, p in zip(
+                staged.pairs.column("record_key_l").to_pylist(), staged.pairs.column("record_key_r").to_pylist(),
+                staged.pairs.column("match_probability").to_pylist(),
+            ) if p >= self.config.matching.match_threshold for k in (a, b)
+        } - set(keys))
+        in_linked, linked_params = in_list("record_key", linked)
+        touched = sorted(
+            {str(p) for (p,) in self.store.rows(f"SELECT DISTINCT profile_id FROM records WHERE {in_linked}", linked_params) if p}
+            | set(previous.values())
+        )
+        members = self.stewardship.records_of(touched) if touched else {}
+        existing = {k for ks in members.values() for k in ks}
+        for key, pid in previous.items():  # a profile whose only record is updated still names its group
+            if not members.get(pid):
+                members[pid] = [key]
+        assignment, merged = self._group(model, sorted(existing | set(keys)), members)
+        if assignment:
+            self.stewardship.reassign(touched, assignment, previous=previous)
+        review = self._queue_reviews(r, staged, assignment)
+        outcome = self._outcomes(keys, assignment, previous, merged, review, existing)
+        issues: dict[str, list[str]] = {}
+        for rid, name, reason in zip(
+            staged.issues.column("record_id").to_pylist(), staged.issues.column("field").to_pylist(),
+            staged.issues.column("reason").to_pylist(),
+        ):
+            issues.setdefault(f"{source.name}:{rid}", []).append(f"{name}: {reason}")
+        outcome = [replace(o, field_issues=issues.get(o.record_key, [])) for o in outcome]
+        self.store.register("_live_records", staged.records.select(["source", "record_id", "raw", "line"]))
         try:
-            previous = dict(self.store.rows(
-                "SELECT record_key, profile_id FROM records WHERE record_key IN (SELECT record_key FROM _live_keys)"
-            ))
-            self._replace_rows(r, staged, source)
-            touched = sorted({
-                str(p) for (p,) in self.store.rows(
-                    """SELECT DISTINCT s.profile_id FROM _live_pairs p
-                       JOIN records s ON s.record_key IN (p.record_key_l, p.record_key_r)
-                       WHERE p.match_probability >= ? AND s.profile_id IS NOT NULL""",
-                    [self.config.matching.match_threshold],
-                ) if p
-            } | {str(p) for p in previous.values()})
-            members = self.stewardship.records_of(touched) if touched else {}
-            existing = {k for ks in members.values() for k in ks}
-            for key, pid in previous.items():  # a profile whose only record is updated still names its group
-                if not members.get(str(pid)):
-                    members[str(pid)] = [str(key)]
-            assignment, merged = self._group(model, sorted(existing | set(keys)), members)
-            if assignment:
-                self.stewardship.reassign(touched, assignment, previous={str(k): str(p) for k, p in previous.items()})
-            review = self._queue_reviews(r, keys)
-            outcome = self._outcomes(keys, assignment, previous, merged, review, existing)
-            issues: dict[str, list[str]] = {}
-            for rid, name, reason in zip(
-                staged.issues.column("record_id").to_pylist(), staged.issues.column("field").to_pylist(),
-                staged.issues.column("reason").to_pylist(),
-            ):
-                issues.setdefault(f"{source.name}:{rid}", []).append(f"{name}: {reason}")
-            outcome = [replace(o, field_issues=issues.get(o.record_key, [])) for o in outcome]
             self.store.execute(
                 """INSERT INTO ingest_log (seq, source, record_id, raw, ingested_at, actor)
-                   SELECT nextval('ingest_seq'), source, record_id, raw, now(), ? FROM records
-                   WHERE record_key IN (SELECT record_key FROM _live_keys) ORDER BY line""",
+                   SELECT nextval('ingest_seq'), source, record_id, raw, now(), ? FROM _live_records ORDER BY line""",
                 [by.actor],
             )
         finally:
-            self.store.unregister("_live_keys")
-            self.store.unregister("_live_pairs")
+            self.store.unregister("_live_records")
         report = IngestReport(
             source=source.name, rows=staged.rows, quarantined=staged.quarantined,
             field_issues=staged.issues.num_rows, records=outcome + quarantined,
@@ -255,41 +310,34 @@ class LiveIngest:
         ])
         return report
 
-    def _replace_rows(self, r: str, staged: _Staged, source: SourceConfig) -> None:
+    def _replace_rows(self, r: str, staged: _Staged, keys: list[str]) -> None:
         """Put the new rows into the run's tables (an updated record replaces its old row
         and its old pairs); profile ids are given by ``reassign`` afterwards."""
-        self.store.register("_live_records", staged.records)
-        self.store.register("_live_identifiers", staged.identifiers)
-        self.store.register("_live_pairs", staged.pairs)
-        try:
-            for table in ("records", "membership", "identifiers"):
-                self.store.execute(f"DELETE FROM {r}.{table} WHERE record_key IN (SELECT record_key FROM _live_keys)")
-            for table in ("pairs", "review_queue"):
-                self.store.execute(
-                    f"""DELETE FROM {r}.{table} WHERE record_key_l IN (SELECT record_key FROM _live_keys)
-                        OR record_key_r IN (SELECT record_key FROM _live_keys)"""
-                )
-            self.store.execute(
-                f"INSERT INTO {r}.records BY NAME SELECT NULL::VARCHAR AS profile_id, NULL::DOUBLE AS match_probability, * FROM _live_records"
-            )
-            self.store.execute(
-                f"""INSERT INTO {r}.membership BY NAME
-                    SELECT record_key, source, record_id, NULL::VARCHAR AS profile_id, NULL::DOUBLE AS match_probability,
-                           NULL::VARCHAR AS previous_profile_id FROM _live_records"""
-            )
-            self.store.execute(f"INSERT INTO {r}.identifiers BY NAME SELECT *, NULL::VARCHAR AS profile_id FROM _live_identifiers")
-            self.store.execute(
-                f"""INSERT INTO {r}.pairs BY NAME SELECT p.*, a.profile_id AS profile_id_l, b.profile_id AS profile_id_r
-                    FROM _live_pairs p LEFT JOIN records a ON a.record_key = p.record_key_l LEFT JOIN records b ON b.record_key = p.record_key_r"""
-            )
-            for table, rows in (("field_issues", staged.issues), ("quarantine", staged.quarantine)):
-                if rows.num_rows:
-                    self.store.register("_live_rows", rows)
-                    self.store.execute(f"INSERT INTO {r}.{table} BY NAME SELECT * FROM _live_rows")
+        in_keys, params = in_list("record_key", keys)
+        for table in ("records", "membership", "identifiers"):
+            self.store.execute(f"DELETE FROM {r}.{table} WHERE {in_keys}", params)
+        for table in ("pairs", "review_queue"):
+            for side in ("record_key_l", "record_key_r"):  # two indexed deletes, not one scanning OR
+                self.store.execute(f"DELETE FROM {r}.{table} WHERE {in_keys.replace('record_key', side)}", params)
+        inserts = {
+            "records": "SELECT NULL::VARCHAR AS profile_id, NULL::DOUBLE AS match_probability, * FROM _live_rows",
+            "membership": """SELECT record_key, source, record_id, NULL::VARCHAR AS profile_id, NULL::DOUBLE AS match_probability,
+                                    NULL::VARCHAR AS previous_profile_id FROM _live_rows""",
+            "identifiers": "SELECT *, NULL::VARCHAR AS profile_id FROM _live_rows",
+            "pairs": "SELECT *, NULL::VARCHAR AS profile_id_l, NULL::VARCHAR AS profile_id_r FROM _live_rows",
+            "field_issues": "SELECT * FROM _live_rows",
+            "quarantine": "SELECT * FROM _live_rows",
+        }
+        sources = {"records": staged.records, "membership": staged.records, "identifiers": staged.identifiers,
+                   "pairs": staged.pairs, "field_issues": staged.issues, "quarantine": staged.quarantine}
+        for table, select in inserts.items():
+            rows = sources[table]
+            if rows.num_rows:
+                self.store.register("_live_rows", rows)
+                try:
+                    self.store.execute(f"INSERT INTO {r}.{table} BY NAME {select}")
+                finally:
                     self.store.unregister("_live_rows")
-        finally:
-            self.store.unregister("_live_records")
-            self.store.unregister("_live_identifiers")
 
     def _group(
         self, model: dict[str, Any], keys: list[str], members: dict[str, list[str]]
@@ -298,30 +346,24 @@ class LiveIngest:
         threshold and SAME decisions, never across a veto or a DIFFERENT decision. Each
         group keeps the id of the (oldest) profile it holds most of; the others it
         absorbs redirect to it. Returns (record -> profile id, survivor -> merged ids)."""
-        self.store.register("_live_group", pa.table({"record_key": keys}))
-        try:
-            links = [
-                (str(a), str(b), float(p))
-                for a, b, p in self.store.rows(
-                    """SELECT record_key_l, record_key_r, match_probability FROM pairs
-                       WHERE match_probability >= ? AND record_key_l IN (SELECT record_key FROM _live_group)
-                         AND record_key_r IN (SELECT record_key FROM _live_group)""",
-                    [self.config.matching.match_threshold],
-                )
-            ]
-            decided = self.store.rows(
-                """SELECT record_key_l, record_key_r, kind FROM link_constraints WHERE active
-                   AND record_key_l IN (SELECT record_key FROM _live_group) AND record_key_r IN (SELECT record_key FROM _live_group)"""
-            )
-            links += [(a, b, STEWARD_LINK) for a, b, kind in decided if kind == "same"]
-            apart = [(a, b) for a, b, kind in decided if kind == "different"]
-            loose = constrained_components(keys, links, [])
-            apart += self._veto_conflicts(model, loose)
-            groups: dict[str, list[str]] = {}
-            for key, representative in constrained_components(keys, links, apart).items():
-                groups.setdefault(representative, []).append(key)
-        finally:
-            self.store.unregister("_live_group")
+        in_l, params = in_list("record_key_l", keys)
+        in_r, _ = in_list("record_key_r", keys)
+        group = set(keys)
+        links = [  # looked up by one key (an index scan), filtered here
+            (str(a), str(b), float(p))
+            for a, b, p in self.store.rows(f"SELECT record_key_l, record_key_r, match_probability FROM pairs WHERE {in_l}", params)
+            if b in group and p >= self.config.matching.match_threshold
+        ]
+        decided = self.store.rows(
+            f"SELECT record_key_l, record_key_r, kind FROM link_constraints WHERE active AND {in_l} AND {in_r}", params * 2
+        )
+        links += [(a, b, STEWARD_LINK) for a, b, kind in decided if kind == "same"]
+        apart = [(a, b) for a, b, kind in decided if kind == "different"]
+        loose = constrained_components(keys, links, [])
+        apart += self._veto_conflicts(model, loose)
+        groups: dict[str, list[str]] = {}
+        for key, representative in constrained_components(keys, links, apart).items():
+            groups.setdefault(representative, []).append(key)
         created = dict(self.store.rows(
             "SELECT profile_id, created_at FROM profile_registry WHERE profile_id IN (SELECT unnest(?::VARCHAR[]))", [list(members)]
         ))
@@ -363,47 +405,58 @@ class LiveIngest:
         ids = self.config.shared_identifiers()
         stored = _stored_linkable("", ids, qualified=False)
         condition = veto_sql(list(self.config.matching.vetoes), identifier_overrides(model, ids))
+        involved = sorted({k for pair in pairs for k in pair})
+        in_involved, params = in_list("s.record_key", involved)
         self.store.register("_live_vpairs", pa.table({"a": [p[0] for p in pairs], "b": [p[1] for p in pairs]}))
+        self.store.register("_live_vrows", self.store.arrow(f"{stored} WHERE {in_involved}", params))
         try:
             return [
                 (str(a), str(b))
                 for a, b in self.store.rows(
-                    f"""WITH s AS ({stored} WHERE s.record_key IN (SELECT a FROM _live_vpairs UNION SELECT b FROM _live_vpairs))
-                        SELECT p.a, p.b FROM _live_vpairs p JOIN s l ON l.record_key = p.a JOIN s r ON r.record_key = p.b
+                    f"""SELECT p.a, p.b FROM _live_vpairs p JOIN _live_vrows l ON l.record_key = p.a JOIN _live_vrows r ON r.record_key = p.b
                         WHERE {condition}"""
                 )
             ]
         finally:
             self.store.unregister("_live_vpairs")
+            self.store.unregister("_live_vrows")
 
-    def _queue_reviews(self, r: str, keys: list[str]) -> dict[str, list[str]]:
+    def _queue_reviews(self, r: str, staged: _Staged, assignment: Mapping[str, str]) -> dict[str, list[str]]:
         """Review-band pairs of the new records that now join two profiles go to the queue."""
-        midpoint = (self.config.matching.match_threshold + self.config.matching.review_threshold) / 2
-        self.store.execute(
-            f"""INSERT INTO {r}.review_queue BY NAME
-                SELECT p.pair_id, p.record_key_l, p.record_key_r, a.profile_id AS profile_id_l, b.profile_id AS profile_id_r,
-                       p.match_probability, p.match_weight, abs(p.match_probability - ?) AS distance_to_boundary
-                FROM _live_pairs p JOIN records a ON a.record_key = p.record_key_l JOIN records b ON b.record_key = p.record_key_r
-                WHERE p.match_probability < ? AND a.profile_id <> b.profile_id""",
-            [midpoint, self.config.matching.match_threshold],
-        )
-        queued: dict[str, list[str]] = {}
-        for pair_id, left, right in self.store.rows(
-            f"""SELECT pair_id, record_key_l, record_key_r FROM {r}.review_queue
-                WHERE record_key_l IN (SELECT record_key FROM _live_keys) OR record_key_r IN (SELECT record_key FROM _live_keys)"""
-        ):
-            for key in (left, right):
-                if key in keys:
-                    queued.setdefault(key, []).append(str(pair_id))
-        return queued
+        threshold, midpoint = self.config.matching.match_threshold, (self.config.matching.match_threshold + self.config.matching.review_threshold) / 2
+        band = [p for p in staged.pairs.to_pylist() if p["match_probability"] < threshold]
+        others = sorted({k for p in band for k in (p["record_key_l"], p["record_key_r"]) if k not in assignment})
+        in_others, params = in_list("record_key", others)
+        profile_of = dict(assignment)
+        profile_of.update({str(k): str(v) for k, v in self.store.rows(f"SELECT record_key, profile_id FROM records WHERE {in_others}", params)})
+        queued = [p for p in band if profile_of.get(p["record_key_l"]) != profile_of.get(p["record_key_r"])]
+        if queued:
+            self.store.register("_live_rows", pa.table({
+                "pair_id": [p["pair_id"] for p in queued],
+                "record_key_l": [p["record_key_l"] for p in queued],
+                "record_key_r": [p["record_key_r"] for p in queued],
+                "profile_id_l": [profile_of.get(p["record_key_l"]) for p in queued],
+                "profile_id_r": [profile_of.get(p["record_key_r"]) for p in queued],
+                "match_probability": [p["match_probability"] for p in queued],
+                "match_weight": [p["match_weight"] for p in queued],
+                "distance_to_boundary": [abs(p["match_probability"] - midpoint) for p in queued],
+            }))
+            try:
+                self.store.execute(f"INSERT INTO {r}.review_queue BY NAME SELECT * FROM _live_rows")
+            finally:
+                self.store.unregister("_live_rows")
+        out: dict[str, list[str]] = {}
+        for p in queued:
+            for key in (p["record_key_l"], p["record_key_r"]):
+                out.setdefault(key, []).append(p["pair_id"])
+        return out
 
     def _outcomes(
         self, keys: list[str], assignment: dict[str, str], previous: Mapping[str, str],
         merged: dict[str, list[str]], review: dict[str, list[str]], existing: set[str],
     ) -> list[IngestedRecord]:
-        probability = dict(self.store.rows(
-            "SELECT record_key, match_probability FROM records WHERE record_key IN (SELECT record_key FROM _live_keys)"
-        ))
+        in_keys, params = in_list("record_key", keys)
+        probability = dict(self.store.rows(f"SELECT record_key, match_probability FROM records WHERE {in_keys}", params))
         joined = {assignment[k] for k in existing if k in assignment}  # profiles holding records from before
         out = []
         for key in keys:
@@ -450,19 +503,3 @@ def _stored_linkable(cat: str, identifiers: list[str], *, qualified: bool = True
         for n in identifiers
     )
     return f"SELECT s.record_key, {', '.join('s.' + c for c in MATCH_COLUMNS)}{pivots} FROM {source} s"
-
-
-def _candidates_sql(rules: list[str], stored: str) -> str:
-    """(new_key, stored_key) for every new record and every record, stored or new, that
-    some blocking rule pairs it with (in either role, as splink's rules are applied)."""
-    parts = []
-    for rule in rules:
-        for new_side, other_side in (("l", "r"), ("r", "l")):
-            condition = re.sub(rf"\b{other_side}\.", "o.", re.sub(rf"\b{new_side}\.", "n.", rule))
-            parts.append(
-                f"SELECT n.record_key AS new_key, o.record_key AS stored_key FROM new_linkable n JOIN ({stored}) o ON {condition}"
-            )
-            parts.append(
-                f"SELECT n.record_key, o.record_key FROM new_linkable n JOIN new_linkable o ON {condition} AND n.record_key <> o.record_key"
-            )
-    return "\nUNION\n".join(parts)

@@ -23,7 +23,7 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
 from pipelines.config import Config, load_config
-from profiles.store import ProfileQueries, Store
+from profiles.store import ProfileQueries, Store, ensure_serving_indexes
 from resolvers.auth import Keyring, Principal
 from resolvers.context import Context, make_loaders
 from resolvers.schema import build_schema
@@ -129,6 +129,7 @@ def create_app(config_path: str | Path | None = None) -> ASGIApp:
     config = load_config(config_path or os.environ.get("UNIFY_CONFIG", "unify.toml"))
     keyring = Keyring.from_config(config)
     store = Store.open(config.store_path)
+    ensure_serving_indexes(store)  # once per published run (kept in the store file)
     queries = ProfileQueries(store)
     graphql = _GraphQL(config, queries, queries.secret("pseudonym_key").encode())
 

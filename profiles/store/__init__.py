@@ -1,8 +1,8 @@
 """The DuckDB store: the only module of unify that imports duckdb."""
 
-from profiles.store.connection import WORK_CATALOG, Store, ident, quote_column, sql_literal_path
+from profiles.store.connection import WORK_CATALOG, Store, ident, in_list, quote_column, sql_literal_path
 from profiles.store.queries import AuditEvent, ProfileQueries, Resolved
-from profiles.store.runs import begin_run, current_run, fail_run, publish_run, write_run_table
+from profiles.store.runs import begin_run, current_run, ensure_serving_indexes, fail_run, publish_run, write_run_table
 from profiles.store.schema import RUN_TABLES
 from profiles.store.stewardship import Action, Decision, Steward, Stewardship
 
@@ -19,8 +19,10 @@ __all__ = [
     "Store",
     "begin_run",
     "current_run",
+    "ensure_serving_indexes",
     "fail_run",
     "ident",
+    "in_list",
     "publish_run",
     "quote_column",
     "sql_literal_path",

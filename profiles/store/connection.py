@@ -53,6 +53,7 @@ class Store:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             con = duckdb.connect(str(path), read_only=read_only)
+            con.execute("SET enable_progress_bar = false")  # long statements must not draw on the terminal
         except duckdb.IOException as exc:
             raise StoreError(
                 f"cannot open store {path}: {exc}. Only one process may own the store; "
@@ -70,7 +71,9 @@ class Store:
     @classmethod
     def scratch(cls) -> Store:
         """An in-memory store, for work that must not touch any file (pre-flight checks)."""
-        return cls(duckdb.connect(":memory:"), Path(":memory:"), read_only=False)
+        con = duckdb.connect(":memory:")
+        con.execute("SET enable_progress_bar = false")
+        return cls(con, Path(":memory:"), read_only=False)
 
     def __enter__(self) -> Store:
         return self
@@ -194,6 +197,21 @@ class Store:
         except duckdb.Error as exc:
             what = f" while building {building}" if building else ""
             raise StoreError(f"SQL failed{what}: {exc}\n--- statement ---\n{sql.strip()}") from exc
+
+
+#: Up to this many keys go into a query as an ``IN`` list of bound parameters, which
+#: DuckDB answers from an ART index; more are passed as one list parameter.
+_IN_LIST_MAX = 1000
+
+
+def in_list(expression: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+    """``expression IN (...)`` for bound ``values``, as (sql, params)."""
+    values = list(values)
+    if not values:
+        return "false", []
+    if len(values) <= _IN_LIST_MAX:
+        return f"{expression} IN ({', '.join('?' * len(values))})", values
+    return f"{expression} IN (SELECT unnest(?))", [values]
 
 
 def quote_column(name: str) -> str:

@@ -8,7 +8,7 @@ import json
 import secrets
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Final
 
 from profiles.errors import StoreError
 from profiles.store.connection import Store, ident
@@ -115,3 +115,38 @@ def _drop_old_runs(store: Store, keep_previous: int) -> None:
     )
     for (run_id,) in stale:
         store.execute(f"DROP SCHEMA IF EXISTS {ident(store.catalog)}.{ident(str(run_id))} CASCADE")
+
+
+#: ART indexes on the published run's tables for what serving and live ingest look up
+#: by key: a profile's rows, a record's rows and pairs, and the blocking columns. Built
+#: once per run (they are kept in the store file), by the process that serves it.
+SERVING_INDEXES: Final[dict[str, tuple[str, ...]]] = {
+    "records": ("record_key", "profile_id", "phone_std", "email_std", "dob", "postcode_std", "first_name_std", "last_name_std"),
+    "membership": ("record_key",),
+    "identifiers": ("record_key", "value"),
+    "profiles": ("profile_id",),
+    "golden_fields": ("profile_id",),
+    "pairs": ("record_key_l", "record_key_r", "pair_id"),
+    "review_queue": ("record_key_l", "record_key_r"),
+}
+
+
+def ensure_serving_indexes(store: Store) -> int:
+    """Create the missing serving indexes of the published run; returns how many."""
+    run = current_run(store)
+    if run is None:
+        return 0
+    existing = {
+        str(name)
+        for (name,) in store.rows(
+            "SELECT index_name FROM duckdb_indexes() WHERE database_name = ? AND schema_name = ?", [store.catalog, run]
+        )
+    }
+    made = 0
+    for table, columns in SERVING_INDEXES.items():
+        for column in columns:
+            name = f"ix_{table}_{column}"
+            if name not in existing and store.table_exists(table, schema=run):
+                store.execute(f"CREATE INDEX {ident(name)} ON {ident(store.catalog)}.{ident(run)}.{ident(table)} ({ident(column)})")
+                made += 1
+    return made

@@ -32,7 +32,7 @@ from profiles import survivorship
 from profiles.constraints import STEWARD_LINK, constrained_components
 from profiles.errors import ConflictError, InvalidActionError, NotFoundError, StoreError
 from profiles.identity import mint_profile_ids
-from profiles.store.connection import Store, ident
+from profiles.store.connection import Store, ident, in_list
 from profiles.store.queries import AuditEvent, ProfileQueries
 from profiles.store.runs import current_run
 
@@ -384,28 +384,22 @@ class Stewardship:
         the ids no record keeps, redirecting each to the profile that took most of its
         records. ``assignment`` must cover every record of the profiles it touches;
         ``previous`` names the former profile of records the store no longer shows in one
-        (a live update). Returns {retired id: survivor}."""
+        (a live update). Returns {retired id: survivor}.
+
+        Every statement looks rows up by key (record, profile), which the serving indexes
+        answer without scanning the run's tables."""
         run = self._run()
         records = sorted(assignment)
         after = set(assignment.values())
         touched = sorted(set(profiles_before) | after)
-        self.store.register(
-            "_sw_assignment", pa.table({"record_key": records, "profile_id": [assignment[k] for k in records]})
-        )
-        self.store.register("_sw_touched", pa.table({"profile_id": touched}))
-        try:
-            was = dict(previous or {})
-            was.update({
-                str(k): str(p)
-                for k, p in self.store.rows(
-                    "SELECT record_key, profile_id FROM records WHERE record_key IN (SELECT record_key FROM _sw_assignment)"
-                )
-                if p is not None
-            })
-            self._regroup(run)
-        finally:
-            self.store.unregister("_sw_assignment")
-            self.store.unregister("_sw_touched")
+        in_records, record_params = in_list("record_key", records)
+        was = dict(previous or {})
+        was.update({
+            str(k): str(p)
+            for k, p in self.store.rows(f"SELECT record_key, profile_id FROM records WHERE {in_records}", record_params)
+            if p is not None
+        })
+        self._regroup(run, assignment, touched)
         fresh = sorted(p for p in after if p not in profiles_before)
         if fresh:
             self.store.execute(
@@ -427,41 +421,59 @@ class Stewardship:
                 retired[old] = survivor
         return retired
 
-    def _regroup(self, run: str) -> None:
-        """Move the records of ``_sw_assignment`` to their new profiles and rebuild the
-        touched profiles' golden records with the batch run's own survivorship SQL."""
+    def _regroup(self, run: str, assignment: Mapping[str, str], touched: Sequence[str]) -> None:
+        """Move the records to their new profiles and rebuild the touched profiles'
+        golden records with the batch run's own survivorship SQL."""
         r = f"{self._cat}.{ident(run)}"
-        for table in ("records", "membership", "identifiers"):
-            self.store.execute(
-                f"UPDATE {r}.{table} SET profile_id = a.profile_id FROM _sw_assignment a WHERE {table}.record_key = a.record_key"
-            )
+        records = sorted(assignment)
+        in_records, params = in_list("record_key", records)
+        in_touched, touched_params = in_list("profile_id", touched)
         # A record's match probability: its strongest model link inside its profile (as in a batch run).
-        self.store.execute(
-            f"""CREATE OR REPLACE TEMP TABLE _sw_best AS
-                WITH links AS (
-                    SELECT record_key_l AS record_key, record_key_r AS other, match_probability FROM pairs
-                    WHERE record_key_l IN (SELECT record_key FROM _sw_assignment) AND match_probability >= ?
-                    UNION ALL
-                    SELECT record_key_r, record_key_l, match_probability FROM pairs
-                    WHERE record_key_r IN (SELECT record_key FROM _sw_assignment) AND match_probability >= ?)
-                SELECT a.record_key, max(l.match_probability) FILTER (WHERE o.profile_id = a.profile_id) AS match_probability
-                FROM _sw_assignment a LEFT JOIN links l USING (record_key) LEFT JOIN records o ON o.record_key = l.other
-                GROUP BY a.record_key""",
-            [self.match_threshold, self.match_threshold],
-        )
-        for table in ("records", "membership"):
-            self.store.execute(
-                f"""UPDATE {r}.{table} SET match_probability = b.match_probability FROM _sw_best b
-                    WHERE {table}.record_key = b.record_key"""
+        links = list(dict.fromkeys(  # one lookup per side: an OR of the two would scan the table
+            row
+            for side in ("record_key_l", "record_key_r")
+            for row in self.store.rows(
+                f"SELECT record_key_l, record_key_r, match_probability FROM pairs WHERE {in_records.replace('record_key', side)}",
+                params,
             )
-        for table in ("golden_fields", "profiles"):
-            self.store.execute(f"DELETE FROM {r}.{table} WHERE profile_id IN (SELECT profile_id FROM _sw_touched)")
-        self.store.execute("CREATE OR REPLACE TEMP TABLE _sw_members AS SELECT record_key, profile_id FROM _sw_assignment")
-        self.store.execute(
-            f"""CREATE OR REPLACE TEMP TABLE _sw_records AS
-                SELECT * EXCLUDE (profile_id, match_probability, identifiers) FROM {r}.records
-                WHERE record_key IN (SELECT record_key FROM _sw_assignment)"""
+            if row[2] >= self.match_threshold
+        ))
+        others = sorted({k for a, b, _ in links for k in (a, b) if k not in assignment})
+        in_others, other_params = in_list("record_key", others)
+        profile_of = dict(assignment)
+        profile_of.update({str(k): str(p) for k, p in self.store.rows(f"SELECT record_key, profile_id FROM records WHERE {in_others}", other_params)})
+        best: dict[str, float] = {}
+        for a, b, p in links:
+            if profile_of.get(a) is not None and profile_of.get(a) == profile_of.get(b):
+                for key in (a, b):
+                    if key in assignment and p > best.get(key, -1.0):
+                        best[key] = float(p)
+        self.store.register(
+            "_sw_assignment",
+            pa.table({
+                "record_key": records,
+                "profile_id": [assignment[k] for k in records],
+                "match_probability": pa.array([best.get(k) for k in records], pa.float64()),
+            }),
         )
+        try:
+            for table in ("records", "membership", "identifiers"):
+                probability = ", match_probability = a.match_probability" if table != "identifiers" else ""
+                self.store.execute(
+                    f"""UPDATE {r}.{table} SET profile_id = a.profile_id{probability} FROM _sw_assignment a
+                        WHERE {table}.record_key = a.record_key AND {in_records.replace('record_key', f'{table}.record_key')}""",
+                    params,
+                )
+            for table in ("golden_fields", "profiles"):
+                self.store.execute(f"DELETE FROM {r}.{table} WHERE {in_touched}", touched_params)
+            self.store.execute(
+                f"""CREATE OR REPLACE TEMP TABLE _sw_records AS
+                    SELECT * EXCLUDE (profile_id, match_probability, identifiers) FROM {r}.records WHERE {in_records}""",
+                params,
+            )
+            self.store.execute("CREATE OR REPLACE TEMP TABLE _sw_members AS SELECT record_key, profile_id FROM _sw_assignment")
+        finally:
+            self.store.unregister("_sw_assignment")
         self.store.execute(
             "CREATE OR REPLACE TEMP TABLE _sw_golden AS "
             + survivorship.golden_fields_sql("_sw_records", "_sw_members", self.rules, self.default_rule)
@@ -470,7 +482,7 @@ class Stewardship:
         self.store.execute(
             f"INSERT INTO {r}.profiles BY NAME " + survivorship.profiles_sql("_sw_golden", "_sw_records", "_sw_members")
         )
-        for temp in ("_sw_best", "_sw_members", "_sw_records", "_sw_golden"):
+        for temp in ("_sw_members", "_sw_records", "_sw_golden"):
             self.store.execute(f"DROP TABLE temp.main.{temp}")
 
     def _restore(self, target: Action) -> None:
