@@ -60,9 +60,10 @@ class ProfileQueries:
         return {r["asked"]: Resolved(r["asked"], r["profile_id"], bool(r["redirected"])) for r in rows}
 
     def profiles_with_identifier(self, kind: str, value: str) -> list[str]:
-        rows = self._dicts(
-            "SELECT DISTINCT profile_id FROM identifiers WHERE kind = ? AND value = ? ORDER BY 1",
-            [kind, value],
+        rows = self._dicts(  # by value alone, which the serving index answers; then the kind
+            """WITH v AS MATERIALIZED (SELECT kind, profile_id FROM identifiers WHERE value = ?)
+               SELECT DISTINCT profile_id FROM v WHERE kind = ? ORDER BY 1""",
+            [value, kind],
         )
         return [r["profile_id"] for r in rows]
 

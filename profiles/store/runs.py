@@ -143,6 +143,9 @@ def ensure_serving_indexes(store: Store) -> int:
         )
     }
     made = 0
+    if not store.scalar("SELECT count(*) FROM duckdb_indexes() WHERE database_name = ? AND index_name = 'ix_registry_profile_id'", [store.catalog]):
+        store.execute("CREATE INDEX ix_registry_profile_id ON profile_registry (profile_id)")
+        made += 1
     for table, columns in SERVING_INDEXES.items():
         for column in columns:
             name = f"ix_{table}_{column}"
