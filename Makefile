@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RECORDS ?= 20000
 
-.PHONY: demo test lint bench bench-api install clean
+.PHONY: demo test lint bench bench-api bench-ingest install clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or: make PYTHON=python3 ...)"; exit 1; }
@@ -34,6 +34,10 @@ bench: $(STAMP)
 # Needs wrk (apt-get install -y wrk); builds a 1M-profile store the first time (minutes).
 bench-api: $(STAMP)
 	$(BIN)/python bench/api.py
+
+# Real-time ingest latency and bulk throughput at 100,000 and 1,000,000 profiles (builds stores the first time).
+bench-ingest: $(STAMP)
+	$(BIN)/python bench/ingest.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .mypy_cache
