@@ -213,3 +213,24 @@ def test_records_ingested_while_a_batch_runs_are_not_lost(split: Split, tmp_path
     assert summary.sources["crm"].live == 1 and summary.live_reapplied == 0
     with Store.open(config.store_path, read_only=True) as store:
         assert store.scalar("SELECT count(*) FROM records WHERE record_key = 'crm:DURING-RUN'") == 1
+
+
+def test_live_ingest_honours_a_steward_different(split: Split, tmp_path: Path) -> None:
+    from profiles.store import Stewardship
+
+    target = tmp_path / "full"
+    shutil.copytree(split.full.base_dir, target, ignore=shutil.ignore_patterns("*.tmp"))
+    config = load_config(target / "unify.toml")
+    with Store.open(config.store_path) as store:
+        pair_id, a, b = store.rows(
+            """SELECT pair_id, record_key_l, record_key_r FROM pairs
+               WHERE profile_id_l = profile_id_r AND match_probability > 0.999 AND record_key_l LIKE 'crm:%' ORDER BY pair_id LIMIT 1"""
+        )[0]
+        Stewardship(store, match_threshold=config.matching.match_threshold, rules={}, default_rule="trust").decide(
+            pair_id, "different", "two people", Steward("steward", "steward")
+        )
+        raw = json.loads(store.scalar("SELECT raw::VARCHAR FROM records WHERE record_key = ?", [a]))
+        (again,) = LiveIngest(store, config).ingest("crm", BY, rows=[raw]).records
+        assert again.status == "updated"
+        pa, pb = (store.scalar("SELECT profile_id FROM records WHERE record_key = ?", [k]) for k in (a, b))
+        assert pa != pb, "a live update joined records a steward decided are different"
