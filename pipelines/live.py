@@ -90,7 +90,7 @@ class LiveIngest:
             store, match_threshold=config.matching.match_threshold,
             rules=config.survivorship.fields, default_rule=config.survivorship.default,
         )
-        ensure_serving_indexes(store)  # once per run: keyed lookups instead of table scans
+        self._prepared: tuple[str, DateFormats] | None = None  # (run, its date formats)
 
     def ingest(
         self, source_name: str, by: Steward, *, rows: Sequence[Mapping[str, Any]] | None = None, path: Path | None = None
@@ -104,7 +104,10 @@ class LiveIngest:
             model = self.queries.published_model()
             if run is None or not model:
                 raise StoreError("no published run with a model: run `unify run` before ingesting")
-            staged = self._stage(source, model, rows=rows, path=path)
+            if self._prepared is None or self._prepared[0] != run:
+                ensure_serving_indexes(self.store)  # once per run: keyed lookups instead of table scans
+                self._prepared = (run, self._date_formats())
+            staged = self._stage(source, model, self._prepared[1], rows=rows, path=path)
             with self.store.transaction():
                 report = self._apply(run, model, source, staged, by)
         report.seconds = round(time.perf_counter() - started, 4)
@@ -126,9 +129,9 @@ class LiveIngest:
         return {str(k): dict(v) for k, v in formats.items()}
 
     def _stage(
-        self, source: SourceConfig, model: dict[str, Any], *, rows: Sequence[Mapping[str, Any]] | None, path: Path | None
+        self, source: SourceConfig, model: dict[str, Any], formats: DateFormats, *,
+        rows: Sequence[Mapping[str, Any]] | None, path: Path | None,
     ) -> _Staged:
-        formats = self._date_formats()
         cat = ident(self.store.catalog)
         ids = self.config.shared_identifiers()
         with self.store.workspace(name=f"live_{secrets.token_hex(4)}"):

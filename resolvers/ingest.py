@@ -18,6 +18,10 @@ from resolvers.errors import ApiError
 from resolvers.types import Profile
 
 
+#: One live ingester per served store: it keeps what it prepared for the published run.
+_LIVE: dict[int, LiveIngest] = {}
+
+
 class InvalidRecord(ApiError):
     code = "INVALID_RECORD"
 
@@ -79,7 +83,10 @@ class IngestMutation:
             raise InvalidRecord("record must be a JSON object keyed by the source's column names")
         by = Steward(actor=ctx.principal.actor, role=ctx.principal.role.value)
         try:
-            report = LiveIngest(ctx.queries.store, ctx.config).ingest(source, by, rows=[record])
+            live = _LIVE.get(id(ctx.queries))
+            if live is None or live.store is not ctx.queries.store:
+                live = _LIVE[id(ctx.queries)] = LiveIngest(ctx.queries.store, ctx.config)
+            report = live.ingest(source, by, rows=[record])
         except ConfigError as exc:
             raise ApiError(str(exc)) from None
         (outcome,) = report.records
