@@ -43,6 +43,9 @@ from profiles.store import AuditEvent, ProfileQueries, Steward, Stewardship, Sto
 
 #: Indexed record columns, most selective first: a blocking rule is looked up by the first of its columns here.
 _SELECTIVITY = {f"o.{c}": i for i, c in enumerate(("phone_std", "email_std", "postcode_std", "dob", "last_name_std", "first_name_std"))}
+#: Up to this many new records, candidates are looked up record by record (index scans);
+#: more are joined with the stored records rule by rule (hash joins).
+_LOOKUP_MAX = 50
 STATUSES = ("attached", "new_profile", "review", "merged", "updated", "moved", "quarantined")
 
 
@@ -177,7 +180,20 @@ class LiveIngest:
         values_sql = ", ".join(f"{e} AS v{i}_{j}" for i, (news, _) in enumerate(plans) for j, e in enumerate(news))
         parts: list[str] = []
         params: list[Any] = []
-        for row in self.store.dicts(f"SELECT n.record_key, {values_sql} FROM new_linkable n"):
+        if int(self.store.scalar("SELECT count(*) FROM new_linkable")) > _LOOKUP_MAX:
+            # bulk: one hash join per rule and role against the stored records
+            for news, stored in plans:
+                if len(stored) == 1 and stored[0] in id_columns:
+                    parts.append(
+                        f"""SELECT n.record_key AS new_key, o.record_key AS stored_key FROM new_linkable n
+                            JOIN {cat}.main.identifiers o ON o.kind = {_literal(id_columns[stored[0]])} AND o.value = {news[0]}"""
+                    )
+                else:
+                    condition = " AND ".join(f"{n} = {o}" for n, o in zip(news, stored))
+                    parts.append(
+                        f"SELECT n.record_key AS new_key, o.record_key AS stored_key FROM new_linkable n JOIN {cat}.main.records o ON {condition}"
+                    )
+        for row in [] if parts else self.store.dicts(f"SELECT n.record_key, {values_sql} FROM new_linkable n"):
             # DuckDB answers one equality from an index but scans for a conjunction: each
             # rule is looked up by its most selective indexed column, and the rules sharing
             # a lookup (the two roles of a symmetric rule, two rules on one surname) share it
