@@ -34,7 +34,7 @@ from pipelines.comparisons import blocking_rules, identifier_column, identifier_
 from pipelines.config import Config, SourceConfig
 from pipelines.ingest import stage_live
 from pipelines.link import model_groups
-from pipelines.scoring import pairs_sql, score_sql, term_frequencies_relation
+from pipelines.scoring import pairs_sql, score_sql, term_frequencies_relation, tf_columns
 from pipelines.standardize import MATCH_COLUMNS, DateFormats, standardize
 from profiles.constraints import STEWARD_LINK, constrained_components
 from profiles.errors import ConfigError, StoreError
@@ -249,7 +249,19 @@ class LiveIngest:
         )
         tf = term_frequencies_relation(self.store)
         if tf == "term_frequencies":
-            tf = f"{ident(self.store.catalog)}.main.term_frequencies"
+            # only the values at hand, looked up by value (indexed): joining the whole table
+            # (millions of emails and phones at 1M records) would dominate a single ingest
+            columns_tf = tf_columns(model)
+            values = sorted({
+                str(v) for col in columns_tf for (v,) in self.store.rows(f"SELECT DISTINCT {ident(col)} FROM side") if v is not None
+            })
+            in_values, params = in_list("value", values)
+            self.store.execute(
+                f"""CREATE TABLE tf_needed AS SELECT * FROM {ident(self.store.catalog)}.main.term_frequencies
+                    WHERE {in_values} AND column_name IN ({', '.join(_literal(c) for c in columns_tf) or 'NULL'})""",
+                params,
+            )
+            tf = "tf_needed"
         relation = pairs_sql(model, "SELECT * FROM side", "SELECT * FROM side", candidates="SELECT * FROM candidate_pairs", term_frequencies=tf)
         self.store.execute(
             f"""CREATE TABLE scored AS

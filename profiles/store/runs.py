@@ -128,6 +128,7 @@ SERVING_INDEXES: Final[dict[str, tuple[str, ...]]] = {
     "golden_fields": ("profile_id",),
     "pairs": ("record_key_l", "record_key_r", "pair_id"),
     "review_queue": ("record_key_l", "record_key_r"),
+    "term_frequencies": ("value",),
 }
 
 
