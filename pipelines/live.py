@@ -402,23 +402,20 @@ class LiveIngest:
         # records; a group holding several keeps the one it shares most records with (then
         # the oldest), and the others redirect to it; a group holding none gets a new id.
         group_of = {k: g for g, ks in groups.items() for k in ks}
-        overlap: dict[tuple[str, str], int] = {}
+        overlap: dict[str, dict[str, int]] = {}  # profile -> group -> records shared
         for pid, records in members.items():
             for k in records:
                 if k in group_of:
-                    overlap[(pid, group_of[k])] = overlap.get((pid, group_of[k]), 0) + 1
-        home: dict[str, str] = {}
-        for pid in members:
-            counts = {g: n for (p, g), n in overlap.items() if p == pid}
-            if counts:
-                home[pid] = min(counts, key=lambda g: (-counts[g], g))
+                    counts = overlap.setdefault(pid, {})
+                    counts[group_of[k]] = counts.get(group_of[k], 0) + 1
+        held_by: dict[str, list[str]] = {}  # group -> the profiles whose home it is
+        for pid, counts in overlap.items():
+            held_by.setdefault(min(counts, key=lambda g: (-counts[g], g)), []).append(pid)
         assignment: dict[str, str] = {}
         merged: dict[str, list[str]] = {}
         fresh = iter(mint_profile_ids(len(groups)))
         for g, ks in groups.items():
-            held = sorted(
-                (p for p, h in home.items() if h == g), key=lambda p: (-overlap[(p, g)], str(created.get(p, "")), p)
-            )
+            held = sorted(held_by.get(g, []), key=lambda p: (-overlap[p][g], str(created.get(p, "")), p))
             name = held[0] if held else next(fresh)
             if len(held) > 1:
                 merged[name] = held[1:]
