@@ -127,6 +127,7 @@ def latency_stats(seconds: list[float]) -> dict[str, float]:
     return {
         "n": len(ms), "p50_ms": round(percentile(ms, 50), 2), "p90_ms": round(percentile(ms, 90), 2),
         "p99_ms": round(percentile(ms, 99), 2), "max_ms": round(max(ms), 2), "mean_ms": round(sum(ms) / len(ms), 2),
+        "over_1s": sum(m > 1000 for m in ms),
     }
 
 
@@ -582,10 +583,11 @@ def measure_cli(config_path: Path, source: str, file: Path, rows: int, timeout: 
     wall = time.perf_counter() - start
     if done.returncode != 0:
         sys.exit(f"unify ingest failed ({done.returncode}):\n{done.stdout[-3000:]}")
-    said = re.search(r"([\d,.]+)s \(([\d,]+) records/s\)", done.stdout)
+    text = " ".join(done.stdout.split())  # rich wraps long lines
+    said = re.search(r"([\d,.]+)s \(([\d,]+) records/s\)", text)
     return {"rows": rows, "wall_seconds": round(wall, 2), "records_per_second": round(rows / wall, 1),
             "ingest_seconds_reported": float(said.group(1).replace(",", "")) if said else None,
-            "output": done.stdout.strip().splitlines()[0] if done.stdout.strip() else ""}
+            "output": text[:400]}
 
 
 @contextmanager
@@ -611,10 +613,11 @@ def print_report(results: dict[str, Any]) -> None:
     print(f"\nstore: {store['profiles']:,} profiles from {store['records']:,} records "
           f"(commit {results['commit']}; {results['cores']} cores; load average {results['load_start']} at start)")
     print(f"\nsingle records ({single['in_process']['latency']['n']} after {results['warmup']} warm-up)"
-          f"{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}{'max ms':>10}{'mean ms':>10}")
+          f"{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}{'max ms':>10}{'mean ms':>10}{'> 1 s':>7}")
     for label, key in (("in process (LiveIngest.ingest)", "in_process"), ("through ingestRecord (HTTP)", "mutation")):
         s = single[key]["latency"]
-        print(f"  {label:<41}{s['p50_ms']:10.1f}{s['p90_ms']:10.1f}{s['p99_ms']:10.1f}{s['max_ms']:10.1f}{s['mean_ms']:10.1f}")
+        print(f"  {label:<41}{s['p50_ms']:10.1f}{s['p90_ms']:10.1f}{s['p99_ms']:10.1f}{s['max_ms']:10.1f}{s['mean_ms']:10.1f}"
+              f"{s['over_1s']:7d}")
     counts = {k: v for k, v in single["in_process"]["counts"].items() if v}
     print(f"  outcomes: {', '.join(f'{k} {v}' for k, v in counts.items())}; "
           f"mutation failures {single['mutation']['failures']}; outcomes equal in both: {single['outcomes_equal']}")
@@ -645,9 +648,11 @@ def print_report(results: dict[str, Any]) -> None:
     print(f"  p99 <= {TARGET_P99_MS:g} ms per record: through ingestRecord {single['mutation']['latency']['p99_ms']:.1f} ms "
           f"{_verdict(met['p99_mutation'])}; in process {single['in_process']['latency']['p99_ms']:.1f} ms "
           f"{_verdict(met['p99_in_process'])}")
-    print(f"  bulk >= {TARGET_BULK_RPS:,.0f} records/s ({bulk['rows']:,} rows): in process "
-          f"{b.get('records_per_second', 0):,.0f} {_verdict(met['bulk_in_process'])}; "
-          f"unify ingest ({c.get('rows', 0):,} rows) {c.get('records_per_second', 0):,.0f} {_verdict(met['bulk_cli'])}")
+    cli_said = (f"unify ingest ({c['rows']:,} rows) {c['records_per_second']:,.0f} {_verdict(met['bulk_cli'])}"
+                if "records_per_second" in c else f"unify ingest {_verdict(False)} (did not finish or did not run)")
+    in_said = (f"{b['records_per_second']:,.0f} {_verdict(met['bulk_in_process'])}" if "records_per_second" in b
+               else f"{_verdict(False)} (did not finish)")
+    print(f"  bulk >= {TARGET_BULK_RPS:,.0f} records/s ({bulk['rows']:,} rows): in process {in_said}; {cli_said}")
     prof = single["in_process"].get("profile") or {}
     if prof:
         print(f"\nwhere the time goes ({prof['records']} more records in process, SQL timed and under cProfile: "
