@@ -586,15 +586,21 @@ HOTSPOTS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def hotspots(prof_path: Path, requests: int) -> dict[str, float]:
-    """Cumulative ms per request of the HOTSPOTS functions in a cProfile dump."""
+def cumulative_ms(prof_path: Path, functions: tuple[tuple[str, str, str], ...], count: int, digits: int = 3) -> dict[str, float]:
+    """Cumulative ms per request (or record) of ``functions`` (label, file suffix, function
+    name) in a cProfile dump of ``count`` of them."""
     stats = pstats.Stats(str(prof_path)).stats  # type: ignore[attr-defined]
     found: dict[str, float] = {}
-    for label, suffix, name in HOTSPOTS:
+    for label, suffix, name in functions:
         total = sum(ct for (file, _, func), (_, _, _, ct, _) in stats.items() if func == name and file.endswith(suffix))
         if total:
-            found[label] = round(total / requests * 1000, 3)
+            found[label] = round(total / count * 1000, digits)
     return found
+
+
+def hotspots(prof_path: Path, requests: int) -> dict[str, float]:
+    """Cumulative ms per request of the HOTSPOTS functions in a cProfile dump."""
+    return cumulative_ms(prof_path, HOTSPOTS, requests)
 
 
 def top_functions(prof_path: Path, requests: int, limit: int = 15) -> list[tuple[str, float]]:
@@ -618,7 +624,7 @@ def profile_sides(config_path: Path, out: Path, requests: int) -> dict[str, Any]
 # --------------------------------------------------------------------------- report
 
 
-def _verdict(ok: bool) -> str:
+def verdict(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
 
@@ -647,10 +653,10 @@ def print_report(results: dict[str, Any]) -> None:
             print(f"{label:<22}{r['p50_ms']:9.2f}{r['p99_ms']:9.2f}{r['rps']:9.0f}{r['server_cpu_ms_per_request']:12.3f}{r['failures']:10d}")
     g1, g8 = sides["graphql"]["runs"]["c1"], sides["graphql"]["runs"]["c8"]
     met = summary["met"]
-    print(f"\nGraphQL p99 at c=1: {g1['p99_ms']:.2f} ms  (target <= {TARGET_P99_C1_MS:g} ms: {_verdict(met['graphql_p99_c1_ms'])})")
-    print(f"GraphQL req/s at c=8: {g8['rps']:,.0f}  (target >= {TARGET_RPS_C8:g}: {_verdict(met['graphql_rps_c8'])})")
+    print(f"\nGraphQL p99 at c=1: {g1['p99_ms']:.2f} ms  (target <= {TARGET_P99_C1_MS:g} ms: {verdict(met['graphql_p99_c1_ms'])})")
+    print(f"GraphQL req/s at c=8: {g8['rps']:,.0f}  (target >= {TARGET_RPS_C8:g}: {verdict(met['graphql_rps_c8'])})")
     print(f"GraphQL / bare req/s at c=8: {summary['ratio_rps_c8']:.2f}  "
-          f"(target >= {TARGET_SHARE:.2f}: {_verdict(met['graphql_share_of_bare_c8'])}); "
+          f"(target >= {TARGET_SHARE:.2f}: {verdict(met['graphql_share_of_bare_c8'])}); "
           f"at c=1: {summary['ratio_rps_c1']:.2f}; server CPU per request at c=8: {summary['ratio_cpu_per_request_c8']:.2f}x bare")
     print(f"cards checked equal on both sides: {results['cards_equal']}/{results['cards_checked']}")
     for side, prof in results.get("profile", {}).items():

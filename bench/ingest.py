@@ -58,7 +58,6 @@ import hashlib
 import json
 import math
 import os
-import pstats
 import random
 import re
 import shutil
@@ -70,7 +69,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from api import API_KEY, Server, code_digest, remove_store  # bench/api.py (this directory is on sys.path)
+from api import API_KEY, Server, code_digest, cumulative_ms, remove_store, verdict  # bench/api.py (this directory is on sys.path)
 
 SEED = 42
 RECORDS_PER_PROFILE = 2.27
@@ -291,13 +290,7 @@ def sql_by_caller(spent: dict[str, list[float]], records: int, limit: int = 12) 
 
 def phase_times(prof_path: Path, records: int) -> dict[str, float]:
     """Cumulative ms per record of the PHASES functions in a cProfile dump."""
-    stats = pstats.Stats(str(prof_path)).stats  # type: ignore[attr-defined]
-    found: dict[str, float] = {}
-    for label, suffix, name in PHASES:
-        total = sum(ct for (file, _, func), (_, _, _, ct, _) in stats.items() if func == name and file.endswith(suffix))
-        if total:
-            found[label] = round(total / records * 1000, 2)
-    return found
+    return cumulative_ms(prof_path, PHASES, records, digits=2)
 
 
 def child_inprocess(config_path: str, singles_path: str, warmup: str, count: str, profile_count: str, prof_path: str) -> dict[str, Any]:
@@ -604,10 +597,6 @@ def phase(name: str, log: dict[str, Any]) -> Iterator[dict[str, Any]]:
 # --------------------------------------------------------------------------- report
 
 
-def _verdict(ok: bool) -> str:
-    return "met" if ok else "MISSED"
-
-
 def print_report(results: dict[str, Any]) -> None:
     store, single, bulk = results["store"], results["single"], results["bulk"]
     print(f"\nstore: {store['profiles']:,} profiles from {store['records']:,} records "
@@ -646,12 +635,12 @@ def print_report(results: dict[str, Any]) -> None:
     met, note = results["met"], results["targets"]["note"]
     print(f"\ntargets ({note}):")
     print(f"  p99 <= {TARGET_P99_MS:g} ms per record: through ingestRecord {single['mutation']['latency']['p99_ms']:.1f} ms "
-          f"{_verdict(met['p99_mutation'])}; in process {single['in_process']['latency']['p99_ms']:.1f} ms "
-          f"{_verdict(met['p99_in_process'])}")
-    cli_said = (f"unify ingest ({c['rows']:,} rows) {c['records_per_second']:,.0f} {_verdict(met['bulk_cli'])}"
-                if "records_per_second" in c else f"unify ingest {_verdict(False)} (did not finish or did not run)")
-    in_said = (f"{b['records_per_second']:,.0f} {_verdict(met['bulk_in_process'])}" if "records_per_second" in b
-               else f"{_verdict(False)} (did not finish)")
+          f"{verdict(met['p99_mutation'])}; in process {single['in_process']['latency']['p99_ms']:.1f} ms "
+          f"{verdict(met['p99_in_process'])}")
+    cli_said = (f"unify ingest ({c['rows']:,} rows) {c['records_per_second']:,.0f} {verdict(met['bulk_cli'])}"
+                if "records_per_second" in c else f"unify ingest {verdict(False)} (did not finish or did not run)")
+    in_said = (f"{b['records_per_second']:,.0f} {verdict(met['bulk_in_process'])}" if "records_per_second" in b
+               else f"{verdict(False)} (did not finish)")
     print(f"  bulk >= {TARGET_BULK_RPS:,.0f} records/s ({bulk['rows']:,} rows): in process {in_said}; {cli_said}")
     prof = single["in_process"].get("profile") or {}
     if prof:
