@@ -30,44 +30,36 @@ class InvalidRecord(ApiError):
 class IngestResult:
     """What became of the record: its profile now and how it got there."""
 
-    outcome: strawberry.Private[IngestedRecord]
-
-    @strawberry.field(description='"source:record_id"')
-    def record_key(self) -> str:
-        return self.outcome.record_key
-
-    @strawberry.field(
+    profile_id: strawberry.Private[str | None]
+    record_key: str = strawberry.field(description='"source:record_id"')
+    status: str = strawberry.field(
         description="attached (joined an existing profile), merged (and joined two or more), new_profile, "
         "review (new profile; a candidate awaits a steward), updated (same profile), moved (an update changed its profile)"
     )
-    def status(self) -> str:
-        return self.outcome.status
+    match_probability: float | None = strawberry.field(description="The record's strongest model link inside its profile.")
+    merged_profile_ids: list[strawberry.ID] = strawberry.field(
+        description="Profiles merged into this one by the record (they redirect to it)."
+    )
+    previous_profile_id: strawberry.ID | None
+    review_pair_ids: list[strawberry.ID] = strawberry.field(description="Candidate pairs queued for a steward.")
+    field_issues: list[str] = strawberry.field(description='Values that could not be read and were left out ("email: ...").')
 
-    @strawberry.field(description="The record's strongest model link inside its profile.")
-    def match_probability(self) -> float | None:
-        return self.outcome.match_probability
-
-    @strawberry.field(description="Profiles merged into this one by the record (they redirect to it).")
-    def merged_profile_ids(self) -> list[strawberry.ID]:
-        return [strawberry.ID(p) for p in self.outcome.merged_profiles]
-
-    @strawberry.field
-    def previous_profile_id(self) -> strawberry.ID | None:
-        return strawberry.ID(self.outcome.previous_profile_id) if self.outcome.previous_profile_id else None
-
-    @strawberry.field(description="Candidate pairs queued for a steward.")
-    def review_pair_ids(self) -> list[strawberry.ID]:
-        return [strawberry.ID(p) for p in self.outcome.review_pairs]
-
-    @strawberry.field(description='Values that could not be read and were left out ("email: ...").')
-    def field_issues(self) -> list[str]:
-        return self.outcome.field_issues
+    @classmethod
+    def of(cls, outcome: IngestedRecord) -> IngestResult:
+        return cls(
+            profile_id=outcome.profile_id, record_key=outcome.record_key, status=outcome.status,
+            match_probability=outcome.match_probability,
+            merged_profile_ids=[strawberry.ID(p) for p in outcome.merged_profiles],
+            previous_profile_id=strawberry.ID(outcome.previous_profile_id) if outcome.previous_profile_id else None,
+            review_pair_ids=[strawberry.ID(p) for p in outcome.review_pairs],
+            field_issues=outcome.field_issues,
+        )
 
     @strawberry.field
     async def profile(self, info: Info[Context, Any]) -> Profile | None:
-        if not self.outcome.profile_id:
+        if not self.profile_id:
             return None
-        row = await context_of(info).loaders.profile_by_profile_id.load(self.outcome.profile_id)
+        row = await context_of(info).loaders.profile_by_profile_id.load(self.profile_id)
         return Profile(row=row) if row else None
 
 
@@ -92,4 +84,4 @@ class IngestMutation:
         (outcome,) = report.records
         if outcome.status == "quarantined":
             raise InvalidRecord(f"source {source}: record rejected: {outcome.problem}")
-        return IngestResult(outcome=outcome)
+        return IngestResult.of(outcome)

@@ -21,7 +21,7 @@ from resolvers.auth import Role
 from resolvers.context import Context, context_of, require
 from resolvers.errors import ApiError, Conflict, NotFound
 from resolvers.explanations import Decision, MatchExplanation, explain
-from resolvers.types import Profile, SourceRecord
+from resolvers.types import Profile, SourceRecord, row_field
 
 MAX_FIRST = 100
 
@@ -65,21 +65,12 @@ class CandidatePair:
 
     row: strawberry.Private[dict[str, Any]]
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(self.row["pair_id"])
-
-    @strawberry.field
-    def match_probability(self) -> float:
-        return float(self.row["match_probability"])
-
-    @strawberry.field
-    def match_weight(self) -> float:
-        return float(self.row["match_weight"])
-
-    @strawberry.field(description="How close the pair is to the middle of the review band (0: the model cannot tell).")
-    def distance_to_boundary(self) -> float:
-        return float(self.row["distance_to_boundary"])
+    id: strawberry.ID = row_field("pair_id")
+    match_probability: float = row_field("match_probability")
+    match_weight: float = row_field("match_weight")
+    distance_to_boundary: float = row_field(
+        "distance_to_boundary", description="How close the pair is to the middle of the review band (0: the model cannot tell)."
+    )
 
     @strawberry.field
     async def left(self, info: Info[Context, Any]) -> SourceRecord:
@@ -89,13 +80,8 @@ class CandidatePair:
     async def right(self, info: Info[Context, Any]) -> SourceRecord:
         return await _record(info, self.row["record_key_r"])
 
-    @strawberry.field
-    def left_profile_id(self) -> strawberry.ID:
-        return strawberry.ID(self.row["profile_id_l"])
-
-    @strawberry.field
-    def right_profile_id(self) -> strawberry.ID:
-        return strawberry.ID(self.row["profile_id_r"])
+    left_profile_id: strawberry.ID = row_field("profile_id_l")
+    right_profile_id: strawberry.ID = row_field("profile_id_r")
 
     @strawberry.field
     def explanation(self, info: Info[Context, Any]) -> MatchExplanation | None:
@@ -125,55 +111,33 @@ class CandidatePairConnection:
 class StewardAction:
     """A steward's action as recorded (and undoable through ``undo``)."""
 
-    action: strawberry.Private[Action]
+    id: strawberry.ID
+    kind: str = strawberry.field(description="same | different | merge | split | undo")
+    actor: str
+    role: str
+    reason: str
+    created_at: datetime
+    profiles_before: list[strawberry.ID]
+    profiles_after: list[strawberry.ID]
+    records: list[str] = strawberry.field(description="Record keys whose profile the action could change.")
+    undoes: strawberry.ID | None
+    undone_by: strawberry.ID | None
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(self.action.action_id)
-
-    @strawberry.field(description="same | different | merge | split | undo")
-    def kind(self) -> str:
-        return self.action.kind
-
-    @strawberry.field
-    def actor(self) -> str:
-        return self.action.actor
-
-    @strawberry.field
-    def role(self) -> str:
-        return self.action.role
-
-    @strawberry.field
-    def reason(self) -> str:
-        return self.action.reason
-
-    @strawberry.field
-    def created_at(self) -> datetime:
-        return self.action.created_at
-
-    @strawberry.field
-    def profiles_before(self) -> list[strawberry.ID]:
-        return [strawberry.ID(p) for p in self.action.profiles_before]
-
-    @strawberry.field
-    def profiles_after(self) -> list[strawberry.ID]:
-        return [strawberry.ID(p) for p in self.action.profiles_after]
-
-    @strawberry.field(description="Record keys whose profile the action could change.")
-    def records(self) -> list[str]:
-        return self.action.records
-
-    @strawberry.field
-    def undoes(self) -> strawberry.ID | None:
-        return strawberry.ID(self.action.undoes) if self.action.undoes else None
-
-    @strawberry.field
-    def undone_by(self) -> strawberry.ID | None:
-        return strawberry.ID(self.action.undone_by) if self.action.undone_by else None
+    @classmethod
+    def of(cls, action: Action) -> StewardAction:
+        return cls(
+            id=strawberry.ID(action.action_id), kind=action.kind, actor=action.actor, role=action.role,
+            reason=action.reason, created_at=action.created_at,
+            profiles_before=[strawberry.ID(p) for p in action.profiles_before],
+            profiles_after=[strawberry.ID(p) for p in action.profiles_after],
+            records=action.records,
+            undoes=strawberry.ID(action.undoes) if action.undoes else None,
+            undone_by=strawberry.ID(action.undone_by) if action.undone_by else None,
+        )
 
     @strawberry.field(description="The profiles as they are after the action.")
     async def profiles(self, info: Info[Context, Any]) -> list[Profile]:
-        rows = await context_of(info).loaders.profile_by_profile_id.load_many(self.action.profiles_after)
+        rows = await context_of(info).loaders.profile_by_profile_id.load_many([str(p) for p in self.profiles_after])
         return [Profile(row=row) for row in rows if row]
 
 
@@ -253,7 +217,7 @@ class StewardQuery:
     def steward_action(self, info: Info[Context, Any], id: strawberry.ID) -> StewardAction | None:
         ctx = require(info, Role.STEWARD, Role.ADMIN)
         found = ctx.stewardship().action(str(id))
-        return StewardAction(action=found) if found else None
+        return StewardAction.of(found) if found else None
 
     @strawberry.field(description=f"Audit events, newest first, optionally about one profile; steward or admin; first <= {MAX_FIRST}.")
     def audit_log(
@@ -291,7 +255,7 @@ def _act(info: Info[Context, Any], mutation: str, arguments: dict[str, Any], do:
         raise ApiError("a reason is required for every steward action")
     by = Steward(actor=ctx.principal.actor, role=ctx.principal.role.value)
     try:
-        return StewardAction(action=do(ctx.stewardship(), by))
+        return StewardAction.of(do(ctx.stewardship(), by))
     except (ConflictError, NotFoundError, InvalidActionError) as exc:
         error: ApiError = (
             Conflict(str(exc)) if isinstance(exc, ConflictError)

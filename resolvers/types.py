@@ -17,7 +17,7 @@ from resolvers.context import Context, context_of, pii, require
 from resolvers.explanations import MatchExplanation, explain, spanning_links
 
 
-def _column(name: str, *, contact_pii: bool = False, description: str | None = None) -> Any:
+def row_field(name: str, *, contact_pii: bool = False, description: str | None = None) -> Any:
     """A field read from the object's row. Its GraphQL type comes from the class attribute
     it is assigned to; contact PII goes through ``pii`` in this, its own resolver, so each
     such field is checked and audited by name."""
@@ -34,13 +34,13 @@ class Address:
     profile_id: strawberry.Private[str]
     row: strawberry.Private[dict[str, Any]]
 
-    street: str | None = _column("street", contact_pii=True)
-    house_number: str | None = _column("house_number", contact_pii=True)
-    address_line2: str | None = _column("address_line2", contact_pii=True)
-    postcode: str | None = _column("postcode", contact_pii=True)
-    city: str | None = _column("city", contact_pii=True)
-    region: str | None = _column("region", contact_pii=True)
-    country: str | None = _column("country", contact_pii=True)
+    street: str | None = row_field("street", contact_pii=True)
+    house_number: str | None = row_field("house_number", contact_pii=True)
+    address_line2: str | None = row_field("address_line2", contact_pii=True)
+    postcode: str | None = row_field("postcode", contact_pii=True)
+    city: str | None = row_field("city", contact_pii=True)
+    region: str | None = row_field("region", contact_pii=True)
+    country: str | None = row_field("country", contact_pii=True)
 
 
 def _gated(info: Info[Context, Any], profile_id: str, name: str, value: str | None) -> str | None:
@@ -85,18 +85,18 @@ class SourceRecord:
     profile_id: strawberry.Private[str]
     row: strawberry.Private[dict[str, Any]]
 
-    key: str = _column("record_key")
-    source: str = _column("source")
-    record_id: str = _column("record_id")
-    match_probability: float | None = _column("match_probability")
-    updated_at: datetime | None = _column("updated_at")
-    first_name: str | None = _column("first_name")
-    last_name: str | None = _column("last_name")
-    full_name: str | None = _column("full_name")
-    email: str | None = _column("email", contact_pii=True)
-    phone: str | None = _column("phone", contact_pii=True)
-    date_of_birth: date | None = _column("date_of_birth", contact_pii=True)
-    raw: JSON | None = _column(
+    key: str = row_field("record_key")
+    source: str = row_field("source")
+    record_id: str = row_field("record_id")
+    match_probability: float | None = row_field("match_probability")
+    updated_at: datetime | None = row_field("updated_at")
+    first_name: str | None = row_field("first_name")
+    last_name: str | None = row_field("last_name")
+    full_name: str | None = row_field("full_name")
+    email: str | None = row_field("email", contact_pii=True)
+    phone: str | None = row_field("phone", contact_pii=True)
+    date_of_birth: date | None = row_field("date_of_birth", contact_pii=True)
+    raw: JSON | None = row_field(
         "raw", contact_pii=True, description="The source row as the source system wrote it (contact PII: agents and stewards only)."
     )
 
@@ -128,20 +128,20 @@ class Profile:
     def pseudonymous_id(self, info: Info[Context, Any]) -> str:
         return context_of(info).pseudonymous_id(self.row["profile_id"])
 
-    first_name: str | None = _column("first_name")
-    middle_name: str | None = _column("middle_name")
-    last_name: str | None = _column("last_name")
-    full_name: str | None = _column("full_name")
-    gender: str | None = _column("gender")
-    email: str | None = _column("email", contact_pii=True)
-    phone: str | None = _column("phone", contact_pii=True)
-    date_of_birth: date | None = _column("date_of_birth", contact_pii=True)
+    first_name: str | None = row_field("first_name")
+    middle_name: str | None = row_field("middle_name")
+    last_name: str | None = row_field("last_name")
+    full_name: str | None = row_field("full_name")
+    gender: str | None = row_field("gender")
+    email: str | None = row_field("email", contact_pii=True)
+    phone: str | None = row_field("phone", contact_pii=True)
+    date_of_birth: date | None = row_field("date_of_birth", contact_pii=True)
 
     @strawberry.field
     def address(self) -> Address:
         return Address(profile_id=self.profile_id, row=self.row)
 
-    record_count: int = _column("record_count")
+    record_count: int = row_field("record_count")
 
     @strawberry.field(description="Source systems the person appears in.")
     def sources(self) -> list[str]:
