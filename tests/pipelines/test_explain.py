@@ -4,7 +4,7 @@ used (stored pairs), or splink's own weights for the model (pairs never scored).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,21 +15,9 @@ from pipelines.config import load_config
 from pipelines.explain import Explanation, explain_pairs
 from pipelines.standardize import MATCH_COLUMNS
 from profiles.store import Store
-from profiles.store.queries import ProfileQueries
 from tests.conftest import DemoRun
 
 TOLERANCE = 1e-9
-
-
-@pytest.fixture(scope="module")
-def store(small_demo: DemoRun) -> Iterator[Store]:
-    with Store.open(small_demo.store_path, read_only=True) as store:
-        yield store
-
-
-@pytest.fixture(scope="module")
-def model(store: Store) -> dict[str, Any]:
-    return ProfileQueries(store).published_model()
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ frequencies, within 1e-9."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,22 +14,11 @@ from pipelines.comparisons import identifier_column, level_sql
 from pipelines.config import load_config
 from pipelines.scoring import pairs_sql, score_sql, term_frequencies_relation, tf_columns
 from pipelines.standardize import MATCH_COLUMNS
-from profiles.store import ProfileQueries, Store, ident
+from profiles.store import Store, ident
 from tests.conftest import DemoRun
 
 TOLERANCE = 1e-9
 STORED_PAIRS = "SELECT record_key_l, record_key_r FROM pairs"
-
-
-@pytest.fixture(scope="module")
-def store(small_demo: DemoRun) -> Iterator[Store]:
-    with Store.open(small_demo.store_path, read_only=True) as store:
-        yield store
-
-
-@pytest.fixture(scope="module")
-def model(store: Store) -> dict[str, Any]:
-    return ProfileQueries(store).published_model()
 
 
 @pytest.fixture(scope="module")
