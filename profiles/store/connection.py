@@ -204,13 +204,20 @@ class Store:
 _IN_LIST_MAX = 1000
 
 
+def marks(values: Sequence[object]) -> str:
+    """Placeholders for an IN list: a literal list lets DuckDB answer from an index or skip
+    row groups by their min/max (the tables are sorted by these keys); values stay bound
+    parameters."""
+    return ", ".join("?" * len(values)) or "NULL"
+
+
 def in_list(expression: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
     """``expression IN (...)`` for bound ``values``, as (sql, params)."""
     values = list(values)
     if not values:
         return "false", []
     if len(values) <= _IN_LIST_MAX:
-        return f"{expression} IN ({', '.join('?' * len(values))})", values
+        return f"{expression} IN ({marks(values)})", values
     return f"{expression} IN (SELECT unnest(?))", [values]
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from profiles.store.connection import Store
+from profiles.store.connection import Store, marks
 
 
 @dataclass(frozen=True)
@@ -51,10 +51,10 @@ class ProfileQueries:
         """Current profile for each asked id, following merge redirects."""
         ids = list(profile_ids)
         rows = self._dicts(
-            f"""SELECT profile_id AS asked, profile_id, false AS redirected FROM profiles WHERE profile_id IN ({_marks(ids)})
+            f"""SELECT profile_id AS asked, profile_id, false AS redirected FROM profiles WHERE profile_id IN ({marks(ids)})
                 UNION ALL
                 SELECT profile_id, redirect_to, true FROM profile_registry
-                WHERE profile_id IN ({_marks(ids)}) AND redirect_to IS NOT NULL""",
+                WHERE profile_id IN ({marks(ids)}) AND redirect_to IS NOT NULL""",
             ids + ids,
         )
         return {r["asked"]: Resolved(r["asked"], r["profile_id"], bool(r["redirected"])) for r in rows}
@@ -73,14 +73,14 @@ class ProfileQueries:
 
     def profiles(self, profile_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         ids = list(profile_ids)
-        rows = self._dicts(f"SELECT * FROM profiles WHERE profile_id IN ({_marks(ids)})", ids)
+        rows = self._dicts(f"SELECT * FROM profiles WHERE profile_id IN ({marks(ids)})", ids)
         return {r["profile_id"]: r for r in rows}
 
     def records(self, profile_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
         ids = list(profile_ids)
         rows = self._dicts(
             f"""SELECT r.* EXCLUDE (raw, identifiers), r.raw::VARCHAR AS raw
-                FROM records r WHERE r.profile_id IN ({_marks(ids)})
+                FROM records r WHERE r.profile_id IN ({marks(ids)})
                 ORDER BY r.updated_at DESC NULLS LAST, r.record_key""",
             ids,
         )
@@ -94,7 +94,7 @@ class ProfileQueries:
         ids = list(profile_ids)
         rows = self._dicts(
             f"""SELECT profile_id, i.kind, i.value, list(DISTINCT source ORDER BY source) AS sources
-                FROM (SELECT profile_id, source, unnest(identifiers) AS i FROM records WHERE profile_id IN ({_marks(ids)}))
+                FROM (SELECT profile_id, source, unnest(identifiers) AS i FROM records WHERE profile_id IN ({marks(ids)}))
                 GROUP BY ALL ORDER BY i.kind, i.value""",
             ids,
         )
@@ -102,13 +102,13 @@ class ProfileQueries:
 
     def golden_fields(self, profile_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
         ids = list(profile_ids)
-        rows = self._dicts(f"SELECT * FROM golden_fields WHERE profile_id IN ({_marks(ids)}) ORDER BY field", ids)
+        rows = self._dicts(f"SELECT * FROM golden_fields WHERE profile_id IN ({marks(ids)}) ORDER BY field", ids)
         return _group(rows)
 
     def records_by_key(self, record_keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         keys = list(record_keys)
         rows = self._dicts(
-            f"SELECT r.* EXCLUDE (raw, identifiers), r.raw::VARCHAR AS raw FROM records r WHERE r.record_key IN ({_marks(keys)})",
+            f"SELECT r.* EXCLUDE (raw, identifiers), r.raw::VARCHAR AS raw FROM records r WHERE r.record_key IN ({marks(keys)})",
             keys,
         )
         for row in rows:
@@ -153,8 +153,8 @@ class ProfileQueries:
         """Scored pairs with one record in ``left`` and one in ``right``, strongest first."""
         rows = self.store.rows(
             f"""SELECT record_key_l, record_key_r, match_probability FROM pairs
-                WHERE (record_key_l IN ({_marks(left)}) AND record_key_r IN ({_marks(right)}))
-                   OR (record_key_l IN ({_marks(right)}) AND record_key_r IN ({_marks(left)}))
+                WHERE (record_key_l IN ({marks(left)}) AND record_key_r IN ({marks(right)}))
+                   OR (record_key_l IN ({marks(right)}) AND record_key_r IN ({marks(left)}))
                 ORDER BY match_probability DESC, record_key_l, record_key_r""",
             [*left, *right, *right, *left],
         )
@@ -177,7 +177,7 @@ class ProfileQueries:
         keys = list(record_keys)
         rows = self.store.rows(
             f"""SELECT record_key_l, record_key_r FROM link_constraints WHERE active AND kind = 'same'
-                AND record_key_l IN ({_marks(keys)}) AND record_key_r IN ({_marks(keys)})""",
+                AND record_key_l IN ({marks(keys)}) AND record_key_r IN ({marks(keys)})""",
             keys * 2,
         )
         return [(str(a), str(b)) for a, b in rows]
@@ -241,12 +241,6 @@ class ProfileQueries:
                 "INSERT INTO audit_log (event_id, occurred_at, actor, role, action, subject, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [f"ev_{secrets.token_hex(8)}", now, event.actor, event.role, event.action, event.subject, json.dumps(event.detail)],
             )
-
-
-def _marks(values: Sequence[object]) -> str:
-    """Placeholders for an IN list: a literal list lets DuckDB skip row groups by their
-    min/max (the tables are sorted by these keys); values stay bound parameters."""
-    return ", ".join("?" * len(values)) or "NULL"
 
 
 def _group(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

@@ -32,7 +32,7 @@ from profiles import survivorship
 from profiles.constraints import STEWARD_LINK, constrained_components
 from profiles.errors import ConflictError, InvalidActionError, NotFoundError, StoreError
 from profiles.identity import mint_profile_ids
-from profiles.store.connection import Store, ident, in_list
+from profiles.store.connection import Store, ident, in_list, marks
 from profiles.store.queries import AuditEvent, ProfileQueries
 from profiles.store.runs import current_run
 
@@ -249,7 +249,7 @@ class Stewardship:
         return run
 
     def _members_of_records(self, keys: Sequence[str]) -> dict[str, str]:
-        rows = self.store.rows(f"SELECT record_key, profile_id FROM records WHERE record_key IN ({_marks(keys)})", list(keys))
+        rows = self.store.rows(f"SELECT record_key, profile_id FROM records WHERE record_key IN ({marks(keys)})", list(keys))
         found = dict((str(k), str(p)) for k, p in rows)
         missing = [k for k in keys if k not in found]
         if missing:
@@ -260,7 +260,7 @@ class Stewardship:
         ids = list(dict.fromkeys(profile_ids))
         grouped: dict[str, list[str]] = {p: [] for p in ids}
         for key, pid in self.store.rows(
-            f"SELECT record_key, profile_id FROM records WHERE profile_id IN ({_marks(ids)}) ORDER BY record_key", ids
+            f"SELECT record_key, profile_id FROM records WHERE profile_id IN ({marks(ids)}) ORDER BY record_key", ids
         ):
             grouped[str(pid)].append(str(key))
         return grouped
@@ -276,7 +276,7 @@ class Stewardship:
     def _oldest(self, profile_ids: Sequence[str]) -> str:
         ids = list(profile_ids)
         rows = self.store.rows(
-            f"SELECT profile_id FROM profile_registry WHERE profile_id IN ({_marks(ids)}) ORDER BY created_at, profile_id LIMIT 1",
+            f"SELECT profile_id FROM profile_registry WHERE profile_id IN ({marks(ids)}) ORDER BY created_at, profile_id LIMIT 1",
             ids,
         )
         return str(rows[0][0]) if rows else min(ids)
@@ -289,7 +289,7 @@ class Stewardship:
             (str(c), str(left), str(right), str(kind))
             for c, left, right, kind in self.store.rows(
                 f"""SELECT constraint_id, record_key_l, record_key_r, kind FROM link_constraints
-                    WHERE active AND record_key_l IN ({_marks(keys)}) AND record_key_r IN ({_marks(keys)})""",
+                    WHERE active AND record_key_l IN ({marks(keys)}) AND record_key_r IN ({marks(keys)})""",
                 list(keys) * 2,
             )
         ]
@@ -298,8 +298,8 @@ class Stewardship:
         rows = self.store.rows(
             f"""SELECT record_key_l, record_key_r, action_id FROM link_constraints
                 WHERE active AND kind = 'different'
-                  AND ((record_key_l IN ({_marks(left)}) AND record_key_r IN ({_marks(right)}))
-                    OR (record_key_l IN ({_marks(right)}) AND record_key_r IN ({_marks(left)})))
+                  AND ((record_key_l IN ({marks(left)}) AND record_key_r IN ({marks(right)}))
+                    OR (record_key_l IN ({marks(right)}) AND record_key_r IN ({marks(left)})))
                 LIMIT 1""",
             [*left, *right, *right, *left],
         )
@@ -313,7 +313,7 @@ class Stewardship:
         while frontier:
             rows = self.store.rows(
                 f"""SELECT record_key_l, record_key_r FROM link_constraints WHERE active AND kind = 'same'
-                    AND (record_key_l IN ({_marks(frontier)}) OR record_key_r IN ({_marks(frontier)}))""",
+                    AND (record_key_l IN ({marks(frontier)}) OR record_key_r IN ({marks(frontier)}))""",
                 frontier * 2,
             )
             frontier = [k for row in rows for k in row if k not in reached]
@@ -332,7 +332,7 @@ class Stewardship:
             (str(left), str(right), float(p))
             for left, right, p in self.store.rows(
                 f"""SELECT record_key_l, record_key_r, match_probability FROM pairs
-                    WHERE match_probability >= ? AND record_key_l IN ({_marks(keys)}) AND record_key_r IN ({_marks(keys)})""",
+                    WHERE match_probability >= ? AND record_key_l IN ({marks(keys)}) AND record_key_r IN ({marks(keys)})""",
                 [self.match_threshold, *keys, *keys],
             )
         ]
@@ -353,7 +353,7 @@ class Stewardship:
 
     def _new_ids(self, count: int) -> list[str]:
         ids = mint_profile_ids(count)
-        if ids and self.store.scalar(f"SELECT count(*) FROM profile_registry WHERE profile_id IN ({_marks(ids)})", ids):
+        if ids and self.store.scalar(f"SELECT count(*) FROM profile_registry WHERE profile_id IN ({marks(ids)})", ids):
             return self._new_ids(count)  # 80 random bits: practically never
         return ids
 
@@ -502,13 +502,13 @@ class Stewardship:
             [target.action_id],
         )
         for table in ("profiles", "golden_fields"):
-            self.store.execute(f"DELETE FROM {r}.{table} WHERE profile_id IN ({_marks(touched)})", touched)
+            self.store.execute(f"DELETE FROM {r}.{table} WHERE profile_id IN ({marks(touched)})", touched)
             self.store.execute(
                 f"INSERT INTO {r}.{table} SELECT * EXCLUDE (action_id, phase) FROM {r}.snap_{table} WHERE action_id = ? AND phase = 'before'",
                 [target.action_id],
             )
         self.store.execute(
-            f"DELETE FROM profile_registry WHERE profile_id IN ({_marks(touched)}) OR redirect_to IN ({_marks(touched)})",
+            f"DELETE FROM profile_registry WHERE profile_id IN ({marks(touched)}) OR redirect_to IN ({marks(touched)})",
             touched * 2,
         )
         self.store.execute(
@@ -562,7 +562,7 @@ class Stewardship:
     def _set_active(self, constraint_ids: Sequence[str], active: bool) -> None:
         if constraint_ids:
             ids = list(constraint_ids)
-            self.store.execute(f"UPDATE link_constraints SET active = ? WHERE constraint_id IN ({_marks(ids)})", [active, *ids])
+            self.store.execute(f"UPDATE link_constraints SET active = ? WHERE constraint_id IN ({marks(ids)})", [active, *ids])
 
     def _record(
         self, action_id: str, kind: ActionKind, by: Steward, reason: str, subject: dict[str, Any], *,
@@ -603,10 +603,10 @@ class Stewardship:
     @staticmethod
     def _snapshot_filter(table: str, pids: list[str], keys: Sequence[str]) -> tuple[str, list[Any]]:
         if table == "snap_records":
-            return f"record_key IN ({_marks(keys)})", list(keys)
+            return f"record_key IN ({marks(keys)})", list(keys)
         if table == "snap_registry":
-            return f"profile_id IN ({_marks(pids)}) OR redirect_to IN ({_marks(pids)})", pids * 2
-        return f"profile_id IN ({_marks(pids)})", list(pids)
+            return f"profile_id IN ({marks(pids)}) OR redirect_to IN ({marks(pids)})", pids * 2
+        return f"profile_id IN ({marks(pids)})", list(pids)
 
     def _snapshot(self, action_id: str, phase: str, profile_ids: Sequence[str], record_keys: Sequence[str]) -> None:
         run = ident(self._run())
@@ -624,10 +624,6 @@ class Stewardship:
 
 def _link(a: str, b: str, kind: Decision) -> tuple[str, str, Decision]:
     return (min(a, b), max(a, b), kind)
-
-
-def _marks(values: Sequence[object]) -> str:
-    return ", ".join("?" * len(values)) or "NULL"
 
 
 def _new_action_id() -> str:
