@@ -143,8 +143,10 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot serialize {type(value).__name__}")
 
 
-def card(profile: dict[str, Any], records: list[dict[str, Any]], identifiers: list[dict[str, Any]]) -> dict[str, Any]:
+def card(profile: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
     """The card the GraphQL query asks for, with the same keys and values."""
+    from profiles.store import identifiers_of
+
     return {
         "id": profile["profile_id"],
         "fullName": profile.get("full_name"),
@@ -155,7 +157,7 @@ def card(profile: dict[str, Any], records: list[dict[str, Any]], identifiers: li
                     (("street", "street"), ("houseNumber", "house_number"), ("postcode", "postcode"), ("city", "city"))},
         "sources": list(profile["sources"]),
         "records": [{"source": str(r["source"]), "recordId": str(r["record_id"]), "updatedAt": r.get("updated_at")} for r in records],
-        "identifiers": [{"kind": i["kind"], "value": i["value"]} for i in identifiers],
+        "identifiers": [{"kind": i["kind"], "value": i["value"]} for i in identifiers_of(records)],
     }
 
 
@@ -173,7 +175,7 @@ def bare_lookup(queries: Any, phone: str) -> dict[str, Any] | None:
     profile = queries.profiles([pid]).get(pid)
     if profile is None:
         return None
-    return card(profile, queries.records([pid]).get(pid, []), queries.identifiers([pid]).get(pid, []))
+    return card(profile, queries.records([pid]).get(pid, []))
 
 
 def create_bare_app(config_path: str | None = None) -> Any:
@@ -189,7 +191,7 @@ def create_bare_app(config_path: str | None = None) -> Any:
     from profiles.store import ProfileQueries, Store
 
     config = load_config(config_path or os.environ["UNIFY_CONFIG"])
-    store = Store.open(config.store_path)  # as the app opens it
+    store = Store.open(config.store_path, compress=config.store.compress)  # as the app opens it
     queries = ProfileQueries(store)
 
     async def lookup(request: Request) -> Response:
@@ -228,7 +230,7 @@ def request_body(side: str, phone: str) -> dict[str, Any]:
     return {"phone": phone}
 
 
-STORE_METHODS = ("resolve", "profiles_with_identifier", "profiles", "records", "identifiers",
+STORE_METHODS = ("resolve", "profiles_with_identifier", "profiles", "records",
                  "append_audit")
 
 

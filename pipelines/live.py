@@ -153,7 +153,7 @@ class LiveIngest:
             self._score(model, _stored_linkable(cat, ids))
             records = self.store.arrow(
                 """SELECT r.*, i.identifiers FROM records r
-                   LEFT JOIN (SELECT record_key, list({'kind': kind, 'value': value} ORDER BY kind, value) AS identifiers
+                   LEFT JOIN (SELECT record_key, list_sort(list({'kind': kind, 'value': value})) AS identifiers
                               FROM identifiers GROUP BY record_key) i USING (record_key)
                    ORDER BY r.record_key"""
             )

@@ -30,7 +30,7 @@ SERVED_LAYOUT: dict[str, str] = {
     "records": """
         SELECT m.profile_id, m.match_probability, r.*, i.identifiers
         FROM work.main.records r JOIN work.main.membership m USING (record_key)
-        LEFT JOIN (SELECT record_key, list({'kind': kind, 'value': value} ORDER BY kind, value) AS identifiers
+        LEFT JOIN (SELECT record_key, list_sort(list({'kind': kind, 'value': value})) AS identifiers
                    FROM work.main.identifiers GROUP BY record_key) i USING (record_key)
         ORDER BY m.profile_id, r.record_key""",
     "identifiers": """
@@ -70,7 +70,7 @@ def run_pipeline(config: Config, *, retrain: bool = False, on_stage: StageCallba
     notify = on_stage or (lambda _stage: None)
     with Store.scratch() as scratch:
         check_sources(scratch, config)  # nothing is written when a source is unusable
-    with Store.open(config.store_path, threads=config.store.threads) as store:
+    with Store.open(config.store_path, threads=config.store.threads, compress=config.store.compress) as store:
         run_id = begin_run(store, str(config.base_dir), str(config.model_path))
         # live ingests up to here are part of the run; later ones are applied again after it
         live_until = int(store.scalar("SELECT coalesce(max(seq), 0) FROM ingest_log"))
@@ -117,7 +117,9 @@ def run_pipeline(config: Config, *, retrain: bool = False, on_stage: StageCallba
                     )
                 with timer("write"):
                     for table in RUN_TABLES:
+                        start = time.perf_counter()
                         write_run_table(store, run_id, table, SERVED_LAYOUT.get(table, f"SELECT * FROM work.main.{table}"))
+                        summary.seconds[f"write: {table}"] = round(time.perf_counter() - start, 3)
             with timer("publish"):
                 model_json = config.model_path.read_text(encoding="utf-8") if config.model_path.exists() else None
                 publish_run(store, run_id, summary.as_dict(), model_json=model_json)

@@ -18,10 +18,16 @@ from profiles.model import ADDRESS_FIELDS, CANONICAL_FIELDS
 
 Rule = Literal["trust", "recent", "frequent"]
 
-_ORDER: Final[dict[str, str]] = {
-    "trust": "trust DESC, updated_at DESC NULLS LAST, freq DESC",
-    "recent": "updated_at DESC NULLS LAST, trust DESC, freq DESC",
-    "frequent": "freq DESC, trust DESC, updated_at DESC NULLS LAST",
+#: The order of each rule, as the components of an ascending sort key (see _KEY).
+_ORDER: Final[dict[str, tuple[str, ...]]] = {
+    "trust": ("trust", "updated_at", "freq"),
+    "recent": ("updated_at", "trust", "freq"),
+    "frequent": ("freq", "trust", "updated_at"),
+}
+#: Ascending sort key components: highest trust, most recent (no date last), most frequent.
+_KEY: Final[dict[str, str]] = {
+    "trust": "coalesce(-{}, 2147483647)",
+    "updated_at": "coalesce(-epoch_us({}), 9223372036854775807)",
 }
 #: Fields chosen one by one (the address is chosen as a unit; full_name is derived).
 SINGLE_FIELDS: Final[tuple[str, ...]] = tuple(
@@ -37,41 +43,55 @@ def rule_for(field: str, rules: Mapping[str, str], default: str) -> str:
     return rule
 
 
+def _pick(rows: str, group: str, first: str, rule: str, picked: str) -> str:
+    """Per profile, the row of ``rows`` that ``rule`` prefers, as a struct ``best`` of the
+    ``picked`` columns. ``first`` (a column, lower is better) comes before the rule, the
+    record key after it. Frequency is the number of the profile's rows with the same
+    ``group`` value: the rows are first aggregated per value (where frequency is
+    constant, so the value's best row is the rule's best without it), then per profile:
+    two hash aggregations instead of a sort of every row per field."""
+    within = ", ".join([first, *(_KEY[c].format(c) for c in _ORDER[rule] if c != "freq"), "record_key"])
+    across = ", ".join(
+        [f"best.{first}", *("-freq" if c == "freq" else _KEY[c].format(f"best.{c}") for c in _ORDER[rule]), "best.record_key"]
+    )
+    columns = ", ".join(f"{c} := {c}" for c in dict.fromkeys([*picked.split(", "), first, "trust", "updated_at", "record_key"]))
+    return f"""SELECT profile_id, arg_min(best, ({across})) AS best FROM (
+                   SELECT profile_id, count(*) AS freq, arg_min(struct_pack({columns}), ({within})) AS best
+                   FROM {rows} GROUP BY profile_id, {group})
+               GROUP BY profile_id"""
+
+
 def golden_fields_sql(records: str, membership: str, rules: Mapping[str, str], default: str = "trust") -> str:
     """SELECT producing ``golden_fields`` (profile_id, field, value, source, record_id,
     rule, updated_at) from a records table and a (record_key, profile_id) membership.
     Table names come from our own code, never from input."""
+    columns = ", ".join(f"r.{c}" for c in dict.fromkeys(
+        ["record_key", "source", "record_id", "trust", "updated_at", "first_name_std", *SINGLE_FIELDS, *ADDRESS_FIELDS]
+    ))
+    member_rows = f"""member_rows AS MATERIALIZED (
+        SELECT m.profile_id, {columns} FROM {records} r JOIN {membership} m USING (record_key))"""
     parts: list[str] = []
     for field in SINGLE_FIELDS:
         rule = rule_for(field, rules, default)
-        quality = _QUALITY.get(field, "1")
+        rows = f"""(SELECT profile_id, CAST({field} AS VARCHAR) AS value, source, record_id, record_key, trust, updated_at,
+                           -{_QUALITY.get(field, "1")} AS quality
+                    FROM member_rows WHERE {field} IS NOT NULL)"""
         parts.append(
-            f"""SELECT profile_id, '{field}' AS field, value, source, record_id, '{rule}' AS rule, updated_at FROM (
-                SELECT profile_id, value, source, record_id, updated_at,
-                       row_number() OVER (PARTITION BY profile_id ORDER BY quality DESC, {_ORDER[rule]}, record_key) AS rank
-                FROM (SELECT m.profile_id, CAST(r.{field} AS VARCHAR) AS value, r.source, r.record_id, r.record_key,
-                             r.trust, r.updated_at, {quality} AS quality,
-                             count(*) OVER (PARTITION BY m.profile_id, r.{field}) AS freq
-                      FROM {records} r JOIN {membership} m USING (record_key) WHERE r.{field} IS NOT NULL)
-            ) WHERE rank = 1"""
+            f"""SELECT profile_id, '{field}' AS field, best.value, best.source, best.record_id, '{rule}' AS rule, best.updated_at
+                FROM ({_pick(rows, "value", "quality", rule, "value, source, record_id")})"""
         )
     address_rule = rule_for("street", rules, default)
+    address_rows = f"""(SELECT *, -((postcode IS NOT NULL)::INT + (street IS NOT NULL)::INT + (house_number IS NOT NULL)::INT) AS completeness
+                        FROM member_rows WHERE postcode IS NOT NULL OR street IS NOT NULL)"""
+    picked = ", ".join([*ADDRESS_FIELDS, "source", "record_id"])
     chosen_address = f"""chosen_address AS MATERIALIZED (
-        SELECT * FROM (
-            SELECT x.*, row_number() OVER (
-                PARTITION BY x.profile_id ORDER BY completeness DESC, {_ORDER[address_rule]}, x.record_key) AS rank
-            FROM (SELECT m.profile_id, r.*,
-                         (r.postcode IS NOT NULL)::INT + (r.street IS NOT NULL)::INT + (r.house_number IS NOT NULL)::INT AS completeness,
-                         count(*) OVER (PARTITION BY m.profile_id, r.postcode, r.house_number, r.street, r.city) AS freq
-                  FROM {records} r JOIN {membership} m USING (record_key)
-                  WHERE r.postcode IS NOT NULL OR r.street IS NOT NULL) x
-        ) WHERE rank = 1)"""
+        SELECT profile_id, best.* FROM ({_pick(address_rows, "postcode, house_number, street, city", "completeness", address_rule, picked)}))"""
     for field in ADDRESS_FIELDS:
         parts.append(
             f"""SELECT profile_id, '{field}', CAST({field} AS VARCHAR), source, record_id, '{address_rule}', updated_at
                 FROM chosen_address WHERE {field} IS NOT NULL"""
         )
-    return f"WITH {chosen_address}\n" + "\nUNION ALL\n".join(parts)
+    return f"WITH {member_rows},\n{chosen_address}\n" + "\nUNION ALL\n".join(parts)
 
 
 def profiles_sql(golden_fields: str, records: str, membership: str) -> str:

@@ -128,7 +128,7 @@ def create_app(config_path: str | Path | None = None) -> ASGIApp:
     """App factory (uvicorn ``--factory``): opens the store named by the config."""
     config = load_config(config_path or os.environ.get("UNIFY_CONFIG", "unify.toml"))
     keyring = Keyring.from_config(config)
-    store = Store.open(config.store_path)
+    store = Store.open(config.store_path, compress=config.store.compress)
     ensure_serving_indexes(store)  # once per published run (kept in the store file)
     queries = ProfileQueries(store)
     graphql = _GraphQL(config, queries, queries.secret("pseudonym_key").encode())

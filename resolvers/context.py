@@ -23,7 +23,6 @@ class Loaders:
 
     profile_by_profile_id: DataLoader[str, dict[str, Any] | None]
     records_by_profile_id: DataLoader[str, list[dict[str, Any]]]
-    identifiers_by_profile_id: DataLoader[str, list[dict[str, Any]]]
     golden_fields_by_profile_id: DataLoader[str, list[dict[str, Any]]]
     record_by_record_key: DataLoader[str, dict[str, Any] | None]
 
@@ -39,7 +38,6 @@ def make_loaders(queries: ProfileQueries) -> Loaders:
     return Loaders(
         profile_by_profile_id=batch(queries.profiles, None),
         records_by_profile_id=batch(queries.records, list),
-        identifiers_by_profile_id=batch(queries.identifiers, list),
         golden_fields_by_profile_id=batch(queries.golden_fields, list),
         record_by_record_key=batch(queries.records_by_key, None),
     )

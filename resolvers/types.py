@@ -12,6 +12,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from profiles.model import CONTACT_PII_FIELDS
+from profiles.store import identifiers_of
 from resolvers.auth import Role
 from resolvers.context import Context, context_of, pii, require
 from resolvers.explanations import MatchExplanation, explain, spanning_links
@@ -164,7 +165,7 @@ class Profile:
     @strawberry.field
     async def identifiers(self, info: Info[Context, Any]) -> list[Identifier]:
         pid = self.row["profile_id"]
-        rows = await context_of(info).loaders.identifiers_by_profile_id.load(pid)
+        rows = identifiers_of(await context_of(info).loaders.records_by_profile_id.load(pid))
         return [Identifier(profile_id=pid, kind=r["kind"], raw_value=r["value"], sources=list(r["sources"])) for r in rows]
 
     @strawberry.field(

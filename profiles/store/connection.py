@@ -46,7 +46,11 @@ class Store:
         self._lock = threading.RLock()
 
     @classmethod
-    def open(cls, path: Path | str, *, read_only: bool = False, threads: int | None = None) -> Store:
+    def open(
+        cls, path: Path | str, *, read_only: bool = False, threads: int | None = None, compress: bool = True
+    ) -> Store:
+        """Open (or create) the store file. ``compress=False`` writes new table data
+        uncompressed: about 3x the disk, but faster to write and to read by key."""
         path = Path(path)
         if read_only and not path.exists():
             raise StoreError(f"store {path} does not exist: run `unify run` first")
@@ -61,6 +65,8 @@ class Store:
             ) from exc
         if threads:
             con.execute(f"SET threads = {int(threads)}")
+        if not compress:
+            con.execute("SET force_compression = 'uncompressed'")
         store = cls(con, path, read_only)
         if not read_only:
             from profiles.store.schema import ensure_schema

@@ -77,9 +77,11 @@ class ProfileQueries:
         return {r["profile_id"]: r for r in rows}
 
     def records(self, profile_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """Each profile's records, most recent first, with their identifiers (a list of
+        {kind, value}), so that a card's identifiers need no query of their own."""
         ids = list(profile_ids)
         rows = self._dicts(
-            f"""SELECT r.* EXCLUDE (raw, identifiers), r.raw::VARCHAR AS raw
+            f"""SELECT r.* EXCLUDE (raw), r.raw::VARCHAR AS raw
                 FROM records r WHERE r.profile_id IN ({marks(ids)})
                 ORDER BY r.updated_at DESC NULLS LAST, r.record_key""",
             ids,
@@ -89,16 +91,6 @@ class ProfileQueries:
             for record in records:
                 record["raw"] = json.loads(record["raw"]) if record["raw"] else None
         return grouped
-
-    def identifiers(self, profile_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
-        ids = list(profile_ids)
-        rows = self._dicts(
-            f"""SELECT profile_id, i.kind, i.value, list(DISTINCT source ORDER BY source) AS sources
-                FROM (SELECT profile_id, source, unnest(identifiers) AS i FROM records WHERE profile_id IN ({marks(ids)}))
-                GROUP BY ALL ORDER BY i.kind, i.value""",
-            ids,
-        )
-        return _group(rows)
 
     def golden_fields(self, profile_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
         ids = list(profile_ids)
@@ -241,6 +233,16 @@ class ProfileQueries:
                 "INSERT INTO audit_log (event_id, occurred_at, actor, role, action, subject, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [f"ev_{secrets.token_hex(8)}", now, event.actor, event.role, event.action, event.subject, json.dumps(event.detail)],
             )
+
+
+def identifiers_of(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A profile's identifiers from its records (as ``records`` returns them): each
+    (kind, value) once, with the sources that hold it, ordered by kind and value."""
+    sources: dict[tuple[str, str], set[str]] = {}
+    for record in records:
+        for identifier in record.get("identifiers") or ():
+            sources.setdefault((identifier["kind"], identifier["value"]), set()).add(record["source"])
+    return [{"kind": k, "value": v, "sources": sorted(s)} for (k, v), s in sorted(sources.items())]
 
 
 def _group(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
