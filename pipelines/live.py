@@ -126,7 +126,7 @@ class LiveIngest:
 
     def _date_formats(self) -> DateFormats:
         text = self.store.scalar(
-            "SELECT summary::VARCHAR FROM runs WHERE status = 'published' ORDER BY finished_at DESC LIMIT 1"
+            "SELECT max_by(summary::VARCHAR, finished_at) FROM runs WHERE status = 'published'"
         )
         formats = json.loads(text).get("date_formats", {}) if text else {}
         return {str(k): dict(v) for k, v in formats.items()}

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from profiles.store.connection import Store, marks
+from profiles.store.runs import current_run
 
 
 @dataclass(frozen=True)
@@ -196,12 +197,12 @@ class ProfileQueries:
 
     def published_model(self) -> dict[str, Any]:
         """The exact model the published run scored with (kept with the run)."""
-        run = self.store.rows("SELECT run_id, model::VARCHAR FROM runs WHERE status = 'published' ORDER BY finished_at DESC LIMIT 1")
-        if not run or run[0][1] is None:
+        run_id = current_run(self.store)
+        if run_id is None:
             return {}
-        run_id, text = run[0]
-        if self._model_cache.get("run") != run_id:
-            self._model_cache = {"run": run_id, "model": json.loads(text)}
+        if self._model_cache.get("run") != run_id:  # the model text is read once per run
+            text = self.store.scalar("SELECT model::VARCHAR FROM runs WHERE run_id = ?", [run_id])
+            self._model_cache = {"run": run_id, "model": json.loads(text) if text is not None else {}}
         model: dict[str, Any] = self._model_cache["model"]
         return model
 

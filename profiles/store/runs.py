@@ -21,9 +21,8 @@ def new_run_id(now: datetime | None = None) -> str:
 
 
 def current_run(store: Store) -> str | None:
-    value = store.scalar(
-        "SELECT run_id FROM runs WHERE status = 'published' ORDER BY finished_at DESC LIMIT 1"
-    )
+    # max_by, not ORDER BY ... LIMIT 1: a quarter of the time, and this runs on every live ingest
+    value = store.scalar("SELECT max_by(run_id, finished_at) FROM runs WHERE status = 'published'")
     return str(value) if value is not None else None
 
 
