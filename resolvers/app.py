@@ -7,7 +7,9 @@ bounded in size and time, and audited when it returns PII.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -60,7 +62,7 @@ class _GraphQL(GraphQL[Context, None]):
         result = await super().execute_operation(request, request_adapter, request_data, context, root_value, sub_response)
         event = context.audit_event(getattr(request_data, "operation_name", None))
         if event is not None:
-            context.queries.append_audit([event])
+            await asyncio.to_thread(context.queries.append_audit, [event])
         return result
 
 
@@ -127,6 +129,9 @@ async def _health(_: Request) -> Response:
 def create_app(config_path: str | Path | None = None) -> ASGIApp:
     """App factory (uvicorn ``--factory``): opens the store named by the config."""
     config = load_config(config_path or os.environ.get("UNIFY_CONFIG", "unify.toml"))
+    # Store reads run on worker threads while the event loop goes on; a thread that
+    # finished its query waits for the GIL at most this long (default 5 ms).
+    sys.setswitchinterval(0.0005)
     keyring = Keyring.from_config(config)
     store = Store.open(config.store_path, compress=config.store.compress)
     ensure_serving_indexes(store)  # once per published run (kept in the store file)
@@ -141,6 +146,10 @@ def create_app(config_path: str | Path | None = None) -> ASGIApp:
             store.close()
 
     guarded = _Guard(graphql, keyring, config.api.max_body_bytes, config.api.resolver_timeout)
+    # What start-up made (schema, config, store objects) lives as long as the process:
+    # out of the collector's generations, so that collections during requests stay short.
+    gc.collect()
+    gc.freeze()
     return Starlette(routes=[Route("/healthz", _health), Route("/graphql", guarded, methods=["POST"])], lifespan=lifespan)
 
 

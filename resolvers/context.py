@@ -3,6 +3,7 @@ carries (audited once the request is done)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ class Loaders:
 def make_loaders(queries: ProfileQueries) -> Loaders:
     def batch(fetch: Any, empty: Any) -> DataLoader[str, Any]:
         async def load(keys: list[str]) -> list[Any]:
-            found = fetch(keys)
+            found = await asyncio.to_thread(fetch, keys)  # a worker's cursor: the event loop goes on
             return [found.get(k, empty() if callable(empty) else empty) for k in keys]
 
         return DataLoader(load_fn=load)

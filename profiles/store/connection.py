@@ -44,6 +44,9 @@ class Store:
         self.read_only = read_only
         self.catalog: str = str(connection.sql("SELECT current_database()").fetchall()[0][0])
         self._lock = threading.RLock()
+        self._owner = threading.get_ident()
+        self._readers = threading.local()
+        self._cursors: list[Store] = []
 
     @classmethod
     def open(
@@ -88,7 +91,26 @@ class Store:
         self.close()
 
     def close(self) -> None:
+        with self._lock:
+            for cursor in self._cursors:
+                cursor.close()
+            self._cursors.clear()
         self._con.close()
+
+    def reader(self) -> Store:
+        """This store for reads by the calling thread: itself on the thread that opened it,
+        a cursor of the thread's own on any other. DuckDB runs the cursors' queries in
+        parallel with each other and with the owner's (a cursor sees committed data
+        only), so a server can read on worker threads while its event loop goes on."""
+        if threading.get_ident() == self._owner:
+            return self
+        reader: Store | None = getattr(self._readers, "store", None)
+        if reader is None:
+            with self._lock:
+                reader = Store(self._con.cursor(), self.path, self.read_only)
+                self._cursors.append(reader)
+            self._readers.store = reader
+        return reader
 
     @property
     def connection(self) -> duckdb.DuckDBPyConnection:
