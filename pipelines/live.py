@@ -43,9 +43,13 @@ from profiles.store import AuditEvent, ProfileQueries, Steward, Stewardship, Sto
 
 #: Indexed record columns, most selective first: a blocking rule is looked up by the first of its columns here.
 _SELECTIVITY = {f"o.{c}": i for i, c in enumerate(("phone_std", "email_std", "postcode_std", "dob", "last_name_std", "first_name_std"))}
+#: A rule on first and last name is looked up by ``name_key`` (first|last, indexed) instead.
+_NAME_PARTS = ("o.first_name_std", "o.last_name_std")
 #: Up to this many new records, candidates are looked up record by record (index scans);
 #: more are joined with the stored records rule by rule (hash joins).
 _LOOKUP_MAX = 50
+#: Term frequencies kept per run (values; the cache starts over beyond this).
+_TF_CACHE_MAX = 500_000
 STATUSES = ("attached", "new_profile", "review", "merged", "updated", "moved", "quarantined")
 
 
@@ -93,7 +97,7 @@ class LiveIngest:
             store, match_threshold=config.matching.match_threshold,
             rules=config.survivorship.fields, default_rule=config.survivorship.default,
         )
-        self._prepared: tuple[str, DateFormats] | None = None  # (run, its date formats)
+        self._prepared: _Prepared | None = None  # what was read of the published run, once per run
 
     def ingest(
         self, source_name: str, by: Steward, *, rows: Sequence[Mapping[str, Any]] | None = None, path: Path | None = None
@@ -107,10 +111,14 @@ class LiveIngest:
             model = self.queries.published_model()
             if run is None or not model:
                 raise StoreError("no published run with a model: run `unify run` before ingesting")
-            if self._prepared is None or self._prepared[0] != run:
+            if self._prepared is None or self._prepared.run != run:
                 ensure_serving_indexes(self.store)  # once per run: keyed lookups instead of table scans
-                self._prepared = (run, self._date_formats())
-            staged = self._stage(source, model, self._prepared[1], rows=rows, path=path)
+                self._prepared = _Prepared(
+                    run=run, date_formats=self._date_formats(),
+                    record_columns=frozenset(self.store.columns(f"{ident(self.store.catalog)}.{ident(run)}.records")),
+                    term_frequencies=term_frequencies_relation(self.store),
+                )
+            staged = self._stage(source, model, self._prepared.date_formats, rows=rows, path=path)
             with self.store.transaction():
                 report = self._apply(run, model, source, staged, by)
         report.seconds = round(time.perf_counter() - started, 4)
@@ -206,11 +214,17 @@ class LiveIngest:
                     parts.append(f"SELECT ? AS new_key, record_key AS stored_key FROM {cat}.main.identifiers WHERE kind = ? AND value = ?")
                     params += [row["record_key"], id_columns[stored[0]], values[0]]
                     continue
-                first = min(range(len(stored)), key=lambda j: _SELECTIVITY.get(stored[j], len(_SELECTIVITY)))
-                rest = [j for j in range(len(stored)) if j != first]
+                if self._name_key and all(part in stored for part in _NAME_PARTS):
+                    # the name equalities stay in the filter: "jan de|vries" is also "jan|de vries"
+                    key = ("name_key", "|".join(str(values[stored.index(part)]) for part in _NAME_PARTS))
+                    rest = list(range(len(stored)))
+                else:
+                    first = min(range(len(stored)), key=lambda j: _SELECTIVITY.get(stored[j], len(_SELECTIVITY)))
+                    key = (stored[first][2:], values[first])
+                    rest = [j for j in range(len(stored)) if j != first]
                 condition = ([stored[j] for j in rest], [values[j] for j in rest])
-                if condition not in lookups.setdefault((stored[first][2:], values[first]), []):
-                    lookups[(stored[first][2:], values[first])].append(condition)
+                if condition not in lookups.setdefault(key, []):
+                    lookups[key].append(condition)
             for (column, value), conditions in lookups.items():
                 needed = sorted({"record_key", *(c for exprs, _ in conditions for e in exprs for c in re.findall(r"\bo\.(\w+)", e))})
                 where = " OR ".join("(" + (" AND ".join(f"{e} = ?" for e in exprs) or "true") + ")" for exprs, _ in conditions)
@@ -247,20 +261,25 @@ class LiveIngest:
                SELECT DISTINCT least(new_key, stored_key) AS record_key_l, greatest(new_key, stored_key) AS record_key_r
                FROM candidates WHERE new_key <> stored_key"""
         )
-        tf = term_frequencies_relation(self.store)
-        if tf == "term_frequencies":
-            # only the values at hand, looked up by value (indexed): joining the whole table
-            # (millions of emails and phones at 1M records) would dominate a single ingest
-            columns_tf = tf_columns(model)
+        tf = self._state.term_frequencies
+        columns_tf = tf_columns(model)
+        if tf == "term_frequencies" and columns_tf:
+            # only the values at hand: joining the whole table (millions of emails and
+            # phones at 1M records) would dominate a single ingest
             values = sorted({
-                str(v) for col in columns_tf for (v,) in self.store.rows(f"SELECT DISTINCT {ident(col)} FROM side") if v is not None
+                str(v) for (v,) in self.store.rows(f"SELECT DISTINCT unnest([{', '.join(f'CAST({ident(c)} AS VARCHAR)' for c in columns_tf)}]) FROM side")
+                if v is not None
             })
-            in_values, params = in_list("value", values)
-            self.store.execute(
-                f"""CREATE TABLE tf_needed AS SELECT * FROM {ident(self.store.catalog)}.main.term_frequencies
-                    WHERE {in_values} AND column_name IN ({', '.join(_literal(c) for c in columns_tf) or 'NULL'})""",
-                params,
-            )
+            rows = self._term_frequencies(values)
+            self.store.register("_live_tf", pa.table({
+                "column_name": pa.array([r[0] for r in rows if r[0] in columns_tf], pa.string()),
+                "value": pa.array([r[1] for r in rows if r[0] in columns_tf], pa.string()),
+                "tf": pa.array([r[2] for r in rows if r[0] in columns_tf], pa.float64()),
+            }))
+            try:
+                self.store.execute("CREATE TABLE tf_needed AS SELECT * FROM _live_tf")
+            finally:
+                self.store.unregister("_live_tf")
             tf = "tf_needed"
         relation = pairs_sql(model, "SELECT * FROM side", "SELECT * FROM side", candidates="SELECT * FROM candidate_pairs", term_frequencies=tf)
         self.store.execute(
@@ -268,6 +287,36 @@ class LiveIngest:
                 SELECT md5(record_key_l || '|' || record_key_r)[:16] AS pair_id, COLUMNS(c -> NOT starts_with(c, 'gamma_'))
                 FROM ({score_sql(model, relation)})"""
         )
+
+    @property
+    def _state(self) -> _Prepared:
+        assert self._prepared is not None, "prepared in ingest()"
+        return self._prepared
+
+    @property
+    def _name_key(self) -> bool:
+        """The published records have ``name_key`` (runs before it was added do not)."""
+        return "name_key" in self._state.record_columns
+
+    def _term_frequencies(self, values: list[str]) -> list[tuple[str, str, float]]:
+        """The published term frequencies (column, value, tf) of ``values``, cached per run:
+        each value is an indexed equality (an ``IN`` list of them scans the table)."""
+        cache = self._state.tf_rows
+        missing = [v for v in values if v not in cache]
+        if len(cache) + len(missing) > _TF_CACHE_MAX:
+            cache.clear()
+        table = f"{ident(self.store.catalog)}.main.term_frequencies"
+        if len(missing) > _LOOKUP_MAX * 4:  # a bulk file: one semi-join scan beats thousands of lookups
+            found = self.store.rows(f"SELECT column_name, value, tf FROM {table} WHERE value IN (SELECT unnest(?))", [missing])
+        elif missing:
+            found = self.store.rows(" UNION ALL ".join(f"SELECT column_name, value, tf FROM {table} WHERE value = ?" for _ in missing), missing)
+        else:
+            found = []
+        for v in missing:
+            cache[v] = []
+        for column, value, tf in found:
+            cache[str(value)].append((str(column), str(value), float(tf)))
+        return [row for v in values for row in cache.get(v, [])]
 
     # ---- phase 2: in one transaction on the store ----------------------------------
 
@@ -286,7 +335,7 @@ class LiveIngest:
         ]
         in_keys, key_params = in_list("record_key", keys)
         previous = {str(k): str(p) for k, p in self.store.rows(f"SELECT record_key, profile_id FROM records WHERE {in_keys}", key_params)}
-        self._replace_rows(r, staged, keys)
+        self._replace_rows(r, staged, sorted(previous))
         linked = sorted({
             k for a, b, p in zip(
                 staged.pairs.column("record_key_l").to_pylist(), staged.pairs.column("record_key_r").to_pylist(),
@@ -295,7 +344,7 @@ class LiveIngest:
         } - set(keys))
         in_linked, linked_params = in_list("record_key", linked)
         touched = sorted(
-            {str(p) for (p,) in self.store.rows(f"SELECT DISTINCT profile_id FROM records WHERE {in_linked}", linked_params) if p}
+            {str(p) for (p,) in (self.store.rows(f"SELECT DISTINCT profile_id FROM records WHERE {in_linked}", linked_params) if linked else []) if p}
             | set(previous.values())
         )
         members = self.stewardship.records_of(touched) if touched else {}
@@ -341,13 +390,13 @@ class LiveIngest:
         ])
         return report
 
-    def _replace_rows(self, r: str, staged: _Staged, keys: list[str]) -> None:
-        """Put the new rows into the run's tables (an updated record replaces its old row
-        and its old pairs); profile ids are given by ``reassign`` afterwards."""
-        in_keys, params = in_list("record_key", keys)
-        for table in ("records", "membership", "identifiers"):
+    def _replace_rows(self, r: str, staged: _Staged, updated: list[str]) -> None:
+        """Put the new rows into the run's tables (an ``updated`` record replaces its old
+        row and its old pairs); profile ids are given by ``reassign`` afterwards."""
+        in_keys, params = in_list("record_key", updated)
+        for table in ("records", "membership", "identifiers") if updated else ():
             self.store.execute(f"DELETE FROM {r}.{table} WHERE {in_keys}", params)
-        for table in ("pairs", "review_queue"):
+        for table in ("pairs", "review_queue") if updated else ():
             for side in ("record_key_l", "record_key_r"):  # two indexed deletes, not one scanning OR
                 self.store.execute(f"DELETE FROM {r}.{table} WHERE {in_keys.replace('record_key', side)}", params)
         inserts = {
@@ -363,6 +412,8 @@ class LiveIngest:
                    "pairs": staged.pairs, "field_issues": staged.issues, "quarantine": staged.quarantine}
         for table, select in inserts.items():
             rows = sources[table]
+            if table == "records":  # a run published before a column was added lacks it
+                rows = rows.select([c for c in rows.column_names if c in self._state.record_columns])
             if rows.num_rows:
                 self.store.register("_live_rows", rows)
                 try:
@@ -456,7 +507,8 @@ class LiveIngest:
         others = sorted({k for p in band for k in (p["record_key_l"], p["record_key_r"]) if k not in assignment})
         in_others, params = in_list("record_key", others)
         profile_of = dict(assignment)
-        profile_of.update({str(k): str(v) for k, v in self.store.rows(f"SELECT record_key, profile_id FROM records WHERE {in_others}", params)})
+        if others:
+            profile_of.update({str(k): str(v) for k, v in self.store.rows(f"SELECT record_key, profile_id FROM records WHERE {in_others}", params)})
         queued = [p for p in band if profile_of.get(p["record_key_l"]) != profile_of.get(p["record_key_r"])]
         if queued:
             self.store.register("_live_rows", pa.table({
@@ -504,6 +556,17 @@ class LiveIngest:
                 previous_profile_id=before, merged_profiles=list(merged.get(pid, [])), review_pairs=review.get(key, []),
             ))
         return out
+
+
+@dataclass
+class _Prepared:
+    """What a live ingester read of the published run (again when another is published)."""
+
+    run: str
+    date_formats: DateFormats
+    record_columns: frozenset[str]
+    term_frequencies: str  # the relation scoring reads them from
+    tf_rows: dict[str, list[tuple[str, str, float]]] = field(default_factory=dict)  # value -> rows
 
 
 @dataclass(frozen=True)

@@ -120,7 +120,7 @@ def _drop_old_runs(store: Store, keep_previous: int) -> None:
 #: by key: a profile's rows, a record's rows and pairs, and the blocking columns. Built
 #: once per run (they are kept in the store file), by the process that serves it.
 SERVING_INDEXES: Final[dict[str, tuple[str, ...]]] = {
-    "records": ("record_key", "profile_id", "phone_std", "email_std", "dob", "postcode_std", "first_name_std", "last_name_std"),
+    "records": ("record_key", "profile_id", "phone_std", "email_std", "dob", "postcode_std", "name_key"),
     "membership": ("record_key",),
     "identifiers": ("record_key", "value"),
     "profiles": ("profile_id",),
@@ -142,6 +142,9 @@ def ensure_serving_indexes(store: Store) -> int:
             "SELECT index_name FROM duckdb_indexes() WHERE database_name = ? AND schema_name = ?", [store.catalog, run]
         )
     }
+    def columns_of(table: str) -> set[str]:  # a run published by an older version may lack one
+        return set(store.columns(f"{ident(store.catalog)}.{ident(run)}.{ident(table)}"))
+
     made = 0
     if not store.scalar("SELECT count(*) FROM duckdb_indexes() WHERE database_name = ? AND index_name = 'ix_registry_profile_id'", [store.catalog]):
         store.execute("CREATE INDEX ix_registry_profile_id ON profile_registry (profile_id)")
@@ -149,7 +152,7 @@ def ensure_serving_indexes(store: Store) -> int:
     for table, columns in SERVING_INDEXES.items():
         for column in columns:
             name = f"ix_{table}_{column}"
-            if name not in existing and store.table_exists(table, schema=run):
+            if name not in existing and store.table_exists(table, schema=run) and column in columns_of(table):
                 store.execute(f"CREATE INDEX {ident(name)} ON {ident(store.catalog)}.{ident(run)}.{ident(table)} ({ident(column)})")
                 made += 1
     return made

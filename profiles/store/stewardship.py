@@ -441,7 +441,8 @@ class Stewardship:
         others = sorted({k for a, b, _ in links for k in (a, b) if k not in assignment})
         in_others, other_params = in_list("record_key", others)
         profile_of = dict(assignment)
-        profile_of.update({str(k): str(p) for k, p in self.store.rows(f"SELECT record_key, profile_id FROM records WHERE {in_others}", other_params)})
+        if others:
+            profile_of.update({str(k): str(p) for k, p in self.store.rows(f"SELECT record_key, profile_id FROM records WHERE {in_others}", other_params)})
         best: dict[str, float] = {}
         for a, b, p in links:
             if profile_of.get(a) is not None and profile_of.get(a) == profile_of.get(b):
