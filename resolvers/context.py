@@ -55,6 +55,13 @@ class Context:
     # explanations of a page of candidate pairs, computed in one batch when first asked
     pending_explanations: list[tuple[str, str]] = field(default_factory=list)
     explanations: dict[tuple[str, str], Any] = field(default_factory=dict)
+    # shared with the HTTP layer (resolvers.app): a request whose write has committed is
+    # answered with its outcome even after the time limit, never with TIMEOUT
+    request_state: dict[str, Any] = field(default_factory=dict)
+
+    def committed(self) -> None:
+        """Say that this request's write is in the store."""
+        self.request_state["committed"] = True
 
     def stewardship(self) -> Stewardship:
         matching, rules = self.config.matching, self.config.survivorship

@@ -79,6 +79,7 @@ class IngestMutation:
             if live is None or live.store is not ctx.queries.store:
                 live = _LIVE[id(ctx.queries)] = LiveIngest(ctx.queries.store, ctx.config)
             report = live.ingest(source, by, rows=[record])
+            ctx.committed()
         except ConfigError as exc:
             raise ApiError(str(exc)) from None
         (outcome,) = report.records

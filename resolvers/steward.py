@@ -255,7 +255,9 @@ def _act(info: Info[Context, Any], mutation: str, arguments: dict[str, Any], do:
         raise ApiError("a reason is required for every steward action")
     by = Steward(actor=ctx.principal.actor, role=ctx.principal.role.value)
     try:
-        return StewardAction.of(do(ctx.stewardship(), by))
+        action = do(ctx.stewardship(), by)
+        ctx.committed()
+        return StewardAction.of(action)
     except (ConflictError, NotFoundError, InvalidActionError) as exc:
         error: ApiError = (
             Conflict(str(exc)) if isinstance(exc, ConflictError)
