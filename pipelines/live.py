@@ -263,13 +263,18 @@ class LiveIngest:
         )
         tf = self._state.term_frequencies
         columns_tf = tf_columns(model)
-        if tf == "term_frequencies" and columns_tf:
-            # only the values at hand: joining the whole table (millions of emails and
-            # phones at 1M records) would dominate a single ingest
-            values = sorted({
-                str(v) for (v,) in self.store.rows(f"SELECT DISTINCT unnest([{', '.join(f'CAST({ident(c)} AS VARCHAR)' for c in columns_tf)}]) FROM side")
-                if v is not None
-            })
+        side_values = f"SELECT DISTINCT unnest([{', '.join(f'CAST({ident(c)} AS VARCHAR)' for c in columns_tf)}]) AS value FROM side"
+        if tf == "term_frequencies" and columns_tf and len(keys) > _LOOKUP_MAX * 4:
+            # a bulk file: one semi-join of the published table (the values are too many to look up one by one)
+            self.store.execute(
+                f"""CREATE TABLE tf_needed AS SELECT * FROM {ident(self.store.catalog)}.main.term_frequencies
+                    WHERE value IN ({side_values}) AND column_name IN ({', '.join(_literal(c) for c in columns_tf)})"""
+            )
+            tf = "tf_needed"
+        elif tf == "term_frequencies" and columns_tf:
+            # only the values at hand, by indexed lookups: joining the whole table (millions of
+            # emails and phones at 1M records) would dominate a single ingest
+            values = sorted({str(v) for (v,) in self.store.rows(side_values) if v is not None})
             rows = self._term_frequencies(values)
             self.store.register("_live_tf", pa.table({
                 "column_name": pa.array([r[0] for r in rows if r[0] in columns_tf], pa.string()),
@@ -306,9 +311,7 @@ class LiveIngest:
         if len(cache) + len(missing) > _TF_CACHE_MAX:
             cache.clear()
         table = f"{ident(self.store.catalog)}.main.term_frequencies"
-        if len(missing) > _LOOKUP_MAX * 4:  # a bulk file: one semi-join scan beats thousands of lookups
-            found = self.store.rows(f"SELECT column_name, value, tf FROM {table} WHERE value IN (SELECT unnest(?))", [missing])
-        elif missing:
+        if missing:
             found = self.store.rows(" UNION ALL ".join(f"SELECT column_name, value, tf FROM {table} WHERE value = ?" for _ in missing), missing)
         else:
             found = []

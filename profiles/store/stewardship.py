@@ -400,18 +400,21 @@ class Stewardship:
             if p is not None
         })
         self._regroup(run, assignment, touched)
-        fresh = sorted(p for p in after if p not in profiles_before)
+        before = set(profiles_before)
+        fresh = sorted(p for p in after if p not in before)
         if fresh:
             self.store.execute(
                 "INSERT INTO profile_registry (profile_id, created_run, created_at) SELECT unnest(?::VARCHAR[]), ?, ?",
                 [fresh, run, datetime.now(timezone.utc)],
             )
         retired: dict[str, str] = {}
+        taken_from: dict[str, dict[str, int]] = {}  # former profile -> new profile -> records it took
+        for key, profile in was.items():
+            if key in assignment:
+                counts = taken_from.setdefault(profile, {})
+                counts[assignment[key]] = counts.get(assignment[key], 0) + 1
         for old in (p for p in profiles_before if p not in after):
-            taken: dict[str, int] = {}
-            for key, profile in was.items():
-                if profile == old and key in assignment:
-                    taken[assignment[key]] = taken.get(assignment[key], 0) + 1
+            taken = taken_from.get(old, {})
             survivor = min(taken, key=lambda p: (-taken[p], p)) if taken else None
             self.store.execute(
                 "UPDATE profile_registry SET retired_run = ?, redirect_to = ? WHERE profile_id = ?", [run, survivor, old]
