@@ -115,6 +115,8 @@ def ingest_sources(store: Store, config: Config, live_until: int = 0) -> dict[st
 
 def _load_live(store: Store, source: SourceConfig, raw_table: str, until: int) -> int:
     """``live_<source>``: the latest live-ingested row of every record id the file lacks."""
+    if until == 0:  # nothing was ingested live: no scan of the file's ids
+        return 0
     file_ids = _value_sql(source.id, source.format == "ndjson")
     store.execute(
         f"""CREATE OR REPLACE TABLE {ident('live_' + source.name)} AS
@@ -239,11 +241,13 @@ def _quarantine_rows(store: Store, source: SourceConfig, raw_table: str, as_json
             FROM {t} WHERE {rid} IS NULL""",
         [source.name, source.id],
     )
-    store.execute(
+    store.execute(  # ids seen twice found by a hash aggregation, not a window over every row
         f"""INSERT INTO quarantine
-            SELECT ?, _line, rid, 'duplicate record id (first seen at line ' || first_line || ')', left(_raw, 500)
-            FROM (SELECT _line, _raw, {rid} AS rid, min(_line) OVER (PARTITION BY {rid}) AS first_line FROM {t} WHERE {rid} IS NOT NULL)
-            WHERE _line > first_line""",
+            SELECT ?, r._line, r.rid, 'duplicate record id (first seen at line ' || d.first_line || ')', left(r._raw, 500)
+            FROM (SELECT _line, _raw, {rid} AS rid FROM {t}) r
+            JOIN (SELECT {rid} AS rid, min(_line) AS first_line FROM {t} WHERE {rid} IS NOT NULL GROUP BY ALL HAVING count(*) > 1) d
+              USING (rid)
+            WHERE r._line > d.first_line""",
         [source.name],
     )
     store.execute(

@@ -21,6 +21,8 @@ PARTICLES: tuple[str, ...] = tuple(
         key=lambda p: (-len(p), p),
     )
 )
+#: What a text starting with a particle starts with (str.startswith takes the tuple in one call).
+_PARTICLE_STARTS: tuple[str, ...] = tuple(p + " " for p in PARTICLES)
 _ABBREVIATIONS = {"v.d.": "van der", "v/d": "van der", "vd": "van der", "v.": "van", "d.": "de"}
 _SPACES = re.compile(r"\s+")
 _NOT_NAME = re.compile(r"[^\w\s'\-]", re.UNICODE)
@@ -100,6 +102,8 @@ def _is_particles(text: str) -> bool:
 
 def _split_particles(part: str) -> tuple[str, str]:
     folded = fold(part)
+    if not folded.startswith(_PARTICLE_STARTS):
+        return "", part
     for particle in PARTICLES:
         if folded.startswith(particle + " "):
             n = len(particle.split(" "))
@@ -152,7 +156,7 @@ def split_full_name(value: str) -> FullName:
     folded = [fold(w) for w in words]
     for i in range(1, len(words)):
         rest = " ".join(folded[i:])
-        if any(rest.startswith(p + " ") for p in PARTICLES) or _ABBREVIATIONS.get(words[i].casefold()):
+        if rest.startswith(_PARTICLE_STARTS) or _ABBREVIATIONS.get(words[i].casefold()):
             start = i
             break
     first = words[0]
