@@ -116,7 +116,11 @@ class _Guard:
         state: dict[str, Any] = {}  # the request's Context.request_state
         scope = {**scope, "unify.principal": principal, "unify.state": state}
         task = asyncio.ensure_future(self.app(scope, replay, tracking_send))
-        await asyncio.wait({task}, timeout=self.timeout)
+        try:
+            await asyncio.wait({task}, timeout=self.timeout)
+        except asyncio.CancelledError:  # the server gives up on the request: so does the app
+            task.cancel()
+            raise
         if not task.done() and state.get("committed"):
             # the write is in the store: its client gets the outcome, however late (a
             # TIMEOUT would say it failed); a checkpoint can hold a commit for seconds
