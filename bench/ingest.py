@@ -310,7 +310,7 @@ def child_inprocess(config_path: str, singles_path: str, warmup: str, count: str
     inside: list[float] = []
     slowest: list[tuple[float, str, str, int]] = []  # (seconds, record key, status, profiles merged)
     opened = time.perf_counter()
-    with Store.open(config.store_path, compress=config.store.compress) as store:
+    with Store.open(config.store_path, compress=config.store.compress, checkpoint_wal=config.store.checkpoint_wal) as store:
         open_seconds = time.perf_counter() - opened
         live = LiveIngest(store, config)
         warmup_seconds: list[float] = []
@@ -371,7 +371,7 @@ def child_bulk(config_path: str, source: str, file: str) -> dict[str, Any]:
     from profiles.store import Steward, Store
 
     config = load_config(config_path)
-    with Store.open(config.store_path, compress=config.store.compress) as store:
+    with Store.open(config.store_path, compress=config.store.compress, checkpoint_wal=config.store.checkpoint_wal) as store:
         report = LiveIngest(store, config).ingest(source, Steward(ACTOR, "admin"), path=Path(file))
     return {"rows": report.rows, "quarantined": report.quarantined, "field_issues": report.field_issues,
             "seconds": report.seconds, "records_per_second": round(report.rows / report.seconds, 1), "counts": report.counts()}

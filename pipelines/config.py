@@ -26,6 +26,13 @@ class StoreConfig(_Strict):
     path: Path = Field(Path("unify.duckdb"), description="DuckDB store file (relative to the config file).")
     memory_limit: str | None = Field(None, description="DuckDB memory limit for runs, e.g. '6GB'; default: DuckDB's (80% of RAM).")
     threads: int | None = Field(None, ge=1, description="DuckDB worker threads; default: all cores.")
+    checkpoint_wal: str = Field(
+        "256MB",
+        pattern=r"^[0-9]+(\.[0-9]+)?\s*(B|KB|MB|GB|KiB|MiB|GiB)$",
+        description="For the server and `unify ingest`: the write-ahead log size at which a commit also checkpoints "
+        "the store (DuckDB's default is 16MB). A checkpoint rewrites the indexes of every changed table, seconds "
+        "at 1M records, so the server checkpoints when idle instead and this is the backstop.",
+    )
     compress: bool = Field(
         False,
         description="Compress the store's tables: about a third of the disk, but runs write them ~40% slower "

@@ -50,10 +50,13 @@ class Store:
 
     @classmethod
     def open(
-        cls, path: Path | str, *, read_only: bool = False, threads: int | None = None, compress: bool = True
+        cls, path: Path | str, *, read_only: bool = False, threads: int | None = None, compress: bool = True,
+        checkpoint_wal: str | None = None,
     ) -> Store:
         """Open (or create) the store file. ``compress=False`` writes new table data
-        uncompressed: about 3x the disk, but faster to write and to read by key."""
+        uncompressed: about 3x the disk, but faster to write and to read by key.
+        ``checkpoint_wal`` ("256MB") is the WAL size at which a commit also checkpoints
+        (DuckDB's default: 16MB); see :meth:`checkpoint_if_due`."""
         path = Path(path)
         if read_only and not path.exists():
             raise StoreError(f"store {path} does not exist: run `unify run` first")
@@ -70,6 +73,8 @@ class Store:
             con.execute(f"SET threads = {int(threads)}")
         if not compress:
             con.execute("SET force_compression = 'uncompressed'")
+        if checkpoint_wal and not read_only:
+            con.execute("SET checkpoint_threshold = ?", [checkpoint_wal])
         store = cls(con, path, read_only)
         if not read_only:
             from profiles.store.schema import ensure_schema
@@ -96,6 +101,21 @@ class Store:
                 cursor.close()
             self._cursors.clear()
         self._con.close()
+
+    def wal_bytes(self) -> int:
+        """Size of the write-ahead log: what the next checkpoint writes into the store file."""
+        wal = self.path.with_name(self.path.name + ".wal")
+        return wal.stat().st_size if wal.exists() else 0
+
+    def checkpoint_if_due(self, min_wal_bytes: int) -> bool:
+        """Checkpoint when the WAL holds at least ``min_wal_bytes``. DuckDB checkpoints
+        stop the world and rewrite the ART indexes of every changed table (seconds at 1M
+        records), so a server calls this when it is idle rather than let a commit do it."""
+        if self.read_only or self.wal_bytes() < min_wal_bytes:
+            return False
+        with self._lock:
+            self._run("CHECKPOINT", None, None)
+        return True
 
     def reader(self) -> Store:
         """This store for reads by the calling thread: itself on the thread that opened it,

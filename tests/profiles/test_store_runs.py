@@ -87,3 +87,16 @@ def test_second_writer_gets_a_clear_error(tmp_path: Path) -> None:
         )
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "refused:" in out and "Only one process may own the store" in out
+
+
+def test_commits_below_the_wal_limit_leave_the_checkpoint_to_the_owner(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "s.duckdb", checkpoint_wal="1GB") as store:
+        store.execute("CREATE TABLE t (k VARCHAR, v VARCHAR)")
+        for i in range(300):  # small commits, as live ingests make them: each goes to the WAL
+            store.execute("INSERT INTO t VALUES (?, ?)", [f"k{i}", "x" * 1000])
+        logged = store.wal_bytes()
+        assert logged > 300 * 1000
+        assert not store.checkpoint_if_due(logged + 1)
+        assert store.checkpoint_if_due(1)
+        assert store.wal_bytes() < logged
+        assert store.scalar("SELECT count(*) FROM t") == 300
