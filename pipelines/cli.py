@@ -75,7 +75,7 @@ def _print_summary(summary: RunSummary, elapsed: float) -> None:
             "[dim]comparison levels never observed in training (scored neutrally): "
             + "; ".join(summary.untrained_levels) + "[/]"
         )
-    stages = ", ".join(f"{k} {v:.1f}s" for k, v in summary.seconds.items() if not k.startswith("link: "))
+    stages = ", ".join(f"{k} {v:.1f}s" for k, v in summary.seconds.items() if ": " not in k)  # stages, not their parts
     console.print(f"[dim]{stages}; total {elapsed:.1f}s[/]")
 
 
