@@ -104,8 +104,10 @@ class Store:
 
     def wal_bytes(self) -> int:
         """Size of the write-ahead log: what the next checkpoint writes into the store file."""
-        wal = self.path.with_name(self.path.name + ".wal")
-        return wal.stat().st_size if wal.exists() else 0
+        try:  # a checkpoint removes the file at any moment
+            return self.path.with_name(self.path.name + ".wal").stat().st_size
+        except FileNotFoundError:
+            return 0
 
     def checkpoint_if_due(self, min_wal_bytes: int) -> bool:
         """Checkpoint when the WAL holds at least ``min_wal_bytes``. DuckDB checkpoints
