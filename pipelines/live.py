@@ -275,11 +275,11 @@ class LiveIngest:
             # only the values at hand, by indexed lookups: joining the whole table (millions of
             # emails and phones at 1M records) would dominate a single ingest
             values = sorted({str(v) for (v,) in self.store.rows(side_values) if v is not None})
-            rows = self._term_frequencies(values)
+            rows = [r for r in self._term_frequencies(values) if r[0] in columns_tf]
             self.store.register("_live_tf", pa.table({
-                "column_name": pa.array([r[0] for r in rows if r[0] in columns_tf], pa.string()),
-                "value": pa.array([r[1] for r in rows if r[0] in columns_tf], pa.string()),
-                "tf": pa.array([r[2] for r in rows if r[0] in columns_tf], pa.float64()),
+                "column_name": pa.array([r[0] for r in rows], pa.string()),
+                "value": pa.array([r[1] for r in rows], pa.string()),
+                "tf": pa.array([r[2] for r in rows], pa.float64()),
             }))
             try:
                 self.store.execute("CREATE TABLE tf_needed AS SELECT * FROM _live_tf")

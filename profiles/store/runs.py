@@ -142,17 +142,17 @@ def ensure_serving_indexes(store: Store) -> int:
             "SELECT index_name FROM duckdb_indexes() WHERE database_name = ? AND schema_name = ?", [store.catalog, run]
         )
     }
-    def columns_of(table: str) -> set[str]:  # a run published by an older version may lack one
-        return set(store.columns(f"{ident(store.catalog)}.{ident(run)}.{ident(table)}"))
-
     made = 0
     if not store.scalar("SELECT count(*) FROM duckdb_indexes() WHERE database_name = ? AND index_name = 'ix_registry_profile_id'", [store.catalog]):
         store.execute("CREATE INDEX ix_registry_profile_id ON profile_registry (profile_id)")
         made += 1
     for table, columns in SERVING_INDEXES.items():
-        for column in columns:
-            name = f"ix_{table}_{column}"
-            if name not in existing and store.table_exists(table, schema=run) and column in columns_of(table):
-                store.execute(f"CREATE INDEX {ident(name)} ON {ident(store.catalog)}.{ident(run)}.{ident(table)} ({ident(column)})")
-                made += 1
+        missing = [c for c in columns if f"ix_{table}_{c}" not in existing]
+        if not missing or not store.table_exists(table, schema=run):
+            continue
+        target = f"{ident(store.catalog)}.{ident(run)}.{ident(table)}"
+        present = set(store.columns(target))  # a run published by an older version may lack a column
+        for column in (c for c in missing if c in present):
+            store.execute(f"CREATE INDEX {ident(f'ix_{table}_{column}')} ON {target} ({ident(column)})")
+            made += 1
     return made
