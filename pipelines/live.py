@@ -159,12 +159,7 @@ class LiveIngest:
             )
             self._candidates(blocking_rules(model_groups(self.config), ids), ids)
             self._score(model, _stored_linkable(cat, ids))
-            records = self.store.arrow(
-                """SELECT r.*, i.identifiers FROM records r
-                   LEFT JOIN (SELECT record_key, list_sort(list({'kind': kind, 'value': value})) AS identifiers
-                              FROM identifiers GROUP BY record_key) i USING (record_key)
-                   ORDER BY r.record_key"""
-            )
+            records = self.store.arrow("SELECT * FROM records ORDER BY record_key")
             identifiers = self.store.arrow("SELECT * FROM identifiers")
             pairs = self.store.arrow("SELECT * FROM scored WHERE match_probability >= ?", [self.config.matching.review_threshold])
             issues = self.store.arrow("SELECT * FROM field_issues")

@@ -19,7 +19,7 @@ from pipelines.ingest import SourceCounts, check_sources, ingest_sources
 from pipelines.link import LabelReport, run_linkage
 from pipelines.standardize import standardize
 from profiles import survivorship
-from profiles.store import RUN_TABLES, Steward, Store, begin_run, fail_run, publish_run, write_run_table
+from profiles.store import RUN_TABLES, Steward, Store, begin_run, fail_run, ident, publish_run, write_run_table
 
 
 #: How the served tables are laid out: sorted by what the API filters on, so DuckDB's
@@ -28,15 +28,12 @@ from profiles.store import RUN_TABLES, Steward, Store, begin_run, fail_run, publ
 #: identifiers so that a profile card reads one table.
 SERVED_LAYOUT: dict[str, str] = {
     "records": """
-        SELECT m.profile_id, m.match_probability, r.*, i.identifiers
+        SELECT m.profile_id, m.match_probability, r.*
         FROM work.main.records r JOIN work.main.membership m USING (record_key)
-        LEFT JOIN (SELECT record_key, list_sort(list({'kind': kind, 'value': value})) AS identifiers
-                   FROM work.main.identifiers GROUP BY record_key) i USING (record_key)
         ORDER BY m.profile_id, r.record_key""",
     "identifiers": """
         SELECT i.*, m.profile_id FROM work.main.identifiers i JOIN work.main.membership m USING (record_key)
         ORDER BY i.kind, i.value, i.record_key""",
-    "golden_fields": "SELECT * FROM work.main.golden_fields ORDER BY profile_id, field",
 }
 
 
@@ -104,19 +101,16 @@ def run_pipeline(config: Config, *, retrain: bool = False, on_stage: StageCallba
                 summary.review_queue = counts["review_queue"]
                 summary.ids_kept, summary.ids_new = counts["ids_kept"], counts["ids_new"]
                 with timer("survivorship"):
+                    # written straight into the run: a workspace copy would be written twice
                     rules = {k: v for k, v in config.survivorship.fields.items()}
-                    store.execute(
-                        "CREATE OR REPLACE TABLE golden_fields AS "
-                        + survivorship.golden_fields_sql("records", "membership", rules, config.survivorship.default),
-                        building="golden_fields",
-                    )
-                    store.execute(
-                        "CREATE OR REPLACE TABLE profiles AS "
-                        + survivorship.profiles_sql("golden_fields", "records", "membership"),
-                        building="profiles",
-                    )
+                    golden = survivorship.golden_fields_sql("records", "membership", rules, config.survivorship.default)
+                    write_run_table(store, run_id, "golden_fields", f"{golden} ORDER BY profile_id, field")
+                    run_golden = f"{ident(store.catalog)}.{ident(run_id)}.golden_fields"
+                    write_run_table(store, run_id, "profiles", survivorship.profiles_sql(run_golden, "records", "membership"))
                 with timer("write"):
                     for table in RUN_TABLES:
+                        if table in ("golden_fields", "profiles"):
+                            continue
                         start = time.perf_counter()
                         write_run_table(store, run_id, table, SERVED_LAYOUT.get(table, f"SELECT * FROM work.main.{table}"))
                         summary.seconds[f"write: {table}"] = round(time.perf_counter() - start, 3)

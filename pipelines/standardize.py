@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 
 from pipelines.config import Config
-from pipelines.contacts import standardize_email, standardize_phone
+from pipelines.contacts import PLAIN_EMAIL_SQL_PATTERN, standardize_email, standardize_phone
 from pipelines.names import parse_given_name, parse_surname, split_full_name
 from profiles.store import Store
 
@@ -43,7 +43,7 @@ def standardize(store: Store, config: Config, date_formats: DateFormats | None =
     _split_full_names(store)
     _map_distinct(store, "given_map", "SELECT DISTINCT first_raw FROM names_split WHERE first_raw IS NOT NULL", _given, ("display", "folded", "initial"))
     _map_distinct(store, "surname_map", "SELECT DISTINCT last_raw FROM names_split WHERE last_raw IS NOT NULL", _surname, ("display", "core", "tokens"), {"tokens": pa.list_(pa.string())})
-    _map_distinct(store, "email_map", "SELECT DISTINCT email FROM ingested WHERE email IS NOT NULL", standardize_email, ("value", "problem"))
+    _email_map(store)
     _phone_keys(store, config.matching.default_country)
     default_region = config.matching.default_country
     _map_distinct(
@@ -79,7 +79,12 @@ def standardize(store: Store, config: Config, date_formats: DateFormats | None =
             nullif(trim(regexp_replace(lower(strip_accents(i.city)), '[^a-z0-9]+', ' ', 'g')), '') AS city_std,
             -- the full name as one key: live ingest looks up the name rules by it (a
             -- surname alone matches a tenth of the records: "vries" 121,529 of 2.2M)
-            g.folded || '|' || s.core AS name_key
+            g.folded || '|' || s.core AS name_key,
+            -- the record's identifiers as served with it (kind, value), sorted; NULL for none
+            nullif(list_sort(list_filter(
+                [{{'kind': 'email', 'value': e.value}}, {{'kind': 'phone', 'value': coalesce(pk.fast, p.value)}}]
+                    || i.source_identifiers::STRUCT(kind VARCHAR, value VARCHAR)[],
+                x -> x.value IS NOT NULL)), []) AS identifiers
         FROM ingested i
         JOIN names_split n USING (source, record_id)
         JOIN parsed_dates d USING (source, record_id)
@@ -104,11 +109,7 @@ def standardize(store: Store, config: Config, date_formats: DateFormats | None =
     )
     store.execute(
         """CREATE OR REPLACE TABLE identifiers AS
-           SELECT record_key, source, 'email' AS kind, email_std AS value FROM records WHERE email_std IS NOT NULL
-           UNION ALL SELECT record_key, source, 'phone', phone_std FROM records WHERE phone_std IS NOT NULL
-           UNION ALL SELECT source || ':' || record_id, source, ident.kind, ident.value
-                FROM (SELECT source, record_id, unnest(source_identifiers) AS ident FROM ingested)
-                WHERE ident.value IS NOT NULL""",
+           SELECT record_key, source, x.kind, x.value FROM (SELECT record_key, source, unnest(identifiers) AS x FROM records)""",
         building="identifiers",
     )
     for table in ("names_split", "given_map", "surname_map", "email_map", "phone_map", "phone_keys", "parsed_dates", "ingested"):
@@ -143,6 +144,21 @@ def _country_sql(column: str) -> str:
     return (
         f"(CASE WHEN length(trim({column})) = 2 THEN upper(trim({column})) "
         f"ELSE (CASE lower(trim({column})) {cases} END) END)"
+    )
+
+
+def _email_map(store: Store) -> None:
+    """``email_map``: plain addresses (the vast majority) lowered in SQL, every other
+    distinct value through ``standardize_email`` (the validator decides)."""
+    pattern = PLAIN_EMAIL_SQL_PATTERN.replace("'", "''")  # our constant, written as a literal so it compiles once
+    plain = f"regexp_full_match(trim(email), '{pattern}') AND NOT contains(email, '..')"
+    _map_distinct(
+        store, "email_map", f"SELECT DISTINCT email FROM ingested WHERE email IS NOT NULL AND NOT ({plain})",
+        standardize_email, ("value", "problem"),
+    )
+    store.execute(
+        f"""INSERT INTO email_map SELECT email, lower(trim(email)), NULL
+            FROM (SELECT DISTINCT email FROM ingested WHERE email IS NOT NULL AND {plain})"""
     )
 
 

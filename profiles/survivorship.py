@@ -18,22 +18,25 @@ from profiles.model import ADDRESS_FIELDS, CANONICAL_FIELDS
 
 Rule = Literal["trust", "recent", "frequent"]
 
-#: The order of each rule, as the components of an ascending sort key (see _KEY).
+#: The order of each rule after the quality (complete before partial) and before the
+#: record key, as components of one packed sort key (see _pick).
 _ORDER: Final[dict[str, tuple[str, ...]]] = {
-    "trust": ("trust", "updated_at", "freq"),
-    "recent": ("updated_at", "trust", "freq"),
-    "frequent": ("freq", "trust", "updated_at"),
+    "trust": ("trust", "time", "freq"),
+    "recent": ("time", "trust", "freq"),
+    "frequent": ("freq", "trust", "time"),
 }
-#: Ascending sort key components: highest trust, most recent (no date last), most frequent.
-_KEY: Final[dict[str, str]] = {
-    "trust": "coalesce(-{}, 2147483647)",
-    "updated_at": "coalesce(-epoch_us({}), 9223372036854775807)",
-}
+#: Bits per component of the packed key; all are ranks or counts, lower is better:
+#: quality 0-3, trust rank (< 65,536 distinct trust levels), time rank and record rank
+#: (< 2^32 records), and the inverted frequency. 2+16+32+32+32 = 114 bits < HUGEINT.
+_BITS: Final[dict[str, int]] = {"quality": 2, "trust": 16, "time": 32, "freq": 32, "rn": 32}
+_MASK32: Final[int] = (1 << 32) - 1
 #: Fields chosen one by one (the address is chosen as a unit; full_name is derived).
 SINGLE_FIELDS: Final[tuple[str, ...]] = tuple(
     f for f in CANONICAL_FIELDS if f not in ADDRESS_FIELDS and f != "full_name"
 )
-_QUALITY: Final[dict[str, str]] = {"first_name": "CASE WHEN length(first_name_std) > 1 THEN 1 ELSE 0 END"}
+#: Before any rule a complete value beats a partial one (0 = best).
+_QUALITY: Final[dict[str, str]] = {"first_name": "CASE WHEN length(first_name_std) > 1 THEN 0 ELSE 1 END"}
+_ADDRESS_QUALITY: Final[str] = "3 - ((postcode IS NOT NULL)::INT + (street IS NOT NULL)::INT + (house_number IS NOT NULL)::INT)"
 
 
 def rule_for(field: str, rules: Mapping[str, str], default: str) -> str:
@@ -43,55 +46,79 @@ def rule_for(field: str, rules: Mapping[str, str], default: str) -> str:
     return rule
 
 
-def _pick(rows: str, group: str, first: str, rule: str, picked: str) -> str:
-    """Per profile, the row of ``rows`` that ``rule`` prefers, as a struct ``best`` of the
-    ``picked`` columns. ``first`` (a column, lower is better) comes before the rule, the
-    record key after it. Frequency is the number of the profile's rows with the same
-    ``group`` value: the rows are first aggregated per value (where frequency is
-    constant, so the value's best row is the rule's best without it), then per profile:
-    two hash aggregations instead of a sort of every row per field."""
-    within = ", ".join([first, *(_KEY[c].format(c) for c in _ORDER[rule] if c != "freq"), "record_key"])
-    across = ", ".join(
-        [f"best.{first}", *("-freq" if c == "freq" else _KEY[c].format(f"best.{c}") for c in _ORDER[rule]), "best.record_key"]
+def _shifts(rule: str) -> dict[str, int]:
+    """Bit offset of each component in the packed key of ``rule``: quality highest, the
+    rule's components in order, the record rank lowest (the final tie-break)."""
+    shifts, offset = {}, 0
+    for component in ("rn", *reversed(_ORDER[rule]), "quality"):
+        shifts[component] = offset
+        offset += _BITS[component]
+    return shifts
+
+
+def _pick(field: str, rule: str, quality: str, where: str, group: str) -> str:
+    """The winning row of ``field`` per profile under ``rule``, as (pno, field, rule, k)
+    where the low 32 bits of k are the winner's record rank. Frequency is the number of
+    the profile's rows with the same ``group`` value: the rows are first aggregated per
+    value (the value's best row is the rule's best without frequency, which is constant
+    there), then per profile. Both are hash aggregations of one integer key, a packed
+    sort key (see _BITS), rather than sorts or struct comparisons."""
+    sh = _shifts(rule)
+    within = " + ".join(
+        [f"(({quality})::HUGEINT << {sh['quality']})", f"(trust_rank::HUGEINT << {sh['trust']})",
+         f"(time_rank::HUGEINT << {sh['time']})", "rn::HUGEINT"]
     )
-    columns = ", ".join(f"{c} := {c}" for c in dict.fromkeys([*picked.split(", "), first, "trust", "updated_at", "record_key"]))
-    return f"""SELECT profile_id, arg_min(best, ({across})) AS best FROM (
-                   SELECT profile_id, count(*) AS freq, arg_min(struct_pack({columns}), ({within})) AS best
-                   FROM {rows} GROUP BY profile_id, {group})
-               GROUP BY profile_id"""
+    return f"""SELECT pno, '{field}' AS field, '{rule}' AS rule,
+                      min(k + (({_MASK32} - freq)::HUGEINT << {sh['freq']})) AS k
+               FROM (SELECT pno, count(*) AS freq, min({within}) AS k FROM ranked WHERE {where} GROUP BY pno, {group})
+               GROUP BY pno"""
 
 
 def golden_fields_sql(records: str, membership: str, rules: Mapping[str, str], default: str = "trust") -> str:
     """SELECT producing ``golden_fields`` (profile_id, field, value, source, record_id,
     rule, updated_at) from a records table and a (record_key, profile_id) membership.
-    Table names come from our own code, never from input."""
+    Table names come from our own code, never from input.
+
+    Every member row gets integer ranks (record key, trust, time) and its profile a
+    number; each field's winner is the minimum of a packed key per profile, and the
+    winners' values are then read by their record rank in one join."""
     columns = ", ".join(f"r.{c}" for c in dict.fromkeys(
         ["record_key", "source", "record_id", "trust", "updated_at", "first_name_std", *SINGLE_FIELDS, *ADDRESS_FIELDS]
     ))
-    member_rows = f"""member_rows AS MATERIALIZED (
-        SELECT m.profile_id, {columns} FROM {records} r JOIN {membership} m USING (record_key))"""
-    parts: list[str] = []
-    for field in SINGLE_FIELDS:
-        rule = rule_for(field, rules, default)
-        rows = f"""(SELECT profile_id, CAST({field} AS VARCHAR) AS value, source, record_id, record_key, trust, updated_at,
-                           -{_QUALITY.get(field, "1")} AS quality
-                    FROM member_rows WHERE {field} IS NOT NULL)"""
-        parts.append(
-            f"""SELECT profile_id, '{field}' AS field, best.value, best.source, best.record_id, '{rule}' AS rule, best.updated_at
-                FROM ({_pick(rows, "value", "quality", rule, "value, source, record_id")})"""
-        )
-    address_rule = rule_for("street", rules, default)
-    address_rows = f"""(SELECT *, -((postcode IS NOT NULL)::INT + (street IS NOT NULL)::INT + (house_number IS NOT NULL)::INT) AS completeness
-                        FROM member_rows WHERE postcode IS NOT NULL OR street IS NOT NULL)"""
-    picked = ", ".join([*ADDRESS_FIELDS, "source", "record_id"])
-    chosen_address = f"""chosen_address AS MATERIALIZED (
-        SELECT profile_id, best.* FROM ({_pick(address_rows, "postcode, house_number, street, city", "completeness", address_rule, picked)}))"""
-    for field in ADDRESS_FIELDS:
-        parts.append(
-            f"""SELECT profile_id, '{field}', CAST({field} AS VARCHAR), source, record_id, '{address_rule}', updated_at
-                FROM chosen_address WHERE {field} IS NOT NULL"""
-        )
-    return f"WITH {member_rows},\n{chosen_address}\n" + "\nUNION ALL\n".join(parts)
+    parts = [
+        _pick(field, rule_for(field, rules, default), _QUALITY.get(field, "0"), f"{field} IS NOT NULL", field)
+        for field in SINGLE_FIELDS
+    ]
+    parts.append(_pick(
+        "address", rule_for("street", rules, default), _ADDRESS_QUALITY,
+        "postcode IS NOT NULL OR street IS NOT NULL", "postcode, house_number, street, city",
+    ))
+    single = " ".join(f"WHEN '{f}' THEN CAST(m.{f} AS VARCHAR)" for f in SINGLE_FIELDS)
+    address = ", ".join(f"{{'field': '{f}', 'value': CAST(m.{f} AS VARCHAR)}}" for f in ADDRESS_FIELDS)
+    winners = "\nUNION ALL\n".join(parts)
+    return f"""
+        WITH member_rows AS (
+            SELECT m.profile_id, {columns} FROM {records} r JOIN {membership} m USING (record_key)),
+        numbered AS (SELECT profile_id, row_number() OVER () AS pno FROM (SELECT DISTINCT profile_id FROM member_rows)),
+        trust_ranks AS (
+            SELECT trust, CASE WHEN n < 65536 THEN n ELSE error('more than 65,535 distinct source trust levels') END AS trust_rank
+            FROM (SELECT trust, row_number() OVER (ORDER BY trust DESC NULLS LAST) AS n FROM (SELECT DISTINCT trust FROM member_rows))),
+        time_ranks AS (
+            SELECT updated_at, row_number() OVER (ORDER BY updated_at DESC NULLS LAST) AS time_rank
+            FROM (SELECT DISTINCT updated_at FROM member_rows)),
+        key_ranks AS (SELECT record_key, row_number() OVER (ORDER BY record_key) AS rn FROM {membership}),
+        ranked AS MATERIALIZED (
+            SELECT mr.*, n.pno, t.trust_rank, u.time_rank, k.rn
+            FROM member_rows mr JOIN key_ranks k USING (record_key) JOIN numbered n USING (profile_id)
+            JOIN trust_ranks t ON t.trust IS NOT DISTINCT FROM mr.trust
+            JOIN time_ranks u ON u.updated_at IS NOT DISTINCT FROM mr.updated_at),
+        winners AS ({winners})
+        SELECT profile_id, a.field AS field, a.value AS value, source, record_id, rule, updated_at FROM (
+            SELECT m.profile_id, m.source, m.record_id, m.updated_at, w.rule,
+                   unnest(CASE WHEN w.field = 'address' THEN [{address}]
+                               ELSE [{{'field': w.field, 'value': CASE w.field {single} END}}] END) AS a
+            FROM winners w JOIN ranked m ON m.rn = (w.k & {_MASK32})::BIGINT)
+        WHERE a.value IS NOT NULL"""
 
 
 def profiles_sql(golden_fields: str, records: str, membership: str) -> str:
