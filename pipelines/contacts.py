@@ -10,7 +10,11 @@ from email_validator import EmailNotValidError, validate_email
 
 # Plain addresses (the vast majority) pass this and skip the full validator, which
 # still decides every address that does not look plain (quoted parts, unicode, ...).
-_PLAIN_EMAIL = re.compile(r"^[a-z0-9](?:[a-z0-9._%+\-]{0,62}[a-z0-9_%+\-])?@[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?)*\.[a-z]{2,24}$")
+_PLAIN_PATTERN = r"[a-z0-9](?:[a-z0-9._%+\-]{0,62}[a-z0-9_%+\-])?@[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?)*\.[a-z]{2,24}"
+_PLAIN_EMAIL = re.compile(f"^{_PLAIN_PATTERN}$")
+#: The same test for SQL (RE2, whole-string match), on the trimmed value before lowering:
+#: ASCII letters of either case only, so lowering it is what Python's ``lower`` does.
+PLAIN_EMAIL_SQL_PATTERN = _PLAIN_PATTERN.replace("a-z", "a-zA-Z")
 
 
 def standardize_email(value: str) -> tuple[str | None, str | None]:

@@ -228,9 +228,14 @@ def _value_sql(column: str, as_json: bool) -> str:
     """A source column as trimmed text (NULL when empty), from a file column or, for rows
     kept as JSON text in ``_raw``, from the JSON object."""
     if as_json:
-        path = '$."' + column.replace('"', '\\"') + '"'
-        return f"nullif(trim(json_extract_string(_raw, '{path.replace(chr(39), chr(39) * 2)}')), '')"
+        return f"nullif(trim(json_extract_string(_raw, {_json_path(column)})), '')"
     return f"nullif(trim({quote_column(column)}), '')"
+
+
+def _json_path(column: str) -> str:
+    """A JSON path literal for a top-level key (quotes escaped for the path and for SQL)."""
+    path = '$."' + column.replace('"', '\\"') + '"'
+    return "'" + path.replace("'", "''") + "'"
 
 
 def _quarantine_rows(store: Store, source: SourceConfig, raw_table: str, as_json: bool) -> None:
@@ -259,13 +264,22 @@ def _quarantine_rows(store: Store, source: SourceConfig, raw_table: str, as_json
 
 def _mapped_select(source: SourceConfig, raw_table: str, as_json: bool) -> tuple[str, list[Any]]:
     params: list[Any] = [source.name, source.trust]
+    # JSON rows are parsed once for all the mapped columns (one list of paths), not once per column
+    paths: dict[str, int] = {}
+
+    def value(column: str) -> str:
+        if not as_json:
+            return _value_sql(column, False)
+        index = paths.setdefault(column, len(paths) + 1)
+        return f"nullif(trim(_v[{index}]), '')"
+
     cols = [
         "? AS source",
-        f"{_value_sql(source.id, as_json)} AS record_id",
+        f"{value(source.id)} AS record_id",
         "_line AS line",
         "? AS trust",
         "_raw AS raw",
-        (f"{_value_sql(source.updated_at, as_json)} AS updated_at_raw" if source.updated_at else "NULL::VARCHAR AS updated_at_raw"),
+        (f"{value(source.updated_at)} AS updated_at_raw" if source.updated_at else "NULL::VARCHAR AS updated_at_raw"),
     ]
     for name in CANONICAL_FIELDS:
         mapping = source.fields.get(name)  # type: ignore[call-overload]
@@ -275,10 +289,12 @@ def _mapped_select(source: SourceConfig, raw_table: str, as_json: bool) -> tuple
             cols.append(f"?::VARCHAR AS {ident(name)}")
             params.append(mapping.value)
         else:
-            cols.append(f"{_value_sql(mapping, as_json)} AS {ident(name)}")
-    identifiers = ", ".join(
-        f"{{'kind': ?, 'value': {_value_sql(column, as_json)}}}" for column in source.identifiers.values()
-    )
+            cols.append(f"{value(mapping)} AS {ident(name)}")
+    identifiers = ", ".join(f"{{'kind': ?, 'value': {value(column)}}}" for column in source.identifiers.values())
     params.extend(source.identifiers.keys())
     cols.append(f"[{identifiers}]::STRUCT(kind VARCHAR, value VARCHAR)[] AS source_identifiers")
-    return f"SELECT {', '.join(cols)} FROM {ident(raw_table)}", params
+    rows = ident(raw_table)
+    if paths:
+        json_paths = ", ".join(_json_path(column) for column in paths)
+        rows = f"(SELECT *, json_extract_string(_raw, [{json_paths}]) AS _v FROM {rows})"
+    return f"SELECT {', '.join(cols)} FROM {rows}", params
