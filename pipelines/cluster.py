@@ -29,10 +29,9 @@ def enforce_vetoes(store: Store, config: Config) -> int:
     decided = _decisions(store)
     store.execute(
         f"""CREATE OR REPLACE TABLE cluster_conflicts AS
-            SELECT a.cluster_id, a.record_key AS key_l, b.record_key AS key_r
-            FROM clusters a JOIN clusters b ON a.cluster_id = b.cluster_id AND a.record_key < b.record_key
-            JOIN linkable l ON l.record_key = a.record_key
-            JOIN linkable r ON r.record_key = b.record_key
+            WITH members AS (SELECT c.cluster_id, l.* FROM clusters c JOIN linkable l USING (record_key))
+            SELECT l.cluster_id, l.record_key AS key_l, r.record_key AS key_r
+            FROM members l JOIN members r ON l.cluster_id = r.cluster_id AND l.record_key < r.record_key
             WHERE {veto_sql(list(config.matching.vetoes), overrides)}
             UNION ALL
             SELECT a.cluster_id, d.record_key_l, d.record_key_r
@@ -129,17 +128,16 @@ def assign_profiles(store: Store, config: Config) -> dict[str, int]:
     # A record's match probability: its strongest link inside its own profile.
     store.execute(
         f"""CREATE OR REPLACE TABLE membership AS
-        WITH links AS (
-            SELECT record_key_l AS record_key, record_key_r AS other, match_probability FROM predictions
-            WHERE match_probability >= {float(config.matching.match_threshold)!r}
-            UNION ALL
-            SELECT record_key_r, record_key_l, match_probability FROM predictions
-            WHERE match_probability >= {float(config.matching.match_threshold)!r}
+        WITH same AS (
+            SELECT p.record_key_l, p.record_key_r, p.match_probability FROM predictions p
+            JOIN clusters a ON a.record_key = p.record_key_l JOIN clusters b ON b.record_key = p.record_key_r
+            WHERE p.match_probability >= {float(config.matching.match_threshold)!r} AND a.cluster_id = b.cluster_id
         ),
         best AS (
-            SELECT l.record_key, max(l.match_probability) AS match_probability
-            FROM links l JOIN clusters a ON a.record_key = l.record_key JOIN clusters b ON b.record_key = l.other
-            WHERE a.cluster_id = b.cluster_id GROUP BY l.record_key
+            SELECT record_key, max(match_probability) AS match_probability FROM (
+                SELECT record_key_l AS record_key, match_probability FROM same
+                UNION ALL SELECT record_key_r, match_probability FROM same)
+            GROUP BY record_key
         )
         SELECT r.record_key, r.source, r.record_id, cp.profile_id, b.match_probability, pm.profile_id AS previous_profile_id
         FROM records r

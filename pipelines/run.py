@@ -30,10 +30,10 @@ SERVED_LAYOUT: dict[str, str] = {
     "records": """
         SELECT m.profile_id, m.match_probability, r.*
         FROM work.main.records r JOIN work.main.membership m USING (record_key)
-        ORDER BY m.profile_id, r.record_key""",
+        ORDER BY m.profile_id""",
     "identifiers": """
         SELECT i.*, m.profile_id FROM work.main.identifiers i JOIN work.main.membership m USING (record_key)
-        ORDER BY i.kind, i.value, i.record_key""",
+        ORDER BY i.value""",
 }
 
 
@@ -104,7 +104,7 @@ def run_pipeline(config: Config, *, retrain: bool = False, on_stage: StageCallba
                     # written straight into the run: a workspace copy would be written twice
                     rules = {k: v for k, v in config.survivorship.fields.items()}
                     golden = survivorship.golden_fields_sql("records", "membership", rules, config.survivorship.default)
-                    write_run_table(store, run_id, "golden_fields", f"{golden} ORDER BY profile_id, field")
+                    write_run_table(store, run_id, "golden_fields", f"{golden} ORDER BY profile_id")
                     run_golden = f"{ident(store.catalog)}.{ident(run_id)}.golden_fields"
                     write_run_table(store, run_id, "profiles", survivorship.profiles_sql(run_golden, "records", "membership"))
                 with timer("write"):
