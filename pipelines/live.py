@@ -350,7 +350,10 @@ class LiveIngest:
         for key, pid in previous.items():  # a profile whose only record is updated still names its group
             if not members.get(pid):
                 members[pid] = [key]
-        assignment, merged = self._group(model, sorted(existing | set(keys)), members)
+        assignment, merged = self._group(model, sorted(existing | set(keys)), members, staged.records)
+        # The new rows go in with their profile ids: an update of records' indexed
+        # profile_id rewrites the whole row and its index entries (~1 ms a row at 1M)
+        self._insert_records(r, staged, assignment)
         if assignment:
             self.stewardship.reassign(touched, assignment, previous=previous)
         review = self._queue_reviews(r, staged, assignment)
@@ -398,20 +401,13 @@ class LiveIngest:
             for side in ("record_key_l", "record_key_r"):  # two indexed deletes, not one scanning OR
                 self.store.execute(f"DELETE FROM {r}.{table} WHERE {in_keys.replace('record_key', side)}", params)
         inserts = {
-            "records": "SELECT NULL::VARCHAR AS profile_id, NULL::DOUBLE AS match_probability, * FROM _live_rows",
-            "membership": """SELECT record_key, source, record_id, NULL::VARCHAR AS profile_id, NULL::DOUBLE AS match_probability,
-                                    NULL::VARCHAR AS previous_profile_id FROM _live_rows""",
-            "identifiers": "SELECT *, NULL::VARCHAR AS profile_id FROM _live_rows",
             "pairs": "SELECT *, NULL::VARCHAR AS profile_id_l, NULL::VARCHAR AS profile_id_r FROM _live_rows",
             "field_issues": "SELECT * FROM _live_rows",
             "quarantine": "SELECT * FROM _live_rows",
         }
-        sources = {"records": staged.records, "membership": staged.records, "identifiers": staged.identifiers,
-                   "pairs": staged.pairs, "field_issues": staged.issues, "quarantine": staged.quarantine}
+        sources = {"pairs": staged.pairs, "field_issues": staged.issues, "quarantine": staged.quarantine}
         for table, select in inserts.items():
             rows = sources[table]
-            if table == "records":  # a run published before a column was added lacks it
-                rows = rows.select([c for c in rows.column_names if c in self._state.record_columns])
             if rows.num_rows:
                 self.store.register("_live_rows", rows)
                 try:
@@ -419,8 +415,37 @@ class LiveIngest:
                 finally:
                     self.store.unregister("_live_rows")
 
+    def _insert_records(self, r: str, staged: _Staged, assignment: Mapping[str, str]) -> None:
+        """The staged records, their membership and identifiers into the run's tables,
+        each with its new profile id (match probabilities are set by ``reassign``)."""
+        if not staged.records.num_rows:
+            return
+        # a run published before a column was added lacks it
+        records = staged.records.select([c for c in staged.records.column_names if c in self._state.record_columns])
+        keys = records.column("record_key").to_pylist()
+        profile_ids = pa.array([assignment.get(k) for k in keys], pa.string())
+        inserts = (
+            ("records", records.append_column("profile_id", profile_ids),
+             "SELECT NULL::DOUBLE AS match_probability, * FROM _live_rows"),
+            ("membership", staged.records.select(["record_key", "source", "record_id"]).append_column("profile_id", profile_ids),
+             "SELECT *, NULL::DOUBLE AS match_probability, NULL::VARCHAR AS previous_profile_id FROM _live_rows"),
+            ("identifiers", staged.identifiers,
+             "SELECT i.*, k.profile_id FROM _live_rows i JOIN _live_keys k USING (record_key)"),
+        )
+        self.store.register("_live_keys", pa.table({"record_key": keys, "profile_id": profile_ids}))
+        try:
+            for table, rows, select in inserts:
+                if rows.num_rows:
+                    self.store.register("_live_rows", rows)
+                    try:
+                        self.store.execute(f"INSERT INTO {r}.{table} BY NAME {select}")
+                    finally:
+                        self.store.unregister("_live_rows")
+        finally:
+            self.store.unregister("_live_keys")
+
     def _group(
-        self, model: dict[str, Any], keys: list[str], members: dict[str, list[str]]
+        self, model: dict[str, Any], keys: list[str], members: dict[str, list[str]], new_rows: pa.Table
     ) -> tuple[dict[str, str], dict[str, list[str]]]:
         """Profiles of ``keys`` as the batch would cluster them: links at or above the
         threshold and SAME decisions, never across a veto or a DIFFERENT decision. Each
@@ -440,7 +465,7 @@ class LiveIngest:
         links += [(a, b, STEWARD_LINK) for a, b, kind in decided if kind == "same"]
         apart = [(a, b) for a, b, kind in decided if kind == "different"]
         loose = constrained_components(keys, links, [])
-        apart += self._veto_conflicts(model, loose)
+        apart += self._veto_conflicts(model, loose, new_rows)
         groups: dict[str, list[str]] = {}
         for key, representative in constrained_components(keys, links, apart).items():
             groups.setdefault(representative, []).append(key)
@@ -471,8 +496,11 @@ class LiveIngest:
             assignment.update({k: name for k in ks})
         return assignment, merged
 
-    def _veto_conflicts(self, model: dict[str, Any], grouping: dict[str, str]) -> list[tuple[str, str]]:
-        """Pairs inside one loose group that a veto keeps apart (as the batch's enforce_vetoes)."""
+    def _veto_conflicts(
+        self, model: dict[str, Any], grouping: dict[str, str], new_rows: pa.Table
+    ) -> list[tuple[str, str]]:
+        """Pairs inside one loose group that a veto keeps apart (as the batch's enforce_vetoes).
+        ``new_rows`` are the staged records, which the store does not hold yet."""
         groups: dict[str, list[str]] = {}
         for key, g in grouping.items():
             groups.setdefault(g, []).append(key)
@@ -480,12 +508,24 @@ class LiveIngest:
         if not pairs:
             return []
         ids = self.config.shared_identifiers()
-        stored = _stored_linkable("", ids, qualified=False)
         condition = veto_sql(list(self.config.matching.vetoes), identifier_overrides(model, ids))
         involved = sorted({k for pair in pairs for k in pair})
-        in_involved, params = in_list("s.record_key", involved)
+        new_keys = set(new_rows.column("record_key").to_pylist())
+        stored_keys = [k for k in involved if k not in new_keys]
+        self.store.register("_live_vnew", new_rows)
+        try:
+            parts, params = [f"{_stored_linkable('', ids, source='_live_vnew')} WHERE s.record_key IN (SELECT unnest(?::VARCHAR[]))"], [
+                [k for k in involved if k in new_keys]
+            ]
+            if stored_keys:
+                in_stored, stored_params = in_list("s.record_key", stored_keys)
+                parts.append(f"{_stored_linkable('', ids, source='records')} WHERE {in_stored}")
+                params.extend(stored_params)
+            rows = self.store.arrow(" UNION ALL BY NAME ".join(f"({p})" for p in parts), params)
+        finally:
+            self.store.unregister("_live_vnew")
         self.store.register("_live_vpairs", pa.table({"a": [p[0] for p in pairs], "b": [p[1] for p in pairs]}))
-        self.store.register("_live_vrows", self.store.arrow(f"{stored} WHERE {in_involved}", params))
+        self.store.register("_live_vrows", rows)
         try:
             return [
                 (str(a), str(b))
@@ -584,11 +624,12 @@ def _literal(value: str) -> str:
     return f"'{value}'"
 
 
-def _stored_linkable(cat: str, identifiers: list[str], *, qualified: bool = True) -> str:
-    """The published records as the model's input (``linkable``'s columns), aliased ``s``."""
-    source = f"{cat}.main.records" if qualified else "records"
+def _stored_linkable(cat: str, identifiers: list[str], *, source: str | None = None) -> str:
+    """Records as the model's input (``linkable``'s columns), aliased ``s``: the published
+    ones, or those of ``source`` (a relation with the columns of ``records``)."""
+    relation = source or f"{cat}.main.records"
     pivots = "".join(
         f", list_max(list_transform(list_filter(s.identifiers, x -> x.kind = {_literal(n)}), x -> x.value)) AS {ident(identifier_column(n))}"
         for n in identifiers
     )
-    return f"SELECT s.record_key, {', '.join('s.' + c for c in MATCH_COLUMNS)}{pivots} FROM {source} s"
+    return f"SELECT s.record_key, {', '.join('s.' + c for c in MATCH_COLUMNS)}{pivots} FROM {relation} s"

@@ -34,6 +34,10 @@ _MASK32: Final[int] = (1 << 32) - 1
 SINGLE_FIELDS: Final[tuple[str, ...]] = tuple(
     f for f in CANONICAL_FIELDS if f not in ADDRESS_FIELDS and f != "full_name"
 )
+#: The columns of ``records`` that survivorship reads (golden fields and profiles).
+RECORD_COLUMNS: Final[tuple[str, ...]] = tuple(dict.fromkeys(
+    ["record_key", "source", "record_id", "trust", "updated_at", "first_name_std", *SINGLE_FIELDS, *ADDRESS_FIELDS]
+))
 #: Before any rule a complete value beats a partial one (0 = best).
 _QUALITY: Final[dict[str, str]] = {"first_name": "CASE WHEN length(first_name_std) > 1 THEN 0 ELSE 1 END"}
 _ADDRESS_QUALITY: Final[str] = "3 - ((postcode IS NOT NULL)::INT + (street IS NOT NULL)::INT + (house_number IS NOT NULL)::INT)"
@@ -82,9 +86,7 @@ def golden_fields_sql(records: str, membership: str, rules: Mapping[str, str], d
     Every member row gets integer ranks (record key, trust, time) and its profile a
     number; each field's winner is the minimum of a packed key per profile, and the
     winners' values are then read by their record rank in one join."""
-    columns = ", ".join(f"r.{c}" for c in dict.fromkeys(
-        ["record_key", "source", "record_id", "trust", "updated_at", "first_name_std", *SINGLE_FIELDS, *ADDRESS_FIELDS]
-    ))
+    columns = ", ".join(f"r.{c}" for c in RECORD_COLUMNS)
     parts = [
         _pick(field, rule_for(field, rules, default), _QUALITY.get(field, "0"), f"{field} IS NOT NULL", field)
         for field in SINGLE_FIELDS

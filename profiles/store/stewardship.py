@@ -393,12 +393,12 @@ class Stewardship:
         after = set(assignment.values())
         touched = sorted(set(profiles_before) | after)
         in_records, record_params = in_list("record_key", records)
-        was = dict(previous or {})
-        was.update({
+        was = {
             str(k): str(p)
             for k, p in self.store.rows(f"SELECT record_key, profile_id FROM records WHERE {in_records}", record_params)
             if p is not None
-        })
+        }
+        was.update(previous or {})  # a live update's row already carries its new profile
         self._regroup(run, assignment, touched)
         before = set(profiles_before)
         fresh = sorted(p for p in after if p not in before)
@@ -461,18 +461,33 @@ class Stewardship:
             }),
         )
         try:
-            for table in ("records", "membership", "identifiers"):
-                probability = ", match_probability = a.match_probability" if table != "identifiers" else ""
-                self.store.execute(
-                    f"""UPDATE {r}.{table} SET profile_id = a.profile_id{probability} FROM _sw_assignment a
-                        WHERE {table}.record_key = a.record_key AND {in_records.replace('record_key', f'{table}.record_key')}""",
-                    params,
-                )
+            # Only rows that change are written, each by key: a record that moves gets its
+            # new profile id (indexed in records, so the whole row and its index entries
+            # are rewritten), one that stays only its new probability, in place.
+            current = {
+                str(k): (p, q)
+                for k, p, q in self.store.rows(f"SELECT record_key, profile_id, match_probability FROM {r}.records WHERE {in_records}", params)
+            }
+            moved = [k for k in records if current.get(k, (None, None))[0] != assignment[k]]
+            staying = set(records) - set(moved)
+            reprobed = [k for k in records if k in staying and current[k][1] != best.get(k)]
+            for table, keys, changes in (
+                ("records", moved, "profile_id = a.profile_id, match_probability = a.match_probability"),
+                ("records", reprobed, "match_probability = a.match_probability"),
+                ("membership", moved + reprobed, "profile_id = a.profile_id, match_probability = a.match_probability"),
+                ("identifiers", moved, "profile_id = a.profile_id"),
+            ):
+                if keys:
+                    in_keys, key_params = in_list(f"{table}.record_key", keys)
+                    self.store.execute(
+                        f"UPDATE {r}.{table} SET {changes} FROM _sw_assignment a WHERE {table}.record_key = a.record_key AND {in_keys}",
+                        key_params,
+                    )
             for table in ("golden_fields", "profiles"):
                 self.store.execute(f"DELETE FROM {r}.{table} WHERE {in_touched}", touched_params)
             self.store.execute(
                 f"""CREATE OR REPLACE TEMP TABLE _sw_records AS
-                    SELECT * EXCLUDE (profile_id, match_probability, identifiers) FROM {r}.records WHERE {in_records}""",
+                    SELECT {", ".join(survivorship.RECORD_COLUMNS)} FROM {r}.records WHERE {in_records}""",
                 params,
             )
             self.store.execute("CREATE OR REPLACE TEMP TABLE _sw_members AS SELECT record_key, profile_id FROM _sw_assignment")
