@@ -485,23 +485,28 @@ class Stewardship:
                     )
             for table in ("golden_fields", "profiles"):
                 self.store.execute(f"DELETE FROM {r}.{table} WHERE {in_touched}", touched_params)
-            self.store.execute(
-                f"""CREATE OR REPLACE TEMP TABLE _sw_records AS
-                    SELECT {", ".join(survivorship.RECORD_COLUMNS)} FROM {r}.records WHERE {in_records}""",
-                params,
+            # Read out, not CREATE TABLE AS: DuckDB 1.5.6 failed a batch insert from an index
+            # scan over rows this transaction inserted ("batch index 1 is present in multiple
+            # collections"), which invalidates the database.
+            member_records = self.store.arrow(
+                f"SELECT {', '.join(survivorship.RECORD_COLUMNS)} FROM {r}.records WHERE {in_records}", params
             )
             self.store.execute("CREATE OR REPLACE TEMP TABLE _sw_members AS SELECT record_key, profile_id FROM _sw_assignment")
         finally:
             self.store.unregister("_sw_assignment")
-        self.store.execute(
-            "CREATE OR REPLACE TEMP TABLE _sw_golden AS "
-            + survivorship.golden_fields_sql("_sw_records", "_sw_members", self.rules, self.default_rule)
-        )
-        self.store.execute(f"INSERT INTO {r}.golden_fields BY NAME SELECT * FROM _sw_golden")
-        self.store.execute(
-            f"INSERT INTO {r}.profiles BY NAME " + survivorship.profiles_sql("_sw_golden", "_sw_records", "_sw_members")
-        )
-        for temp in ("_sw_members", "_sw_records", "_sw_golden"):
+        self.store.register("_sw_records", member_records)
+        try:
+            self.store.execute(
+                "CREATE OR REPLACE TEMP TABLE _sw_golden AS "
+                + survivorship.golden_fields_sql("_sw_records", "_sw_members", self.rules, self.default_rule)
+            )
+            self.store.execute(f"INSERT INTO {r}.golden_fields BY NAME SELECT * FROM _sw_golden")
+            self.store.execute(
+                f"INSERT INTO {r}.profiles BY NAME " + survivorship.profiles_sql("_sw_golden", "_sw_records", "_sw_members")
+            )
+        finally:
+            self.store.unregister("_sw_records")
+        for temp in ("_sw_members", "_sw_golden"):
             self.store.execute(f"DROP TABLE temp.main.{temp}")
 
     def _restore(self, target: Action) -> None:
