@@ -196,6 +196,21 @@ class Store:
             yield
 
     @contextmanager
+    def unordered(self) -> Iterator[None]:
+        """Statements inside store rows in whatever order they come (``SELECT``s with an
+        ``ORDER BY`` still sort). For ``INSERT ... SELECT`` and ``CREATE TABLE AS`` that
+        read a store table by key inside a transaction that has written to it: DuckDB
+        1.5.6 runs those as an order-keeping "batch insert", which can fail with "batch
+        index ... is present in multiple collections" and invalidate the database
+        (tests/profiles/test_store_runs.py reproduces it). The unordered insert does not."""
+        with self._lock:
+            self._con.execute("SET preserve_insertion_order = false")
+            try:
+                yield
+            finally:
+                self._con.execute("RESET preserve_insertion_order")
+
+    @contextmanager
     def transaction(self) -> Iterator[None]:
         with self._lock:
             self._con.execute("BEGIN TRANSACTION")

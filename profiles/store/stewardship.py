@@ -496,14 +496,15 @@ class Stewardship:
             self.store.unregister("_sw_assignment")
         self.store.register("_sw_records", member_records)
         try:
-            self.store.execute(
-                "CREATE OR REPLACE TEMP TABLE _sw_golden AS "
-                + survivorship.golden_fields_sql("_sw_records", "_sw_members", self.rules, self.default_rule)
-            )
-            self.store.execute(f"INSERT INTO {r}.golden_fields BY NAME SELECT * FROM _sw_golden")
-            self.store.execute(
-                f"INSERT INTO {r}.profiles BY NAME " + survivorship.profiles_sql("_sw_golden", "_sw_records", "_sw_members")
-            )
+            with self.store.unordered():  # inserts after this transaction's writes (see Store.unordered)
+                self.store.execute(
+                    "CREATE OR REPLACE TEMP TABLE _sw_golden AS "
+                    + survivorship.golden_fields_sql("_sw_records", "_sw_members", self.rules, self.default_rule)
+                )
+                self.store.execute(f"INSERT INTO {r}.golden_fields BY NAME SELECT * FROM _sw_golden")
+                self.store.execute(
+                    f"INSERT INTO {r}.profiles BY NAME " + survivorship.profiles_sql("_sw_golden", "_sw_records", "_sw_members")
+                )
         finally:
             self.store.unregister("_sw_records")
         for temp in ("_sw_members", "_sw_golden"):
@@ -525,20 +526,21 @@ class Stewardship:
                 WHERE s.action_id = ? AND s.phase = 'before' AND identifiers.record_key = s.record_key""",
             [target.action_id],
         )
-        for table in ("profiles", "golden_fields"):
-            self.store.execute(f"DELETE FROM {r}.{table} WHERE profile_id IN ({marks(touched)})", touched)
+        with self.store.unordered():  # inserts reading tables this transaction wrote (see Store.unordered)
+            for table in ("profiles", "golden_fields"):
+                self.store.execute(f"DELETE FROM {r}.{table} WHERE profile_id IN ({marks(touched)})", touched)
+                self.store.execute(
+                    f"INSERT INTO {r}.{table} SELECT * EXCLUDE (action_id, phase) FROM {r}.snap_{table} WHERE action_id = ? AND phase = 'before'",
+                    [target.action_id],
+                )
             self.store.execute(
-                f"INSERT INTO {r}.{table} SELECT * EXCLUDE (action_id, phase) FROM {r}.snap_{table} WHERE action_id = ? AND phase = 'before'",
+                f"DELETE FROM profile_registry WHERE profile_id IN ({marks(touched)}) OR redirect_to IN ({marks(touched)})",
+                touched * 2,
+            )
+            self.store.execute(
+                f"INSERT INTO profile_registry SELECT * EXCLUDE (action_id, phase) FROM {r}.snap_registry WHERE action_id = ? AND phase = 'before'",
                 [target.action_id],
             )
-        self.store.execute(
-            f"DELETE FROM profile_registry WHERE profile_id IN ({marks(touched)}) OR redirect_to IN ({marks(touched)})",
-            touched * 2,
-        )
-        self.store.execute(
-            f"INSERT INTO profile_registry SELECT * EXCLUDE (action_id, phase) FROM {r}.snap_registry WHERE action_id = ? AND phase = 'before'",
-            [target.action_id],
-        )
 
     def _state_matches(self, action_id: str, phase: str, target: Action) -> bool:
         """Whether the rows ``target`` touched are now exactly as its ``phase`` snapshot."""
@@ -643,7 +645,8 @@ class Stewardship:
                 f"SELECT NULL::VARCHAR AS action_id, NULL::VARCHAR AS phase, * FROM ({source}) WHERE false"
             )
             where, params = self._snapshot_filter(table, pids, record_keys)
-            self.store.execute(f"INSERT INTO {target} SELECT ?, ?, * FROM ({source}) WHERE {where}", [action_id, phase, *params])
+            with self.store.unordered():  # read by key after this transaction's writes (see Store.unordered)
+                self.store.execute(f"INSERT INTO {target} SELECT ?, ?, * FROM ({source}) WHERE {where}", [action_id, phase, *params])
 
 
 def _link(a: str, b: str, kind: Decision) -> tuple[str, str, Decision]:

@@ -100,3 +100,30 @@ def test_commits_below_the_wal_limit_leave_the_checkpoint_to_the_owner(tmp_path:
         assert store.checkpoint_if_due(1)
         assert store.wal_bytes() < logged
         assert store.scalar("SELECT count(*) FROM t") == 300
+
+
+def test_keyed_inserts_after_writes_in_one_transaction_do_not_invalidate_the_store(tmp_path: Path) -> None:
+    """What a steward action's "after" snapshot and a live ingest do: write rows, then
+    copy rows read by key (an index scan) in the same transaction. DuckDB 1.5.6's
+    order-keeping insert fails on that now and then ("batch index ... is present in
+    multiple collections") and invalidates the database; inside ``Store.unordered`` it
+    does not. Without ``unordered`` this failed within 40 rounds when it was written."""
+    with Store.open(tmp_path / "s.duckdb", compress=False) as store:
+        store.execute(
+            "CREATE TABLE t AS SELECT 'k' || i AS k, 'p' || (i // 3) AS pid, repeat('x', 50) AS v FROM range(200000) r(i)"
+        )
+        store.execute("CREATE INDEX ix_k ON t (k)")
+        store.execute("CREATE INDEX ix_pid ON t (pid)")
+        store.execute("CHECKPOINT")
+        store.execute("CREATE TABLE copied (k VARCHAR, pid VARCHAR, v VARCHAR)")
+        for round_ in range(60):
+            new = [f"n{round_}_{j}" for j in range(1 + round_ % 5)]
+            keys = new + [f"k{(round_ * 7919 + j * 104729) % 200000}" for j in range(1 + round_ % 4)]
+            with store.transaction():
+                store.execute("INSERT INTO t SELECT unnest(?::VARCHAR[]), 'new', 'y'", [new])
+                with store.unordered():
+                    store.execute(f"INSERT INTO copied SELECT * FROM t WHERE k IN ({', '.join('?' * len(keys))})", keys)
+        assert store.scalar("SELECT count(*) FROM copied") == sum(
+            (1 + r % 5) + (1 + r % 4) for r in range(60)
+        )
+        assert store.scalar("SELECT current_setting('preserve_insertion_order')") is True
