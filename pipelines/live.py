@@ -400,49 +400,32 @@ class LiveIngest:
         for table in ("pairs", "review_queue") if updated else ():
             for side in ("record_key_l", "record_key_r"):  # two indexed deletes, not one scanning OR
                 self.store.execute(f"DELETE FROM {r}.{table} WHERE {in_keys.replace('record_key', side)}", params)
-        inserts = {
-            "pairs": "SELECT *, NULL::VARCHAR AS profile_id_l, NULL::VARCHAR AS profile_id_r FROM _live_rows",
-            "field_issues": "SELECT * FROM _live_rows",
-            "quarantine": "SELECT * FROM _live_rows",
-        }
-        sources = {"pairs": staged.pairs, "field_issues": staged.issues, "quarantine": staged.quarantine}
-        for table, select in inserts.items():
-            rows = sources[table]
-            if rows.num_rows:
-                self.store.register("_live_rows", rows)
-                try:
-                    self.store.execute(f"INSERT INTO {r}.{table} BY NAME {select}")
-                finally:
-                    self.store.unregister("_live_rows")
+        self._insert_rows(r, "pairs", staged.pairs, "SELECT *, NULL::VARCHAR AS profile_id_l, NULL::VARCHAR AS profile_id_r FROM _live_rows")
+        self._insert_rows(r, "field_issues", staged.issues)
+        self._insert_rows(r, "quarantine", staged.quarantine)
+
+    def _insert_rows(self, r: str, table: str, rows: pa.Table, select: str = "SELECT * FROM _live_rows") -> None:
+        """``rows`` (as ``_live_rows`` in ``select``) into the run's ``table``, by column name."""
+        if not rows.num_rows:
+            return
+        self.store.register("_live_rows", rows)
+        try:
+            self.store.execute(f"INSERT INTO {r}.{table} BY NAME {select}")
+        finally:
+            self.store.unregister("_live_rows")
 
     def _insert_records(self, r: str, staged: _Staged, assignment: Mapping[str, str]) -> None:
         """The staged records, their membership and identifiers into the run's tables,
         each with its new profile id (match probabilities are set by ``reassign``)."""
-        if not staged.records.num_rows:
-            return
         # a run published before a column was added lacks it
         records = staged.records.select([c for c in staged.records.column_names if c in self._state.record_columns])
-        keys = records.column("record_key").to_pylist()
-        profile_ids = pa.array([assignment.get(k) for k in keys], pa.string())
-        inserts = (
-            ("records", records.append_column("profile_id", profile_ids),
-             "SELECT NULL::DOUBLE AS match_probability, * FROM _live_rows"),
-            ("membership", staged.records.select(["record_key", "source", "record_id"]).append_column("profile_id", profile_ids),
-             "SELECT *, NULL::DOUBLE AS match_probability, NULL::VARCHAR AS previous_profile_id FROM _live_rows"),
-            ("identifiers", staged.identifiers,
-             "SELECT i.*, k.profile_id FROM _live_rows i JOIN _live_keys k USING (record_key)"),
-        )
-        self.store.register("_live_keys", pa.table({"record_key": keys, "profile_id": profile_ids}))
-        try:
-            for table, rows, select in inserts:
-                if rows.num_rows:
-                    self.store.register("_live_rows", rows)
-                    try:
-                        self.store.execute(f"INSERT INTO {r}.{table} BY NAME {select}")
-                    finally:
-                        self.store.unregister("_live_rows")
-        finally:
-            self.store.unregister("_live_keys")
+        profile_ids = pa.array([assignment.get(k) for k in records.column("record_key").to_pylist()], pa.string())
+        identifier_profiles = pa.array([assignment.get(k) for k in staged.identifiers.column("record_key").to_pylist()], pa.string())
+        self._insert_rows(r, "records", records.append_column("profile_id", profile_ids),
+                          "SELECT NULL::DOUBLE AS match_probability, * FROM _live_rows")
+        self._insert_rows(r, "membership", staged.records.select(["record_key", "source", "record_id"]).append_column("profile_id", profile_ids),
+                          "SELECT *, NULL::DOUBLE AS match_probability, NULL::VARCHAR AS previous_profile_id FROM _live_rows")
+        self._insert_rows(r, "identifiers", staged.identifiers.append_column("profile_id", identifier_profiles))
 
     def _group(
         self, model: dict[str, Any], keys: list[str], members: dict[str, list[str]], new_rows: pa.Table
@@ -549,7 +532,7 @@ class LiveIngest:
             profile_of.update({str(k): str(v) for k, v in self.store.rows(f"SELECT record_key, profile_id FROM records WHERE {in_others}", params)})
         queued = [p for p in band if profile_of.get(p["record_key_l"]) != profile_of.get(p["record_key_r"])]
         if queued:
-            self.store.register("_live_rows", pa.table({
+            self._insert_rows(r, "review_queue", pa.table({
                 "pair_id": [p["pair_id"] for p in queued],
                 "record_key_l": [p["record_key_l"] for p in queued],
                 "record_key_r": [p["record_key_r"] for p in queued],
@@ -559,10 +542,6 @@ class LiveIngest:
                 "match_weight": [p["match_weight"] for p in queued],
                 "distance_to_boundary": [abs(p["match_probability"] - midpoint) for p in queued],
             }))
-            try:
-                self.store.execute(f"INSERT INTO {r}.review_queue BY NAME SELECT * FROM _live_rows")
-            finally:
-                self.store.unregister("_live_rows")
         out: dict[str, list[str]] = {}
         for p in queued:
             for key in (p["record_key_l"], p["record_key_r"]):

@@ -393,13 +393,13 @@ class Stewardship:
         after = set(assignment.values())
         touched = sorted(set(profiles_before) | after)
         in_records, record_params = in_list("record_key", records)
-        was = {
-            str(k): str(p)
-            for k, p in self.store.rows(f"SELECT record_key, profile_id FROM records WHERE {in_records}", record_params)
-            if p is not None
+        current = {  # (profile, probability) of each record as the store holds it now
+            str(k): (p, q)
+            for k, p, q in self.store.rows(f"SELECT record_key, profile_id, match_probability FROM records WHERE {in_records}", record_params)
         }
+        was = {k: str(p) for k, (p, _) in current.items() if p is not None}
         was.update(previous or {})  # a live update's row already carries its new profile
-        self._regroup(run, assignment, touched)
+        self._regroup(run, assignment, touched, current)
         before = set(profiles_before)
         fresh = sorted(p for p in after if p not in before)
         if fresh:
@@ -424,9 +424,13 @@ class Stewardship:
                 retired[old] = survivor
         return retired
 
-    def _regroup(self, run: str, assignment: Mapping[str, str], touched: Sequence[str]) -> None:
+    def _regroup(
+        self, run: str, assignment: Mapping[str, str], touched: Sequence[str],
+        current: Mapping[str, tuple[str | None, float | None]],
+    ) -> None:
         """Move the records to their new profiles and rebuild the touched profiles'
-        golden records with the batch run's own survivorship SQL."""
+        golden records with the batch run's own survivorship SQL. ``current`` is each
+        record's (profile, probability) as the store holds it now."""
         r = f"{self._cat}.{ident(run)}"
         records = sorted(assignment)
         in_records, params = in_list("record_key", records)
@@ -464,10 +468,6 @@ class Stewardship:
             # Only rows that change are written, each by key: a record that moves gets its
             # new profile id (indexed in records, so the whole row and its index entries
             # are rewritten), one that stays only its new probability, in place.
-            current = {
-                str(k): (p, q)
-                for k, p, q in self.store.rows(f"SELECT record_key, profile_id, match_probability FROM {r}.records WHERE {in_records}", params)
-            }
             moved = [k for k in records if current.get(k, (None, None))[0] != assignment[k]]
             staying = set(records) - set(moved)
             reprobed = [k for k in records if k in staying and current[k][1] != best.get(k)]
