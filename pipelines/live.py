@@ -48,6 +48,8 @@ _NAME_PARTS = ("o.first_name_std", "o.last_name_std")
 #: Up to this many new records, candidates are looked up record by record (index scans);
 #: more are joined with the stored records rule by rule (hash joins).
 _LOOKUP_MAX = 50
+#: Up to this many stored candidates are read by key (index scans); more by one semi-join.
+_KEYS_LOOKUP_MAX = 1000
 #: Term frequencies kept per run (values; the cache starts over beyond this).
 _TF_CACHE_MAX = 500_000
 STATUSES = ("attached", "new_profile", "review", "merged", "updated", "moved", "quarantined")
@@ -161,7 +163,7 @@ class LiveIngest:
             self._score(model, _stored_linkable(cat, ids))
             records = self.store.arrow("SELECT * FROM records ORDER BY record_key")
             identifiers = self.store.arrow("SELECT * FROM identifiers")
-            pairs = self.store.arrow("SELECT * FROM scored WHERE match_probability >= ?", [self.config.matching.review_threshold])
+            pairs = self.store.arrow("SELECT * FROM scored")
             issues = self.store.arrow("SELECT * FROM field_issues")
         return _Staged(counts.rows, counts.quarantined, quarantine, records, identifiers, pairs, issues)
 
@@ -240,10 +242,12 @@ class LiveIngest:
         """``scored``: every candidate pair scored with the run's model and term
         frequencies (keys ordered l < r, as splink orders them)."""
         columns = ["record_key", *MATCH_COLUMNS, *(identifier_column(n) for n in self.config.shared_identifiers())]
-        keys = [k for (k,) in self.store.rows(
-            "SELECT DISTINCT stored_key FROM candidates WHERE stored_key NOT IN (SELECT record_key FROM new_linkable) ORDER BY 1"
-        )]
-        in_stored, stored_params = in_list("s.record_key", keys)
+        stored_keys = "SELECT DISTINCT stored_key FROM candidates WHERE stored_key NOT IN (SELECT record_key FROM new_linkable)"
+        keys = [k for (k,) in self.store.rows(f"{stored_keys} ORDER BY 1 LIMIT {_KEYS_LOOKUP_MAX + 1}")]
+        if len(keys) > _KEYS_LOOKUP_MAX:  # a bulk file: one semi-join (the keys stay in the database)
+            in_stored, stored_params = f"s.record_key IN ({stored_keys})", []
+        else:  # a few: looked up by key (index scans)
+            in_stored, stored_params = in_list("s.record_key", keys)
         self.store.execute(
             f"""CREATE TABLE side AS
                 SELECT {', '.join(columns)} FROM new_linkable
@@ -282,10 +286,11 @@ class LiveIngest:
                 self.store.unregister("_live_tf")
             tf = "tf_needed"
         relation = pairs_sql(model, "SELECT * FROM side", "SELECT * FROM side", candidates="SELECT * FROM candidate_pairs", term_frequencies=tf)
-        self.store.execute(
+        self.store.execute(  # only the pairs kept (a bulk file scores millions): no pair id for the others
             f"""CREATE TABLE scored AS
                 SELECT md5(record_key_l || '|' || record_key_r)[:16] AS pair_id, COLUMNS(c -> NOT starts_with(c, 'gamma_'))
-                FROM ({score_sql(model, relation)})"""
+                FROM ({score_sql(model, relation)}) WHERE match_probability >= ?""",
+            [self.config.matching.review_threshold],
         )
 
     @property

@@ -33,6 +33,8 @@ class Split:
     batch: Config  # the batch run on 90%
     full: Config  # the batch run on 100%
     held_out: dict[str, list[dict[str, Any]]]  # source -> rows as the source wrote them
+    held_files: dict[str, Path]  # source -> its held-out rows as a file in its own format
+    bulk: Config  # a copy of the batch run on 90%, for bulk ingests
 
 
 def _rows(path: Path) -> tuple[list[str], list[Any]]:
@@ -65,6 +67,7 @@ def split(tmp_path_factory: pytest.TempPathFactory) -> Split:
     manifest = generate(root / "full", records=6_000, seed=23)
     shutil.copytree(manifest.out_dir, root / "batch")
     held: dict[str, list[dict[str, Any]]] = {}
+    held_files: dict[str, Path] = {}
     for name, path in manifest.source_paths.items():
         target = root / "batch" / path.relative_to(manifest.out_dir)
         header, rows = _rows(path)
@@ -76,11 +79,18 @@ def split(tmp_path_factory: pytest.TempPathFactory) -> Split:
         else:
             target.write_text("".join(header + kept), encoding="utf-8")
         held[name] = [d for r in out if (d := _as_dict(path, header, r)) is not None]
+        held_files[name] = root / "held" / path.name
+        held_files[name].parent.mkdir(exist_ok=True)
+        if path.suffix == ".parquet":
+            pq.write_table(table.from_pylist(out, schema=table.schema), held_files[name])
+        else:
+            held_files[name].write_text("".join(header + out), encoding="utf-8")
     batch, full = load_config(root / "batch" / "unify.toml"), load_config(manifest.config_path)
     run_pipeline(batch)
+    shutil.copytree(root / "batch", root / "bulk", ignore=shutil.ignore_patterns("*.tmp"))
     shutil.copy(batch.model_path, full.model_path)  # one model for both: the comparison is about clustering
     run_pipeline(full)
-    return Split(manifest, batch, full, held)
+    return Split(manifest, batch, full, held, held_files, load_config(root / "bulk" / "unify.toml"))
 
 
 def _truth(manifest: DemoManifest) -> dict[str, str]:
@@ -238,3 +248,34 @@ def test_live_ingest_honours_a_steward_different(split: Split, tmp_path: Path) -
         assert again.status == "updated"
         pa, pb = (store.scalar("SELECT profile_id FROM records WHERE record_key = ?", [k]) for k in (a, b))
         assert pa != pb, "a live update joined records a steward decided are different"
+
+
+def test_bulk_files_agree_with_records_ingested_one_at_a_time(
+    split: Split, ingested_one_by_one: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each source's held-out rows as one file (the bulk path: candidates by hash joins,
+    stored candidates by one semi-join) give the pairs, scores and profiles that ingesting
+    the same rows one at a time gives."""
+    import pipelines.live
+
+    monkeypatch.setattr(pipelines.live, "_KEYS_LOOKUP_MAX", 20)  # the semi-join, also at this size
+    with Store.open(split.bulk.store_path) as store:
+        live = LiveIngest(store, split.bulk)
+        reports = [live.ingest(source, BY, path=path) for source, path in split.held_files.items()]
+    ingested = {r.record_key for report in reports for r in report.records if r.status != "quarantined"}
+    assert len(ingested) >= 0.95 * sum(len(rows) for rows in split.held_out.values())
+
+    def pairs(path: Path) -> dict[tuple[str, str], float]:
+        with Store.open(path, read_only=True) as store:
+            rows = store.rows("SELECT record_key_l, record_key_r, match_probability FROM pairs")
+        return {(a, b): p for a, b, p in rows if a in ingested or b in ingested}
+
+    bulk, single = pairs(split.bulk.store_path), pairs(ingested_one_by_one)
+    assert bulk.keys() == single.keys() and len(bulk) > len(ingested) / 2
+    assert all(bulk[k] == pytest.approx(single[k], abs=1e-9) for k in bulk)
+    by_bulk, by_single = membership(split.bulk.store_path), membership(ingested_one_by_one)
+    assert by_bulk.keys() == by_single.keys()
+    bulk_pairs, single_pairs = (_same_profile_pairs(m, set(by_bulk)) for m in (by_bulk, by_single))
+    assert len(bulk_pairs & single_pairs) / len(bulk_pairs | single_pairs) >= 0.99
+    truth = _truth(split.manifest)
+    assert pairwise(truth, by_bulk).precision >= 0.995 and pairwise(truth, by_bulk).recall >= 0.98
