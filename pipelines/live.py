@@ -178,10 +178,12 @@ class LiveIngest:
             terms = [t.split(" = ") for t in rule.split(" AND ")]
             for new_side, other in (("l", "r"), ("r", "l")):
                 pick = 0 if new_side == "l" else 1
-                plans.append((
+                plan = (
                     [re.sub(rf"\b{new_side}\.", "n.", t[pick]) for t in terms],
                     [re.sub(rf"\b{other}\.", "o.", t[1 - pick]) for t in terms],
-                ))
+                )
+                if plan not in plans:  # the two roles of a symmetric rule are one join
+                    plans.append(plan)
         values_sql = ", ".join(f"{e} AS v{i}_{j}" for i, (news, _) in enumerate(plans) for j, e in enumerate(news))
         parts: list[str] = []
         params: list[Any] = []
@@ -239,8 +241,8 @@ class LiveIngest:
         self.store.execute(f"CREATE TABLE candidates AS {' UNION '.join(parts)}", params, building="candidates")
 
     def _score(self, model: dict[str, Any], stored: str) -> None:
-        """``scored``: every candidate pair scored with the run's model and term
-        frequencies (keys ordered l < r, as splink orders them)."""
+        """``scored``: the candidate pairs at or above the review threshold, scored with
+        the run's model and term frequencies (keys ordered l < r, as splink orders them)."""
         columns = ["record_key", *MATCH_COLUMNS, *(identifier_column(n) for n in self.config.shared_identifiers())]
         stored_keys = "SELECT DISTINCT stored_key FROM candidates WHERE stored_key NOT IN (SELECT record_key FROM new_linkable)"
         keys = [k for (k,) in self.store.rows(f"{stored_keys} ORDER BY 1 LIMIT {_KEYS_LOOKUP_MAX + 1}")]
@@ -444,8 +446,11 @@ class LiveIngest:
         group = set(keys)
         links = [  # looked up by one key (an index scan), filtered here
             (str(a), str(b), float(p))
-            for a, b, p in self.store.rows(f"SELECT record_key_l, record_key_r, match_probability FROM pairs WHERE {in_l}", params)
-            if b in group and p >= self.config.matching.match_threshold
+            for a, b, p in self.store.rows(
+                f"SELECT record_key_l, record_key_r, match_probability FROM pairs WHERE {in_l} AND match_probability >= ?",
+                [*params, self.config.matching.match_threshold],
+            )
+            if b in group
         ]
         decided = self.store.rows(
             f"SELECT record_key_l, record_key_r, kind FROM link_constraints WHERE active AND {in_l} AND {in_r}", params * 2
