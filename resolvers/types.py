@@ -12,7 +12,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from profiles.model import CONTACT_PII_FIELDS
-from profiles.store import identifiers_of
+from profiles.store import identifiers_of, raw_row
 from resolvers.auth import Role
 from resolvers.context import Context, context_of, pii, require
 from resolvers.explanations import MatchExplanation, explain, spanning_links
@@ -97,9 +97,10 @@ class SourceRecord:
     email: str | None = row_field("email", contact_pii=True)
     phone: str | None = row_field("phone", contact_pii=True)
     date_of_birth: date | None = row_field("date_of_birth", contact_pii=True)
-    raw: JSON | None = row_field(
-        "raw", contact_pii=True, description="The source row as the source system wrote it (contact PII: agents and stewards only)."
-    )
+
+    @strawberry.field(description="The source row as the source system wrote it (contact PII: agents and stewards only).")
+    def raw(self, info: Info[Context, Any]) -> JSON | None:
+        return pii(info, self.profile_id, "raw", raw_row(self.row))
 
     @strawberry.field
     def address(self) -> Address:

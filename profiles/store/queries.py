@@ -76,18 +76,15 @@ class ProfileQueries:
 
     def records(self, profile_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
         """Each profile's records, most recent first, with their identifiers (a list of
-        {kind, value}), so that a card's identifiers need no query of their own."""
+        {kind, value}), so that a card's identifiers need no query of their own. The
+        source row (``raw``) is JSON text: :func:`raw_row` parses it for those who ask."""
         ids = list(profile_ids)
         rows = self._dicts(  # sorted here: an ORDER BY costs more than the indexed read (0.6 of 1.8 ms)
-            f"SELECT r.* EXCLUDE (raw), r.raw::VARCHAR AS raw FROM records r WHERE r.profile_id IN ({marks(ids)})", ids
+            f"SELECT {_SERVED_RECORD} FROM records r WHERE r.profile_id IN ({marks(ids)})", ids
         )
         rows.sort(key=lambda r: r["record_key"])  # then (stable) most recent first, no date last
         rows.sort(key=lambda r: (r["updated_at"] is not None, r["updated_at"] or datetime.min), reverse=True)
-        grouped = _group(rows)
-        for records in grouped.values():
-            for record in records:
-                record["raw"] = json.loads(record["raw"]) if record["raw"] else None
-        return grouped
+        return _group(rows)
 
     def golden_fields(self, profile_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
         ids = list(profile_ids)
@@ -96,12 +93,7 @@ class ProfileQueries:
 
     def records_by_key(self, record_keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         keys = list(record_keys)
-        rows = self._dicts(
-            f"SELECT r.* EXCLUDE (raw, identifiers), r.raw::VARCHAR AS raw FROM records r WHERE r.record_key IN ({marks(keys)})",
-            keys,
-        )
-        for row in rows:
-            row["raw"] = json.loads(row["raw"]) if row["raw"] else None
+        rows = self._dicts(f"SELECT {_SERVED_RECORD} FROM records r WHERE r.record_key IN ({marks(keys)})", keys)
         return {r["record_key"]: r for r in rows}
 
     def review_queue(self, first: int, after: tuple[float, str] | None) -> tuple[list[dict[str, Any]], int]:
@@ -226,11 +218,31 @@ class ProfileQueries:
             return
         now = datetime.now(timezone.utc)
         store = self.store.reader()  # inside a steward's or ingest's transaction: the store itself
-        for event in events:
-            store.execute(
-                "INSERT INTO audit_log (event_id, occurred_at, actor, role, action, subject, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [f"ev_{secrets.token_hex(8)}", now, event.actor, event.role, event.action, event.subject, json.dumps(event.detail)],
-            )
+        store.execute(  # one statement (one commit outside a transaction) for all of them
+            "INSERT INTO audit_log (event_id, occurred_at, actor, role, action, subject, detail) VALUES "
+            + ", ".join("(?, ?, ?, ?, ?, ?, ?)" for _ in events),
+            [
+                value
+                for event in events
+                for value in (f"ev_{secrets.token_hex(8)}", now, event.actor, event.role, event.action, event.subject, json.dumps(event.detail))
+            ],
+        )
+
+
+#: What the API reads of a record: the columns it shows (the matching columns stay in the
+#: store), its identifiers, and the source row as JSON text. Half the time of every column.
+SERVED_RECORD_COLUMNS = (
+    "profile_id", "record_key", "source", "record_id", "match_probability", "updated_at",
+    "first_name", "last_name", "full_name", "email", "phone", "date_of_birth",
+    "street", "house_number", "address_line2", "postcode", "city", "region", "country", "identifiers",
+)
+_SERVED_RECORD = ", ".join(f"r.{c}" for c in SERVED_RECORD_COLUMNS) + ", r.raw::VARCHAR AS raw"
+
+
+def raw_row(record: dict[str, Any]) -> Any:
+    """A record's source row as the source wrote it (parsed from the JSON text)."""
+    text = record.get("raw")
+    return json.loads(text) if text else None
 
 
 def identifiers_of(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -135,3 +135,30 @@ def test_two_stewards_deciding_one_pair_at_once_one_wins_one_conflicts_both_audi
     actions = [e["node"] for e in log["data"]["auditLog"]["edges"]]
     assert any(a["action"] == f"steward.{won[0].lower()}" for a in actions)
     assert any(a["action"] == "steward.refused" and a["detail"]["arguments"]["decision"] == lost[0] for a in actions)
+
+
+def test_concurrent_pii_reads_are_each_audited_before_their_answer(server: tuple[str, Path], small_demo: DemoRun) -> None:
+    """Requests finishing together share an audit write; each still gets its own entry,
+    and it is in the log by the time the client has the answer."""
+    base, _ = server
+    phone, _ = small_demo.manifest.demo_phone_lookup
+    start = threading.Barrier(24)
+    answers: dict[int, str] = {}
+
+    def lookup(i: int) -> None:
+        start.wait()
+        body = {"query": f'query Card{i} {{ profileByIdentifier(kind: "phone", value: "{phone}") {{ id phone }} }}', "operationName": f"Card{i}"}
+        reply = httpx.post(f"{base}/graphql", json=body, headers={"Authorization": f"Bearer {DEMO_API_KEYS['agent']}"}, timeout=30)
+        answers[i] = reply.json()["data"]["profileByIdentifier"]["id"]
+
+    threads = [threading.Thread(target=lookup, args=(i,)) for i in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(answers) == 24
+    log = _post(base, "{ auditLog(first: 100) { edges { node { action actor detail } } } }", key=DEMO_API_KEYS["steward"]).json()
+    reads = [e["node"]["detail"] for e in log["data"]["auditLog"]["edges"] if e["node"]["action"] == "pii.read"]
+    by_operation = {d["operation"]: d for d in reads if str(d["operation"]).startswith("Card")}
+    assert sorted(by_operation) == sorted(f"Card{i}" for i in range(24))
+    assert all(by_operation[f"Card{i}"]["profiles"] == [answers[i]] and by_operation[f"Card{i}"]["fields"] == ["phone"] for i in range(24))
