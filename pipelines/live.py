@@ -444,13 +444,10 @@ class LiveIngest:
         in_l, params = in_list("record_key_l", keys)
         in_r, _ = in_list("record_key_r", keys)
         group = set(keys)
-        links = [  # looked up by one key (an index scan), filtered here
+        links = [  # looked up by one key (an index scan; another condition in SQL makes it a scan), filtered here
             (str(a), str(b), float(p))
-            for a, b, p in self.store.rows(
-                f"SELECT record_key_l, record_key_r, match_probability FROM pairs WHERE {in_l} AND match_probability >= ?",
-                [*params, self.config.matching.match_threshold],
-            )
-            if b in group
+            for a, b, p in self.store.rows(f"SELECT record_key_l, record_key_r, match_probability FROM pairs WHERE {in_l}", params)
+            if b in group and p >= self.config.matching.match_threshold
         ]
         decided = self.store.rows(
             f"SELECT record_key_l, record_key_r, kind FROM link_constraints WHERE active AND {in_l} AND {in_r}", params * 2
