@@ -139,5 +139,4 @@ def profiles_sql(golden_fields: str, records: str, membership: str) -> str:
         SELECT s.profile_id, g.* EXCLUDE (profile_id),
                nullif(concat_ws(' ', g.first_name, g.middle_name, g.last_name), '') AS full_name,
                s.record_count, s.sources, s.updated_at
-        FROM s LEFT JOIN g USING (profile_id)
-        ORDER BY s.profile_id"""
+        FROM s LEFT JOIN g USING (profile_id)"""
