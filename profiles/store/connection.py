@@ -270,8 +270,8 @@ _IN_LIST_MAX = 1000
 
 
 def marks(values: Sequence[object]) -> str:
-    """Placeholders for an IN list: a literal list lets DuckDB answer from an index or skip
-    row groups by their min/max (the tables are sorted by these keys); values stay bound
+    """Placeholders for an IN list: a literal list lets DuckDB answer from an index (a
+    list parameter or a subquery makes it a join that scans); values stay bound
     parameters."""
     return ", ".join("?" * len(values)) or "NULL"
 
