@@ -42,7 +42,7 @@ from profiles.identity import mint_profile_ids
 from profiles.store import AuditEvent, ProfileQueries, Steward, Stewardship, Store, current_run, ensure_serving_indexes, ident, in_list
 
 #: Indexed record columns, most selective first: a blocking rule is looked up by the first of its columns here.
-_SELECTIVITY = {f"o.{c}": i for i, c in enumerate(("phone_std", "email_std", "postcode_std", "dob", "last_name_std", "first_name_std"))}
+_SELECTIVITY = {f"o.{c}": i for i, c in enumerate(("postcode_std", "dob", "last_name_std", "first_name_std"))}
 #: A rule on first and last name is looked up by ``name_key`` (first|last, indexed) instead.
 _NAME_PARTS = ("o.first_name_std", "o.last_name_std")
 #: Up to this many new records, candidates are looked up record by record (index scans);
@@ -172,7 +172,10 @@ class LiveIngest:
         or new) some blocking rule pairs it with, in either role, as splink applies the
         rules. Stored records are looked up by key (index scans), one query in all."""
         cat = ident(self.store.catalog)
-        id_columns = {f"o.{identifier_column(n)}": n for n in identifiers}
+        # rules on one identifier are looked up in ``identifiers`` (kind, value; the value
+        # indexed): email and phone too, which are identifiers as standardized, so that
+        # ``records`` needs no index of its own on them
+        id_columns = {"o.email_std": "email", "o.phone_std": "phone", **{f"o.{identifier_column(n)}": n for n in identifiers}}
         plans: list[tuple[list[str], list[str]]] = []  # (new-side expressions, stored-side expressions) per rule and role
         for rule in rules:
             terms = [t.split(" = ") for t in rule.split(" AND ")]

@@ -120,7 +120,8 @@ def _drop_old_runs(store: Store, keep_previous: int) -> None:
 #: by key: a profile's rows, a record's rows and pairs, and the blocking columns. Built
 #: once per run (they are kept in the store file), by the process that serves it.
 SERVING_INDEXES: Final[dict[str, tuple[str, ...]]] = {
-    "records": ("record_key", "profile_id", "phone_std", "email_std", "dob", "postcode_std", "name_key"),
+    # a live record's candidates by phone or email are looked up in identifiers (by value)
+    "records": ("record_key", "profile_id", "dob", "postcode_std", "name_key"),
     "membership": ("record_key",),
     "identifiers": ("record_key", "value"),
     "profiles": ("profile_id",),
