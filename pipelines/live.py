@@ -213,8 +213,11 @@ class LiveIngest:
                 if any(v is None for v in values):
                     continue  # NULL never equals: the rule cannot pair this record
                 if len(stored) == 1 and stored[0] in id_columns:
-                    parts.append(f"SELECT ? AS new_key, record_key AS stored_key FROM {cat}.main.identifiers WHERE kind = ? AND value = ?")
-                    params += [row["record_key"], id_columns[stored[0]], values[0]]
+                    parts.append(  # by value alone (an index scan; with the kind in the filter, a scan of the table)
+                        f"""SELECT * FROM (WITH c AS MATERIALIZED (SELECT kind, record_key FROM {cat}.main.identifiers WHERE value = ?)
+                            SELECT ? AS new_key, record_key AS stored_key FROM c WHERE kind = ?)"""
+                    )
+                    params += [values[0], row["record_key"], id_columns[stored[0]]]
                     continue
                 if self._name_key and all(part in stored for part in _NAME_PARTS):
                     # the name equalities stay in the filter: "jan de|vries" is also "jan|de vries"
