@@ -462,8 +462,15 @@ class LiveIngest:
         apart = [(a, b) for a, b, kind in decided if kind == "different"]
         loose = constrained_components(keys, links, [])
         apart += self._veto_conflicts(model, loose, new_rows)
+        # Only the loose groups holding a kept-apart pair can be cut; the others stand
+        # (a group's representative is its smallest key, whatever else is computed).
+        held = {loose[k] for pair in apart for k in pair}
+        inside = {k for k in keys if loose[k] in held}
+        grouping = {**loose, **constrained_components(
+            sorted(inside), [link for link in links if link[0] in inside], [pair for pair in apart if pair[0] in inside]
+        )}
         groups: dict[str, list[str]] = {}
-        for key, representative in constrained_components(keys, links, apart).items():
+        for key, representative in grouping.items():
             groups.setdefault(representative, []).append(key)
         created = dict(self.store.rows(
             "SELECT profile_id, created_at FROM profile_registry WHERE profile_id IN (SELECT unnest(?::VARCHAR[]))", [list(members)]
