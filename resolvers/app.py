@@ -52,6 +52,7 @@ class _AuditWriter:
 
     async def write(self, event: AuditEvent) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.add_done_callback(lambda f: f.cancelled() or f.exception())  # read even when no request waits for it
         self._pending.append((event, done))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._drain())
