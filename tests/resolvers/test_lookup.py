@@ -140,3 +140,26 @@ def test_pii_reads_are_audited_without_values(api: Api) -> None:
 def test_limits_answer_with_a_code(api: Api, query: str) -> None:
     result = api.run(query)
     assert result.errors and result.data is None
+
+
+def test_every_record_field_shows_the_stored_value(api: Api) -> None:
+    """The API reads a record's served columns only (SERVED_RECORD_COLUMNS): a field whose
+    column that list misses would come back null instead of its value."""
+    row = _a_record(api, "r.email IS NOT NULL AND r.phone IS NOT NULL AND r.street IS NOT NULL AND r.date_of_birth IS NOT NULL")
+    fields = {
+        "key": "record_key", "source": "source", "recordId": "record_id", "matchProbability": "match_probability",
+        "firstName": "first_name", "lastName": "last_name", "fullName": "full_name", "email": "email", "phone": "phone",
+        "dateOfBirth": "date_of_birth",
+    }
+    address = {"street": "street", "houseNumber": "house_number", "addressLine2": "address_line2", "postcode": "postcode",
+               "city": "city", "region": "region", "country": "country"}
+    result = api.run(
+        f'{{ profile(id: "{row["profile_id"]}") {{ records {{ {" ".join(fields)} updatedAt address {{ {" ".join(address)} }} }} }} }}'
+    )
+    assert result.errors is None, result.errors
+    (shown,) = [r for r in result.data["profile"]["records"] if r["key"] == row["record_key"]]
+    for name, column in fields.items():
+        expected = row[column].isoformat() if hasattr(row[column], "isoformat") else row[column]
+        assert shown[name] == expected, name
+    assert all(shown["address"][name] == row[column] for name, column in address.items())
+    assert (shown["updatedAt"] is None) == (row["updated_at"] is None)
