@@ -26,6 +26,7 @@ class Loaders:
     records_by_profile_id: DataLoader[str, list[dict[str, Any]]]
     golden_fields_by_profile_id: DataLoader[str, list[dict[str, Any]]]
     record_by_record_key: DataLoader[str, dict[str, Any] | None]
+    raw_by_record_key: DataLoader[str, Any]
 
 
 def make_loaders(queries: ProfileQueries) -> Loaders:
@@ -41,6 +42,7 @@ def make_loaders(queries: ProfileQueries) -> Loaders:
         records_by_profile_id=batch(queries.records, list),
         golden_fields_by_profile_id=batch(queries.golden_fields, list),
         record_by_record_key=batch(queries.records_by_key, None),
+        raw_by_record_key=batch(queries.raw_rows, None),
     )
 
 

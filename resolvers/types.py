@@ -12,7 +12,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from profiles.model import CONTACT_PII_FIELDS
-from profiles.store import identifiers_of, raw_row
+from profiles.store import identifiers_of
 from resolvers.auth import Role
 from resolvers.context import Context, context_of, pii, require
 from resolvers.explanations import MatchExplanation, explain, spanning_links
@@ -99,8 +99,11 @@ class SourceRecord:
     date_of_birth: date | None = row_field("date_of_birth", contact_pii=True)
 
     @strawberry.field(description="The source row as the source system wrote it (contact PII: agents and stewards only).")
-    def raw(self, info: Info[Context, Any]) -> JSON | None:
-        return pii(info, self.profile_id, "raw", raw_row(self.row))
+    async def raw(self, info: Info[Context, Any]) -> JSON | None:
+        ctx = context_of(info)
+        if not ctx.principal.role.sees_contact_pii:
+            return None  # not even read
+        return pii(info, self.profile_id, "raw", await ctx.loaders.raw_by_record_key.load(self.row["record_key"]))
 
     @strawberry.field
     def address(self) -> Address:

@@ -1,7 +1,7 @@
 """The DuckDB store: the only module of unify that imports duckdb."""
 
 from profiles.store.connection import WORK_CATALOG, Store, ident, in_list, quote_column, sql_literal_path
-from profiles.store.queries import AuditEvent, ProfileQueries, Resolved, identifiers_of, raw_row
+from profiles.store.queries import AuditEvent, ProfileQueries, Resolved, identifiers_of
 from profiles.store.runs import begin_run, current_run, ensure_serving_indexes, fail_run, publish_run, write_run_table
 from profiles.store.schema import RUN_TABLES
 from profiles.store.stewardship import Action, Decision, Steward, Stewardship
@@ -14,7 +14,6 @@ __all__ = [
     "AuditEvent",
     "ProfileQueries",
     "identifiers_of",
-    "raw_row",
     "Resolved",
     "RUN_TABLES",
     "WORK_CATALOG",

@@ -127,3 +127,29 @@ def test_keyed_inserts_after_writes_in_one_transaction_do_not_invalidate_the_sto
             (1 + r % 5) + (1 + r % 4) for r in range(60)
         )
         assert store.scalar("SELECT current_setting('preserve_insertion_order')") is True
+
+
+def test_queries_follow_a_publish_made_through_another_store_object(tmp_path: Path) -> None:
+    """The API reads the published run's tables directly (not through the views): a
+    publish in this process, by whichever store object, is what it reads next."""
+    import threading
+
+    from profiles.store import ProfileQueries
+
+    path = tmp_path / "s.duckdb"
+    with Store.open(path) as store:
+        first = begin_run(store, "cfg", "model")
+        _fill(store, first, "p_a")
+        publish_run(store, first, {})
+        queries = ProfileQueries(store)
+        assert list(queries.profiles(["p_a"])) == ["p_a"]
+        with Store.open(str(path)) as other:  # e.g. a run started through the server, with a store of its own
+            second = begin_run(other, "cfg", "model")
+            _fill(other, second, "p_b")
+            publish_run(other, second, {})
+        assert list(queries.profiles(["p_a", "p_b"])) == ["p_b"]
+        seen: list[list[str]] = []
+        reader = threading.Thread(target=lambda: seen.append(list(queries.profiles(["p_a", "p_b"]))))
+        reader.start()
+        reader.join()
+        assert seen == [["p_b"]], "a worker thread's cursor reads the new run too"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import strawberry
 
 from resolvers.auth import Role
+from resolvers.schema import _selects
 from tests.resolvers.conftest import Api
 
 CARD = "{ id fullName email phone dateOfBirth sources records { source recordId } }"
@@ -89,13 +91,17 @@ def test_merged_id_answers_with_the_survivor(api: Api) -> None:
 
 def test_fifty_profiles_cost_a_bounded_number_of_store_queries(api: Api) -> None:
     ids = [r[0] for r in api.store.rows("SELECT profile_id FROM profiles ORDER BY profile_id LIMIT 50")]
+    query = "query($ids: [ID!]!) { profiles(ids: $ids) { id fullName records { source raw } identifiers { kind value } fields { name value } } }"
     before = api.queries.query_count
-    result = api.run(
-        "query($ids: [ID!]!) { profiles(ids: $ids) { id fullName records { source raw } identifiers { kind value } fields { name value } } }",
-        variables={"ids": ids},
-    )
+    result = api.run(query, variables={"ids": ids})
     assert result.errors is None and len(result.data["profiles"]) == 50
-    assert api.queries.query_count - before <= 4  # resolve, profiles, records (with identifiers), golden fields
+    assert all(isinstance(r["raw"], dict) for p in result.data["profiles"] for r in p["records"])
+    # resolve, profiles, records (with identifiers), golden fields, source rows
+    assert api.queries.query_count - before <= 5
+    before = api.queries.query_count
+    result = api.run(query, variables={"ids": ids}, role=Role.PERSONALIZATION)
+    assert result.errors is None and all(r["raw"] is None for p in result.data["profiles"] for r in p["records"])
+    assert api.queries.query_count - before <= 4, "source rows are not even read for a role that may not see them"
 
 
 def test_personalization_never_sees_contact_pii(api: Api) -> None:
@@ -163,3 +169,41 @@ def test_every_record_field_shows_the_stored_value(api: Api) -> None:
         assert shown[name] == expected, name
     assert all(shown["address"][name] == row[column] for name, column in address.items())
     assert (shown["updatedAt"] is None) == (row["updated_at"] is None)
+
+
+
+@strawberry.type
+class _Inner:
+    records: int = 0
+
+
+@strawberry.type
+class _Card:
+    asked: bool
+    records: int = 0
+    identifiers: int = 0
+    inner: _Inner = strawberry.field(default_factory=_Inner)
+
+
+@strawberry.type
+class _ProbeQuery:
+    @strawberry.field
+    def probe(self, info: strawberry.Info) -> _Card:
+        return _Card(asked=_selects(info, {"records", "identifiers"}))
+
+
+@pytest.mark.parametrize(
+    ("selection", "asked"),
+    [
+        ("{ probe { records asked } }", True),
+        ("{ probe { asked ... on Card { records } } }", True),
+        ("fragment F on Card { identifiers } { probe { asked ...F } }", True),
+        ("{ probe { asked inner { records } } }", False),  # deeper than one level down
+        ("{ probe { asked } }", False),
+    ],
+)
+def test_a_lookup_knows_whether_records_are_asked(selection: str, asked: bool) -> None:
+    """A card's records are read with its row (one hand-off to a worker) only when the
+    query asks for them, in whatever form."""
+    result = strawberry.Schema(query=_ProbeQuery).execute_sync(selection)
+    assert result.errors is None and result.data["probe"]["asked"] is asked
