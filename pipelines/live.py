@@ -32,10 +32,11 @@ import pyarrow as pa
 
 from pipelines.comparisons import blocking_rules, identifier_column, identifier_overrides, veto_sql
 from pipelines.config import Config, SourceConfig
-from pipelines.ingest import stage_live
+from pipelines.ingest import SourceCounts, stage_live
 from pipelines.link import model_groups
 from pipelines.scoring import pairs_sql, score_sql, term_frequencies_relation, tf_columns
 from pipelines.standardize import MATCH_COLUMNS, DateFormats, standardize
+from pipelines.standardize_rows import standardize_rows
 from profiles.constraints import STEWARD_LINK, constrained_components
 from profiles.errors import ConfigError, StoreError
 from profiles.identity import mint_profile_ids
@@ -52,6 +53,13 @@ _LOOKUP_MAX = 50
 _KEYS_LOOKUP_MAX = 1000
 #: Term frequencies kept per run (values; the cache starts over beyond this).
 _TF_CACHE_MAX = 500_000
+#: A live record's quarantine table when none of its rows is quarantined (stage_live's columns).
+_NO_QUARANTINE = pa.table({
+    "source": pa.array([], pa.string()), "line": pa.array([], pa.int64()), "record_id": pa.array([], pa.string()),
+    "reason": pa.array([], pa.string()), "content": pa.array([], pa.string()),
+})
+#: Columns of Python-standardized rows whose DuckDB type Arrow has no name for.
+_AS_STORED = {"records": "REPLACE (raw::JSON AS raw)"}
 STATUSES = ("attached", "new_profile", "review", "merged", "updated", "moved", "quarantined")
 
 
@@ -147,10 +155,23 @@ class LiveIngest:
     ) -> _Staged:
         cat = ident(self.store.catalog)
         ids = self.config.shared_identifiers()
+        # records handed over one by one: standardized in Python (the same values; ~30
+        # statements fewer); a file, or rows only the SQL reads alike, through the batch's SQL
+        fast = standardize_rows(source, rows, formats, self.config) if rows is not None and path is None else None
         with self.store.workspace(name=f"live_{secrets.token_hex(4)}"):
-            counts = stage_live(self.store, source, rows=rows, path=path)
-            quarantine = self.store.arrow("SELECT * FROM quarantine")
-            standardize(self.store, self.config, formats)
+            if fast is not None:
+                counts = SourceCounts(rows=fast.records.num_rows, quarantined=0, accepted=fast.records.num_rows)
+                quarantine = _NO_QUARANTINE
+                for table, rows_of in (("records", fast.records), ("identifiers", fast.identifiers), ("field_issues", fast.issues)):
+                    self.store.register("_live_std", rows_of)
+                    try:
+                        self.store.execute(f"CREATE TABLE {table} AS SELECT * {_AS_STORED.get(table, '')} FROM _live_std")
+                    finally:
+                        self.store.unregister("_live_std")
+            else:
+                counts = stage_live(self.store, source, rows=rows, path=path)
+                quarantine = self.store.arrow("SELECT * FROM quarantine")
+                standardize(self.store, self.config, formats)
             pivots = "".join(
                 f", (SELECT max(i.value) FROM identifiers i WHERE i.record_key = r.record_key AND i.kind = {_literal(n)})"
                 f" AS {ident(identifier_column(n))}"

@@ -18,7 +18,7 @@ from profiles.store import Store
 
 DATE_FORMATS = ("%Y-%m-%d", "%d-%m-%Y", "%d/%m/%Y", "%m/%d/%Y", "%Y%m%d", "%d.%m.%Y", "%Y/%m/%d", "%d-%m-%y", "%m-%d-%Y")
 TIMESTAMP_FORMATS = ("%d-%m-%Y %H:%M", "%d-%m-%Y %H:%M:%S", "%d/%m/%Y %H:%M", "%m/%d/%Y %H:%M", "%Y%m%d%H%M%S", *DATE_FORMATS)
-_COUNTRIES = {
+COUNTRIES = {
     "nederland": "NL", "netherlands": "NL", "the netherlands": "NL", "holland": "NL", "belgie": "BE", "belgië": "BE",
     "belgium": "BE", "belgique": "BE", "deutschland": "DE", "germany": "DE", "duitsland": "DE", "france": "FR",
     "frankrijk": "FR", "united kingdom": "GB", "uk": "GB", "engeland": "GB", "luxembourg": "LU", "luxemburg": "LU",
@@ -140,7 +140,7 @@ def _phone_keys(store: Store, default_country: str) -> None:
 
 
 def _country_sql(column: str) -> str:
-    cases = " ".join(f"WHEN '{name}' THEN '{code}'" for name, code in _COUNTRIES.items())
+    cases = " ".join(f"WHEN '{name}' THEN '{code}'" for name, code in COUNTRIES.items())
     return (
         f"(CASE WHEN length(trim({column})) = 2 THEN upper(trim({column})) "
         f"ELSE (CASE lower(trim({column})) {cases} END) END)"
