@@ -11,8 +11,9 @@ The address survives as one unit, so a golden address never mixes two records.""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Final, Literal
+from collections.abc import Mapping, Sequence
+from datetime import date
+from typing import Any, Final, Literal
 
 from profiles.model import ADDRESS_FIELDS, CANONICAL_FIELDS
 
@@ -140,3 +141,84 @@ def profiles_sql(golden_fields: str, records: str, membership: str) -> str:
                nullif(concat_ws(' ', g.first_name, g.middle_name, g.last_name), '') AS full_name,
                s.record_count, s.sources, s.updated_at
         FROM s LEFT JOIN g USING (profile_id)"""
+
+
+#: Up to this many profiles, :func:`golden_records` computes them in Python (a steward's
+#: merge, a live record: the SQL above is ~15 ms to plan and run for one profile); more
+#: (a bulk file's thousands) go through the SQL.
+PYTHON_MAX_PROFILES: Final[int] = 200
+
+GOLDEN_FIELD_COLUMNS: Final[tuple[str, ...]] = ("profile_id", "field", "value", "source", "record_id", "rule", "updated_at")
+
+
+def golden_records(
+    records: Sequence[Mapping[str, Any]], profile_of: Mapping[str, str], rules: Mapping[str, str], default: str = "trust"
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """What :func:`golden_fields_sql` and then :func:`profiles_sql` make of ``records``
+    (rows with :data:`RECORD_COLUMNS`) in the profiles ``profile_of`` gives them, in
+    Python: (golden_fields rows, profiles rows). The same winners: a rule's criteria in
+    its order after the quality and before the record key, frequency counted per value
+    in the profile. tests/profiles/test_survivorship.py holds both to every demo profile."""
+    members: dict[str, list[Mapping[str, Any]]] = {}
+    for row in sorted(records, key=lambda r: str(r["record_key"])):  # the record rank: key order
+        members.setdefault(profile_of[str(row["record_key"])], []).append(row)
+    golden: list[dict[str, Any]] = []
+    profiles: list[dict[str, Any]] = []
+    for profile_id, rows in members.items():
+        chosen: dict[str, Any] = {}
+        for field in (*SINGLE_FIELDS, "address"):
+            rule = rule_for("street" if field == "address" else field, rules, default)
+            winner = _winner(rows, field, rule)
+            if winner is None:
+                continue
+            for name in ADDRESS_FIELDS if field == "address" else (field,):
+                value = winner[name]
+                if value is None:
+                    continue
+                chosen[name] = value
+                golden.append({
+                    "profile_id": profile_id, "field": name, "value": value.isoformat() if isinstance(value, date) else str(value),
+                    "source": winner["source"], "record_id": winner["record_id"], "rule": rule, "updated_at": winner["updated_at"],
+                })
+        times = [r["updated_at"] for r in rows if r["updated_at"] is not None]
+        profiles.append({
+            "profile_id": profile_id,
+            **{f: chosen.get(f) for f in CANONICAL_FIELDS if f != "full_name"},
+            "full_name": " ".join(str(chosen[f]) for f in ("first_name", "middle_name", "last_name") if chosen.get(f) is not None) or None,
+            "record_count": len(rows),
+            "sources": sorted({str(r["source"]) for r in rows}),
+            "updated_at": max(times) if times else None,
+        })
+    return golden, profiles
+
+
+def _winner(rows: Sequence[Mapping[str, Any]], field: str, rule: str) -> Mapping[str, Any] | None:
+    if field == "address":
+        candidates = [r for r in rows if r["postcode"] is not None or r["street"] is not None]
+        value_of: Any = lambda r: (r["postcode"], r["house_number"], r["street"], r["city"])  # noqa: E731
+        quality: Any = lambda r: 3 - sum(r[c] is not None for c in ("postcode", "street", "house_number"))  # noqa: E731
+    else:
+        candidates = [r for r in rows if r[field] is not None]
+        value_of = lambda r: r[field]  # noqa: E731
+        quality = (lambda r: 0 if len(r["first_name_std"] or "") > 1 else 1) if field == "first_name" else (lambda r: 0)
+    if not candidates:
+        return None
+    frequency: dict[Any, int] = {}
+    for r in candidates:
+        frequency[value_of(r)] = frequency.get(value_of(r), 0) + 1
+    rank = {r["record_key"]: i for i, r in enumerate(rows)}  # rows come in record key order
+    # higher trust first and more recent first, none last (the SQL's DESC NULLS LAST ranks)
+    trust_rank = _descending(r["trust"] for r in rows)
+    time_rank = _descending(r["updated_at"] for r in rows)
+
+    def criteria(r: Mapping[str, Any]) -> tuple[Any, ...]:
+        order = {"trust": trust_rank[r["trust"]], "time": time_rank[r["updated_at"]], "freq": -frequency[value_of(r)]}
+        return (quality(r), *(order[c] for c in _ORDER[rule]), rank[r["record_key"]])
+
+    return min(candidates, key=criteria)
+
+
+def _descending(values: Any) -> dict[Any, int]:
+    """Rank of each distinct value, the largest first and None last."""
+    present = sorted({v for v in values if v is not None}, reverse=True)
+    return {**{v: i for i, v in enumerate(present)}, None: len(present)}
