@@ -25,6 +25,7 @@ import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,9 @@ from pipelines.standardize_rows import standardize_rows
 from profiles.constraints import STEWARD_LINK, constrained_components
 from profiles.errors import ConfigError, StoreError
 from profiles.identity import mint_profile_ids
-from profiles.store import AuditEvent, ProfileQueries, Steward, Stewardship, Store, current_run, ensure_serving_indexes, ident, in_list
+from profiles.store import (
+    AuditEvent, ProfileQueries, Steward, Stewardship, Store, ensure_serving_indexes, ident, in_list, published_run,
+)
 
 #: Indexed record columns, most selective first: a blocking rule is looked up by the first of its columns here.
 _SELECTIVITY = {f"o.{c}": i for i, c in enumerate(("postcode_std", "dob", "last_name_std", "first_name_std"))}
@@ -108,6 +111,7 @@ class LiveIngest:
             rules=config.survivorship.fields, default_rule=config.survivorship.default,
         )
         self._prepared: _Prepared | None = None  # what was read of the published run, once per run
+        self._published: list[Any] = []  # published_run's cache
 
     def ingest(
         self, source_name: str, by: Steward, *, rows: Sequence[Mapping[str, Any]] | None = None, path: Path | None = None
@@ -117,7 +121,7 @@ class LiveIngest:
         started = time.perf_counter()
         source = self._source(source_name)
         with self.store.exclusive():
-            run = current_run(self.store)
+            run = published_run(self.store, self._published)
             model = self.queries.published_model()
             if run is None or not model:
                 raise StoreError("no published run with a model: run `unify run` before ingesting")
@@ -162,7 +166,7 @@ class LiveIngest:
             if fast is not None:
                 counts = SourceCounts(rows=fast.records.num_rows, quarantined=0, accepted=fast.records.num_rows)
                 quarantine = _NO_QUARANTINE
-                for table, rows_of in (("records", fast.records), ("identifiers", fast.identifiers), ("field_issues", fast.issues)):
+                for table, rows_of in (("records", fast.records), ("identifiers", fast.identifiers)):  # what the SQL below reads
                     self.store.register("_live_std", rows_of)
                     try:
                         self.store.execute(f"CREATE TABLE {table} AS SELECT * {_AS_STORED.get(table, '')} FROM _live_std")
@@ -180,18 +184,21 @@ class LiveIngest:
             self.store.execute(
                 f"CREATE TABLE new_linkable AS SELECT r.record_key, {', '.join('r.' + c for c in MATCH_COLUMNS)}{pivots} FROM records r"
             )
-            self._candidates(blocking_rules(model_groups(self.config), ids), ids)
-            self._score(model, _stored_linkable(cat, ids))
-            records = self.store.arrow("SELECT * FROM records ORDER BY record_key")
-            identifiers = self.store.arrow("SELECT * FROM identifiers")
-            pairs = self.store.arrow("SELECT * FROM scored")
-            issues = self.store.arrow("SELECT * FROM field_issues")
+            new_keys = self._candidates(blocking_rules(model_groups(self.config), ids), ids, fast.records.num_rows if fast else None)
+            pairs = self._score(model, _stored_linkable(cat, ids), new_keys)
+            if fast is not None:
+                records, identifiers, issues = fast.records.sort_by("record_key"), fast.identifiers, fast.issues
+            else:
+                records = self.store.arrow("SELECT * FROM records ORDER BY record_key")
+                identifiers = self.store.arrow("SELECT * FROM identifiers")
+                issues = self.store.arrow("SELECT * FROM field_issues")
         return _Staged(counts.rows, counts.quarantined, quarantine, records, identifiers, pairs, issues)
 
-    def _candidates(self, rules: list[str], identifiers: list[str]) -> None:
+    def _candidates(self, rules: list[str], identifiers: list[str], new_count: int | None) -> list[str] | None:
         """``candidates(new_key, stored_key)``: for every new record, the records (stored
         or new) some blocking rule pairs it with, in either role, as splink applies the
-        rules. Stored records are looked up by key (index scans), one query in all."""
+        rules. Stored records are looked up by key (index scans), one query in all.
+        Returns the new records' keys when they are a few (None for a bulk file)."""
         cat = ident(self.store.catalog)
         # rules on one identifier are looked up in ``identifiers`` (kind, value; the value
         # indexed): email and phone too, which are identifiers as standardized, so that
@@ -211,7 +218,8 @@ class LiveIngest:
         values_sql = ", ".join(f"{e} AS v{i}_{j}" for i, (news, _) in enumerate(plans) for j, e in enumerate(news))
         parts: list[str] = []
         params: list[Any] = []
-        if int(self.store.scalar("SELECT count(*) FROM new_linkable")) > _LOOKUP_MAX:
+        bulk = (new_count if new_count is not None else int(self.store.scalar("SELECT count(*) FROM new_linkable"))) > _LOOKUP_MAX
+        if bulk:
             # bulk: one hash join per rule and role against the stored records
             for news, stored in plans:
                 if len(stored) == 1 and stored[0] in id_columns:
@@ -224,7 +232,8 @@ class LiveIngest:
                     parts.append(
                         f"SELECT n.record_key AS new_key, o.record_key AS stored_key FROM new_linkable n JOIN {cat}.main.records o ON {condition}"
                     )
-        for row in [] if parts else self.store.dicts(f"SELECT n.record_key, {values_sql} FROM new_linkable n"):
+        few = [] if bulk else self.store.dicts(f"SELECT n.record_key, {values_sql} FROM new_linkable n")
+        for row in few:
             # DuckDB answers one equality from an index but scans for a conjunction: each
             # rule is looked up by its most selective indexed column, and the rules sharing
             # a lookup (the two roles of a symmetric rule, two rules on one surname) share it
@@ -266,14 +275,72 @@ class LiveIngest:
                 f"SELECT n.record_key AS new_key, o.record_key AS stored_key FROM new_linkable n JOIN new_linkable o ON {condition} AND n.record_key <> o.record_key"
             )
         self.store.execute(f"CREATE TABLE candidates AS {' UNION '.join(parts)}", params, building="candidates")
+        return None if bulk else [str(row["record_key"]) for row in few]
 
-    def _score(self, model: dict[str, Any], stored: str) -> None:
-        """``scored``: the candidate pairs at or above the review threshold, scored with
-        the run's model and term frequencies (keys ordered l < r, as splink orders them)."""
+    def _score(self, model: dict[str, Any], stored: str, new_keys: Sequence[str] | None) -> pa.Table:
+        """The candidate pairs at or above the review threshold, scored with the run's model
+        and term frequencies (keys ordered l < r, as splink orders them). ``new_keys``:
+        the new records' keys when they are a few; their candidates, rows and term
+        frequencies are then handed to the scoring SQL from here (three statements, not eight)."""
         columns = ["record_key", *MATCH_COLUMNS, *(identifier_column(n) for n in self.config.shared_identifiers())]
+        columns_tf = tf_columns(model)
+        tf = self._state.term_frequencies
+        registered: list[str] = []
+        try:
+            if new_keys is not None:
+                new = set(new_keys)
+                found = self.store.rows("SELECT new_key, stored_key FROM candidates WHERE new_key <> stored_key")
+                keys = sorted({str(b) for _, b in found} - new)
+                in_stored, stored_params = in_list("s.record_key", keys)
+                side = self.store.arrow(
+                    f"""SELECT {', '.join(columns)} FROM new_linkable
+                        UNION ALL
+                        SELECT {', '.join('s.' + c for c in columns)} FROM ({stored} WHERE {in_stored}) s""",
+                    stored_params,
+                )
+                pairs = sorted({(min(a, b), max(a, b)) for a, b in found})
+                for name, table in (
+                    ("side", side),
+                    ("candidate_pairs", pa.table({
+                        "record_key_l": pa.array([a for a, _ in pairs], pa.string()),
+                        "record_key_r": pa.array([b for _, b in pairs], pa.string()),
+                    })),
+                ):
+                    self.store.register(name, table)
+                    registered.append(name)
+                if tf == "term_frequencies" and columns_tf:
+                    # the values at hand, by indexed lookups: joining the whole table (millions
+                    # of emails and phones at 1M records) would dominate a single ingest
+                    values = sorted({_as_text(v) for c in columns_tf for v in side.column(c).to_pylist() if v is not None})
+                    self.store.register("tf_needed", _tf_table([r for r in self._term_frequencies(values) if r[0] in columns_tf]))
+                    registered.append("tf_needed")
+                    tf = "tf_needed"
+            else:
+                self._side_and_pairs(columns, stored)
+                if tf == "term_frequencies" and columns_tf:
+                    # a bulk file: one semi-join of the published table (the values are too many to look up one by one)
+                    side_values = f"SELECT DISTINCT unnest([{', '.join(f'CAST({ident(c)} AS VARCHAR)' for c in columns_tf)}]) AS value FROM side"
+                    self.store.execute(
+                        f"""CREATE TABLE tf_needed AS SELECT * FROM {ident(self.store.catalog)}.main.term_frequencies
+                            WHERE value IN ({side_values}) AND column_name IN ({', '.join(_literal(c) for c in columns_tf)})"""
+                    )
+                    tf = "tf_needed"
+            relation = pairs_sql(model, "SELECT * FROM side", "SELECT * FROM side", candidates="SELECT * FROM candidate_pairs", term_frequencies=tf)
+            return self.store.arrow(  # only the pairs kept (a bulk file scores millions): no pair id for the others
+                f"""SELECT md5(record_key_l || '|' || record_key_r)[:16] AS pair_id, COLUMNS(c -> NOT starts_with(c, 'gamma_'))
+                    FROM ({score_sql(model, relation)}) WHERE match_probability >= ?""",
+                [self.config.matching.review_threshold],
+            )
+        finally:
+            for name in registered:
+                self.store.unregister(name)
+
+    def _side_and_pairs(self, columns: list[str], stored: str) -> None:
+        """``side`` (the new records and their stored candidates, as the model reads them)
+        and ``candidate_pairs`` of a bulk file, in the workspace."""
         stored_keys = "SELECT DISTINCT stored_key FROM candidates WHERE stored_key NOT IN (SELECT record_key FROM new_linkable)"
         keys = [k for (k,) in self.store.rows(f"{stored_keys} ORDER BY 1 LIMIT {_KEYS_LOOKUP_MAX + 1}")]
-        if len(keys) > _KEYS_LOOKUP_MAX:  # a bulk file: one semi-join (the keys stay in the database)
+        if len(keys) > _KEYS_LOOKUP_MAX:  # one semi-join (the keys stay in the database)
             in_stored, stored_params = f"s.record_key IN ({stored_keys})", []
         else:  # a few: looked up by key (index scans)
             in_stored, stored_params = in_list("s.record_key", keys)
@@ -288,38 +355,6 @@ class LiveIngest:
             """CREATE TABLE candidate_pairs AS
                SELECT DISTINCT least(new_key, stored_key) AS record_key_l, greatest(new_key, stored_key) AS record_key_r
                FROM candidates WHERE new_key <> stored_key"""
-        )
-        tf = self._state.term_frequencies
-        columns_tf = tf_columns(model)
-        side_values = f"SELECT DISTINCT unnest([{', '.join(f'CAST({ident(c)} AS VARCHAR)' for c in columns_tf)}]) AS value FROM side"
-        if tf == "term_frequencies" and columns_tf and len(keys) > _LOOKUP_MAX * 4:
-            # a bulk file: one semi-join of the published table (the values are too many to look up one by one)
-            self.store.execute(
-                f"""CREATE TABLE tf_needed AS SELECT * FROM {ident(self.store.catalog)}.main.term_frequencies
-                    WHERE value IN ({side_values}) AND column_name IN ({', '.join(_literal(c) for c in columns_tf)})"""
-            )
-            tf = "tf_needed"
-        elif tf == "term_frequencies" and columns_tf:
-            # only the values at hand, by indexed lookups: joining the whole table (millions of
-            # emails and phones at 1M records) would dominate a single ingest
-            values = sorted({str(v) for (v,) in self.store.rows(side_values) if v is not None})
-            rows = [r for r in self._term_frequencies(values) if r[0] in columns_tf]
-            self.store.register("_live_tf", pa.table({
-                "column_name": pa.array([r[0] for r in rows], pa.string()),
-                "value": pa.array([r[1] for r in rows], pa.string()),
-                "tf": pa.array([r[2] for r in rows], pa.float64()),
-            }))
-            try:
-                self.store.execute("CREATE TABLE tf_needed AS SELECT * FROM _live_tf")
-            finally:
-                self.store.unregister("_live_tf")
-            tf = "tf_needed"
-        relation = pairs_sql(model, "SELECT * FROM side", "SELECT * FROM side", candidates="SELECT * FROM candidate_pairs", term_frequencies=tf)
-        self.store.execute(  # only the pairs kept (a bulk file scores millions): no pair id for the others
-            f"""CREATE TABLE scored AS
-                SELECT md5(record_key_l || '|' || record_key_r)[:16] AS pair_id, COLUMNS(c -> NOT starts_with(c, 'gamma_'))
-                FROM ({score_sql(model, relation)}) WHERE match_probability >= ?""",
-            [self.config.matching.review_threshold],
         )
 
     @property
@@ -636,6 +671,19 @@ class _Staged:
     identifiers: pa.Table
     pairs: pa.Table
     issues: pa.Table
+
+
+def _as_text(value: Any) -> str:
+    """``CAST(value AS VARCHAR)`` of a matching column's value (text or a date)."""
+    return value.isoformat() if isinstance(value, date) else str(value)
+
+
+def _tf_table(rows: list[tuple[str, str, float]]) -> pa.Table:
+    return pa.table({
+        "column_name": pa.array([r[0] for r in rows], pa.string()),
+        "value": pa.array([r[1] for r in rows], pa.string()),
+        "tf": pa.array([r[2] for r in rows], pa.float64()),
+    })
 
 
 def _literal(value: str) -> str:

@@ -2,7 +2,9 @@
 
 from profiles.store.connection import WORK_CATALOG, Store, ident, in_list, quote_column, sql_literal_path
 from profiles.store.queries import AuditEvent, ProfileQueries, Resolved, identifiers_of
-from profiles.store.runs import begin_run, current_run, ensure_serving_indexes, fail_run, publish_run, write_run_table
+from profiles.store.runs import (
+    begin_run, current_run, ensure_serving_indexes, fail_run, publish_run, published_run, write_run_table,
+)
 from profiles.store.schema import RUN_TABLES
 from profiles.store.stewardship import Action, Decision, Steward, Stewardship
 
@@ -25,6 +27,7 @@ __all__ = [
     "ident",
     "in_list",
     "publish_run",
+    "published_run",
     "quote_column",
     "sql_literal_path",
     "write_run_table",

@@ -32,14 +32,19 @@ def publish_count(store: Store) -> int:
     return _publishes.get(os.path.abspath(store.path), 0)
 
 
-def published_tables(store: Store, cache: list[Any]) -> str | None:
-    """``catalog.run`` of the published run (SQL, quoted), or None before the first
-    publish; ``cache`` (a list owned by the caller) keeps it until the next publish."""
+def published_run(store: Store, cache: list[Any]) -> str | None:
+    """:func:`current_run`, kept in ``cache`` (a list owned by the caller) until the next
+    publish: one query fewer per request or live record."""
     count = publish_count(store)  # read before the run: a publish in between is seen next time
     if not cache or cache[0] != count:
-        run = current_run(store)
-        cache[:] = [count, f"{ident(store.catalog)}.{ident(run)}" if run else None]
+        cache[:] = [count, current_run(store)]
     return cache[1]  # type: ignore[no-any-return]
+
+
+def published_tables(store: Store, cache: list[Any]) -> str | None:
+    """``catalog.run`` of the published run (SQL, quoted), or None before the first publish."""
+    run = published_run(store, cache)
+    return f"{ident(store.catalog)}.{ident(run)}" if run else None
 
 
 def current_run(store: Store) -> str | None:

@@ -35,7 +35,7 @@ from profiles.identity import mint_profile_ids
 from profiles.model import CANONICAL_FIELDS
 from profiles.store.connection import Store, ident, in_list, marks
 from profiles.store.queries import AuditEvent, ProfileQueries
-from profiles.store.runs import current_run
+from profiles.store.runs import published_run
 
 Decision = Literal["same", "different"]
 ActionKind = Literal["same", "different", "merge", "split", "undo"]
@@ -113,6 +113,7 @@ class Stewardship:
         self.match_threshold = match_threshold
         self.rules, self.default_rule = dict(rules), default_rule
         self._cat = ident(store.catalog)
+        self._published: list[Any] = []  # published_run's cache
 
     # ---- actions -------------------------------------------------------------------
 
@@ -254,7 +255,7 @@ class Stewardship:
     # ---- planning helpers ----------------------------------------------------------
 
     def _run(self) -> str:
-        run = current_run(self.store)
+        run = published_run(self.store, self._published)
         if run is None:
             raise StoreError("no published run: run `unify run` first")
         return run
