@@ -35,7 +35,7 @@ from pipelines.comparisons import blocking_rules, identifier_column, identifier_
 from pipelines.config import Config, SourceConfig
 from pipelines.ingest import SourceCounts, stage_live
 from pipelines.link import model_groups
-from pipelines.scoring import pairs_sql, score_sql, term_frequencies_relation, tf_columns
+from pipelines.scoring import pairs_sql, pairs_table, score_sql, term_frequencies_relation, tf_columns
 from pipelines.standardize import MATCH_COLUMNS, DateFormats, standardize
 from pipelines.standardize_rows import standardize_rows
 from profiles.constraints import STEWARD_LINK, constrained_components
@@ -54,6 +54,9 @@ _NAME_PARTS = ("o.first_name_std", "o.last_name_std")
 _LOOKUP_MAX = 50
 #: Up to this many stored candidates are read by key (index scans); more by one semi-join.
 _KEYS_LOOKUP_MAX = 1000
+#: Up to this many stored candidates of a few new records, their term frequencies are
+#: looked up value by value (index scans); more by one semi-join.
+_TF_LOOKUPS_MAX = 200
 #: Term frequencies kept per run (values; the cache starts over beyond this).
 _TF_CACHE_MAX = 500_000
 #: A live record's quarantine table when none of its rows is quarantined (stage_live's columns).
@@ -280,62 +283,57 @@ class LiveIngest:
     def _score(self, model: dict[str, Any], stored: str, new_keys: Sequence[str] | None) -> pa.Table:
         """The candidate pairs at or above the review threshold, scored with the run's model
         and term frequencies (keys ordered l < r, as splink orders them). ``new_keys``:
-        the new records' keys when they are a few; their candidates, rows and term
-        frequencies are then handed to the scoring SQL from here (three statements, not eight)."""
+        the new records' keys when they are a few; their pairs, with both records' columns
+        and term frequencies, are then put together here and handed to the scoring SQL
+        (which has no joins left to plan: two statements in all, not eight)."""
         columns = ["record_key", *MATCH_COLUMNS, *(identifier_column(n) for n in self.config.shared_identifiers())]
         columns_tf = tf_columns(model)
         tf = self._state.term_frequencies
-        registered: list[str] = []
-        try:
-            if new_keys is not None:
-                new = set(new_keys)
-                found = self.store.rows("SELECT new_key, stored_key FROM candidates WHERE new_key <> stored_key")
-                keys = sorted({str(b) for _, b in found} - new)
-                in_stored, stored_params = in_list("s.record_key", keys)
-                side = self.store.arrow(
-                    f"""SELECT {', '.join(columns)} FROM new_linkable
-                        UNION ALL
-                        SELECT {', '.join('s.' + c for c in columns)} FROM ({stored} WHERE {in_stored}) s""",
-                    stored_params,
-                )
-                pairs = sorted({(min(a, b), max(a, b)) for a, b in found})
-                for name, table in (
-                    ("side", side),
-                    ("candidate_pairs", pa.table({
-                        "record_key_l": pa.array([a for a, _ in pairs], pa.string()),
-                        "record_key_r": pa.array([b for _, b in pairs], pa.string()),
-                    })),
-                ):
-                    self.store.register(name, table)
-                    registered.append(name)
-                if tf == "term_frequencies" and columns_tf and len(keys) <= _LOOKUP_MAX * 4:
-                    # the values at hand, by indexed lookups: joining the whole table (millions
-                    # of emails and phones at 1M records) would dominate a single ingest
-                    values = sorted({_as_text(v) for c in columns_tf for v in side.column(c).to_pylist() if v is not None})
-                    self.store.register("tf_needed", _tf_table([r for r in self._term_frequencies(values) if r[0] in columns_tf]))
-                    registered.append("tf_needed")
-                    tf = "tf_needed"
-            else:
-                self._side_and_pairs(columns, stored)
+        keep = f"""SELECT md5(record_key_l || '|' || record_key_r)[:16] AS pair_id, COLUMNS(c -> NOT starts_with(c, 'gamma_'))
+                   FROM ({{}}) WHERE match_probability >= ?"""  # only the pairs kept: no pair id for the others
+        threshold = [self.config.matching.review_threshold]
+        if new_keys is None:  # a bulk file: in the workspace, by joins
+            self._side_and_pairs(columns, stored)
             if tf == "term_frequencies" and columns_tf:
-                # a bulk file, or a record with hundreds of candidates: one semi-join of the
-                # published table (the values are too many to look up one by one: 2.4 s for one
-                # record with ~300 candidates)
-                side_values = f"SELECT DISTINCT unnest([{', '.join(f'CAST({ident(c)} AS VARCHAR)' for c in columns_tf)}]) AS value FROM side"
-                self.store.execute(
+                self.store.execute(  # one semi-join of the published table (too many values to look up one by one)
                     f"""CREATE TABLE tf_needed AS SELECT * FROM {ident(self.store.catalog)}.main.term_frequencies
-                        WHERE value IN ({side_values}) AND column_name IN ({', '.join(_literal(c) for c in columns_tf)})"""
+                        WHERE value IN ({_distinct_values("side", columns_tf)}) AND column_name IN ({', '.join(_literal(c) for c in columns_tf)})"""
                 )
                 tf = "tf_needed"
             relation = pairs_sql(model, "SELECT * FROM side", "SELECT * FROM side", candidates="SELECT * FROM candidate_pairs", term_frequencies=tf)
-            return self.store.arrow(  # only the pairs kept (a bulk file scores millions): no pair id for the others
-                f"""SELECT md5(record_key_l || '|' || record_key_r)[:16] AS pair_id, COLUMNS(c -> NOT starts_with(c, 'gamma_'))
-                    FROM ({score_sql(model, relation)}) WHERE match_probability >= ?""",
-                [self.config.matching.review_threshold],
-            )
+            return self.store.arrow(keep.format(score_sql(model, relation)), threshold)
+        found = self.store.rows("SELECT new_key, stored_key FROM candidates WHERE new_key <> stored_key")
+        keys = sorted({str(b) for _, b in found} - set(new_keys))
+        in_stored, stored_params = in_list("s.record_key", keys)
+        side = self.store.arrow(
+            f"""SELECT {', '.join(columns)} FROM new_linkable
+                UNION ALL
+                SELECT {', '.join('s.' + c for c in columns)} FROM ({stored} WHERE {in_stored}) s""",
+            stored_params,
+        )
+        frequencies: dict[tuple[str, str], float] = {}
+        if tf == "term_frequencies" and columns_tf:
+            if len(keys) <= _TF_LOOKUPS_MAX:
+                # the values at hand, by indexed lookups: joining the whole table (millions
+                # of emails and phones at 1M records) would dominate a single ingest
+                values = sorted({_as_text(v) for c in columns_tf for v in side.column(c).to_pylist() if v is not None})
+                found_tf = self._term_frequencies(values)
+            else:  # hundreds of candidates: one semi-join (one by one took 2.4 s for such a record)
+                self.store.register("_live_side", side)
+                try:
+                    found_tf = self.store.rows(
+                        f"""SELECT column_name, value, tf FROM {ident(self.store.catalog)}.main.term_frequencies
+                            WHERE value IN ({_distinct_values("_live_side", columns_tf)}) AND column_name IN ({', '.join(_literal(c) for c in columns_tf)})"""
+                    )
+                finally:
+                    self.store.unregister("_live_side")
+            frequencies = {(str(c), str(v)): float(t) for c, v, t in found_tf if c in columns_tf}
+        pairs = pairs_table(model, side, sorted({(min(a, b), max(a, b)) for a, b in found}), frequencies)
+        self.store.register("_live_pairs", pairs)
+        try:
+            return self.store.arrow(keep.format(score_sql(model, "_live_pairs")), threshold)
         finally:
-            for name in registered:
-                self.store.unregister(name)
+            self.store.unregister("_live_pairs")
 
     def _side_and_pairs(self, columns: list[str], stored: str) -> None:
         """``side`` (the new records and their stored candidates, as the model reads them)
@@ -680,12 +678,9 @@ def _as_text(value: Any) -> str:
     return value.isoformat() if isinstance(value, date) else str(value)
 
 
-def _tf_table(rows: list[tuple[str, str, float]]) -> pa.Table:
-    return pa.table({
-        "column_name": pa.array([r[0] for r in rows], pa.string()),
-        "value": pa.array([r[1] for r in rows], pa.string()),
-        "tf": pa.array([r[2] for r in rows], pa.float64()),
-    })
+def _distinct_values(relation: str, columns: list[str]) -> str:
+    """The distinct values of ``columns`` of ``relation`` as text (term frequencies' keys)."""
+    return f"SELECT DISTINCT unnest([{', '.join(f'CAST({ident(c)} AS VARCHAR)' for c in columns)}]) AS value FROM {relation}"
 
 
 def _literal(value: str) -> str:

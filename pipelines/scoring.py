@@ -11,9 +11,12 @@ pair scores the same either way. Term frequencies come from the run's
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import date
 from functools import lru_cache
 from typing import Any
+
+import pyarrow as pa
 
 from splink.internals.comparison import Comparison
 from splink.internals.dialects import SplinkDialect
@@ -124,6 +127,35 @@ def pairs_sql(
     else:
         paired = f"({candidates}) c JOIN l ON l.record_key_l = c.record_key_l JOIN r ON r.record_key_r = c.record_key_r"
     return f"(WITH l AS ({side(left, '_l')}), r AS ({side(right, '_r')}) SELECT l.*, r.* FROM {paired})"
+
+
+def pairs_table(
+    model: dict[str, Any], side: pa.Table, pairs: Sequence[tuple[str, str]], tf: Mapping[tuple[str, str], float]
+) -> pa.Table:
+    """What :func:`pairs_sql` selects for ``pairs`` of ``side``'s records, made here for a
+    few pairs: the same columns and values (each side's columns by row, the tf value of
+    (column, CAST(value AS VARCHAR)) from ``tf``, None where it has none, as the left join
+    gives), so that :func:`score_sql` has no joins to plan. Pairs with a key ``side``
+    lacks are left out, as the inner join leaves them out."""
+    model_columns = input_columns(model)
+    tf_inputs = _tf_inputs(_settings(model).comparisons)
+    row_of = {key: i for i, key in enumerate(side.column("record_key").to_pylist())}
+    kept = [(a, b) for a, b in pairs if a in row_of and b in row_of]
+    columns: dict[str, pa.Array | pa.ChunkedArray] = {}
+    for suffix, rows in (("_l", [row_of[a] for a, _ in kept]), ("_r", [row_of[b] for _, b in kept])):
+        picked = side.take(pa.array(rows, pa.int64()))
+        columns["record_key" + suffix] = picked.column("record_key")
+        for column in model_columns:
+            columns[column + suffix] = picked.column(column)
+        for tf_input in tf_inputs:
+            name = tf_input.unquote().name
+            values = picked.column(name).to_pylist()
+            plain = tf_input.unquote()
+            columns[plain.tf_name_l if suffix == "_l" else plain.tf_name_r] = pa.array(
+                [tf.get((name, v.isoformat() if isinstance(v, date) else str(v))) if v is not None else None for v in values],
+                pa.float64(),
+            )
+    return pa.table(columns)
 
 
 def score_sql(model: dict[str, Any], pairs: str) -> str:

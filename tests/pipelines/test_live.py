@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
+import pipelines.live
 from pipelines.config import Config, load_config
 from pipelines.demo import DemoManifest, generate
 from pipelines.live import LiveIngest
@@ -137,7 +138,11 @@ def test_one_at_a_time_agrees_with_a_full_batch_run(split: Split, ingested_one_b
     assert live_scores.precision >= 0.995 and live_scores.recall >= 0.98
 
 
-def test_ingesting_a_record_again_updates_it_and_reproduces_the_batch_scores(split: Split, tmp_path: Path) -> None:
+@pytest.mark.parametrize("tf_lookups", [200, 0])  # 0: the term frequencies by the semi-join of hundreds of candidates
+def test_ingesting_a_record_again_updates_it_and_reproduces_the_batch_scores(
+    split: Split, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tf_lookups: int
+) -> None:
+    monkeypatch.setattr(pipelines.live, "_TF_LOOKUPS_MAX", tf_lookups)
     target = tmp_path / "full"
     shutil.copytree(split.full.base_dir, target, ignore=shutil.ignore_patterns("*.tmp"))
     config = load_config(target / "unify.toml")
@@ -256,8 +261,6 @@ def test_bulk_files_agree_with_records_ingested_one_at_a_time(
     """Each source's held-out rows as one file (the bulk path: candidates by hash joins,
     stored candidates by one semi-join) give the pairs, scores and profiles that ingesting
     the same rows one at a time gives."""
-    import pipelines.live
-
     monkeypatch.setattr(pipelines.live, "_KEYS_LOOKUP_MAX", 20)  # the semi-join, also at this size
     with Store.open(split.bulk.store_path) as store:
         live = LiveIngest(store, split.bulk)
