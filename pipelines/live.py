@@ -37,7 +37,7 @@ from pipelines.ingest import SourceCounts, stage_live
 from pipelines.link import model_groups
 from pipelines.scoring import pairs_sql, pairs_table, score_sql, term_frequencies_relation, tf_columns
 from pipelines.standardize import MATCH_COLUMNS, DateFormats, standardize
-from pipelines.standardize_rows import standardize_rows
+from pipelines.standardize_rows import RECORD_TYPES, standardize_rows
 from profiles.constraints import STEWARD_LINK, constrained_components
 from profiles.errors import ConfigError, StoreError
 from profiles.identity import mint_profile_ids
@@ -64,8 +64,6 @@ _NO_QUARANTINE = pa.table({
     "source": pa.array([], pa.string()), "line": pa.array([], pa.int64()), "record_id": pa.array([], pa.string()),
     "reason": pa.array([], pa.string()), "content": pa.array([], pa.string()),
 })
-#: Columns of Python-standardized rows whose DuckDB type Arrow has no name for.
-_AS_STORED = {"records": "REPLACE (raw::JSON AS raw)"}
 STATUSES = ("attached", "new_profile", "review", "merged", "updated", "moved", "quarantined")
 
 
@@ -169,24 +167,36 @@ class LiveIngest:
             if fast is not None:
                 counts = SourceCounts(rows=fast.records.num_rows, quarantined=0, accepted=fast.records.num_rows)
                 quarantine = _NO_QUARANTINE
-                for table, rows_of in (("records", fast.records), ("identifiers", fast.identifiers)):  # what the SQL below reads
-                    self.store.register("_live_std", rows_of)
-                    try:
-                        self.store.execute(f"CREATE TABLE {table} AS SELECT * {_AS_STORED.get(table, '')} FROM _live_std")
-                    finally:
-                        self.store.unregister("_live_std")
+                # the model's input for the new records, as the SQL below builds it from
+                # ``records`` and ``identifiers`` (an identifier column: the kind's largest value)
+                types = dict(RECORD_TYPES)
+                id_columns = [(n, identifier_column(n)) for n in ids]
+                self.store.execute(
+                    "CREATE TABLE new_linkable (record_key VARCHAR, "
+                    + ", ".join([*(f"{c} {types[c]}" for c in MATCH_COLUMNS), *(f"{ident(c)} VARCHAR" for _, c in id_columns)])
+                    + ")"
+                )
+                linkable = fast.records.select(["record_key", *MATCH_COLUMNS])
+                largest: dict[tuple[str, str], str] = {}
+                for key, kind, value in zip(*(fast.identifiers.column(c).to_pylist() for c in ("record_key", "kind", "value"))):
+                    if value is not None and value > largest.get((key, kind), value[:0]):
+                        largest[(key, kind)] = value
+                keys = linkable.column("record_key").to_pylist()
+                for kind, column in id_columns:
+                    linkable = linkable.append_column(column, pa.array([largest.get((key, kind)) for key in keys], pa.string()))
+                self.store.append("new_linkable", linkable)
             else:
                 counts = stage_live(self.store, source, rows=rows, path=path)
                 quarantine = self.store.arrow("SELECT * FROM quarantine")
                 standardize(self.store, self.config, formats)
-            pivots = "".join(
-                f", (SELECT max(i.value) FROM identifiers i WHERE i.record_key = r.record_key AND i.kind = {_literal(n)})"
-                f" AS {ident(identifier_column(n))}"
-                for n in ids
-            )
-            self.store.execute(
-                f"CREATE TABLE new_linkable AS SELECT r.record_key, {', '.join('r.' + c for c in MATCH_COLUMNS)}{pivots} FROM records r"
-            )
+                pivots = "".join(
+                    f", (SELECT max(i.value) FROM identifiers i WHERE i.record_key = r.record_key AND i.kind = {_literal(n)})"
+                    f" AS {ident(identifier_column(n))}"
+                    for n in ids
+                )
+                self.store.execute(
+                    f"CREATE TABLE new_linkable AS SELECT r.record_key, {', '.join('r.' + c for c in MATCH_COLUMNS)}{pivots} FROM records r"
+                )
             new_keys = self._candidates(blocking_rules(model_groups(self.config), ids), ids, fast.records.num_rows if fast else None)
             pairs = self._score(model, _stored_linkable(cat, ids), new_keys)
             if fast is not None:
@@ -434,15 +444,25 @@ class LiveIngest:
         ):
             issues.setdefault(f"{source.name}:{rid}", []).append(f"{name}: {reason}")
         outcome = [replace(o, field_issues=issues.get(o.record_key, [])) for o in outcome]
-        self.store.register("_live_records", staged.records.select(["source", "record_id", "raw", "line"]))
-        try:
+        logged = staged.records.select(["source", "record_id", "raw", "line"]).sort_by("line")
+        if not logged.num_rows:
+            pass  # every row quarantined
+        elif logged.num_rows <= _LOOKUP_MAX:  # a few: bound values (an Arrow scan costs ~1 ms more)
             self.store.execute(
-                """INSERT INTO ingest_log (seq, source, record_id, raw, ingested_at, actor)
-                   SELECT nextval('ingest_seq'), source, record_id, raw, now(), ? FROM _live_records ORDER BY line""",
-                [by.actor],
+                "INSERT INTO ingest_log (seq, source, record_id, raw, ingested_at, actor) VALUES "
+                + ", ".join("(nextval('ingest_seq'), ?, ?, ?, now(), ?)" for _ in range(logged.num_rows)),
+                [v for row in logged.to_pylist() for v in (row["source"], row["record_id"], row["raw"], by.actor)],
             )
-        finally:
-            self.store.unregister("_live_records")
+        else:
+            self.store.register("_live_records", logged)
+            try:
+                self.store.execute(
+                    """INSERT INTO ingest_log (seq, source, record_id, raw, ingested_at, actor)
+                       SELECT nextval('ingest_seq'), source, record_id, raw, now(), ? FROM _live_records ORDER BY line""",
+                    [by.actor],
+                )
+            finally:
+                self.store.unregister("_live_records")
         report = IngestReport(
             source=source.name, rows=staged.rows, quarantined=staged.quarantined,
             field_issues=staged.issues.num_rows, records=outcome + quarantined,
@@ -469,19 +489,13 @@ class LiveIngest:
         for table in ("pairs", "review_queue") if updated else ():
             for side in ("record_key_l", "record_key_r"):  # two indexed deletes, not one scanning OR
                 self.store.execute(f"DELETE FROM {r}.{table} WHERE {in_keys.replace('record_key', side)}", params)
-        self._insert_rows(r, "pairs", staged.pairs, "SELECT *, NULL::VARCHAR AS profile_id_l, NULL::VARCHAR AS profile_id_r FROM _live_rows")
+        self._insert_rows(r, "pairs", staged.pairs)
         self._insert_rows(r, "field_issues", staged.issues)
         self._insert_rows(r, "quarantine", staged.quarantine)
 
-    def _insert_rows(self, r: str, table: str, rows: pa.Table, select: str = "SELECT * FROM _live_rows") -> None:
-        """``rows`` (as ``_live_rows`` in ``select``) into the run's ``table``, by column name."""
-        if not rows.num_rows:
-            return
-        self.store.register("_live_rows", rows)
-        try:
-            self.store.execute(f"INSERT INTO {r}.{table} BY NAME {select}")
-        finally:
-            self.store.unregister("_live_rows")
+    def _insert_rows(self, r: str, table: str, rows: pa.Table) -> None:
+        """``rows`` into the run's ``table``, by column name (the table's other columns NULL)."""
+        self.store.append(f"{r}.{table}", rows)
 
     def _insert_records(self, r: str, staged: _Staged, assignment: Mapping[str, str]) -> None:
         """The staged records, their membership and identifiers into the run's tables,
@@ -490,10 +504,8 @@ class LiveIngest:
         records = staged.records.select([c for c in staged.records.column_names if c in self._state.record_columns])
         profile_ids = pa.array([assignment.get(k) for k in records.column("record_key").to_pylist()], pa.string())
         identifier_profiles = pa.array([assignment.get(k) for k in staged.identifiers.column("record_key").to_pylist()], pa.string())
-        self._insert_rows(r, "records", records.append_column("profile_id", profile_ids),
-                          "SELECT NULL::DOUBLE AS match_probability, * FROM _live_rows")
-        self._insert_rows(r, "membership", staged.records.select(["record_key", "source", "record_id"]).append_column("profile_id", profile_ids),
-                          "SELECT *, NULL::DOUBLE AS match_probability, NULL::VARCHAR AS previous_profile_id FROM _live_rows")
+        self._insert_rows(r, "records", records.append_column("profile_id", profile_ids))
+        self._insert_rows(r, "membership", staged.records.select(["record_key", "source", "record_id"]).append_column("profile_id", profile_ids))
         self._insert_rows(r, "identifiers", staged.identifiers.append_column("profile_id", identifier_profiles))
 
     def _group(

@@ -164,6 +164,25 @@ class Store:
             names = [d[0] for d in result.description or []]
             return [dict(zip(names, row)) for row in result.fetchall()]
 
+    def append(self, table: str, rows: pa.Table) -> None:
+        """Insert ``rows`` into ``table`` (a name from our code) by column name. A few rows
+        go in as bound VALUES: registering an Arrow table and scanning it costs ~1 ms more
+        than the insert itself, a tenth of a live record's time in all its tables."""
+        if not rows.num_rows:
+            return
+        columns = ", ".join(quote_column(c) for c in rows.column_names)
+        if rows.num_rows * rows.num_columns > _VALUES_MAX:
+            with self._lock:
+                self._con.register("_append_rows", rows)
+                try:
+                    self._run(f"INSERT INTO {table} ({columns}) SELECT * FROM _append_rows", None, table)
+                finally:
+                    self._con.unregister("_append_rows")
+            return
+        row = "(" + ", ".join("?" for _ in rows.column_names) + ")"
+        values = [value for record in rows.to_pylist() for value in record.values()]
+        self.execute(f"INSERT INTO {table} ({columns}) VALUES {', '.join(row for _ in range(rows.num_rows))}", values, building=table)
+
     def register(self, name: str, table: pa.Table) -> None:
         """Expose an Arrow table to SQL under ``name`` (a view on the Python object)."""
         with self._lock:
@@ -274,6 +293,10 @@ def marks(values: Sequence[object]) -> str:
     list parameter or a subquery makes it a join that scans); values stay bound
     parameters."""
     return ", ".join("?" * len(values)) or "NULL"
+
+
+#: Values (rows x columns) up to which :meth:`Store.append` binds them as parameters.
+_VALUES_MAX = 2_000
 
 
 def in_list(expression: str, values: Sequence[Any]) -> tuple[str, list[Any]]:

@@ -49,6 +49,8 @@ _SNAPSHOTS: Final[dict[str, str]] = {
 }
 
 
+#: Up to this many records, a regrouping's new profile ids go into its updates as bound values.
+_FEW_RECORDS = 300
 #: ``golden_fields`` and ``profiles`` rows as :func:`survivorship.golden_records` gives them.
 _GOLDEN_SCHEMA = pa.schema([
     *((c, pa.string()) for c in survivorship.GOLDEN_FIELD_COLUMNS if c != "updated_at"), ("updated_at", pa.timestamp("us")),
@@ -468,14 +470,16 @@ class Stewardship:
                 for key in (a, b):
                     if key in assignment and p > best.get(key, -1.0):
                         best[key] = float(p)
-        self.store.register(
-            "_sw_assignment",
-            pa.table({
-                "record_key": records,
-                "profile_id": [assignment[k] for k in records],
-                "match_probability": pa.array([best.get(k) for k in records], pa.float64()),
-            }),
-        )
+        few = len(records) <= _FEW_RECORDS
+        if not few:
+            self.store.register(
+                "_sw_assignment",
+                pa.table({
+                    "record_key": records,
+                    "profile_id": [assignment[k] for k in records],
+                    "match_probability": pa.array([best.get(k) for k in records], pa.float64()),
+                }),
+            )
         try:
             # Only rows that change are written, each by key: a record that moves gets its
             # new profile id (indexed in records, so the whole row and its index entries
@@ -491,8 +495,13 @@ class Stewardship:
             ):
                 if keys:
                     in_keys, key_params = in_list(f"{table}.record_key", keys)
+                    if few:  # bound values (registering an Arrow table costs ~0.5 ms)
+                        source = "(VALUES " + ", ".join("(?, ?, ?::DOUBLE)" for _ in keys) + ") a(record_key, profile_id, match_probability)"
+                        key_params = [v for k in keys for v in (k, assignment[k], best.get(k))] + key_params
+                    else:
+                        source = "_sw_assignment a"
                     self.store.execute(
-                        f"UPDATE {r}.{table} SET {changes} FROM _sw_assignment a WHERE {table}.record_key = a.record_key AND {in_keys}",
+                        f"UPDATE {r}.{table} SET {changes} FROM {source} WHERE {table}.record_key = a.record_key AND {in_keys}",
                         key_params,
                     )
             for table in ("golden_fields", "profiles"):
@@ -506,12 +515,17 @@ class Stewardship:
             if len(set(assignment.values())) <= survivorship.PYTHON_MAX_PROFILES:
                 # a few profiles: the same golden records in Python (the SQL is ~15 ms to plan and run)
                 golden, profiles = survivorship.golden_records(member_records.to_pylist(), assignment, self.rules, self.default_rule)
-                self._insert(f"{r}.golden_fields", pa.Table.from_pylist(golden, schema=_GOLDEN_SCHEMA))
-                self._insert(f"{r}.profiles", pa.Table.from_pylist(profiles, schema=_PROFILE_SCHEMA))
+                self.store.append(f"{r}.golden_fields", pa.Table.from_pylist(golden, schema=_GOLDEN_SCHEMA))
+                self.store.append(f"{r}.profiles", pa.Table.from_pylist(profiles, schema=_PROFILE_SCHEMA))
                 return
-            self.store.execute("CREATE OR REPLACE TEMP TABLE _sw_members AS SELECT record_key, profile_id FROM _sw_assignment")
+            self.store.register("_sw_members_rows", pa.table({"record_key": records, "profile_id": [assignment[k] for k in records]}))
+            try:
+                self.store.execute("CREATE OR REPLACE TEMP TABLE _sw_members AS SELECT record_key, profile_id FROM _sw_members_rows")
+            finally:
+                self.store.unregister("_sw_members_rows")
         finally:
-            self.store.unregister("_sw_assignment")
+            if not few:
+                self.store.unregister("_sw_assignment")
         self.store.register("_sw_records", member_records)
         try:
             with self.store.unordered():  # inserts after this transaction's writes (see Store.unordered)
@@ -527,13 +541,6 @@ class Stewardship:
             self.store.unregister("_sw_records")
         for temp in ("_sw_members", "_sw_golden"):
             self.store.execute(f"DROP TABLE temp.main.{temp}")
-
-    def _insert(self, table: str, rows: pa.Table) -> None:
-        self.store.register("_sw_rows", rows)
-        try:
-            self.store.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _sw_rows")
-        finally:
-            self.store.unregister("_sw_rows")
 
     def _restore(self, target: Action) -> None:
         """Put back the rows ``target`` found (its "before" snapshot)."""
