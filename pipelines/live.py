@@ -197,8 +197,8 @@ class LiveIngest:
                 self.store.execute(
                     f"CREATE TABLE new_linkable AS SELECT r.record_key, {', '.join('r.' + c for c in MATCH_COLUMNS)}{pivots} FROM records r"
                 )
-            new_keys = self._candidates(blocking_rules(model_groups(self.config), ids), ids, fast.records.num_rows if fast else None)
-            pairs = self._score(model, _stored_linkable(cat, ids), new_keys)
+            few = self._candidates(blocking_rules(model_groups(self.config), ids), ids, fast.records.num_rows if fast else None)
+            pairs = self._score(model, _stored_linkable(cat, ids), few)
             if fast is not None:
                 records, identifiers, issues = fast.records.sort_by("record_key"), fast.identifiers, fast.issues
             else:
@@ -207,11 +207,14 @@ class LiveIngest:
                 issues = self.store.arrow("SELECT * FROM field_issues")
         return _Staged(counts.rows, counts.quarantined, quarantine, records, identifiers, pairs, issues)
 
-    def _candidates(self, rules: list[str], identifiers: list[str], new_count: int | None) -> list[str] | None:
+    def _candidates(
+        self, rules: list[str], identifiers: list[str], new_count: int | None
+    ) -> tuple[list[str], list[tuple[str, str]]] | None:
         """``candidates(new_key, stored_key)``: for every new record, the records (stored
         or new) some blocking rule pairs it with, in either role, as splink applies the
         rules. Stored records are looked up by key (index scans), one query in all.
-        Returns the new records' keys when they are a few (None for a bulk file)."""
+        For a few new records: their keys and the candidate pairs (new, other), which then
+        stay in Python; for a bulk file (None) the ``candidates`` table of the workspace."""
         cat = ident(self.store.catalog)
         # rules on one identifier are looked up in ``identifiers`` (kind, value; the value
         # indexed): email and phone too, which are identifiers as standardized, so that
@@ -287,13 +290,16 @@ class LiveIngest:
             parts.append(
                 f"SELECT n.record_key AS new_key, o.record_key AS stored_key FROM new_linkable n JOIN new_linkable o ON {condition} AND n.record_key <> o.record_key"
             )
-        self.store.execute(f"CREATE TABLE candidates AS {' UNION '.join(parts)}", params, building="candidates")
-        return None if bulk else [str(row["record_key"]) for row in few]
+        if bulk:
+            self.store.execute(f"CREATE TABLE candidates AS {' UNION '.join(parts)}", params, building="candidates")
+            return None
+        found = self.store.rows(f"SELECT * FROM ({' UNION '.join(parts)}) WHERE new_key <> stored_key", params)
+        return [str(row["record_key"]) for row in few], [(str(a), str(b)) for a, b in found]
 
-    def _score(self, model: dict[str, Any], stored: str, new_keys: Sequence[str] | None) -> pa.Table:
+    def _score(self, model: dict[str, Any], stored: str, few: tuple[list[str], list[tuple[str, str]]] | None) -> pa.Table:
         """The candidate pairs at or above the review threshold, scored with the run's model
-        and term frequencies (keys ordered l < r, as splink orders them). ``new_keys``:
-        the new records' keys when they are a few; their pairs, with both records' columns
+        and term frequencies (keys ordered l < r, as splink orders them). ``few``: the new
+        records' keys and candidate pairs when they are a few; their pairs, with both records' columns
         and term frequencies, are then put together here and handed to the scoring SQL
         (which has no joins left to plan: two statements in all, not eight)."""
         columns = ["record_key", *MATCH_COLUMNS, *(identifier_column(n) for n in self.config.shared_identifiers())]
@@ -302,7 +308,7 @@ class LiveIngest:
         keep = f"""SELECT md5(record_key_l || '|' || record_key_r)[:16] AS pair_id, COLUMNS(c -> NOT starts_with(c, 'gamma_'))
                    FROM ({{}}) WHERE match_probability >= ?"""  # only the pairs kept: no pair id for the others
         threshold = [self.config.matching.review_threshold]
-        if new_keys is None:  # a bulk file: in the workspace, by joins
+        if few is None:  # a bulk file: in the workspace, by joins
             self._side_and_pairs(columns, stored)
             if tf == "term_frequencies" and columns_tf:
                 self.store.execute(  # one semi-join of the published table (too many values to look up one by one)
@@ -312,8 +318,8 @@ class LiveIngest:
                 tf = "tf_needed"
             relation = pairs_sql(model, "SELECT * FROM side", "SELECT * FROM side", candidates="SELECT * FROM candidate_pairs", term_frequencies=tf)
             return self.store.arrow(keep.format(score_sql(model, relation)), threshold)
-        found = self.store.rows("SELECT new_key, stored_key FROM candidates WHERE new_key <> stored_key")
-        keys = sorted({str(b) for _, b in found} - set(new_keys))
+        new_keys, found = few
+        keys = sorted({b for _, b in found} - set(new_keys))
         in_stored, stored_params = in_list("s.record_key", keys)
         side = self.store.arrow(
             f"""SELECT {', '.join(columns)} FROM new_linkable
@@ -583,31 +589,37 @@ class LiveIngest:
         involved = sorted({k for pair in pairs for k in pair})
         new_keys = set(new_rows.column("record_key").to_pylist())
         stored_keys = [k for k in involved if k not in new_keys]
+        parts, params = [f"{_stored_linkable('', ids, source='_live_vnew')} WHERE s.record_key IN (SELECT unnest(?::VARCHAR[]))"], [
+            [k for k in involved if k in new_keys]
+        ]
+        if stored_keys:
+            in_stored, stored_params = in_list("s.record_key", stored_keys)
+            parts.append(f"{_stored_linkable('', ids, source='records')} WHERE {in_stored}")
+            params.extend(stored_params)
+        involved_rows = " UNION ALL BY NAME ".join(f"({p})" for p in parts)
         self.store.register("_live_vnew", new_rows)
         try:
-            parts, params = [f"{_stored_linkable('', ids, source='_live_vnew')} WHERE s.record_key IN (SELECT unnest(?::VARCHAR[]))"], [
-                [k for k in involved if k in new_keys]
-            ]
-            if stored_keys:
-                in_stored, stored_params = in_list("s.record_key", stored_keys)
-                parts.append(f"{_stored_linkable('', ids, source='records')} WHERE {in_stored}")
-                params.extend(stored_params)
-            rows = self.store.arrow(" UNION ALL BY NAME ".join(f"({p})" for p in parts), params)
+            if len(pairs) <= _LOOKUP_MAX * 10:  # a few: one statement, the pairs as bound values
+                found = self.store.rows(
+                    f"""WITH v AS MATERIALIZED ({involved_rows})
+                        SELECT p.a, p.b FROM (VALUES {', '.join('(?, ?)' for _ in pairs)}) p(a, b)
+                        JOIN v l ON l.record_key = p.a JOIN v r ON r.record_key = p.b WHERE {condition}""",
+                    [*params, *(k for pair in pairs for k in pair)],
+                )
+            else:
+                self.store.register("_live_vpairs", pa.table({"a": [p[0] for p in pairs], "b": [p[1] for p in pairs]}))
+                self.store.register("_live_vrows", self.store.arrow(involved_rows, params))
+                try:
+                    found = self.store.rows(
+                        f"""SELECT p.a, p.b FROM _live_vpairs p JOIN _live_vrows l ON l.record_key = p.a JOIN _live_vrows r ON r.record_key = p.b
+                            WHERE {condition}"""
+                    )
+                finally:
+                    self.store.unregister("_live_vpairs")
+                    self.store.unregister("_live_vrows")
         finally:
             self.store.unregister("_live_vnew")
-        self.store.register("_live_vpairs", pa.table({"a": [p[0] for p in pairs], "b": [p[1] for p in pairs]}))
-        self.store.register("_live_vrows", rows)
-        try:
-            return [
-                (str(a), str(b))
-                for a, b in self.store.rows(
-                    f"""SELECT p.a, p.b FROM _live_vpairs p JOIN _live_vrows l ON l.record_key = p.a JOIN _live_vrows r ON r.record_key = p.b
-                        WHERE {condition}"""
-                )
-            ]
-        finally:
-            self.store.unregister("_live_vpairs")
-            self.store.unregister("_live_vrows")
+        return [(str(a), str(b)) for a, b in found]
 
     def _queue_reviews(self, r: str, staged: _Staged, assignment: Mapping[str, str]) -> dict[str, list[str]]:
         """Review-band pairs of the new records that now join two profiles go to the queue."""
