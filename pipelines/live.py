@@ -35,7 +35,7 @@ from pipelines.comparisons import blocking_rules, identifier_column, identifier_
 from pipelines.config import Config, SourceConfig
 from pipelines.ingest import SourceCounts, stage_live
 from pipelines.link import model_groups
-from pipelines.scoring import pairs_sql, pairs_table, score_sql, term_frequencies_relation, tf_columns
+from pipelines.scoring import pairs_sql, pairs_table, score_sql, term_frequencies_relation, tf_columns, tf_only_where_equal
 from pipelines.standardize import MATCH_COLUMNS, DateFormats, standardize
 from pipelines.standardize_rows import RECORD_TYPES, standardize_rows
 from profiles.constraints import STEWARD_LINK, constrained_components
@@ -54,8 +54,9 @@ _NAME_PARTS = ("o.first_name_std", "o.last_name_std")
 _LOOKUP_MAX = 50
 #: Up to this many stored candidates are read by key (index scans); more by one semi-join.
 _KEYS_LOOKUP_MAX = 1000
-#: Up to this many stored candidates of a few new records, their term frequencies are
-#: looked up value by value (index scans); more by one semi-join.
+#: Up to this many values of a few new records (and their candidates, for a model whose
+#: tf levels are not all exact matches), term frequencies are looked up value by value
+#: (index scans); more by one semi-join.
 _TF_LOOKUPS_MAX = 200
 #: Term frequencies kept per run (values; the cache starts over beyond this).
 _TF_CACHE_MAX = 500_000
@@ -329,13 +330,19 @@ class LiveIngest:
         )
         frequencies: dict[tuple[str, str], float] = {}
         if tf == "term_frequencies" and columns_tf:
-            if len(keys) <= _TF_LOOKUPS_MAX:
+            valued = side
+            if tf_only_where_equal(model):
+                # a tf value counts only where a pair's two values are equal, and every pair
+                # holds a new record: the new records' values are all it takes
+                new = set(new_keys)
+                valued = side.filter(pa.array([k in new for k in side.column("record_key").to_pylist()]))
+            values = sorted({_as_text(v) for c in columns_tf for v in valued.column(c).to_pylist() if v is not None})
+            if len(values) <= _TF_LOOKUPS_MAX:
                 # the values at hand, by indexed lookups: joining the whole table (millions
                 # of emails and phones at 1M records) would dominate a single ingest
-                values = sorted({_as_text(v) for c in columns_tf for v in side.column(c).to_pylist() if v is not None})
                 found_tf = self._term_frequencies(values)
-            else:  # hundreds of candidates: one semi-join (one by one took 2.4 s for such a record)
-                self.store.register("_live_side", side)
+            else:  # hundreds of values: one semi-join (one by one took 2.4 s for a record with ~300 candidates)
+                self.store.register("_live_side", valued)
                 try:
                     found_tf = self.store.rows(
                         f"""SELECT column_name, value, tf FROM {ident(self.store.catalog)}.main.term_frequencies
