@@ -335,7 +335,7 @@ class LiveIngest:
                 # a tf value counts only where a pair's two values are equal, and every pair
                 # holds a new record: the new records' values are all it takes
                 new = set(new_keys)
-                valued = side.filter(pa.array([k in new for k in side.column("record_key").to_pylist()]))
+                valued = side.filter(pa.array([k in new for k in side.column("record_key").to_pylist()], pa.bool_()))
             values = sorted({_as_text(v) for c in columns_tf for v in valued.column(c).to_pylist() if v is not None})
             if len(values) <= _TF_LOOKUPS_MAX:
                 # the values at hand, by indexed lookups: joining the whole table (millions
