@@ -159,6 +159,8 @@ def _standardize(
         updated_at = _iso(updated_raw)
         if updated_at is None and ts_pattern is not None:
             updated_at = _parse(updated_raw, ts_pattern)
+            if updated_at is None:
+                raise _SqlOnly  # impossible in the format's shape: DuckDB's strptime decides
         if updated_at is None:
             issue("updated_at", f"not a valid timestamp (value {updated_raw})")
 
@@ -324,10 +326,17 @@ def _iso(value: str) -> datetime | None:
             raise _SqlOnly  # a year first (another ISO variant), or words ('epoch', 'infinity')
         return None
     y, m, d, hh, mm, ss = (int(g) if g is not None else 0 for g in match.groups())
-    return _datetime(y, m, d, hh, mm, ss)
+    parsed = _datetime(y, m, d, hh, mm, ss)
+    if parsed is None:
+        raise _SqlOnly  # an impossible time of ISO shape: DuckDB's cast decides (leap seconds, 24:00)
+    return parsed
 
 
 def _datetime(*parts: int) -> datetime | None:
+    """The date and time, None when impossible (31 February); year 0 and before exist
+    for DuckDB, not for Python: left to DuckDB."""
+    if parts[0] < 1:
+        raise _SqlOnly
     try:
         return datetime(*parts)
     except ValueError:

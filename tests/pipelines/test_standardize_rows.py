@@ -93,6 +93,8 @@ def test_what_only_duckdb_reads_alike_falls_back(small_demo: DemoRun, config: Co
         {column["date_of_birth"]: "3-3-1966"},  # a shape DuckDB reads and the strict pattern does not
         {column["city"]: "Łódź"},  # a letter without a decomposition: DuckDB's own accents and casing
         {column["email"]: 1.5},  # DuckDB's rendering of a JSON float
+        {column["date_of_birth"]: "01-01-0000"},  # a year DuckDB has and Python has not
+        {crm.updated_at: "31-02-2020 10:00"},  # an impossible time: DuckDB's strptime decides
     ):
         assert standardize_rows(crm, [{**row, **changed}], formats, config) is None, changed
     assert standardize_rows(crm, [row, dict(row)], formats, config) is None, "a duplicate id is quarantined"
