@@ -25,7 +25,6 @@ import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -312,10 +311,7 @@ class LiveIngest:
         if few is None:  # a bulk file: in the workspace, by joins
             self._side_and_pairs(columns, stored)
             if tf == "term_frequencies" and columns_tf:
-                self.store.execute(  # one semi-join of the published table (too many values to look up one by one)
-                    f"""CREATE TABLE tf_needed AS SELECT * FROM {ident(self.store.catalog)}.main.term_frequencies
-                        WHERE value IN ({_distinct_values("side", columns_tf)}) AND column_name IN ({', '.join(_literal(c) for c in columns_tf)})"""
-                )
+                self.store.execute(f"CREATE TABLE tf_needed AS {_term_frequencies_of(self.store.catalog, 'side', columns_tf)}")
                 tf = "tf_needed"
             relation = pairs_sql(model, "SELECT * FROM side", "SELECT * FROM side", candidates="SELECT * FROM candidate_pairs", term_frequencies=tf)
             return self.store.arrow(keep.format(score_sql(model, relation)), threshold)
@@ -336,7 +332,7 @@ class LiveIngest:
                 # holds a new record: the new records' values are all it takes
                 new = set(new_keys)
                 valued = side.filter(pa.array([k in new for k in side.column("record_key").to_pylist()], pa.bool_()))
-            values = sorted({_as_text(v) for c in columns_tf for v in valued.column(c).to_pylist() if v is not None})
+            values = sorted({str(v) for c in columns_tf for v in valued.column(c).to_pylist() if v is not None})  # as CAST AS VARCHAR
             if len(values) <= _TF_LOOKUPS_MAX:
                 # the values at hand, by indexed lookups: joining the whole table (millions
                 # of emails and phones at 1M records) would dominate a single ingest
@@ -344,10 +340,7 @@ class LiveIngest:
             else:  # hundreds of values: one semi-join (one by one took 2.4 s for a record with ~300 candidates)
                 self.store.register("_live_side", valued)
                 try:
-                    found_tf = self.store.rows(
-                        f"""SELECT column_name, value, tf FROM {ident(self.store.catalog)}.main.term_frequencies
-                            WHERE value IN ({_distinct_values("_live_side", columns_tf)}) AND column_name IN ({', '.join(_literal(c) for c in columns_tf)})"""
-                    )
+                    found_tf = self.store.rows(_term_frequencies_of(self.store.catalog, "_live_side", columns_tf))
                 finally:
                     self.store.unregister("_live_side")
             frequencies = {(str(c), str(v)): float(t) for c, v, t in found_tf if c in columns_tf}
@@ -704,14 +697,12 @@ class _Staged:
     issues: pa.Table
 
 
-def _as_text(value: Any) -> str:
-    """``CAST(value AS VARCHAR)`` of a matching column's value (text or a date)."""
-    return value.isoformat() if isinstance(value, date) else str(value)
-
-
-def _distinct_values(relation: str, columns: list[str]) -> str:
-    """The distinct values of ``columns`` of ``relation`` as text (term frequencies' keys)."""
-    return f"SELECT DISTINCT unnest([{', '.join(f'CAST({ident(c)} AS VARCHAR)' for c in columns)}]) AS value FROM {relation}"
+def _term_frequencies_of(catalog: str, relation: str, columns: list[str]) -> str:
+    """The published term frequencies (column_name, value, tf) of the values ``columns``
+    of ``relation`` hold: one semi-join, for values too many to look up one by one."""
+    values = f"SELECT DISTINCT unnest([{', '.join(f'CAST({ident(c)} AS VARCHAR)' for c in columns)}]) AS value FROM {relation}"
+    return f"""SELECT column_name, value, tf FROM {ident(catalog)}.main.term_frequencies
+               WHERE value IN ({values}) AND column_name IN ({', '.join(_literal(c) for c in columns)})"""
 
 
 def _literal(value: str) -> str:

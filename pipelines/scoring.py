@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import date
 from functools import lru_cache
 from typing import Any
 
@@ -168,12 +167,11 @@ def pairs_table(
         for column in model_columns:
             columns[column + suffix] = picked.column(column)
         for tf_input in tf_inputs:
-            name = tf_input.unquote().name
-            values = picked.column(name).to_pylist()
             plain = tf_input.unquote()
+            values = picked.column(plain.name).to_pylist()
             columns[plain.tf_name_l if suffix == "_l" else plain.tf_name_r] = pa.array(
-                [tf.get((name, v.isoformat() if isinstance(v, date) else str(v))) if v is not None else None for v in values],
-                pa.float64(),
+                # str() writes text and dates as CAST(... AS VARCHAR) does
+                [tf.get((plain.name, str(v))) if v is not None else None for v in values], pa.float64(),
             )
     return pa.table(columns)
 

@@ -85,12 +85,12 @@ def standardize_rows(
     """``rows`` (JSON objects keyed by the source's column names) mapped and standardized
     as a batch run reads them; None when one of them needs the SQL for that."""
     known = formats.get(source.name)
-    dob_format = source.date_format or (known["date_of_birth"] if known else None)
-    ts_format = source.updated_at_format or (known["updated_at"] if known else None)
     if known is None and not (source.date_format and source.updated_at_format):
         return None  # the SQL would detect the formats from these rows
+    dob_format = source.date_format or (known["date_of_birth"] if known else None) or "%Y-%m-%d"
+    ts_format = source.updated_at_format or (known["updated_at"] if known else None)
     try:
-        dob_pattern = _strict(dob_format or "%Y-%m-%d")
+        dob_pattern = _strict(dob_format)
         ts_pattern = _strict(ts_format) if ts_format else None
         if ts_format and ts_format[:2] not in ("%d", "%m"):
             return None  # a format an ISO cast might also read (the SQL tries the cast first)
@@ -98,7 +98,7 @@ def standardize_rows(
         seen: set[str] = set()
         today = date.today()
         for line, row in enumerate(rows, start=1):
-            record = _standardize(source, row, line, dob_format or "%Y-%m-%d", dob_pattern, ts_pattern, issues, config, today)
+            record = _standardize(source, row, line, dob_format, dob_pattern, ts_pattern, issues, config, today)
             if record["record_id"] is None or record["record_id"] in seen:
                 return None  # quarantined: the SQL words and counts that
             seen.add(record["record_id"])
@@ -120,8 +120,6 @@ def _standardize(
     source: SourceConfig, row: Mapping[str, Any], line: int, dob_format: str, dob_pattern: _Format,
     ts_pattern: _Format | None, issues: list[dict[str, Any]], config: Config, today: date,
 ) -> dict[str, Any]:
-    import json
-
     mapped: dict[str, str | None] = {}
     for name in CANONICAL_FIELDS:
         mapping = source.fields.get(name)  # type: ignore[call-overload]
@@ -173,13 +171,14 @@ def _standardize(
         else:
             email, email_problem = standardize_email(raw_email)
     country = _country(mapped["country"])
+    region = country or config.matching.default_country  # the region a national number is read in
     phone, phone_problem = None, None
     if mapped["phone"] is not None:
         digits = _NOT_PHONE.sub("", mapped["phone"])
-        if _NL_INTERNATIONAL.fullmatch(digits) or ((country or config.matching.default_country) == "NL" and _NL_NATIONAL.fullmatch(digits)):
+        if _NL_INTERNATIONAL.fullmatch(digits) or (region == "NL" and _NL_NATIONAL.fullmatch(digits)):
             phone = "+31" + digits[-9:]
         else:
-            phone, phone_problem = standardize_phone(digits, country or config.matching.default_country)
+            phone, phone_problem = standardize_phone(digits, region)
     if email_problem is not None:
         issue("email", f"{email_problem} (value {mapped['email']})")
     if phone_problem is not None:

@@ -12,7 +12,6 @@ The address survives as one unit, so a golden address never mixes two records.""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import date
 from typing import Any, Final, Literal
 
 from profiles.model import ADDRESS_FIELDS, CANONICAL_FIELDS
@@ -177,7 +176,7 @@ def golden_records(
                     continue
                 chosen[name] = value
                 golden.append({
-                    "profile_id": profile_id, "field": name, "value": value.isoformat() if isinstance(value, date) else str(value),
+                    "profile_id": profile_id, "field": name, "value": str(value),  # as CAST(... AS VARCHAR): dates ISO
                     "source": winner["source"], "record_id": winner["record_id"], "rule": rule, "updated_at": winner["updated_at"],
                 })
         times = [r["updated_at"] for r in rows if r["updated_at"] is not None]

@@ -4,7 +4,7 @@ data steward's review, decisions and audit log (resolvers.steward)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import strawberry

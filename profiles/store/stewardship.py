@@ -49,7 +49,8 @@ _SNAPSHOTS: Final[dict[str, str]] = {
 }
 
 
-#: Up to this many records, a regrouping's new profile ids go into its updates as bound values.
+#: Up to this many records (in at most survivorship.PYTHON_MAX_PROFILES profiles), a
+#: regrouping's updates take bound values and its golden records are computed in Python.
 _FEW_RECORDS = 300
 #: ``golden_fields`` and ``profiles`` rows as :func:`survivorship.golden_records` gives them.
 _GOLDEN_SCHEMA = pa.schema([
@@ -470,7 +471,9 @@ class Stewardship:
                 for key in (a, b):
                     if key in assignment and p > best.get(key, -1.0):
                         best[key] = float(p)
-        few = len(records) <= _FEW_RECORDS
+        # a few profiles: golden records in Python, the updates with bound values; more: the
+        # assignment registered once for the updates and the survivorship SQL
+        few = len(set(assignment.values())) <= survivorship.PYTHON_MAX_PROFILES and len(records) <= _FEW_RECORDS
         if not few:
             self.store.register(
                 "_sw_assignment",
@@ -512,17 +515,12 @@ class Stewardship:
             member_records = self.store.arrow(
                 f"SELECT {', '.join(survivorship.RECORD_COLUMNS)} FROM {r}.records WHERE {in_records}", params
             )
-            if len(set(assignment.values())) <= survivorship.PYTHON_MAX_PROFILES:
-                # a few profiles: the same golden records in Python (the SQL is ~15 ms to plan and run)
+            if few:  # the same golden records in Python (the SQL is ~15 ms to plan and run)
                 golden, profiles = survivorship.golden_records(member_records.to_pylist(), assignment, self.rules, self.default_rule)
                 self.store.append(f"{r}.golden_fields", pa.Table.from_pylist(golden, schema=_GOLDEN_SCHEMA))
                 self.store.append(f"{r}.profiles", pa.Table.from_pylist(profiles, schema=_PROFILE_SCHEMA))
                 return
-            self.store.register("_sw_members_rows", pa.table({"record_key": records, "profile_id": [assignment[k] for k in records]}))
-            try:
-                self.store.execute("CREATE OR REPLACE TEMP TABLE _sw_members AS SELECT record_key, profile_id FROM _sw_members_rows")
-            finally:
-                self.store.unregister("_sw_members_rows")
+            self.store.execute("CREATE OR REPLACE TEMP TABLE _sw_members AS SELECT record_key, profile_id FROM _sw_assignment")
         finally:
             if not few:
                 self.store.unregister("_sw_assignment")
