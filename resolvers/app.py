@@ -14,6 +14,7 @@ import os
 import sys
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -234,6 +235,12 @@ def create_app(config_path: str | Path | None = None) -> ASGIApp:
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        # Store reads (and audit writes) run on as many threads as there are cores. More
+        # only wait for the GIL between their queries, and the waiting costs CPU: with
+        # asyncio's default of cores + 4, 344-364 requests/s at concurrency 8 on 2 cores;
+        # with 2 threads, 403-418 (bench/api.py's card query at 1M, several runs each).
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="unify-store"))
         checkpoints = asyncio.create_task(_checkpoint_when_idle(store, guarded))
         try:
             yield
