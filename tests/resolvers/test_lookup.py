@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 import strawberry
 
+from pipelines.config import ApiConfig
 from resolvers.auth import Role
-from resolvers.schema import _selects
+from resolvers.schema import _selects, build_schema
+from resolvers.types import LEAN
 from tests.resolvers.conftest import Api
 
 CARD = "{ id fullName email phone dateOfBirth sources records { source recordId } }"
@@ -121,6 +123,22 @@ def test_personalization_never_sees_contact_pii(api: Api) -> None:
     assert all(i["value"] is None for i in p["identifiers"] if i["kind"] in ("email", "phone"))
     assert all(f["value"] is None for f in p["fields"] if f["name"] in ("email", "phone", "date_of_birth", "street", "postcode"))
     assert api.run(query, role=Role.AGENT).data["a"]["email"] is not None
+
+
+def test_pii_fields_are_resolved_by_their_own_lean_resolvers() -> None:
+    """graphql-core calls the PII fields' own resolvers (``pii`` inside), without
+    strawberry's wrapping; the masking and audit tests above and below run through them."""
+    schema = build_schema(ApiConfig())
+    for type_name, field_names in {
+        "Profile": ("email", "phone", "dateOfBirth", "fullName", "records", "identifiers"),
+        "SourceRecord": ("email", "phone", "dateOfBirth"),
+        "Address": ("street", "postcode", "city"),
+        "Identifier": ("value",),
+        "GoldenField": ("value",),
+    }.items():
+        fields = schema._schema.type_map[type_name].fields  # type: ignore[union-attr]
+        assert all(getattr(fields[name].resolve, LEAN, False) for name in field_names), type_name
+    assert not getattr(schema._schema.type_map["SourceRecord"].fields["raw"].resolve, LEAN, False)  # type: ignore[union-attr]
 
 
 def test_pii_reads_are_audited_without_values(api: Api) -> None:
