@@ -66,6 +66,16 @@ def test_no_key_or_unknown_key_is_401(server: tuple[str, Path]) -> None:
         assert response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
 
 
+def test_other_methods_and_paths_are_refused(server: tuple[str, Path]) -> None:
+    base, _ = server
+    auth = {"Authorization": f"Bearer {DEMO_API_KEYS['agent']}"}
+    assert httpx.get(f"{base}/graphql", params={"query": "{ __typename }"}, headers=auth, timeout=10).status_code == 405
+    assert httpx.post(f"{base}/graphql/", json={"query": "{ __typename }"}, headers=auth, timeout=10).status_code in (307, 404)
+    assert httpx.post(f"{base}/other", json={"query": "{ __typename }"}, headers=auth, timeout=10).status_code == 404
+    bad_json = httpx.post(f"{base}/graphql", content=b"{not json", headers={**auth, "Content-Type": "application/json"}, timeout=10)
+    assert bad_json.status_code == 400
+
+
 def test_env_keys_work_too(server: tuple[str, Path]) -> None:
     base, _ = server
     assert _post(base, '{ profile(id: "x") { id } }', key="env-steward-key").json() == {"data": {"profile": None}}
