@@ -161,6 +161,10 @@ def card(profile: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, An
     }
 
 
+CARD_PROFILE_COLUMNS = ("full_name", "email", "phone", "date_of_birth", "street", "house_number", "postcode", "city", "sources")
+CARD_RECORD_COLUMNS = ("source", "record_id", "updated_at", "identifiers")
+
+
 def bare_lookup(queries: Any, phone: str) -> dict[str, Any] | None:
     """The store work of the card query for one phone number, without GraphQL."""
     from pipelines.contacts import standardize_phone
@@ -172,10 +176,10 @@ def bare_lookup(queries: Any, phone: str) -> dict[str, Any] | None:
     if len(matches) != 1:
         return None
     pid = matches[0]
-    profile = queries.profiles([pid]).get(pid)
+    profile = queries.profiles([pid], CARD_PROFILE_COLUMNS).get(pid)  # the columns the card shows, as GraphQL reads them
     if profile is None:
         return None
-    return card(profile, queries.records([pid]).get(pid, []))
+    return card(profile, queries.records([pid], CARD_RECORD_COLUMNS).get(pid, []))
 
 
 def create_bare_app(config_path: str | None = None) -> Any:

@@ -25,30 +25,39 @@ from resolvers.context import Context, context_of
 from resolvers.errors import Ambiguous, ApiError
 from resolvers.ingest import IngestMutation
 from resolvers.steward import StewardMutation, StewardQuery
+from resolvers.projection import projection
 from resolvers.types import LEAN, Profile
 
 MAX_IDS = 100
 
 
-async def _found(info: Info[Context, Any], lookup: Callable[[], list[str]]) -> list[str]:
-    """The profile ids ``lookup`` finds. When it is one, its row, and its records when the
-    query asks for them (``records``, ``identifiers``), are read in the same trip to a
-    worker thread and primed in the request's loaders: a card takes one hand-off, not three."""
+async def _found(info: Info[Context, Any], lookup: Callable[[], list[str]]) -> tuple[list[str], Profile | None]:
+    """The profile ids ``lookup`` finds and, when it is one, that profile: its row, and
+    its records when the query asks for them (``records``, ``identifiers``), read in the
+    same trip to a worker thread (a card takes one hand-off, not three), with only the
+    columns the query asks for (``resolvers.projection``). Rows read whole are primed in
+    the request's loaders for the rest of the request; partial ones are not."""
     ctx = context_of(info)
-    with_records = _selects(info, {"records", "identifiers"})
+    plan = projection(info)
+    with_records = plan.records is not None if plan else _selects(info, {"records", "identifiers"})
 
     def find() -> tuple[list[str], dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
         ids = lookup()
         if len(ids) != 1:
             return ids, {}, {}
-        return ids, ctx.queries.profiles(ids), ctx.queries.records(ids) if with_records else {}
+        rows = ctx.queries.profiles(ids, plan.profile if plan else None)
+        return ids, rows, ctx.queries.records(ids, plan.records if plan else None) if with_records and rows else {}
 
     ids, rows, records = await asyncio.to_thread(find)
-    for pid, row in rows.items():
+    if not rows:
+        return ids, None
+    pid, row = next(iter(rows.items()))
+    if plan is None:
         ctx.loaders.profile_by_profile_id.prime(pid, row)
         if with_records:
             ctx.loaders.records_by_profile_id.prime(pid, records.get(pid, []))
-    return ids
+        return ids, Profile(row=row)
+    return ids, Profile(row=row, records_read=records.get(pid, []) if with_records else None)
 
 
 def _selects(info: Info[Context, Any], names: set[str]) -> bool:
@@ -132,8 +141,7 @@ class Query(StewardQuery):
                 source, record_id = split_record_key(value.strip())
             except ValueError as exc:
                 raise ApiError(str(exc)) from None
-            found = await _found(info, lambda: [p for p in [ctx.queries.profile_of_record(source, record_id)] if p])
-            return await _profile(info, found[0]) if found else None
+            return (await _found(info, lambda: [p for p in [ctx.queries.profile_of_record(source, record_id)] if p]))[1]
         kinds = ctx.config.identifier_kinds()
         if kind not in kinds:
             raise ApiError(f"unknown identifier kind {kind!r}; known: record, {', '.join(kinds)}")
@@ -143,13 +151,13 @@ class Query(StewardQuery):
             lookup = standardized_lookup(kind, value, country)
             return [] if lookup is None else ctx.queries.profiles_with_identifier(kind, lookup)
 
-        matches = await _found(info, find)
+        matches, profile = await _found(info, find)
         if len(matches) > 1:
             raise Ambiguous(
                 f"{len(matches)} profiles share this {kind} (a household or shared line); ask for another identifier",
                 profiles=len(matches),
             )
-        return await _profile(info, matches[0]) if matches else None
+        return profile
 
 
     @strawberry.field(

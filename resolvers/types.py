@@ -4,6 +4,7 @@ fragment or nesting can reach it without the check."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -19,6 +20,29 @@ from resolvers.explanations import MatchExplanation, explain, spanning_links
 
 
 LEAN = "_unify_lean"
+READS = "_unify_reads"
+
+
+@dataclass(frozen=True)
+class Reads:
+    """What a field reads of its object's row, so that a lookup can read only the columns
+    a query asks for (``resolvers.projection``). ``nested``: "row" when its own selection
+    reads the same row (an address), "records" when it reads each of the profile's
+    records, "identifiers" when it reads the records' identifiers and sources."""
+
+    columns: tuple[str, ...] = ()
+    nested: str | None = None
+
+
+def reads(*columns: str, nested: str | None = None) -> Any:
+    """Declare a resolver's :class:`Reads`. A field without one makes a query read whole
+    rows, so a field added without a declaration is never served a missing column."""
+
+    def declare(resolver: Any) -> Any:
+        setattr(resolver, READS, Reads(columns, nested))
+        return resolver
+
+    return declare
 
 
 def lean(resolver: Any) -> Any:
@@ -37,6 +61,7 @@ def row_field(name: str, *, contact_pii: bool = False, description: str | None =
     such field is checked and audited by name."""
 
     @lean
+    @reads(name)
     def resolve(root: Any, info: Info[Context, Any]):  # type: ignore[no-untyped-def]
         value = root.row.get(name)
         return pii(info, root.profile_id, name, value) if contact_pii else value
@@ -115,6 +140,7 @@ class SourceRecord:
     date_of_birth: date | None = row_field("date_of_birth", contact_pii=True)
 
     @strawberry.field(description="The source row as the source system wrote it (contact PII: agents and stewards only).")
+    @reads("record_key")
     async def raw(self, info: Info[Context, Any]) -> JSON | None:
         ctx = context_of(info)
         if not ctx.principal.role.sees_contact_pii:
@@ -123,6 +149,7 @@ class SourceRecord:
 
     @strawberry.field
     @lean
+    @reads(nested="row")
     def address(self, info: Info[Context, Any]) -> Address:
         return Address(profile_id=self.profile_id, row=self.row)
 
@@ -133,6 +160,9 @@ class Profile:
 
     row: strawberry.Private[dict[str, Any]]
     asked_id: strawberry.Private[str | None] = None
+    # the profile's records as its lookup read them (only the columns the query asks);
+    # None: read by the request's loader (whole rows)
+    records_read: strawberry.Private[list[dict[str, Any]] | None] = None
 
     @property
     def profile_id(self) -> str:
@@ -140,14 +170,17 @@ class Profile:
 
     @strawberry.field
     @lean
+    @reads("profile_id")
     def id(self, info: Info[Context, Any]) -> strawberry.ID:
         return strawberry.ID(self.row["profile_id"])
 
     @strawberry.field(description="The id that was asked for when it was merged into this profile.")
+    @reads("profile_id")
     def redirected_from(self) -> strawberry.ID | None:
         return strawberry.ID(self.asked_id) if self.asked_id and self.asked_id != self.row["profile_id"] else None
 
     @strawberry.field(description="Stable id without meaning, for systems that must not see the profile id.")
+    @reads("profile_id")
     def pseudonymous_id(self, info: Info[Context, Any]) -> str:
         return context_of(info).pseudonymous_id(self.row["profile_id"])
 
@@ -162,6 +195,7 @@ class Profile:
 
     @strawberry.field
     @lean
+    @reads(nested="row")
     def address(self, info: Info[Context, Any]) -> Address:
         return Address(profile_id=self.profile_id, row=self.row)
 
@@ -169,15 +203,18 @@ class Profile:
 
     @strawberry.field(description="Source systems the person appears in.")
     @lean
+    @reads("sources")
     def sources(self, info: Info[Context, Any]) -> list[str]:
         return list(self.row["sources"])
 
     @strawberry.field
     @lean
+    @reads("updated_at")
     def updated_at(self, info: Info[Context, Any]) -> datetime | None:
         return self.row.get("updated_at")
 
     @strawberry.field(description="Every golden field with its lineage.")
+    @reads("profile_id")
     async def fields(self, info: Info[Context, Any]) -> list[GoldenField]:
         pid = self.row["profile_id"]
         rows = await context_of(info).loaders.golden_fields_by_profile_id.load(pid)
@@ -189,15 +226,17 @@ class Profile:
 
     @strawberry.field
     @lean
+    @reads(nested="identifiers")
     async def identifiers(self, info: Info[Context, Any]) -> list[Identifier]:
         pid = self.row["profile_id"]
-        rows = identifiers_of(await context_of(info).loaders.records_by_profile_id.load(pid))
+        rows = identifiers_of(await self._records(info))
         return [Identifier(profile_id=pid, kind=r["kind"], raw_value=r["value"], sources=list(r["sources"])) for r in rows]
 
     @strawberry.field(
         description="The links that hold this profile together (the strongest model links that connect its "
         "records, then steward SAME decisions), each with the model's evidence. Steward only."
     )
+    @reads("profile_id")
     async def explanation(self, info: Info[Context, Any]) -> list[MatchExplanation]:
         ctx = require(info, Role.STEWARD)
         pid = self.row["profile_id"]
@@ -208,7 +247,12 @@ class Profile:
 
     @strawberry.field(description="The source records merged into this profile, most recent first.")
     @lean
+    @reads(nested="records")
     async def records(self, info: Info[Context, Any]) -> list[SourceRecord]:
         pid = self.row["profile_id"]
-        rows = await context_of(info).loaders.records_by_profile_id.load(pid)
-        return [SourceRecord(profile_id=pid, row=r) for r in rows]
+        return [SourceRecord(profile_id=pid, row=r) for r in await self._records(info)]
+
+    async def _records(self, info: Info[Context, Any]) -> list[dict[str, Any]]:
+        if self.records_read is not None:
+            return self.records_read
+        return await context_of(info).loaders.records_by_profile_id.load(self.row["profile_id"])
