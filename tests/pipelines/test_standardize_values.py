@@ -94,3 +94,25 @@ def test_sql_fast_path_for_dutch_numbers_agrees_with_phonenumbers() -> None:
     assert len(fast) > len(phones) / 2
     for record_id, e164 in fast.items():
         assert standardize_phone(phones[int(record_id)], "NL")[0] == e164, phones[int(record_id)]
+
+
+def test_dutch_numbers_read_without_phonenumbers_are_what_phonenumbers_reads() -> None:
+    """standardize_phone writes +31 and nine digits straight away for the unambiguous Dutch
+    shapes; phonenumbers must read every such number the same way."""
+    import random
+
+    import phonenumbers
+
+    rng = random.Random(5)
+    for _ in range(3_000):
+        nine = str(rng.randint(1, 9)) + "".join(rng.choice("0123456789") for _ in range(8))
+        for written, region in ((f"0{nine}", "NL"), (f"+31{nine}", "NL"), (f"0031{nine}", "NL"), (f"+31 {nine}", "BE"),
+                                (f"0{nine[:1]}-{nine[1:]}", "NL")):
+            parsed = phonenumbers.parse("+" + written[2:] if written.startswith("00") else written, region)
+            expected = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+            assert phonenumbers.is_possible_number(parsed), written
+            assert standardize_phone(written, region) == (expected, None), (written, region)
+    # not the Dutch shape: phonenumbers decides (a Belgian national number, a short one)
+    assert standardize_phone("0470 12 34 56", "BE")[0] == "+32470123456"
+    assert standardize_phone("12", "NL")[0] is None
+    assert standardize_phone("0612345678", "BE")[0] != "+31612345678"
