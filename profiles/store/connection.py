@@ -3,6 +3,7 @@ threads through cursors, with failing statements re-raised with their context.""
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Iterator, Sequence
@@ -41,6 +42,7 @@ class Store:
     def __init__(self, connection: duckdb.DuckDBPyConnection, path: Path, read_only: bool):
         self._con = connection
         self.path = path
+        self.abs_path = os.path.abspath(path)  # names the store file process-wide (runs.publish_count)
         self.read_only = read_only
         self.catalog: str = str(connection.sql("SELECT current_database()").fetchall()[0][0])
         self._lock = threading.RLock()

@@ -5,7 +5,6 @@ never a half-written one, and a crash before the swap leaves the previous run se
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -29,7 +28,7 @@ _publishes: dict[str, int] = {}
 
 
 def publish_count(store: Store) -> int:
-    return _publishes.get(os.path.abspath(store.path), 0)
+    return _publishes.get(store.abs_path, 0)
 
 
 def published_run(store: Store, cache: list[Any]) -> str | None:
@@ -123,7 +122,7 @@ def publish_run(
             "UPDATE runs SET status = 'published', finished_at = now(), summary = ?, model = ? WHERE run_id = ?",
             [json.dumps(summary, default=str), model_json, run_id],
         )
-    _publishes[os.path.abspath(store.path)] = publish_count(store) + 1
+    _publishes[store.abs_path] = publish_count(store) + 1
     _drop_old_runs(store, keep_previous)
 
 
