@@ -17,6 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import pipelines.live
+import profiles.store.stewardship
+from profiles import survivorship
 from pipelines.config import Config, load_config
 from pipelines.demo import DemoManifest, generate
 from pipelines.live import LiveIngest
@@ -255,6 +257,29 @@ def test_live_ingest_honours_a_steward_different(split: Split, tmp_path: Path) -
         assert pa != pb, "a live update joined records a steward decided are different"
 
 
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _assert_golden_records_are_current(store: Store, config: Config) -> None:
+    """Every profile's golden fields and profile row are what survivorship makes of its
+    records now: the rows a live ingest updated in place, deleted or inserted included."""
+    rules = config.survivorship
+    records = store.dicts(f"SELECT {', '.join(survivorship.RECORD_COLUMNS)}, profile_id AS _profile FROM records")
+    golden, profile_rows = survivorship.golden_records(
+        records, {r["record_key"]: r["_profile"] for r in records}, rules.fields, rules.default
+    )
+
+    def rows(table: str, expected: list[dict[str, Any]]) -> tuple[set[tuple[Any, ...]], set[tuple[Any, ...]]]:
+        columns = store.columns(table)
+        stored = {tuple(map(_hashable, r)) for r in store.rows(f"SELECT {', '.join(columns)} FROM {table}")}
+        return stored, {tuple(_hashable(e.get(c)) for c in columns) for e in expected}
+
+    for table, expected in (("golden_fields", golden), ("profiles", profile_rows)):
+        stored, made = rows(table, expected)
+        assert stored == made, f"{table}: {len(stored - made)} stored rows differ from the {len(made - stored)} survivorship makes"
+
+
 def test_bulk_files_agree_with_records_ingested_one_at_a_time(
     split: Split, ingested_one_by_one: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -262,9 +287,11 @@ def test_bulk_files_agree_with_records_ingested_one_at_a_time(
     stored candidates by one semi-join) give the pairs, scores and profiles that ingesting
     the same rows one at a time gives."""
     monkeypatch.setattr(pipelines.live, "_KEYS_LOOKUP_MAX", 20)  # the semi-join, also at this size
+    monkeypatch.setattr(profiles.store.stewardship, "_FEW_RECORDS", 10)  # golden records by SQL, rewritten by key
     with Store.open(split.bulk.store_path) as store:
         live = LiveIngest(store, split.bulk)
         reports = [live.ingest(source, BY, path=path) for source, path in split.held_files.items()]
+        _assert_golden_records_are_current(store, split.bulk)
     ingested = {r.record_key for report in reports for r in report.records if r.status != "quarantined"}
     assert len(ingested) >= 0.95 * sum(len(rows) for rows in split.held_out.values())
 
