@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -34,14 +35,10 @@ _DIALECT = "duckdb"
 _NO_TERM_FREQUENCIES = "(SELECT NULL::VARCHAR AS column_name, NULL::VARCHAR AS value, NULL::DOUBLE AS tf WHERE false)"
 
 
-def _settings(model: dict[str, Any]) -> Settings:
-    """The model as splink's Linker reads it (see splink.internals.linker.Linker)."""
-    return _settings_of(json.dumps(model, sort_keys=True))
-
-
 @lru_cache(maxsize=8)
 def _settings_of(model_json: str) -> Settings:
-    """Cached per model: building splink's settings takes ~40 ms (read only afterwards)."""
+    """The model as splink's Linker reads it (see splink.internals.linker.Linker). Cached
+    per model: building splink's settings takes ~40 ms (read only afterwards)."""
     return SettingsCreator.from_path_or_dict(json.loads(model_json)).get_settings(_DIALECT)
 
 
@@ -58,15 +55,36 @@ def _tf_inputs(comparisons: list[Comparison]) -> list[InputColumn]:
     return list(seen.values())
 
 
+@dataclass(frozen=True)
+class _Columns:
+    """A model's column names: the inputs its comparisons read, and per tf input its name
+    and the names of its two tf columns. Cached per model: splink writes each name
+    through sqlglot, ~8 ms of a live record's scoring when asked again for every record."""
+
+    inputs: tuple[str, ...]
+    tf: tuple[tuple[str, str, str], ...]  # (input column, tf column left, tf column right)
+
+
+def _columns(model: dict[str, Any]) -> _Columns:
+    return _columns_of(json.dumps(model, sort_keys=True))
+
+
+@lru_cache(maxsize=8)
+def _columns_of(model_json: str) -> _Columns:
+    comparisons = _settings_of(model_json).comparisons
+    inputs = _unique([c.unquote().name for cc in comparisons for c in cc._input_columns_used_by_case_statement])
+    tf = tuple((c.unquote().name, c.unquote().tf_name_l, c.unquote().tf_name_r) for c in _tf_inputs(comparisons))
+    return _Columns(tuple(inputs), tf)
+
+
 def input_columns(model: dict[str, Any]) -> list[str]:
     """The record columns the model's comparisons read (each as ``<col>_l``/``<col>_r``)."""
-    comparisons = _settings(model).comparisons
-    return _unique([c.unquote().name for cc in comparisons for c in cc._input_columns_used_by_case_statement])
+    return list(_columns(model).inputs)
 
 
 def tf_columns(model: dict[str, Any]) -> list[str]:
     """The input columns with term-frequency adjustments."""
-    return [c.unquote().name for c in _tf_inputs(_settings(model).comparisons)]
+    return [name for name, _, _ in _columns(model).tf]
 
 
 def term_frequencies_sql(tf_tables: Mapping[str, str]) -> str:
@@ -105,15 +123,13 @@ def pairs_sql(
     tf values of each side are joined from ``term_frequencies`` (NULL for a value it does
     not hold, as in splink's left join). Parameters (``?``) bind in the order left, right,
     candidates."""
-    model_columns = input_columns(model)
-    tf_inputs = _tf_inputs(_settings(model).comparisons)
+    names = _columns(model)
 
     def side(query: str, suffix: str) -> str:
-        values = [f"s.{ident(c)} AS {ident(c + suffix)}" for c in model_columns]
+        values = [f"s.{ident(c)} AS {ident(c + suffix)}" for c in names.inputs]
         joins = []
-        for i, column in enumerate(tf_inputs):
-            name = column.unquote().name
-            tf_name = column.tf_name_l if suffix == "_l" else column.tf_name_r
+        for i, (name, tf_l, tf_r) in enumerate(names.tf):
+            tf_name = tf_l if suffix == "_l" else tf_r
             values.append(f"t{i}.tf AS {tf_name}")
             joins.append(
                 f"LEFT JOIN {term_frequencies} t{i}"
@@ -156,22 +172,20 @@ def pairs_table(
     (column, CAST(value AS VARCHAR)) from ``tf``, None where it has none, as the left join
     gives), so that :func:`score_sql` has no joins to plan. Pairs with a key ``side``
     lacks are left out, as the inner join leaves them out."""
-    model_columns = input_columns(model)
-    tf_inputs = _tf_inputs(_settings(model).comparisons)
+    names = _columns(model)
     row_of = {key: i for i, key in enumerate(side.column("record_key").to_pylist())}
     kept = [(a, b) for a, b in pairs if a in row_of and b in row_of]
     columns: dict[str, pa.Array | pa.ChunkedArray] = {}
     for suffix, rows in (("_l", [row_of[a] for a, _ in kept]), ("_r", [row_of[b] for _, b in kept])):
         picked = side.take(pa.array(rows, pa.int64()))
         columns["record_key" + suffix] = picked.column("record_key")
-        for column in model_columns:
+        for column in names.inputs:
             columns[column + suffix] = picked.column(column)
-        for tf_input in tf_inputs:
-            plain = tf_input.unquote()
-            values = picked.column(plain.name).to_pylist()
-            columns[plain.tf_name_l if suffix == "_l" else plain.tf_name_r] = pa.array(
+        for name, tf_l, tf_r in names.tf:
+            values = picked.column(name).to_pylist()
+            columns[tf_l if suffix == "_l" else tf_r] = pa.array(
                 # str() writes text and dates as CAST(... AS VARCHAR) does
-                [tf.get((plain.name, str(v))) if v is not None else None for v in values], pa.float64(),
+                [tf.get((name, str(v))) if v is not None else None for v in values], pa.float64(),
             )
     return pa.table(columns)
 
