@@ -40,12 +40,16 @@ def phone_digits(value: str) -> str:
     return ("+" + text.replace("+", "")) if text.startswith("+") else text.replace("+", "")
 
 
-#: The unambiguous shapes of a Dutch number: +31/0031 and nine digits, or (read in NL) 0
-#: and nine digits. Their E.164 form is "+31" and the nine digits, as phonenumbers gives
-#: it (tests/pipelines/test_contacts.py) and as the pipeline's SQL writes it
-#: (pipelines.standardize._phone_keys); phonenumbers takes ~0.1 ms a number.
-_DUTCH_INTERNATIONAL = re.compile(r"\+31[1-9]\d{8}")
-_DUTCH_NATIONAL = re.compile(r"0[1-9]\d{8}")
+#: The unambiguous shapes of a Dutch number, on a value's digits and plus signs: +31/0031
+#: and nine digits, or (read in NL) 0 and nine digits. Their E.164 form is "+31" and the
+#: nine digits, as phonenumbers gives it (tests/pipelines/test_standardize_values.py);
+#: phonenumbers takes ~0.1 ms a number. For Python and SQL (RE2, whole-string match)
+#: alike: the pipeline's SQL applies the same rule (pipelines.standardize._phone_keys).
+#: ASCII digits only, as the SQL reads them; other digits go to phonenumbers.
+DUTCH_INTERNATIONAL_PATTERN = r"(\+31|0031)[1-9][0-9]{8}"
+DUTCH_NATIONAL_PATTERN = r"0[1-9][0-9]{8}"
+_DUTCH_INTERNATIONAL = re.compile(DUTCH_INTERNATIONAL_PATTERN)
+_DUTCH_NATIONAL = re.compile(DUTCH_NATIONAL_PATTERN)
 
 
 def standardize_phone(value: str, default_region: str) -> tuple[str | None, str | None]:

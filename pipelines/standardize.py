@@ -12,7 +12,9 @@ from typing import Any
 import pyarrow as pa
 
 from pipelines.config import Config
-from pipelines.contacts import PLAIN_EMAIL_SQL_PATTERN, standardize_email, standardize_phone
+from pipelines.contacts import (
+    DUTCH_INTERNATIONAL_PATTERN, DUTCH_NATIONAL_PATTERN, PLAIN_EMAIL_SQL_PATTERN, standardize_email, standardize_phone,
+)
 from pipelines.names import parse_given_name, parse_surname, split_full_name
 from profiles.store import Store
 
@@ -123,13 +125,14 @@ def standardize(store: Store, config: Config, date_formats: DateFormats | None =
 def _phone_keys(store: Store, default_country: str) -> None:
     """``phone_keys``: each record's phone as digits plus the region to read it in, and
     its E.164 form straight away when it has the unambiguous shape of a Dutch number
-    (+31/0031/0 and nine digits: what phonenumbers returns for it too). Only the
+    (+31/0031/0 and nine digits, ``contacts.DUTCH_*_PATTERN``: what phonenumbers returns
+    for it too, and what ``standardize_phone`` writes without it). Only the
     other shapes go to phonenumbers, once per distinct value."""
     store.execute(
         f"""CREATE OR REPLACE TEMP TABLE phone_keys AS
             SELECT source, record_id, digits, region,
-                   CASE WHEN regexp_full_match(digits, '(\\+31|0031)[1-9][0-9]{{8}}') THEN '+31' || right(digits, 9)
-                        WHEN coalesce(region, ?) = 'NL' AND regexp_full_match(digits, '0[1-9][0-9]{{8}}')
+                   CASE WHEN regexp_full_match(digits, '{DUTCH_INTERNATIONAL_PATTERN}') THEN '+31' || right(digits, 9)
+                        WHEN coalesce(region, ?) = 'NL' AND regexp_full_match(digits, '{DUTCH_NATIONAL_PATTERN}')
                         THEN '+31' || right(digits, 9) END AS fast
             FROM (SELECT source, record_id, regexp_replace(phone, '[^0-9+]', '', 'g') AS digits,
                          {_country_sql('country')} AS region

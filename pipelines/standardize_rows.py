@@ -53,8 +53,6 @@ ISSUES_SCHEMA = pa.schema([
 ])
 
 _PLAIN_EMAIL = re.compile(PLAIN_EMAIL_SQL_PATTERN)
-_NL_INTERNATIONAL = re.compile(r"(\+31|0031)[1-9][0-9]{8}")
-_NL_NATIONAL = re.compile(r"0[1-9][0-9]{8}")
 _NOT_PHONE = re.compile(r"[^0-9+]")
 _NOT_ALNUM = re.compile(r"[^0-9A-Za-z]")
 _NOT_LOWER_ALNUM = re.compile(r"[^a-z0-9]+")
@@ -174,11 +172,7 @@ def _standardize(
     region = country or config.matching.default_country  # the region a national number is read in
     phone, phone_problem = None, None
     if mapped["phone"] is not None:
-        digits = _NOT_PHONE.sub("", mapped["phone"])
-        if _NL_INTERNATIONAL.fullmatch(digits) or (region == "NL" and _NL_NATIONAL.fullmatch(digits)):
-            phone = "+31" + digits[-9:]
-        else:
-            phone, phone_problem = standardize_phone(digits, region)
+        phone, phone_problem = standardize_phone(_NOT_PHONE.sub("", mapped["phone"]), region)
     if email_problem is not None:
         issue("email", f"{email_problem} (value {mapped['email']})")
     if phone_problem is not None:

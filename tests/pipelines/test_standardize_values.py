@@ -112,6 +112,8 @@ def test_dutch_numbers_read_without_phonenumbers_are_what_phonenumbers_reads() -
             expected = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
             assert phonenumbers.is_possible_number(parsed), written
             assert standardize_phone(written, region) == (expected, None), (written, region)
+    # digits other than ASCII are not the shape: phonenumbers reads them (as ASCII digits)
+    assert standardize_phone("+31 6 \u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668", "NL") == ("+31612345678", None)
     # not the Dutch shape: phonenumbers decides (a Belgian national number, a short one)
     assert standardize_phone("0470 12 34 56", "BE")[0] == "+32470123456"
     assert standardize_phone("12", "NL")[0] is None
