@@ -73,7 +73,7 @@ def _columns(model: dict[str, Any]) -> _Columns:
 def _columns_of(model_json: str) -> _Columns:
     comparisons = _settings_of(model_json).comparisons
     inputs = _unique([c.unquote().name for cc in comparisons for c in cc._input_columns_used_by_case_statement])
-    tf = tuple((c.unquote().name, c.unquote().tf_name_l, c.unquote().tf_name_r) for c in _tf_inputs(comparisons))
+    tf = tuple((c.name, c.tf_name_l, c.tf_name_r) for c in (column.unquote() for column in _tf_inputs(comparisons)))
     return _Columns(tuple(inputs), tf)
 
 
