@@ -13,9 +13,8 @@ from typing import Any
 
 from graphql import GraphQLField, GraphQLResolveInfo, get_named_type
 from graphql.language import FieldNode, FragmentSpreadNode, InlineFragmentNode, SelectionSetNode
-from strawberry.schema.schema_converter import GraphQLCoreConverter
 
-from resolvers.types import READS, Reads
+from resolvers.types import READS, Reads, declared_resolver
 
 #: What each record is read with whatever is asked: grouped by profile, ordered by time.
 _IDENTIFIER_COLUMNS = ("identifiers", "source")
@@ -65,7 +64,7 @@ def _read(
 ) -> set[str] | None:
     """Add the columns the selection reads of a row of ``type_name`` to ``into``; returns
     the records' columns (None while no field asks for records)."""
-    fields = raw.schema.type_map[type_name].fields  # type: ignore[union-attr]
+    fields = raw.schema.type_map[type_name].fields  # type: ignore[attr-defined]
     for node in _fields(raw, type_name, selection_set):
         name = node.name.value
         if name == "__typename":
@@ -76,13 +75,13 @@ def _read(
             raise _Whole(name)
         into.update(declared.columns)
         if declared.nested == "row":
-            records = _read(raw, get_named_type(field.type).name, node.selection_set, into, records, record_level=record_level)  # type: ignore[union-attr]
+            records = _read(raw, get_named_type(field.type).name, node.selection_set, into, records, record_level=record_level)
         elif declared.nested in ("records", "identifiers") and not record_level:
             records = set() if records is None else records
             if declared.nested == "identifiers":
                 records.update(_IDENTIFIER_COLUMNS)
             else:
-                _read(raw, get_named_type(field.type).name, node.selection_set, records, None, record_level=True)  # type: ignore[union-attr]
+                _read(raw, get_named_type(field.type).name, node.selection_set, records, None, record_level=True)
         elif declared.nested is not None:
             raise _Whole(name)
     return records
@@ -109,10 +108,5 @@ def _fields(raw: GraphQLResolveInfo, type_name: str, selection_set: SelectionSet
 
 
 def _declared(field: GraphQLField) -> Reads | None:
-    """The field's declaration: on its resolver as graphql-core calls it (the lean ones),
-    or on the function strawberry wraps."""
-    declared = getattr(field.resolve, READS, None)
-    if declared is None:
-        definition = (field.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
-        declared = getattr(getattr(getattr(definition, "base_resolver", None), "wrapped_func", None), READS, None)
-    return declared
+    """The field's declaration, on the function its resolver was declared with."""
+    return getattr(declared_resolver(field)[1], READS, None)

@@ -14,7 +14,6 @@ from strawberry.extensions import AddValidationRules, DisableIntrospection, Mask
 from strawberry.extensions.max_aliases import create_validator as alias_limit
 from strawberry.extensions.query_depth_limiter import create_validator as depth_limit
 from strawberry.schema.config import StrawberryConfig
-from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types import Info
 
 from pipelines.config import ApiConfig
@@ -26,7 +25,7 @@ from resolvers.errors import Ambiguous, ApiError
 from resolvers.ingest import IngestMutation
 from resolvers.steward import StewardMutation, StewardQuery
 from resolvers.projection import projection
-from resolvers.types import LEAN, Profile
+from resolvers.types import LEAN, Profile, declared_resolver
 
 MAX_IDS = 100
 
@@ -237,10 +236,8 @@ def _install_lean_resolvers(schema: strawberry.Schema) -> int:
         if not isinstance(gql_type, GraphQLObjectType):
             continue
         for gql_field in gql_type.fields.values():
-            definition = (gql_field.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
-            resolver = getattr(definition, "base_resolver", None)
-            func = getattr(resolver, "wrapped_func", None)
-            if getattr(func, LEAN, False) and not definition.arguments and not definition.extensions:
+            definition, func = declared_resolver(gql_field)
+            if definition is not None and getattr(func, LEAN, False) and not definition.arguments and not definition.extensions:
                 gql_field.resolve = func
                 installed += 1
     return installed

@@ -9,7 +9,10 @@ from datetime import date, datetime
 from typing import Any
 
 import strawberry
+from graphql import GraphQLField
 from strawberry.scalars import JSON
+from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.types.field import StrawberryField
 from strawberry.types import Info
 
 from profiles.model import CONTACT_PII_FIELDS
@@ -53,6 +56,14 @@ def lean(resolver: Any) -> Any:
     of info carry, and it keeps its own checks: contact PII still goes through ``pii``."""
     setattr(resolver, LEAN, True)
     return resolver
+
+
+def declared_resolver(gql_field: GraphQLField) -> tuple[StrawberryField | None, Any]:
+    """A graphql-core field's strawberry definition and the function its resolver was
+    declared with (where ``lean`` and ``reads`` put their marks), whichever function
+    graphql-core calls for it."""
+    definition = (gql_field.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
+    return definition, getattr(getattr(definition, "base_resolver", None), "wrapped_func", None)
 
 
 def row_field(name: str, *, contact_pii: bool = False, description: str | None = None) -> Any:
