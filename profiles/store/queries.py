@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from profiles.model import CANONICAL_FIELDS
 from profiles.store.connection import Store, marks
 from profiles.store.runs import current_run, published_tables
 
@@ -259,11 +260,9 @@ SERVED_RECORD_COLUMNS = (
 )
 _SERVED_RECORD = ", ".join(f"r.{c}" for c in SERVED_RECORD_COLUMNS)
 _RECORD_KEYS = ("profile_id", "record_key", "updated_at")  # grouped and ordered by these
-#: The served profile columns (the published profiles table's).
-PROFILE_COLUMNS = (
-    "profile_id", "first_name", "middle_name", "last_name", "gender", "date_of_birth", "email", "phone",
-    "street", "house_number", "address_line2", "postcode", "city", "region", "country", "full_name", "record_count", "sources",
-    "updated_at",
+#: The published profiles table's columns, in its order (survivorship.profiles_sql).
+PROFILE_COLUMNS: tuple[str, ...] = (
+    "profile_id", *(f for f in CANONICAL_FIELDS if f != "full_name"), "full_name", "record_count", "sources", "updated_at",
 )
 
 

@@ -32,9 +32,8 @@ from profiles import survivorship
 from profiles.constraints import STEWARD_LINK, constrained_components
 from profiles.errors import ConflictError, InvalidActionError, NotFoundError, StoreError
 from profiles.identity import mint_profile_ids
-from profiles.model import CANONICAL_FIELDS
 from profiles.store.connection import Store, ident, in_list, marks
-from profiles.store.queries import AuditEvent, ProfileQueries
+from profiles.store.queries import PROFILE_COLUMNS, AuditEvent, ProfileQueries
 from profiles.store.runs import published_run
 
 Decision = Literal["same", "different"]
@@ -56,11 +55,10 @@ _FEW_RECORDS = 300
 _GOLDEN_SCHEMA = pa.schema([
     *((c, pa.string()) for c in survivorship.GOLDEN_FIELD_COLUMNS if c != "updated_at"), ("updated_at", pa.timestamp("us")),
 ])
-_PROFILE_SCHEMA = pa.schema([
-    ("profile_id", pa.string()),
-    *((f, pa.date32() if f == "date_of_birth" else pa.string()) for f in CANONICAL_FIELDS if f != "full_name"),
-    ("full_name", pa.string()), ("record_count", pa.int64()), ("sources", pa.list_(pa.string())), ("updated_at", pa.timestamp("us")),
-])
+_PROFILE_TYPES = {
+    "date_of_birth": pa.date32(), "record_count": pa.int64(), "sources": pa.list_(pa.string()), "updated_at": pa.timestamp("us"),
+}
+_PROFILE_SCHEMA = pa.schema([(c, _PROFILE_TYPES.get(c, pa.string())) for c in PROFILE_COLUMNS])
 
 @dataclass(frozen=True)
 class Steward:
