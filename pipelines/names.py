@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 # Surname particles (tussenvoegsels and their neighbours), longest first so that
 # "van der" wins over "van".
@@ -33,8 +34,13 @@ def clean_text(value: str) -> str:
     return _SPACES.sub(" ", unicodedata.normalize("NFKC", value)).strip()
 
 
+@lru_cache(maxsize=1 << 16)
 def fold(value: str) -> str:
-    """The matching form of a name: casefolded, diacritics removed, punctuation dropped."""
+    """The matching form of a name: casefolded, diacritics removed, punctuation dropped.
+    Cached: a run folds each word of every distinct name (~270,000 calls at 1M records,
+    mostly the same given names and particles)."""
+    if value.isascii():  # NFKC/NFKD change nothing, casefold is lower, nothing to strip or replace
+        return _SPACES.sub(" ", _NOT_NAME.sub(" ", value.lower())).strip()
     decomposed = unicodedata.normalize("NFKD", clean_text(value).casefold())
     plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     plain = plain.replace("ß", "ss").replace("ø", "o").replace("ł", "l").replace("æ", "ae").replace("đ", "d")
