@@ -3,7 +3,7 @@
 from profiles.store.connection import WORK_CATALOG, Store, ident, in_list, quote_column, sql_literal_path
 from profiles.store.queries import AuditEvent, ProfileQueries, Resolved, identifiers_of
 from profiles.store.runs import (
-    begin_run, current_run, ensure_serving_indexes, fail_run, publish_run, published_run, write_run_table,
+    begin_run, current_run, ensure_serving_indexes, fail_run, publish_run, published_run, run_table, write_run_table,
 )
 from profiles.store.schema import RUN_TABLES
 from profiles.store.stewardship import Action, Decision, Steward, Stewardship
@@ -29,6 +29,7 @@ __all__ = [
     "publish_run",
     "published_run",
     "quote_column",
+    "run_table",
     "sql_literal_path",
     "write_run_table",
 ]

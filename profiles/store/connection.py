@@ -136,6 +136,18 @@ class Store:
             self._readers.store = reader
         return reader
 
+    @contextmanager
+    def cursor(self) -> Iterator[Store]:
+        """This store on a connection of its own, for statements that another thread runs
+        while this one goes on: DuckDB runs them side by side (the cursor sees committed
+        data only, the workspace included). Closed on leaving."""
+        with self._lock:
+            cursor = Store(self._con.cursor(), self.path, self.read_only)
+        try:
+            yield cursor
+        finally:
+            cursor.close()
+
     @property
     def connection(self) -> duckdb.DuckDBPyConnection:
         """The raw connection, for libraries (splink) that drive DuckDB themselves."""

@@ -71,11 +71,16 @@ def begin_run(store: Store, config_path: str, model_path: str) -> str:
     return run_id
 
 
-def write_run_table(store: Store, run_id: str, table: str, select_sql: str) -> None:
-    """Materialise ``select_sql`` (which may read the workspace) as a table of the run."""
+def run_table(store: Store, run_id: str, table: str) -> str:
+    """The qualified SQL name of a table of the run."""
     if table not in RUN_TABLES:
         raise StoreError(f"{table!r} is not a run table")
-    target = f"{ident(store.catalog)}.{ident(run_id)}.{ident(table)}"
+    return f"{ident(store.catalog)}.{ident(run_id)}.{ident(table)}"
+
+
+def write_run_table(store: Store, run_id: str, table: str, select_sql: str) -> None:
+    """Materialise ``select_sql`` (which may read the workspace) as a table of the run."""
+    target = run_table(store, run_id, table)
     store.execute(f"CREATE OR REPLACE TABLE {target} AS {select_sql}", building=target)
 
 

@@ -47,6 +47,47 @@ def test_a_failing_stage_leaves_the_previous_run_serving(demo_copy: Path, monkey
     assert sum(s.startswith("run_") for s in schemas) == 1
 
 
+def test_a_failing_early_write_fails_the_run(demo_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records and identifiers are written while linking, on a thread of their own: their
+    failure fails the run like any stage's, after linking and clustering went on."""
+    config = load_config(demo_copy)
+    before = _profiles(config.store_path)
+    broken = dict(run_module.EARLY_TABLES)
+    broken["identifiers"] = ("SELECT error('disk full') AS value", broken["identifiers"][1])
+    monkeypatch.setattr(run_module, "EARLY_TABLES", broken)
+    with pytest.raises(Exception, match="disk full"):
+        run_pipeline(config)
+    assert _profiles(config.store_path) == before
+    with duckdb.connect(str(config.store_path), read_only=True) as con:
+        status = con.execute("SELECT status FROM runs ORDER BY started_at DESC LIMIT 1").fetchall()
+        schemas = {r[0] for r in con.execute("SELECT schema_name FROM duckdb_schemas()").fetchall()}
+    assert status == [("failed",)]
+    assert sum(s.startswith("run_") for s in schemas) == 1
+
+
+def test_served_records_and_identifiers_carry_their_profile(demo_copy: Path) -> None:
+    """Written before clustering and given their profile ids after it: every served record
+    and identifier row has its record's profile and match probability, none is missing."""
+    config = load_config(demo_copy)
+    summary = run_pipeline(config)
+    assert summary.seconds["write during link: records"] > 0
+    with duckdb.connect(str(config.store_path), read_only=True) as con:
+        records, identifiers = con.execute(
+            """SELECT (SELECT count(*) FROM records), (SELECT count(*) FROM identifiers i JOIN records r USING (record_key))"""
+        ).fetchall()[0]
+        wrong = con.execute(
+            """SELECT (SELECT count(*) FROM records r FULL JOIN membership m USING (record_key)
+                       WHERE r.profile_id IS DISTINCT FROM m.profile_id
+                          OR r.match_probability IS DISTINCT FROM m.match_probability),
+                      (SELECT count(*) FROM identifiers i LEFT JOIN membership m USING (record_key)
+                       WHERE i.profile_id IS DISTINCT FROM m.profile_id)"""
+        ).fetchall()[0]
+        listed = con.execute("SELECT sum(len(identifiers)) FROM records").fetchall()[0][0]
+    assert records == summary.records
+    assert identifiers == listed > 0  # every identifier of a record's list is served, none without its record
+    assert wrong == (0, 0)
+
+
 def test_saved_model_is_reused_and_retrain_trains_again(demo_copy: Path) -> None:
     config = load_config(demo_copy)
     model = config.model_path.read_text(encoding="utf-8")
