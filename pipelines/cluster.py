@@ -144,8 +144,7 @@ def assign_profiles(store: Store, config: Config) -> dict[str, int]:
         JOIN clusters c USING (record_key)
         JOIN cluster_profile cp USING (cluster_id)
         LEFT JOIN best b USING (record_key)
-        LEFT JOIN previous_membership pm USING (record_key)
-        ORDER BY r.record_key""",
+        LEFT JOIN previous_membership pm USING (record_key)""",
         building="membership",
     )
     store.execute(

@@ -89,8 +89,8 @@ def tf_columns(model: dict[str, Any]) -> list[str]:
 
 def term_frequencies_sql(tf_tables: Mapping[str, str]) -> str:
     """A SELECT of ``term_frequencies(column_name, value, tf)`` copied from splink's tf
-    tables (input column -> physical table name), sorted so that a lookup of a few values
-    skips all but a few row groups."""
+    tables (input column -> physical table name). Not sorted: a live record's few values
+    are looked up through the serving index on ``value``, a file's by a hash join."""
     parts = []
     for column, table in tf_tables.items():
         tf = InputColumn(column, sqlglot_dialect_str=_DIALECT)
@@ -100,7 +100,7 @@ def term_frequencies_sql(tf_tables: Mapping[str, str]) -> str:
         )
     if not parts:
         return f"SELECT * FROM {_NO_TERM_FREQUENCIES}"
-    return " UNION ALL ".join(parts) + " ORDER BY column_name, value"
+    return " UNION ALL ".join(parts)
 
 
 def term_frequencies_relation(store: Store) -> str:
