@@ -242,12 +242,18 @@ def settings(groups: set[str], shared_identifiers: list[str]) -> dict[str, Any]:
 #: apart). Households, twins and father/son pairs share everything else; the
 #: independence assumption of the model cannot see that, these rules can. Pairs that
 #: break a rule never link directly or through a chain (see pipelines/cluster.py).
+#: Each rule is a chain of ANDs, cheap tests first: DuckDB evaluates a conjunct only on
+#: the rows the ones before it kept, and nearly every pair checked (the members of one
+#: cluster) has equal dates and names, so the string distances are rarely computed
+#: (0.76 -> 0.39 s for the 820,000 pairs inside the clusters of a 1M-record run; the
+#: same answer as the rules written as NOT (equal OR swapped OR one typo) for all of
+#: them and 2.1M random pairs).
 VETO_RULES: dict[str, str] = {
-    "date_of_birth": """l.dob IS NOT NULL AND r.dob IS NOT NULL AND NOT (
-        l.dob = r.dob
-        OR (year(l.dob) = year(r.dob) AND month(l.dob) = day(r.dob) AND day(l.dob) = month(r.dob))
-        OR damerau_levenshtein(strftime(l.dob, '%Y%m%d'), strftime(r.dob, '%Y%m%d')) <= 1)""",
-    "first_name": """l.first_name_std IS NOT NULL AND r.first_name_std IS NOT NULL AND (
+    "date_of_birth": """l.dob IS NOT NULL AND r.dob IS NOT NULL AND l.dob <> r.dob
+        AND NOT (year(l.dob) = year(r.dob) AND month(l.dob) = day(r.dob) AND day(l.dob) = month(r.dob))
+        AND damerau_levenshtein(strftime(l.dob, '%Y%m%d'), strftime(r.dob, '%Y%m%d')) > 1""",
+    # equal names never conflict (same initial, similarity 1): tested first
+    "first_name": """l.first_name_std IS NOT NULL AND r.first_name_std IS NOT NULL AND l.first_name_std <> r.first_name_std AND (
         l.first_initial <> r.first_initial
         OR (length(l.first_name_std) > 1 AND length(r.first_name_std) > 1
             AND jaro_winkler_similarity(l.first_name_std, r.first_name_std) < 0.80))
