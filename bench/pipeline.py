@@ -287,6 +287,10 @@ def print_report(results: dict[str, Any], ours: Measurement, splink: Measurement
         extra = (mine or 0.0) - (theirs or 0.0)
         print(f"{label:<36}{cell(mine)}{cell(theirs)}{cell(extra)}")
     print(f"{'peak RSS (GiB)':<36}{ours.peak_rss_gib:10.2f}{splink.peak_rss_gib:10.2f}")
+    beside = {k.removeprefix("write during link: "): v for k, v in ours.seconds.items() if k.startswith("write during link: ")}
+    if beside:  # on a thread of their own while splink trains: inside "link: train", not added
+        written = ", ".join(f"{table} {seconds:.1f} s" for table, seconds in beside.items())
+        print(f"(written into the run beside splink's training, inside link: train: {written})")
     ratio, peak = results["ratio_total"], ours.peak_rss_gib
     print(f"\nours / plain splink, end to end: {ratio:.2f}x  (target <= {TARGET_RATIO}x: {_verdict(ratio <= TARGET_RATIO)})")
     print(f"ours / plain splink, peak RSS:   {results['ratio_peak']:.2f}x")
