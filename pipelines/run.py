@@ -98,7 +98,7 @@ def run_pipeline(config: Config, *, retrain: bool = False, on_stage: StageCallba
                         outcome = run_linkage(store, config, retrain=retrain, meanwhile=start_writing)
                     with timer("cluster"):
                         summary.clusters_split = enforce_vetoes(store, config)
-                        counts = assign_profiles(store, config)
+                        counts = assign_profiles(store, config, pairs=run_table(store, run_id, "pairs"))
                 summary.model_trained = outcome.trained
                 summary.untrained_levels = outcome.untrained_levels
                 summary.labels = outcome.labels
@@ -116,7 +116,7 @@ def run_pipeline(config: Config, *, retrain: bool = False, on_stage: StageCallba
                     write_run_table(store, run_id, "profiles", survivorship.profiles_sql(run_golden, "records", "membership"))
                 with timer("write"):
                     for table in RUN_TABLES:
-                        if table in ("golden_fields", "profiles"):
+                        if table in ("golden_fields", "profiles", "pairs"):  # written by their stages
                             continue
                         start = time.perf_counter()
                         if table in EARLY_TABLES:
