@@ -20,7 +20,7 @@ from pipelines.ingest import SourceCounts, check_sources, ingest_sources
 from pipelines.link import LabelReport, run_linkage
 from pipelines.standardize import standardize
 from profiles import survivorship
-from profiles.store import RUN_TABLES, Steward, Store, begin_run, fail_run, ident, publish_run, run_table, write_run_table
+from profiles.store import RUN_TABLES, Steward, Store, begin_run, fail_run, publish_run, run_table, write_run_table
 
 
 #: How the served tables are laid out: records carry their profile id and identifiers so
@@ -112,7 +112,7 @@ def run_pipeline(config: Config, *, retrain: bool = False, on_stage: StageCallba
                     rules = {k: v for k, v in config.survivorship.fields.items()}
                     golden = survivorship.golden_fields_sql("records", "membership", rules, config.survivorship.default)
                     write_run_table(store, run_id, "golden_fields", golden)
-                    run_golden = f"{ident(store.catalog)}.{ident(run_id)}.golden_fields"
+                    run_golden = run_table(store, run_id, "golden_fields")
                     write_run_table(store, run_id, "profiles", survivorship.profiles_sql(run_golden, "records", "membership"))
                 with timer("write"):
                     for table in RUN_TABLES:

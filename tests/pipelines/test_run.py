@@ -29,6 +29,14 @@ def _profiles(store: Path) -> list[tuple[str, str]]:
         return con.execute("SELECT record_key, profile_id FROM membership ORDER BY 1").fetchall()
 
 
+def _last_run(store: Path) -> tuple[str, str | None, int]:
+    """The latest run's status and error, and how many run schemas the store holds."""
+    with duckdb.connect(str(store), read_only=True) as con:
+        status, error = con.execute("SELECT status, summary->>'error' FROM runs ORDER BY started_at DESC LIMIT 1").fetchall()[0]
+        schemas = {r[0] for r in con.execute("SELECT schema_name FROM duckdb_schemas()").fetchall()}
+    return status, error, sum(s.startswith("run_") for s in schemas)
+
+
 def test_a_failing_stage_leaves_the_previous_run_serving(demo_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = load_config(demo_copy)
     before = _profiles(config.store_path)
@@ -40,11 +48,7 @@ def test_a_failing_stage_leaves_the_previous_run_serving(demo_copy: Path, monkey
     with pytest.raises(RuntimeError, match="disk full"):
         run_pipeline(config)
     assert _profiles(config.store_path) == before
-    with duckdb.connect(str(config.store_path), read_only=True) as con:
-        status = con.execute("SELECT status, summary->>'error' FROM runs ORDER BY started_at DESC LIMIT 1").fetchall()
-        schemas = {r[0] for r in con.execute("SELECT schema_name FROM duckdb_schemas()").fetchall()}
-    assert status == [("failed", "RuntimeError: disk full")]
-    assert sum(s.startswith("run_") for s in schemas) == 1
+    assert _last_run(config.store_path) == ("failed", "RuntimeError: disk full", 1)
 
 
 def test_a_failing_early_write_fails_the_run(demo_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -58,11 +62,8 @@ def test_a_failing_early_write_fails_the_run(demo_copy: Path, monkeypatch: pytes
     with pytest.raises(Exception, match="disk full"):
         run_pipeline(config)
     assert _profiles(config.store_path) == before
-    with duckdb.connect(str(config.store_path), read_only=True) as con:
-        status = con.execute("SELECT status FROM runs ORDER BY started_at DESC LIMIT 1").fetchall()
-        schemas = {r[0] for r in con.execute("SELECT schema_name FROM duckdb_schemas()").fetchall()}
-    assert status == [("failed",)]
-    assert sum(s.startswith("run_") for s in schemas) == 1
+    status, error, run_schemas = _last_run(config.store_path)
+    assert (status, run_schemas) == ("failed", 1) and "disk full" in str(error)
 
 
 def test_served_records_and_identifiers_carry_their_profile(demo_copy: Path) -> None:
