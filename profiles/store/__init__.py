@@ -6,13 +6,14 @@ from profiles.store.runs import (
     begin_run, current_run, ensure_serving_indexes, fail_run, publish_run, published_run, run_table, write_run_table,
 )
 from profiles.store.schema import RUN_TABLES
-from profiles.store.stewardship import Action, Decision, Steward, Stewardship
+from profiles.store.stewardship import Action, Decision, Steward, Stewardship, match_probabilities
 
 __all__ = [
     "Action",
     "Decision",
     "Steward",
     "Stewardship",
+    "match_probabilities",
     "AuditEvent",
     "ProfileQueries",
     "identifiers_of",

@@ -106,6 +106,18 @@ class _Plan:
     subject: dict[str, Any]
 
 
+def match_probabilities(assignment: Mapping[str, str], links: Sequence[tuple[str, str, float]]) -> dict[str, float]:
+    """A record's match probability, as in a batch run: its strongest model link (of
+    ``links``, the pairs at or above the match threshold) inside its profile."""
+    best: dict[str, float] = {}
+    for a, b, p in links:
+        if assignment.get(a) is not None and assignment.get(a) == assignment.get(b):
+            for key in (a, b):
+                if p > best.get(key, -1.0):
+                    best[key] = float(p)
+    return best
+
+
 class Stewardship:
     """Steward actions on the store's published run."""
 
@@ -390,14 +402,17 @@ class Stewardship:
         )
 
     def reassign(
-        self, profiles_before: Sequence[str], assignment: Mapping[str, str], previous: Mapping[str, str] | None = None
+        self, profiles_before: Sequence[str], assignment: Mapping[str, str], previous: Mapping[str, str] | None = None,
+        links: Sequence[tuple[str, str, float]] | None = None,
     ) -> dict[str, str]:
         """Give every record of ``assignment`` its new profile (the caller's transaction):
         rebuild the golden records of the touched profiles, register new ids, and retire
         the ids no record keeps, redirecting each to the profile that took most of its
         records. ``assignment`` must cover every record of the profiles it touches;
         ``previous`` names the former profile of records the store no longer shows in one
-        (a live update). Returns {retired id: survivor}.
+        (a live update). ``links``: the model's pairs at or above the match threshold
+        among the records of ``assignment``, when the caller has read them. Returns
+        {retired id: survivor}.
 
         Every statement looks rows up by key (record, profile), which the serving indexes
         answer without scanning the run's tables."""
@@ -412,7 +427,7 @@ class Stewardship:
         }
         was = {k: str(p) for k, (p, _) in current.items() if p is not None}
         was.update(previous or {})  # a live update's row already carries its new profile
-        self._regroup(run, assignment, touched, current)
+        self._regroup(run, assignment, touched, current, links)
         before = set(profiles_before)
         fresh = sorted(p for p in after if p not in before)
         if fresh:
@@ -439,7 +454,7 @@ class Stewardship:
 
     def _regroup(
         self, run: str, assignment: Mapping[str, str], touched: Sequence[str],
-        current: Mapping[str, tuple[str | None, float | None]],
+        current: Mapping[str, tuple[str | None, float | None]], links: Sequence[tuple[str, str, float]] | None,
     ) -> None:
         """Move the records to their new profiles and rebuild the touched profiles'
         golden records with the batch run's own survivorship SQL. ``current`` is each
@@ -448,27 +463,19 @@ class Stewardship:
         records = sorted(assignment)
         in_records, params = in_list("record_key", records)
         in_touched, touched_params = in_list("profile_id", touched)
-        # A record's match probability: its strongest model link inside its profile (as in a batch run).
-        links = list(dict.fromkeys(  # one lookup per side: an OR of the two would scan the table
-            row
-            for side in ("record_key_l", "record_key_r")
-            for row in self.store.rows(
-                f"SELECT record_key_l, record_key_r, match_probability FROM pairs WHERE {in_records.replace('record_key', side)}",
-                params,
-            )
-            if row[2] >= self.match_threshold
-        ))
-        others = sorted({k for a, b, _ in links for k in (a, b) if k not in assignment})
-        in_others, other_params = in_list("record_key", others)
-        profile_of = dict(assignment)
-        if others:
-            profile_of.update({str(k): str(p) for k, p in self.store.rows(f"SELECT record_key, profile_id FROM records WHERE {in_others}", other_params)})
-        best: dict[str, float] = {}
-        for a, b, p in links:
-            if profile_of.get(a) is not None and profile_of.get(a) == profile_of.get(b):
-                for key in (a, b):
-                    if key in assignment and p > best.get(key, -1.0):
-                        best[key] = float(p)
+        if links is None:
+            # Links to records outside the assignment are in profiles it does not touch:
+            # they never count. One lookup per side: an OR of the two would scan the table.
+            links = list(dict.fromkeys(
+                (str(a), str(b), float(p))
+                for side in ("record_key_l", "record_key_r")
+                for a, b, p in self.store.rows(
+                    f"SELECT record_key_l, record_key_r, match_probability FROM pairs WHERE {in_records.replace('record_key', side)}",
+                    params,
+                )
+                if p >= self.match_threshold and a in assignment and b in assignment
+            ))
+        best = match_probabilities(assignment, links)
         # a few profiles: golden records in Python, the updates with bound values; more: the
         # assignment registered once for the updates and the survivorship SQL
         few = len(set(assignment.values())) <= survivorship.PYTHON_MAX_PROFILES and len(records) <= _FEW_RECORDS

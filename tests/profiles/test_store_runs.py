@@ -9,7 +9,7 @@ import duckdb
 import pytest
 
 from profiles.errors import StoreError
-from profiles.store import RUN_TABLES, Store, begin_run, current_run, publish_run, write_run_table
+from profiles.store import RUN_TABLES, Store, begin_run, current_run, ensure_serving_indexes, publish_run, write_run_table
 
 
 def _fill(store: Store, run_id: str, profile: str) -> None:
@@ -153,3 +153,19 @@ def test_queries_follow_a_publish_made_through_another_store_object(tmp_path: Pa
         reader.start()
         reader.join()
         assert seen == [["p_b"]], "a worker thread's cursor reads the new run too"
+
+
+def test_serving_indexes_are_made_once_and_ones_no_longer_served_are_dropped(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "s.duckdb") as store:
+        run = begin_run(store, "cfg", "model")
+        _fill(store, run, "p_a")
+        write_run_table(store, run, "records", "SELECT 'crm:1' AS record_key, 'p_a' AS profile_id, DATE '1980-01-02' AS dob")
+        publish_run(store, run, {})
+        # an older version indexed the birth date for live candidate lookups; an owner's own index stays
+        store.execute(f'CREATE INDEX ix_records_dob ON "{run}".records (dob)')
+        store.execute(f'CREATE INDEX owners_dob ON "{run}".records (dob)')
+        made = ensure_serving_indexes(store)
+        names = {str(n) for (n,) in store.rows("SELECT index_name FROM duckdb_indexes() WHERE schema_name = ?", [run])}
+        assert {"ix_records_record_key", "ix_records_profile_id", "ix_profiles_profile_id", "ix_membership_record_key"} <= names
+        assert "ix_records_dob" not in names and "owners_dob" in names
+        assert made >= 4 and ensure_serving_indexes(store) == 0
