@@ -21,11 +21,14 @@ How:
    store path), so phases never see each other's records.
 3. Single records: held-out rows of all sources, shuffled, converted to JSON objects keyed
    by the source's column names (rows without an id, or that no system could send, are
-   skipped). In process (a child process): ``LiveIngest.ingest(source, by, rows=[row])``
-   one at a time, after ``--warmup`` unmeasured ones; then ``--profile-records`` further
+   skipped). In process (a child process): ``LiveIngest.warm()`` first, as the server
+   does before it serves (timed and reported: the in-memory index of the records and the
+   served tables' blocks), then ``LiveIngest.ingest(source, by, rows=[row])`` one at a
+   time, after ``--warmup`` unmeasured ones; then ``--profile-records`` further
    ones with every SQL statement timed (``Store._run`` wrapped) and under cProfile, to show
    where the time goes. Through the mutation: the app served by uvicorn (one worker, the
-   config's ``development`` off, as bench/api.py serves it) on another fresh copy; an
+   config's ``development`` off, as bench/api.py serves it; it warms before it listens,
+   which its ready time includes) on another fresh copy; an
    httpx client sends the same rows as ``ingestRecord`` one at a time (concurrency 1) and
    checks every response (HTTP 200, no ``errors``, a status); the outcome counts must
    equal the in-process ones.
@@ -100,10 +103,9 @@ INGEST_MUTATION = """mutation Ingest($source: String!, $record: JSON!) {
 #: Functions whose cumulative time per record the profile shows: (label, file suffix, function).
 PHASES: tuple[tuple[str, str, str], ...] = (
     ("LiveIngest.ingest (all)", "pipelines/live.py", "ingest"),
-    ("  _stage: workspace, map, standardize, candidates, score", "pipelines/live.py", "_stage"),
-    ("    stage_live (raw rows, quarantine, mapping)", "pipelines/ingest.py", "stage_live"),
-    ("    standardize", "pipelines/standardize.py", "standardize"),
-    ("    _score", "pipelines/live.py", "_score"),
+    ("  _stage: map, standardize, candidates, score", "pipelines/live.py", "_stage"),
+    ("    standardize_rows", "pipelines/standardize_rows.py", "standardize_rows"),
+    ("    _score_few (candidates from memory, scoring)", "pipelines/live.py", "_score_few"),
     ("  _apply: in the store's transaction", "pipelines/live.py", "_apply"),
     ("    _replace_rows", "pipelines/live.py", "_replace_rows"),
     ("    Stewardship.records_of", "store/stewardship.py", "records_of"),
@@ -118,6 +120,13 @@ PHASES: tuple[tuple[str, str, str], ...] = (
 
 
 # --------------------------------------------------------------------------- small helpers
+
+
+def peak_rss_mib() -> int:
+    """This process's peak resident memory (MiB)."""
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -318,6 +327,10 @@ def child_inprocess(config_path: str, singles_path: str, warmup: str, count: str
     with Store.open(config.store_path, compress=config.store.compress, checkpoint_wal=config.store.checkpoint_wal) as store:
         open_seconds = time.perf_counter() - opened
         live = LiveIngest(store, config)
+        warmed = time.perf_counter()
+        warm_steps = live.warm()  # as the server does before it serves
+        warm_seconds = time.perf_counter() - warmed
+        warm_rss = peak_rss_mib()
         warmup_seconds: list[float] = []
         for item in items[:w]:
             start = time.perf_counter()
@@ -363,6 +376,7 @@ def child_inprocess(config_path: str, singles_path: str, warmup: str, count: str
             }
     return {"latency": latency_stats(seconds), "latency_inside_ingest": latency_stats(inside), "counts": counts,
             "statuses": statuses, "store_open_seconds": round(open_seconds, 2),
+            "warm_seconds": round(warm_seconds, 2), "warm_steps": warm_steps, "peak_rss_mib_after_warm": warm_rss,
             "first_ingest_ms": round(warmup_seconds[0] * 1000, 1) if warmup_seconds else None,
             "slowest": [{"ms": round(t * 1000, 1), "record_key": k, "status": st, "merged": m}
                         for t, k, st, m in sorted(slowest, reverse=True)[:5]],
@@ -631,6 +645,11 @@ def print_report(results: dict[str, Any]) -> None:
         s = single[key]["latency"]
         print(f"  {label:<41}{s['p50_ms']:10.1f}{s['p90_ms']:10.1f}{s['p99_ms']:10.1f}{s['max_ms']:10.1f}{s['mean_ms']:10.1f}"
               f"{s['over_1s']:7d}")
+    ip = single["in_process"]
+    if "warm_seconds" in ip:
+        print(f"  warm-up before the first record (LiveIngest.warm, as the server does): {ip['warm_seconds']:.1f} s "
+              f"({', '.join(f'{k} {v:.1f} s' for k, v in ip['warm_steps'].items())}); peak RSS then {ip['peak_rss_mib_after_warm']:,} MiB; "
+              f"server ready after {single['mutation']['server_ready_seconds']:.1f} s")
     counts = {k: v for k, v in single["in_process"]["counts"].items() if v}
     print(f"  outcomes: {', '.join(f'{k} {v}' for k, v in counts.items())}; "
           f"mutation failures {single['mutation']['failures']}; outcomes equal in both: {single['outcomes_equal']}")

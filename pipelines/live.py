@@ -34,31 +34,27 @@ from pipelines.comparisons import blocking_rules, identifier_column, identifier_
 from pipelines.config import Config, SourceConfig
 from pipelines.ingest import SourceCounts, stage_live
 from pipelines.link import model_groups
+from pipelines import rowwise
+from pipelines.match_index import KEY_HASH, MatchIndex, Plan, plans_of, probe_hashes_sql, stored_hashes_sql
 from pipelines.scoring import pairs_sql, pairs_table, score_sql, term_frequencies_relation, tf_columns, tf_only_where_equal
 from pipelines.standardize import MATCH_COLUMNS, DateFormats, standardize
-from pipelines.standardize_rows import RECORD_TYPES, standardize_rows
+from pipelines.standardize_rows import RECORD_TYPES, StandardizedRows, standardize_rows
 from profiles.constraints import STEWARD_LINK, constrained_components
 from profiles.errors import ConfigError, StoreError
 from profiles.identity import mint_profile_ids
 from profiles.store import (
-    AuditEvent, ProfileQueries, Steward, Stewardship, Store, ensure_serving_indexes, ident, in_list, published_run,
+    AuditEvent, match_probabilities, ProfileQueries, Steward, Stewardship, Store, ensure_serving_indexes, ident, in_list, published_run,
 )
 
-#: Indexed record columns, most selective first: a blocking rule is looked up by the first of its columns here.
-_SELECTIVITY = {f"o.{c}": i for i, c in enumerate(("postcode_std", "dob", "last_name_std", "first_name_std"))}
-#: A rule on first and last name is looked up by ``name_key`` (first|last, indexed) instead.
-_NAME_PARTS = ("o.first_name_std", "o.last_name_std")
-#: Up to this many new records, candidates are looked up record by record (index scans);
-#: more are joined with the stored records rule by rule (hash joins).
+#: Up to this many new records, candidates come from the in-memory index (pipelines.match_index)
+#: when the ingester keeps one; more are joined with the stored records rule by rule (hash joins).
 _LOOKUP_MAX = 50
-#: Up to this many stored candidates are read by key (index scans); more by one semi-join.
+#: Up to this many stored candidates of a bulk file are read by key (index scans); more by one semi-join.
 _KEYS_LOOKUP_MAX = 1000
-#: Up to this many values of a few new records (and their candidates, for a model whose
-#: tf levels are not all exact matches), term frequencies are looked up value by value
-#: (index scans); more by one semi-join.
-_TF_LOOKUPS_MAX = 200
-#: Term frequencies kept per run (values; the cache starts over beyond this).
+#: Term frequencies looked up in the store and kept per run (values; the cache starts over beyond this).
 _TF_CACHE_MAX = 500_000
+#: The published run's tables a live record's profile is read from and written to (warm()).
+_WARM_TABLES = ("records", "membership", "identifiers", "pairs", "profiles", "golden_fields")
 #: A live record's quarantine table when none of its rows is quarantined (stage_live's columns).
 _NO_QUARANTINE = pa.table({
     "source": pa.array([], pa.string()), "line": pa.array([], pa.int64()), "record_id": pa.array([], pa.string()),
@@ -104,8 +100,13 @@ class IngestReport:
 class LiveIngest:
     """Matches new records into the published profiles of a store (the caller owns it)."""
 
-    def __init__(self, store: Store, config: Config):
+    def __init__(self, store: Store, config: Config, *, in_memory: bool = True):
+        """``in_memory``: keep the published records' model input in memory (a
+        MatchIndex, read in one scan when the first few records come: ~seconds at
+        1,000,000 records) and take a few records' candidates from it. Off for a
+        one-off ingest (the CLI), which joins every file with the stored records."""
         self.store, self.config = store, config
+        self.in_memory = in_memory
         self.queries = ProfileQueries(store)
         self.stewardship = Stewardship(
             store, match_threshold=config.matching.match_threshold,
@@ -122,22 +123,56 @@ class LiveIngest:
         started = time.perf_counter()
         source = self._source(source_name)
         with self.store.exclusive():
-            run = published_run(self.store, self._published)
-            model = self.queries.published_model()
-            if run is None or not model:
-                raise StoreError("no published run with a model: run `unify run` before ingesting")
-            if self._prepared is None or self._prepared.run != run:
-                ensure_serving_indexes(self.store)  # once per run: keyed lookups instead of table scans
-                self._prepared = _Prepared(
-                    run=run, date_formats=self._date_formats(),
-                    record_columns=frozenset(self.store.columns(f"{ident(self.store.catalog)}.{ident(run)}.records")),
-                    term_frequencies=term_frequencies_relation(self.store),
-                )
-            staged = self._stage(source, model, self._prepared.date_formats, rows=rows, path=path)
+            run, model = self._prepare()
+            staged = self._stage(source, model, self._state.date_formats, rows=rows, path=path)
             with self.store.transaction():
                 report = self._apply(run, model, source, staged, by)
+            index = self._state.index
+            if index is not None and staged.probes is not None:
+                index.add(staged.probes)  # committed: the new rows are the records' current version
+            elif index is not None:
+                self._state.index = None  # a bulk file: read again when a few records come
         report.seconds = round(time.perf_counter() - started, 4)
         return report
+
+    def warm(self) -> dict[str, float]:
+        """Read in, before the first record comes, what live records need: the published
+        records' model input (the in-memory index, with ``in_memory``) and the blocks of
+        the tables a record's profile is read from and written to, into DuckDB's buffer
+        pool. Without it the first records of a large store pay for both: at 1,000,000
+        profiles a record's golden record, pairs and profile read blocks no query has
+        touched yet, and p99 was 2-3 times p50. Returns the seconds of each step (none
+        without a published run)."""
+        seconds: dict[str, float] = {}
+        with self.store.exclusive():
+            try:
+                run, model = self._prepare()
+            except StoreError:  # nothing published yet: nothing to read
+                return seconds
+            started = time.perf_counter()
+            if self.in_memory:
+                self._index(model, plans_of(blocking_rules(model_groups(self.config), self.config.shared_identifiers())))
+                seconds["index"] = round(time.perf_counter() - started, 3)
+            started = time.perf_counter()
+            r = f"{ident(self.store.catalog)}.{ident(run)}"
+            for table in (*(f"{r}.{t}" for t in _WARM_TABLES), "profile_registry"):
+                self.store.rows(f"SELECT bit_xor(hash(COLUMNS(*))) FROM {table}")  # every column's blocks, read once
+            seconds["tables"] = round(time.perf_counter() - started, 3)
+        return seconds
+
+    def _prepare(self) -> tuple[str, dict[str, Any]]:
+        """The published run and its model; what is read once per run is read when it changes."""
+        run = published_run(self.store, self._published)  # a statement only after a publish
+        if run is not None and (self._prepared is None or self._prepared.run != run):
+            ensure_serving_indexes(self.store)  # once per run: keyed lookups instead of table scans
+            self._prepared = _Prepared(
+                run=run, model=self.queries.published_model(), date_formats=self._date_formats(),
+                record_columns=frozenset(self.store.columns(f"{ident(self.store.catalog)}.{ident(run)}.records")),
+                term_frequencies=term_frequencies_relation(self.store),
+            )
+        if run is None or self._prepared is None or not self._prepared.model:
+            raise StoreError("no published run with a model: run `unify run` before ingesting")
+        return run, self._prepared.model
 
     # ---- phase 1: in a workspace, the batch's own steps on the new rows -------------
 
@@ -163,28 +198,26 @@ class LiveIngest:
         # records handed over one by one: standardized in Python (the same values; ~30
         # statements fewer); a file, or rows only the SQL reads alike, through the batch's SQL
         fast = standardize_rows(source, rows, formats, self.config) if rows is not None and path is None else None
+        plans = plans_of(blocking_rules(model_groups(self.config), ids))
+        types = dict(RECORD_TYPES)
+        columns = [("record_key", "VARCHAR"), *((c, types[c]) for c in MATCH_COLUMNS), *((identifier_column(n), "VARCHAR") for n in ids)]
+        if fast is not None and self.in_memory and fast.records.num_rows <= _LOOKUP_MAX:
+            # a few records standardized in Python: their hashes from their values, bound
+            # (no workspace, no table: ~3 ms less a record)
+            linkable = _fast_linkable(fast, ids)
+            values = ", ".join("(" + ", ".join(f"?::{t}" for _, t in columns) + ")" for _ in range(linkable.num_rows))
+            relation = f"(VALUES {values}) n({', '.join(ident(c) for c, _ in columns)})"
+            params = [row[c] for row in linkable.to_pylist() for c, _ in columns]
+            pairs, probes = self._score_few(model, self._index(model, plans), self.store.arrow(_probes_sql(plans, relation), params))
+            return _Staged(
+                fast.records.num_rows, 0, _NO_QUARANTINE, fast.records.sort_by("record_key"), fast.identifiers, pairs, fast.issues, probes
+            )
         with self.store.workspace(name=f"live_{secrets.token_hex(4)}"):
             if fast is not None:
                 counts = SourceCounts(rows=fast.records.num_rows, quarantined=0, accepted=fast.records.num_rows)
                 quarantine = _NO_QUARANTINE
-                # the model's input for the new records, as the SQL below builds it from
-                # ``records`` and ``identifiers`` (an identifier column: the kind's largest value)
-                types = dict(RECORD_TYPES)
-                id_columns = [(n, identifier_column(n)) for n in ids]
-                self.store.execute(
-                    "CREATE TABLE new_linkable (record_key VARCHAR, "
-                    + ", ".join([*(f"{c} {types[c]}" for c in MATCH_COLUMNS), *(f"{ident(c)} VARCHAR" for _, c in id_columns)])
-                    + ")"
-                )
-                linkable = fast.records.select(["record_key", *MATCH_COLUMNS])
-                largest: dict[tuple[str, str], str] = {}
-                for key, kind, value in zip(*(fast.identifiers.column(c).to_pylist() for c in ("record_key", "kind", "value"))):
-                    if value is not None and value > largest.get((key, kind), value[:0]):
-                        largest[(key, kind)] = value
-                keys = linkable.column("record_key").to_pylist()
-                for kind, column in id_columns:
-                    linkable = linkable.append_column(column, pa.array([largest.get((key, kind)) for key in keys], pa.string()))
-                self.store.append("new_linkable", linkable)
+                self.store.execute("CREATE TABLE new_linkable (" + ", ".join(f"{ident(c)} {t}" for c, t in columns) + ")")
+                self.store.append("new_linkable", _fast_linkable(fast, ids))
             else:
                 counts = stage_live(self.store, source, rows=rows, path=path)
                 quarantine = self.store.arrow("SELECT * FROM quarantine")
@@ -197,159 +230,110 @@ class LiveIngest:
                 self.store.execute(
                     f"CREATE TABLE new_linkable AS SELECT r.record_key, {', '.join('r.' + c for c in MATCH_COLUMNS)}{pivots} FROM records r"
                 )
-            few = self._candidates(blocking_rules(model_groups(self.config), ids), ids, fast.records.num_rows if fast else None)
-            pairs = self._score(model, _stored_linkable(cat, ids), few)
+            count = fast.records.num_rows if fast is not None else int(self.store.scalar("SELECT count(*) FROM new_linkable"))
+            probes = None
+            if self.in_memory and count <= _LOOKUP_MAX:
+                pairs, probes = self._score_few(model, self._index(model, plans), self.store.arrow(_probes_sql(plans, "new_linkable n")))
+            else:
+                self._candidates(plans, ids)
+                pairs = self._score_bulk(model, _stored_linkable(cat, ids))
             if fast is not None:
                 records, identifiers, issues = fast.records.sort_by("record_key"), fast.identifiers, fast.issues
             else:
                 records = self.store.arrow("SELECT * FROM records ORDER BY record_key")
                 identifiers = self.store.arrow("SELECT * FROM identifiers")
                 issues = self.store.arrow("SELECT * FROM field_issues")
-        return _Staged(counts.rows, counts.quarantined, quarantine, records, identifiers, pairs, issues)
+        return _Staged(counts.rows, counts.quarantined, quarantine, records, identifiers, pairs, issues, probes)
 
-    def _candidates(
-        self, rules: list[str], identifiers: list[str], new_count: int | None
-    ) -> tuple[list[str], list[tuple[str, str]]] | None:
-        """``candidates(new_key, stored_key)``: for every new record, the records (stored
-        or new) some blocking rule pairs it with, in either role, as splink applies the
-        rules. Stored records are looked up by key (index scans), one query in all.
-        For a few new records: their keys and the candidate pairs (new, other), which then
-        stay in Python; for a bulk file (None) the ``candidates`` table of the workspace."""
+    def _index(self, model: dict[str, Any], plans: list[Plan]) -> MatchIndex:
+        """The published records in memory (read once per run, when first needed)."""
+        state = self._state
+        if state.index is None:
+            cat = ident(self.store.catalog)
+            tf = f"{cat}.main.term_frequencies" if state.term_frequencies == "term_frequencies" else state.term_frequencies
+            state.index = MatchIndex.load(self.store, _stored_linkable(cat, self.config.shared_identifiers()), plans, tf_columns(model), tf)
+        return state.index
+
+    def _candidates(self, plans: list[Plan], identifiers: list[str]) -> None:
+        """``candidates(new_key, stored_key)`` in the workspace: for every new record,
+        the records (stored or new) some blocking rule pairs it with, in either role, as
+        splink applies the rules; one hash join per rule and role."""
         cat = ident(self.store.catalog)
-        # rules on one identifier are looked up in ``identifiers`` (kind, value; the value
-        # indexed): email and phone too, which are identifiers as standardized, so that
-        # ``records`` needs no index of its own on them
+        # rules on one identifier are joined with ``identifiers`` (kind, value): email and
+        # phone too, which are identifiers as standardized
         id_columns = {"o.email_std": "email", "o.phone_std": "phone", **{f"o.{identifier_column(n)}": n for n in identifiers}}
-        plans: list[tuple[list[str], list[str]]] = []  # (new-side expressions, stored-side expressions) per rule and role
-        for rule in rules:
-            terms = [t.split(" = ") for t in rule.split(" AND ")]
-            for new_side, other in (("l", "r"), ("r", "l")):
-                pick = 0 if new_side == "l" else 1
-                plan = (
-                    [re.sub(rf"\b{new_side}\.", "n.", t[pick]) for t in terms],
-                    [re.sub(rf"\b{other}\.", "o.", t[1 - pick]) for t in terms],
-                )
-                if plan not in plans:  # the two roles of a symmetric rule are one join
-                    plans.append(plan)
-        values_sql = ", ".join(f"{e} AS v{i}_{j}" for i, (news, _) in enumerate(plans) for j, e in enumerate(news))
         parts: list[str] = []
-        params: list[Any] = []
-        bulk = (new_count if new_count is not None else int(self.store.scalar("SELECT count(*) FROM new_linkable"))) > _LOOKUP_MAX
-        if bulk:
-            # bulk: one hash join per rule and role against the stored records
-            for news, stored in plans:
-                if len(stored) == 1 and stored[0] in id_columns:
-                    parts.append(
-                        f"""SELECT n.record_key AS new_key, o.record_key AS stored_key FROM new_linkable n
-                            JOIN {cat}.main.identifiers o ON o.kind = {_literal(id_columns[stored[0]])} AND o.value = {news[0]}"""
-                    )
-                else:
-                    condition = " AND ".join(f"{n} = {o}" for n, o in zip(news, stored))
-                    parts.append(
-                        f"SELECT n.record_key AS new_key, o.record_key AS stored_key FROM new_linkable n JOIN {cat}.main.records o ON {condition}"
-                    )
-        few = [] if bulk else self.store.dicts(f"SELECT n.record_key, {values_sql} FROM new_linkable n")
-        for row in few:
-            # DuckDB answers one equality from an index but scans for a conjunction: each
-            # rule is looked up by its most selective indexed column, and the rules sharing
-            # a lookup (the two roles of a symmetric rule, two rules on one surname) share it
-            lookups: dict[tuple[str, Any], list[tuple[list[str], list[Any]]]] = {}
-            for i, (news, stored) in enumerate(plans):
-                values = [row[f"v{i}_{j}"] for j in range(len(news))]
-                if any(v is None for v in values):
-                    continue  # NULL never equals: the rule cannot pair this record
-                if len(stored) == 1 and stored[0] in id_columns:
-                    parts.append(  # by value alone (an index scan; with the kind in the filter, a scan of the table)
-                        f"""SELECT * FROM (WITH c AS MATERIALIZED (SELECT kind, record_key FROM {cat}.main.identifiers WHERE value = ?)
-                            SELECT ? AS new_key, record_key AS stored_key FROM c WHERE kind = ?)"""
-                    )
-                    params += [values[0], row["record_key"], id_columns[stored[0]]]
-                    continue
-                if self._name_key and all(part in stored for part in _NAME_PARTS):
-                    # the name equalities stay in the filter: "jan de|vries" is also "jan|de vries"
-                    key = ("name_key", "|".join(str(values[stored.index(part)]) for part in _NAME_PARTS))
-                    rest = list(range(len(stored)))
-                else:
-                    first = min(range(len(stored)), key=lambda j: _SELECTIVITY.get(stored[j], len(_SELECTIVITY)))
-                    key = (stored[first][2:], values[first])
-                    rest = [j for j in range(len(stored)) if j != first]
-                condition = ([stored[j] for j in rest], [values[j] for j in rest])
-                if condition not in lookups.setdefault(key, []):
-                    lookups[key].append(condition)
-            for (column, value), conditions in lookups.items():
-                needed = sorted({"record_key", *(c for exprs, _ in conditions for e in exprs for c in re.findall(r"\bo\.(\w+)", e))})
-                where = " OR ".join("(" + (" AND ".join(f"{e} = ?" for e in exprs) or "true") + ")" for exprs, _ in conditions)
+        for plan in plans:
+            news, stored = plan.news, plan.stored
+            if len(stored) == 1 and stored[0] in id_columns:
                 parts.append(
-                    f"""SELECT * FROM (WITH c AS MATERIALIZED (SELECT {', '.join(needed)} FROM {cat}.main.records WHERE {column} = ?)
-                        SELECT ? AS new_key, o.record_key AS stored_key FROM c o WHERE {where})"""
+                    f"""SELECT n.record_key AS new_key, o.record_key AS stored_key FROM new_linkable n
+                        JOIN {cat}.main.identifiers o ON o.kind = {_literal(id_columns[stored[0]])} AND o.value = {news[0]}"""
                 )
-                params += [value, row["record_key"], *(v for _, vals in conditions for v in vals)]
-        # pairs among the new records themselves
-        for news, stored in plans:
-            condition = " AND ".join(f"{n} = {o}" for n, o in zip(news, stored))
+            else:
+                condition = " AND ".join(f"{n} = {o}" for n, o in zip(news, stored))
+                parts.append(
+                    f"SELECT n.record_key AS new_key, o.record_key AS stored_key FROM new_linkable n JOIN {cat}.main.records o ON {condition}"
+                )
+        for plan in plans:  # pairs among the new records themselves
+            condition = " AND ".join(f"{n} = {o}" for n, o in zip(plan.news, plan.stored))
             parts.append(
                 f"SELECT n.record_key AS new_key, o.record_key AS stored_key FROM new_linkable n JOIN new_linkable o ON {condition} AND n.record_key <> o.record_key"
             )
-        if bulk:
-            self.store.execute(f"CREATE TABLE candidates AS {' UNION '.join(parts)}", params, building="candidates")
-            return None
-        found = self.store.rows(f"SELECT * FROM ({' UNION '.join(parts)}) WHERE new_key <> stored_key", params)
-        return [str(row["record_key"]) for row in few], [(str(a), str(b)) for a, b in found]
+        self.store.execute(f"CREATE TABLE candidates AS {' UNION '.join(parts)}", building="candidates")
 
-    def _score(self, model: dict[str, Any], stored: str, few: tuple[list[str], list[tuple[str, str]]] | None) -> pa.Table:
-        """The candidate pairs at or above the review threshold, scored with the run's model
-        and term frequencies (keys ordered l < r, as splink orders them). ``few``: the new
-        records' keys and candidate pairs when they are a few; their pairs, with both records' columns
-        and term frequencies, are then put together here and handed to the scoring SQL
-        (which has no joins left to plan: two statements in all, not eight)."""
+    def _kept(self, model: dict[str, Any], pairs: str) -> pa.Table:
+        """The scored ``pairs`` at or above the review threshold (keys ordered l < r, as
+        splink orders them), with their pair ids: no pair id for the others."""
+        return self.store.arrow(
+            f"""SELECT md5(record_key_l || '|' || record_key_r)[:16] AS pair_id, COLUMNS(c -> NOT starts_with(c, 'gamma_'))
+                FROM ({score_sql(model, pairs)}) WHERE match_probability >= ?""",
+            [self.config.matching.review_threshold],
+        )
+
+    def _score_few(self, model: dict[str, Any], index: MatchIndex, probes: pa.Table) -> tuple[pa.Table, pa.Table]:
+        """A few new records (``probes``: their model input and hashes) scored against
+        their candidates from ``index``: both records' columns and term frequencies are
+        put together here and handed to the scoring SQL, which has no joins to plan.
+        Returns the kept pairs and the probes as the index holds rows (with their tf)."""
+        found, stored = index.candidates(probes)
+        known, missing = index.probe_term_frequencies(probes)
+        if missing:  # a column no plan compares alone and not held in memory
+            wanted = set(missing)
+            known.update({(c, v): tf for c, v, tf in self._term_frequencies(sorted({v for _, v in missing})) if (c, v) in wanted})
+        new = index.conform(probes, known)
+        side = pa.concat_tables([new.select(index.schema.names), stored])
+        pairs = pairs_table(model, side, sorted({(min(a, b), max(a, b)) for a, b in found}), {**index.term_frequencies(stored), **known})
+        compiled = rowwise.scorer(score_sql(model, "_live_pairs"))
+        if compiled is None:  # a model using SQL the row-wise evaluator does not know
+            self.store.register("_live_pairs", pairs)
+            try:
+                return self._kept(model, "_live_pairs"), new
+            finally:
+                self.store.unregister("_live_pairs")
+        threshold = self.config.matching.review_threshold
+        scored = [row for row in compiled.score(pairs.to_pylist()) if row["match_probability"] >= threshold]
+        columns = [c for c in compiled.columns if not c.startswith("gamma_")]
+        keys = ("record_key_l", "record_key_r")
+        return pa.table(
+            {
+                "pair_id": pa.array([rowwise.pair_id(r["record_key_l"], r["record_key_r"]) for r in scored], pa.string()),
+                **{c: pa.array([r[c] for r in scored], pa.string() if c in keys else pa.float64()) for c in columns},
+            }
+        ), new
+
+    def _score_bulk(self, model: dict[str, Any], stored: str) -> pa.Table:
+        """The ``candidates`` of a bulk file scored with the run's model and term
+        frequencies, in the workspace by joins."""
         columns = ["record_key", *MATCH_COLUMNS, *(identifier_column(n) for n in self.config.shared_identifiers())]
         columns_tf = tf_columns(model)
         tf = self._state.term_frequencies
-        keep = f"""SELECT md5(record_key_l || '|' || record_key_r)[:16] AS pair_id, COLUMNS(c -> NOT starts_with(c, 'gamma_'))
-                   FROM ({{}}) WHERE match_probability >= ?"""  # only the pairs kept: no pair id for the others
-        threshold = [self.config.matching.review_threshold]
-        if few is None:  # a bulk file: in the workspace, by joins
-            self._side_and_pairs(columns, stored)
-            if tf == "term_frequencies" and columns_tf:
-                self.store.execute(f"CREATE TABLE tf_needed AS {_term_frequencies_of(self.store.catalog, 'side', columns_tf)}")
-                tf = "tf_needed"
-            relation = pairs_sql(model, "SELECT * FROM side", "SELECT * FROM side", candidates="SELECT * FROM candidate_pairs", term_frequencies=tf)
-            return self.store.arrow(keep.format(score_sql(model, relation)), threshold)
-        new_keys, found = few
-        keys = sorted({b for _, b in found} - set(new_keys))
-        in_stored, stored_params = in_list("s.record_key", keys)
-        side = self.store.arrow(
-            f"""SELECT {', '.join(columns)} FROM new_linkable
-                UNION ALL
-                SELECT {', '.join('s.' + c for c in columns)} FROM ({stored} WHERE {in_stored}) s""",
-            stored_params,
-        )
-        frequencies: dict[tuple[str, str], float] = {}
+        self._side_and_pairs(columns, stored)
         if tf == "term_frequencies" and columns_tf:
-            valued = side
-            if tf_only_where_equal(model):
-                # a tf value counts only where a pair's two values are equal, and every pair
-                # holds a new record: the new records' values are all it takes
-                new = set(new_keys)
-                valued = side.filter(pa.array([k in new for k in side.column("record_key").to_pylist()], pa.bool_()))
-            values = sorted({str(v) for c in columns_tf for v in valued.column(c).to_pylist() if v is not None})  # as CAST AS VARCHAR
-            if len(values) <= _TF_LOOKUPS_MAX:
-                # the values at hand, by indexed lookups: joining the whole table (millions
-                # of emails and phones at 1M records) would dominate a single ingest
-                found_tf = self._term_frequencies(values)
-            else:  # hundreds of values: one semi-join (one by one took 2.4 s for a record with ~300 candidates)
-                self.store.register("_live_side", valued)
-                try:
-                    found_tf = self.store.rows(_term_frequencies_of(self.store.catalog, "_live_side", columns_tf))
-                finally:
-                    self.store.unregister("_live_side")
-            frequencies = {(str(c), str(v)): float(t) for c, v, t in found_tf if c in columns_tf}
-        pairs = pairs_table(model, side, sorted({(min(a, b), max(a, b)) for a, b in found}), frequencies)
-        self.store.register("_live_pairs", pairs)
-        try:
-            return self.store.arrow(keep.format(score_sql(model, "_live_pairs")), threshold)
-        finally:
-            self.store.unregister("_live_pairs")
+            self.store.execute(f"CREATE TABLE tf_needed AS {_term_frequencies_of(self.store.catalog, 'side', columns_tf)}")
+            tf = "tf_needed"
+        relation = pairs_sql(model, "SELECT * FROM side", "SELECT * FROM side", candidates="SELECT * FROM candidate_pairs", term_frequencies=tf)
+        return self._kept(model, relation)
 
     def _side_and_pairs(self, columns: list[str], stored: str) -> None:
         """``side`` (the new records and their stored candidates, as the model reads them)
@@ -377,11 +361,6 @@ class LiveIngest:
     def _state(self) -> _Prepared:
         assert self._prepared is not None, "prepared in ingest()"
         return self._prepared
-
-    @property
-    def _name_key(self) -> bool:
-        """The published records have ``name_key`` (runs before it was added do not)."""
-        return "name_key" in self._state.record_columns
 
     def _term_frequencies(self, values: list[str]) -> list[tuple[str, str, float]]:
         """The published term frequencies (column, value, tf) of ``values``, cached per run:
@@ -416,8 +395,11 @@ class LiveIngest:
                 staged.quarantine.column("reason").to_pylist(),
             )
         ]
-        in_keys, key_params = in_list("record_key", keys)
-        previous = {str(k): str(p) for k, p in self.store.rows(f"SELECT record_key, profile_id FROM records WHERE {in_keys}", key_params)}
+        index = self._state.index if staged.probes is not None else None
+        # keys the store holds: all that the index does not know are new (no lookup for them)
+        known = keys if index is None else [k for k, h in zip(keys, staged.probes.column("__key_hash").to_pylist()) if index.holds(k, h)]
+        in_keys, key_params = in_list("record_key", known)
+        previous = {str(k): str(p) for k, p in self.store.rows(f"SELECT record_key, profile_id FROM records WHERE {in_keys}", key_params)} if known else {}
         self._replace_rows(r, staged, sorted(previous))
         linked = sorted({
             k for a, b, p in zip(
@@ -435,14 +417,14 @@ class LiveIngest:
         for key, pid in previous.items():  # a profile whose only record is updated still names its group
             if not members.get(pid):
                 members[pid] = [key]
-        assignment, merged = self._group(model, sorted(existing | set(keys)), members, staged.records)
+        assignment, merged, links = self._group(model, sorted(existing | set(keys)), members, staged)
         # The new rows go in with their profile ids: an update of records' indexed
         # profile_id rewrites the whole row and its index entries (~1 ms a row at 1M)
         self._insert_records(r, staged, assignment)
         if assignment:
-            self.stewardship.reassign(touched, assignment, previous=previous)
+            self.stewardship.reassign(touched, assignment, previous=previous, links=links)
         review = self._queue_reviews(r, staged, assignment)
-        outcome = self._outcomes(keys, assignment, previous, merged, review, existing)
+        outcome = self._outcomes(keys, assignment, previous, merged, review, existing, match_probabilities(assignment, links))
         issues: dict[str, list[str]] = {}
         for rid, name, reason in zip(
             staged.issues.column("record_id").to_pylist(), staged.issues.column("field").to_pylist(),
@@ -515,16 +497,17 @@ class LiveIngest:
         self._insert_rows(r, "identifiers", staged.identifiers.append_column("profile_id", identifier_profiles))
 
     def _group(
-        self, model: dict[str, Any], keys: list[str], members: dict[str, list[str]], new_rows: pa.Table
-    ) -> tuple[dict[str, str], dict[str, list[str]]]:
+        self, model: dict[str, Any], keys: list[str], members: dict[str, list[str]], staged: _Staged
+    ) -> tuple[dict[str, str], dict[str, list[str]], list[tuple[str, str, float]]]:
         """Profiles of ``keys`` as the batch would cluster them: links at or above the
         threshold and SAME decisions, never across a veto or a DIFFERENT decision. Each
         group keeps the id of the (oldest) profile it holds most of; the others it
-        absorbs redirect to it. Returns (record -> profile id, survivor -> merged ids)."""
+        absorbs redirect to it. Returns (record -> profile id, survivor -> merged ids,
+        the model's links among ``keys``)."""
         in_l, params = in_list("record_key_l", keys)
         in_r, _ = in_list("record_key_r", keys)
         group = set(keys)
-        links = [  # looked up by one key (an index scan; another condition in SQL makes it a scan), filtered here
+        model_links = [  # looked up by one key (an index scan; another condition in SQL makes it a scan), filtered here
             (str(a), str(b), float(p))
             for a, b, p in self.store.rows(f"SELECT record_key_l, record_key_r, match_probability FROM pairs WHERE {in_l}", params)
             if b in group and p >= self.config.matching.match_threshold
@@ -532,10 +515,10 @@ class LiveIngest:
         decided = self.store.rows(
             f"SELECT record_key_l, record_key_r, kind FROM link_constraints WHERE active AND {in_l} AND {in_r}", params * 2
         )
-        links += [(a, b, STEWARD_LINK) for a, b, kind in decided if kind == "same"]
+        links = model_links + [(a, b, STEWARD_LINK) for a, b, kind in decided if kind == "same"]
         apart = [(a, b) for a, b, kind in decided if kind == "different"]
         loose = constrained_components(keys, links, [])
-        apart += self._veto_conflicts(model, loose, new_rows)
+        apart += self._veto_conflicts(model, loose, staged)
         # Only the loose groups holding a kept-apart pair can be cut; the others stand
         # (a group's representative is its smallest key, whatever else is computed).
         held = {loose[k] for pair in apart for k in pair}
@@ -546,9 +529,6 @@ class LiveIngest:
         groups: dict[str, list[str]] = {}
         for key, representative in grouping.items():
             groups.setdefault(representative, []).append(key)
-        created = dict(self.store.rows(
-            "SELECT profile_id, created_at FROM profile_registry WHERE profile_id IN (SELECT unnest(?::VARCHAR[]))", [list(members)]
-        ))
         # As a batch run names clusters: each profile goes to the group holding most of its
         # records; a group holding several keeps the one it shares most records with (then
         # the oldest), and the others redirect to it; a group holding none gets a new id.
@@ -562,6 +542,11 @@ class LiveIngest:
         held_by: dict[str, list[str]] = {}  # group -> the profiles whose home it is
         for pid, counts in overlap.items():
             held_by.setdefault(min(counts, key=lambda g: (-counts[g], g)), []).append(pid)
+        created: dict[str, Any] = {}
+        if any(len(held) > 1 for held in held_by.values()):  # their ages decide a tie
+            created = dict(self.store.rows(
+                "SELECT profile_id, created_at FROM profile_registry WHERE profile_id IN (SELECT unnest(?::VARCHAR[]))", [list(members)]
+            ))
         assignment: dict[str, str] = {}
         merged: dict[str, list[str]] = {}
         fresh = iter(mint_profile_ids(len(groups)))
@@ -571,13 +556,12 @@ class LiveIngest:
             if len(held) > 1:
                 merged[name] = held[1:]
             assignment.update({k: name for k in ks})
-        return assignment, merged
+        return assignment, merged, model_links
 
-    def _veto_conflicts(
-        self, model: dict[str, Any], grouping: dict[str, str], new_rows: pa.Table
-    ) -> list[tuple[str, str]]:
+    def _veto_conflicts(self, model: dict[str, Any], grouping: dict[str, str], staged: _Staged) -> list[tuple[str, str]]:
         """Pairs inside one loose group that a veto keeps apart (as the batch's enforce_vetoes).
-        ``new_rows`` are the staged records, which the store does not hold yet."""
+        The staged records are not in the store yet; the stored ones are read from the
+        index when the ingester holds one (and holds them all), else from the store."""
         groups: dict[str, list[str]] = {}
         for key, g in grouping.items():
             groups.setdefault(g, []).append(key)
@@ -587,8 +571,24 @@ class LiveIngest:
         ids = self.config.shared_identifiers()
         condition = veto_sql(list(self.config.matching.vetoes), identifier_overrides(model, ids))
         involved = sorted({k for pair in pairs for k in pair})
-        new_keys = set(new_rows.column("record_key").to_pylist())
+        new_keys = set(staged.records.column("record_key").to_pylist())
         stored_keys = [k for k in involved if k not in new_keys]
+        index = self._state.index
+        vetoes = rowwise.condition(condition)
+        if index is not None and staged.probes is not None and vetoes is not None:
+            held, missing = index.rows(stored_keys, [h for _, h in self.store.rows(
+                "SELECT k, hash(k) FROM unnest(?::VARCHAR[]) WITH ORDINALITY t(k, i) ORDER BY i", [stored_keys]
+            )]) if stored_keys else (None, [])
+            if not missing:
+                columns = ["record_key", *MATCH_COLUMNS, *(identifier_column(n) for n in ids)]
+                rows = {
+                    row["record_key"]: row
+                    for part in (staged.probes, held) if part is not None for row in part.select(columns).to_pylist()
+                }
+                return [
+                    (a, b) for a, b in pairs
+                    if vetoes({**{f"{c}_l": rows[a][c] for c in columns}, **{f"{c}_r": rows[b][c] for c in columns}}) is True
+                ]
         parts, params = [f"{_stored_linkable('', ids, source='_live_vnew')} WHERE s.record_key IN (SELECT unnest(?::VARCHAR[]))"], [
             [k for k in involved if k in new_keys]
         ]
@@ -596,29 +596,32 @@ class LiveIngest:
             in_stored, stored_params = in_list("s.record_key", stored_keys)
             parts.append(f"{_stored_linkable('', ids, source='records')} WHERE {in_stored}")
             params.extend(stored_params)
-        involved_rows = " UNION ALL BY NAME ".join(f"({p})" for p in parts)
-        self.store.register("_live_vnew", new_rows)
+        self.store.register("_live_vnew", staged.records)
         try:
-            if len(pairs) <= _LOOKUP_MAX * 10:  # a few: one statement, the pairs as bound values
-                found = self.store.rows(
-                    f"""WITH v AS MATERIALIZED ({involved_rows})
-                        SELECT p.a, p.b FROM (VALUES {', '.join('(?, ?)' for _ in pairs)}) p(a, b)
-                        JOIN v l ON l.record_key = p.a JOIN v r ON r.record_key = p.b WHERE {condition}""",
-                    [*params, *(k for pair in pairs for k in pair)],
-                )
-            else:
-                self.store.register("_live_vpairs", pa.table({"a": [p[0] for p in pairs], "b": [p[1] for p in pairs]}))
-                self.store.register("_live_vrows", self.store.arrow(involved_rows, params))
-                try:
-                    found = self.store.rows(
-                        f"""SELECT p.a, p.b FROM _live_vpairs p JOIN _live_vrows l ON l.record_key = p.a JOIN _live_vrows r ON r.record_key = p.b
-                            WHERE {condition}"""
-                    )
-                finally:
-                    self.store.unregister("_live_vpairs")
-                    self.store.unregister("_live_vrows")
+            return self._vetoed(pairs, " UNION ALL BY NAME ".join(f"({p})" for p in parts), params, condition)
         finally:
             self.store.unregister("_live_vnew")
+
+    def _vetoed(self, pairs: list[tuple[str, str]], involved: str, params: list[Any], condition: str) -> list[tuple[str, str]]:
+        """The ``pairs`` whose records (rows of the query ``involved``) meet the veto ``condition``."""
+        if len(pairs) <= _LOOKUP_MAX * 10:  # a few: one statement, the pairs as bound values
+            found = self.store.rows(
+                f"""WITH v AS MATERIALIZED ({involved})
+                    SELECT p.a, p.b FROM (VALUES {', '.join('(?, ?)' for _ in pairs)}) p(a, b)
+                    JOIN v l ON l.record_key = p.a JOIN v r ON r.record_key = p.b WHERE {condition}""",
+                [*params, *(k for pair in pairs for k in pair)],
+            )
+        else:
+            self.store.register("_live_vpairs", pa.table({"a": [p[0] for p in pairs], "b": [p[1] for p in pairs]}))
+            self.store.register("_live_vrows", self.store.arrow(involved, params))
+            try:
+                found = self.store.rows(
+                    f"""SELECT p.a, p.b FROM _live_vpairs p JOIN _live_vrows l ON l.record_key = p.a JOIN _live_vrows r ON r.record_key = p.b
+                        WHERE {condition}"""
+                )
+            finally:
+                self.store.unregister("_live_vpairs")
+                self.store.unregister("_live_vrows")
         return [(str(a), str(b)) for a, b in found]
 
     def _queue_reviews(self, r: str, staged: _Staged, assignment: Mapping[str, str]) -> dict[str, list[str]]:
@@ -650,10 +653,8 @@ class LiveIngest:
 
     def _outcomes(
         self, keys: list[str], assignment: dict[str, str], previous: Mapping[str, str],
-        merged: dict[str, list[str]], review: dict[str, list[str]], existing: set[str],
+        merged: dict[str, list[str]], review: dict[str, list[str]], existing: set[str], probability: Mapping[str, float],
     ) -> list[IngestedRecord]:
-        in_keys, params = in_list("record_key", keys)
-        probability = dict(self.store.rows(f"SELECT record_key, match_probability FROM records WHERE {in_keys}", params))
         joined = {assignment[k] for k in existing if k in assignment}  # profiles holding records from before
         out = []
         for key in keys:
@@ -680,10 +681,12 @@ class _Prepared:
     """What a live ingester read of the published run (again when another is published)."""
 
     run: str
+    model: dict[str, Any]  # the model the run scored with
     date_formats: DateFormats
     record_columns: frozenset[str]
     term_frequencies: str  # the relation scoring reads them from
     tf_rows: dict[str, list[tuple[str, str, float]]] = field(default_factory=dict)  # value -> rows
+    index: MatchIndex | None = None  # the records in memory (LiveIngest(in_memory=True)), read when first needed
 
 
 @dataclass(frozen=True)
@@ -695,6 +698,7 @@ class _Staged:
     identifiers: pa.Table
     pairs: pa.Table
     issues: pa.Table
+    probes: pa.Table | None  # a few records as the index holds them (None: a bulk file)
 
 
 def _term_frequencies_of(catalog: str, relation: str, columns: list[str]) -> str:
@@ -703,6 +707,25 @@ def _term_frequencies_of(catalog: str, relation: str, columns: list[str]) -> str
     values = f"SELECT DISTINCT unnest([{', '.join(f'CAST({ident(c)} AS VARCHAR)' for c in columns)}]) AS value FROM {relation}"
     return f"""SELECT column_name, value, tf FROM {ident(catalog)}.main.term_frequencies
                WHERE value IN ({values}) AND column_name IN ({', '.join(_literal(c) for c in columns)})"""
+
+
+def _fast_linkable(fast: StandardizedRows, identifiers: list[str]) -> pa.Table:
+    """The model's input for records standardized in Python, as the SQL path builds it
+    from ``records`` and ``identifiers`` (an identifier column: the kind's largest value)."""
+    linkable = fast.records.select(["record_key", *MATCH_COLUMNS])
+    largest: dict[tuple[str, str], str] = {}
+    for key, kind, value in zip(*(fast.identifiers.column(c).to_pylist() for c in ("record_key", "kind", "value"))):
+        if value is not None and value > largest.get((key, kind), value[:0]):
+            largest[(key, kind)] = value
+    keys = linkable.column("record_key").to_pylist()
+    for kind in identifiers:
+        linkable = linkable.append_column(identifier_column(kind), pa.array([largest.get((key, kind)) for key in keys], pa.string()))
+    return linkable
+
+
+def _probes_sql(plans: list[Plan], relation: str) -> str:
+    """New records (``relation``, aliased n) with their hashes, as the index looks them up."""
+    return f"SELECT n.*, hash(n.record_key) AS {KEY_HASH}, {', '.join([*probe_hashes_sql(plans), *stored_hashes_sql(plans, 'n')])} FROM {relation}"
 
 
 def _literal(value: str) -> str:

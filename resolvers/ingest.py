@@ -11,7 +11,8 @@ from strawberry.types import Info
 
 from pipelines.live import IngestedRecord, LiveIngest
 from profiles.errors import ConfigError
-from profiles.store import Steward
+from pipelines.config import Config
+from profiles.store import ProfileQueries, Steward
 from resolvers.auth import Role
 from resolvers.context import Context, context_of, require
 from resolvers.errors import ApiError
@@ -20,6 +21,14 @@ from resolvers.types import Profile
 
 #: One live ingester per served store: it keeps what it prepared for the published run.
 _LIVE: dict[int, LiveIngest] = {}
+
+
+def live_ingester(queries: ProfileQueries, config: Config) -> LiveIngest:
+    """The live ingester of the store ``queries`` serves (made once)."""
+    live = _LIVE.get(id(queries))
+    if live is None or live.store is not queries.store:
+        live = _LIVE[id(queries)] = LiveIngest(queries.store, config)
+    return live
 
 
 class InvalidRecord(ApiError):
@@ -75,10 +84,7 @@ class IngestMutation:
             raise InvalidRecord("record must be a JSON object keyed by the source's column names")
         by = Steward(actor=ctx.principal.actor, role=ctx.principal.role.value)
         try:
-            live = _LIVE.get(id(ctx.queries))
-            if live is None or live.store is not ctx.queries.store:
-                live = _LIVE[id(ctx.queries)] = LiveIngest(ctx.queries.store, ctx.config)
-            report = live.ingest(source, by, rows=[record])
+            report = live_ingester(ctx.queries, ctx.config).ingest(source, by, rows=[record])
             ctx.committed()
         except ConfigError as exc:
             raise ApiError(str(exc)) from None

@@ -140,11 +140,8 @@ def test_one_at_a_time_agrees_with_a_full_batch_run(split: Split, ingested_one_b
     assert live_scores.precision >= 0.995 and live_scores.recall >= 0.98
 
 
-@pytest.mark.parametrize("tf_lookups", [200, 0])  # 0: the term frequencies by the semi-join of hundreds of candidates
-def test_ingesting_a_record_again_updates_it_and_reproduces_the_batch_scores(
-    split: Split, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tf_lookups: int
-) -> None:
-    monkeypatch.setattr(pipelines.live, "_TF_LOOKUPS_MAX", tf_lookups)
+@pytest.mark.parametrize("in_memory", [True, False])  # candidates and tf from the in-memory index, or by joins in the store
+def test_ingesting_a_record_again_updates_it_and_reproduces_the_batch_scores(split: Split, tmp_path: Path, in_memory: bool) -> None:
     target = tmp_path / "full"
     shutil.copytree(split.full.base_dir, target, ignore=shutil.ignore_patterns("*.tmp"))
     config = load_config(target / "unify.toml")
@@ -159,7 +156,7 @@ def test_ingesting_a_record_again_updates_it_and_reproduces_the_batch_scores(
         )
         records = store.scalar("SELECT count(*) FROM records")
         raw = json.loads(store.scalar("SELECT raw::VARCHAR FROM records WHERE record_key = ?", [key]))
-        report = LiveIngest(store, config).ingest("crm", BY, rows=[raw])
+        report = LiveIngest(store, config, in_memory=in_memory).ingest("crm", BY, rows=[raw])
         (outcome,) = report.records
         assert outcome.status == "updated" and outcome.profile_id == pid
         assert store.scalar("SELECT count(*) FROM records") == records
@@ -309,3 +306,63 @@ def test_bulk_files_agree_with_records_ingested_one_at_a_time(
     assert len(bulk_pairs & single_pairs) / len(bulk_pairs | single_pairs) >= 0.99
     truth = _truth(split.manifest)
     assert pairwise(truth, by_bulk).precision >= 0.995 and pairwise(truth, by_bulk).recall >= 0.98
+
+
+def test_candidates_from_memory_agree_with_the_store_through_updates(split: Split, tmp_path: Path) -> None:
+    """The same sequence of live records, with candidates from the in-memory index
+    (pipelines.match_index) and from the store by joins, gives the same pairs, scores,
+    review queue and profiles: new records alone and a few at a time (which pair with
+    each other), then updates of new and of batch records, whose old values the index
+    must no longer pair, and records that match their new values."""
+    stores = {}
+    for mode in ("memory", "store"):
+        shutil.copytree(split.full.base_dir, tmp_path / mode, ignore=shutil.ignore_patterns("*.tmp"))
+        stores[mode] = load_config(tmp_path / mode / "unify.toml")
+    ids = {s.name: s.id for s in split.full.sources}
+    new = [  # held-out people again, under ids the store does not have
+        (source, {**row, ids[source]: f"NEW{i}{row[ids[source]]}"})
+        for source, rows in sorted(split.held_out.items()) for i, row in enumerate(rows[:8])
+    ]
+    with Store.open(stores["store"].store_path, read_only=True) as store:
+        stored = [
+            (source, json.loads(raw))
+            for source, raw in store.rows(
+                "SELECT source, raw::VARCHAR FROM records WHERE source IN ('crm', 'webshop') ORDER BY record_key LIMIT 4"
+            )
+        ]
+
+    def moved(k: int, source: str, row: dict[str, Any]) -> dict[str, Any]:
+        """The record under its own id with another held-out person's details."""
+        return {**split.held_out[source][20 + k], ids[source]: row[ids[source]]}
+
+    steps: list[list[tuple[str, dict[str, Any]]]] = [[item] for item in new[:20]]
+    twin = [(s, {**r, ids[s]: f"TWIN{r[ids[s]]}"}) for s, r in new[24:26]]
+    steps += [new[20:24], new[24:28] + twin]  # a few at a time, with two people twice
+    steps += [[(s, moved(k, s, r))] for k, (s, r) in enumerate(new[:4] + stored)]  # updates that move
+    steps += [[item] for item in new[5:7]]  # updates that stay
+    steps += [[(s, {**r, ids[s]: f"AGAIN{r[ids[s]]}"})] for s, r in new[:4]]  # the old values of updated records
+    statuses: dict[str, list[str]] = {}
+    for mode, config in stores.items():
+        with Store.open(config.store_path) as store:
+            live = LiveIngest(store, config, in_memory=mode == "memory")
+            for step in steps:
+                for source in dict.fromkeys(s for s, _ in step):
+                    report = live.ingest(source, BY, rows=[r for s, r in step if s == source])
+                    statuses.setdefault(mode, []).extend(r.status for r in report.records)
+            if mode == "memory":
+                assert live._state.index is not None and len(live._state.index) == store.scalar("SELECT count(*) FROM records")
+
+    def state(config: Config) -> tuple[dict[str, float], set[str], set[tuple[str, str]]]:
+        with Store.open(config.store_path, read_only=True) as store:
+            pairs = dict(store.rows("SELECT pair_id, match_probability FROM pairs"))
+            review = {str(p) for (p,) in store.rows("SELECT pair_id FROM review_queue")}
+        members = membership(config.store_path)
+        return pairs, review, _same_profile_pairs(members, set(members))
+
+    assert statuses["memory"] == statuses["store"]
+    assert {"attached", "updated", "moved"} <= set(statuses["memory"]), sorted(set(statuses["memory"]))
+    (pairs_m, review_m, together_m), (pairs_s, review_s, together_s) = state(stores["memory"]), state(stores["store"])
+    assert pairs_m.keys() == pairs_s.keys()
+    assert all(pairs_m[k] == pytest.approx(pairs_s[k], abs=1e-9) for k in pairs_m)
+    assert review_m == review_s
+    assert together_m == together_s
