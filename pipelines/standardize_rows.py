@@ -255,16 +255,26 @@ def _postcode_display(value: str | None) -> str | None:
     return f"{compact[:4]} {compact[4:6]}" if _DUTCH_POSTCODE.fullmatch(compact) else value.strip(" ").upper()
 
 
+#: Characters that ``lower(strip_accents(c))`` in DuckDB and the canonical decomposition
+#: without its marks, lower-cased, in Python map alike, each on its own and inside a word
+#: (Latin-1 Supplement, Latin Extended-A and -B: 'ä', 'ß', 'ø', 'ł'; checked against
+#: DuckDB character by character in tests/pipelines/test_standardize_rows.py). Combining
+#: marks are not among them: a string of these has no sequence whose marks compose.
+WORD_CHARACTERS = frozenset(map(chr, range(0xA0, 0x250)))
+
+
 def _words(value: str | None) -> str | None:
     """``nullif(trim(regexp_replace(lower(strip_accents(v)), '[^a-z0-9]+', ' ', 'g')), '')``.
-    ``strip_accents`` (utf8proc) drops the marks of the canonical decomposition: for
-    letters that decompose into ASCII ('Händelstraat') that is Unicode's data, the same
-    here; anything else (ß, Ł) is left to DuckDB."""
+    ``strip_accents`` (utf8proc) drops the marks of the canonical decomposition; what is
+    not a-z or 0-9 afterwards ('ß', 'ø') becomes a space either way. Text with characters
+    outside ``WORD_CHARACTERS`` (Greek, Cyrillic, combining marks) is left to DuckDB."""
     if value is None:
         return None
     if not value.isascii():
+        if not all(c.isascii() or c in WORD_CHARACTERS for c in value):
+            raise _SqlOnly
         value = "".join(c for c in unicodedata.normalize("NFD", value) if unicodedata.category(c) not in ("Mn", "Mc", "Me"))
-    return _NOT_LOWER_ALNUM.sub(" ", _ascii(value).lower()).strip(" ") or None
+    return _NOT_LOWER_ALNUM.sub(" ", value.lower()).strip(" ") or None
 
 
 #: strptime directives read strictly (fixed width), as every demo and sample source writes them.
