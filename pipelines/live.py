@@ -49,6 +49,9 @@ from profiles.store import (
 #: Up to this many new records, candidates come from the in-memory index (pipelines.match_index)
 #: when the ingester keeps one; more are joined with the stored records rule by rule (hash joins).
 _LOOKUP_MAX = 50
+#: Up to this many candidate pairs of a few records are scored row by row in Python
+#: (pipelines.rowwise, 6-20 us a pair); more by DuckDB (~6 ms to plan, ~2 us a pair).
+_ROWWISE_MAX = 400
 #: Up to this many stored candidates of a bulk file are read by key (index scans); more by one semi-join.
 _KEYS_LOOKUP_MAX = 1000
 #: Term frequencies looked up in the store and kept per run (values; the cache starts over beyond this).
@@ -304,8 +307,8 @@ class LiveIngest:
         new = index.conform(probes, known)
         side = pa.concat_tables([new.select(index.schema.names), stored])
         pairs = pairs_table(model, side, sorted({(min(a, b), max(a, b)) for a, b in found}), {**index.term_frequencies(stored), **known})
-        compiled = rowwise.scorer(score_sql(model, "_live_pairs"))
-        if compiled is None:  # a model using SQL the row-wise evaluator does not know
+        compiled = rowwise.scorer(score_sql(model, "_live_pairs")) if pairs.num_rows <= _ROWWISE_MAX else None
+        if compiled is None:  # many pairs (DuckDB's vectors win), or SQL the row-wise evaluator does not know
             self.store.register("_live_pairs", pairs)
             try:
                 return self._kept(model, "_live_pairs"), new
@@ -409,22 +412,36 @@ class LiveIngest:
         } - set(keys))
         in_linked, linked_params = in_list("record_key", linked)
         touched = sorted(
-            {str(p) for (p,) in (self.store.rows(f"SELECT DISTINCT profile_id FROM records WHERE {in_linked}", linked_params) if linked else []) if p}
+            {str(p) for (p,) in (self.store.rows(f"SELECT profile_id FROM records WHERE {in_linked}", linked_params) if linked else []) if p}
             | set(previous.values())
         )
-        members = self.stewardship.records_of(touched) if touched else {}
+        # the touched profiles' records: their profile and probability (what reassign
+        # reads otherwise) and the hash the index finds a record's row by, in one read
+        members: dict[str, list[str]] = {p: [] for p in touched}
+        current: dict[str, tuple[str | None, float | None]] = {}
+        key_hashes: dict[str, int] = {}
+        if touched:
+            in_touched, touched_params = in_list("profile_id", touched)
+            for key, pid, probability, key_hash in self.store.rows(
+                f"SELECT record_key, profile_id, match_probability, hash(record_key) FROM records WHERE {in_touched}", touched_params
+            ):
+                members[str(pid)].append(str(key))
+                current[str(key)] = (str(pid), probability)
+                key_hashes[str(key)] = int(key_hash)
         existing = {k for ks in members.values() for k in ks}
         for key, pid in previous.items():  # a profile whose only record is updated still names its group
             if not members.get(pid):
                 members[pid] = [key]
-        assignment, merged, links = self._group(model, sorted(existing | set(keys)), members, staged)
-        # The new rows go in with their profile ids: an update of records' indexed
-        # profile_id rewrites the whole row and its index entries (~1 ms a row at 1M)
-        self._insert_records(r, staged, assignment)
+        assignment, merged, links = self._group(model, sorted(existing | set(keys)), members, staged, key_hashes)
+        probabilities = match_probabilities(assignment, links)
+        # The new rows go in with their profile ids and probabilities: an update of
+        # records' indexed profile_id rewrites the whole row and its index entries
+        self._insert_records(r, staged, assignment, probabilities)
+        current.update({k: (assignment.get(k), probabilities.get(k)) for k in keys})
         if assignment:
-            self.stewardship.reassign(touched, assignment, previous=previous, links=links)
+            self.stewardship.reassign(touched, assignment, previous=previous, links=links, current=current)
         review = self._queue_reviews(r, staged, assignment)
-        outcome = self._outcomes(keys, assignment, previous, merged, review, existing, match_probabilities(assignment, links))
+        outcome = self._outcomes(keys, assignment, previous, merged, review, existing, probabilities)
         issues: dict[str, list[str]] = {}
         for rid, name, reason in zip(
             staged.issues.column("record_id").to_pylist(), staged.issues.column("field").to_pylist(),
@@ -485,19 +502,27 @@ class LiveIngest:
         """``rows`` into the run's ``table``, by column name (the table's other columns NULL)."""
         self.store.append(f"{r}.{table}", rows)
 
-    def _insert_records(self, r: str, staged: _Staged, assignment: Mapping[str, str]) -> None:
+    def _insert_records(
+        self, r: str, staged: _Staged, assignment: Mapping[str, str], probabilities: Mapping[str, float]
+    ) -> None:
         """The staged records, their membership and identifiers into the run's tables,
-        each with its new profile id (match probabilities are set by ``reassign``)."""
+        each with its new profile id and match probability."""
         # a run published before a column was added lacks it
         records = staged.records.select([c for c in staged.records.column_names if c in self._state.record_columns])
-        profile_ids = pa.array([assignment.get(k) for k in records.column("record_key").to_pylist()], pa.string())
+        keys = records.column("record_key").to_pylist()
+        profile_ids = pa.array([assignment.get(k) for k in keys], pa.string())
+        probability = pa.array([probabilities.get(k) for k in keys], pa.float64())
         identifier_profiles = pa.array([assignment.get(k) for k in staged.identifiers.column("record_key").to_pylist()], pa.string())
-        self._insert_rows(r, "records", records.append_column("profile_id", profile_ids))
-        self._insert_rows(r, "membership", staged.records.select(["record_key", "source", "record_id"]).append_column("profile_id", profile_ids))
+        self._insert_rows(r, "records", records.append_column("profile_id", profile_ids).append_column("match_probability", probability))
+        self._insert_rows(
+            r, "membership",
+            staged.records.select(["record_key", "source", "record_id"]).append_column("profile_id", profile_ids)
+            .append_column("match_probability", probability),
+        )
         self._insert_rows(r, "identifiers", staged.identifiers.append_column("profile_id", identifier_profiles))
 
     def _group(
-        self, model: dict[str, Any], keys: list[str], members: dict[str, list[str]], staged: _Staged
+        self, model: dict[str, Any], keys: list[str], members: dict[str, list[str]], staged: _Staged, key_hashes: Mapping[str, int]
     ) -> tuple[dict[str, str], dict[str, list[str]], list[tuple[str, str, float]]]:
         """Profiles of ``keys`` as the batch would cluster them: links at or above the
         threshold and SAME decisions, never across a veto or a DIFFERENT decision. Each
@@ -518,7 +543,7 @@ class LiveIngest:
         links = model_links + [(a, b, STEWARD_LINK) for a, b, kind in decided if kind == "same"]
         apart = [(a, b) for a, b, kind in decided if kind == "different"]
         loose = constrained_components(keys, links, [])
-        apart += self._veto_conflicts(model, loose, staged)
+        apart += self._veto_conflicts(model, loose, staged, key_hashes)
         # Only the loose groups holding a kept-apart pair can be cut; the others stand
         # (a group's representative is its smallest key, whatever else is computed).
         held = {loose[k] for pair in apart for k in pair}
@@ -558,10 +583,13 @@ class LiveIngest:
             assignment.update({k: name for k in ks})
         return assignment, merged, model_links
 
-    def _veto_conflicts(self, model: dict[str, Any], grouping: dict[str, str], staged: _Staged) -> list[tuple[str, str]]:
+    def _veto_conflicts(
+        self, model: dict[str, Any], grouping: dict[str, str], staged: _Staged, key_hashes: Mapping[str, int]
+    ) -> list[tuple[str, str]]:
         """Pairs inside one loose group that a veto keeps apart (as the batch's enforce_vetoes).
         The staged records are not in the store yet; the stored ones are read from the
-        index when the ingester holds one (and holds them all), else from the store."""
+        index when the ingester holds one (and holds them all: ``key_hashes`` finds their
+        rows), else from the store."""
         groups: dict[str, list[str]] = {}
         for key, g in grouping.items():
             groups.setdefault(g, []).append(key)
@@ -576,9 +604,7 @@ class LiveIngest:
         index = self._state.index
         vetoes = rowwise.condition(condition)
         if index is not None and staged.probes is not None and vetoes is not None:
-            held, missing = index.rows(stored_keys, [h for _, h in self.store.rows(
-                "SELECT k, hash(k) FROM unnest(?::VARCHAR[]) WITH ORDINALITY t(k, i) ORDER BY i", [stored_keys]
-            )]) if stored_keys else (None, [])
+            held, missing = index.rows(stored_keys, [key_hashes.get(k, 0) for k in stored_keys]) if stored_keys else (None, [])
             if not missing:
                 columns = ["record_key", *MATCH_COLUMNS, *(identifier_column(n) for n in ids)]
                 rows = {

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable, Mapping, Sequence
-from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -54,23 +53,22 @@ def _list_intersect(a: Sequence[Any], b: Sequence[Any]) -> list[Any]:
     return list(dict.fromkeys(x for x in a if x is not None and x in right))
 
 
-def _strftime(value: date | datetime, fmt: str) -> str:
+_STRFTIME_PARTS = {"Y": "{0.year:04d}", "m": "{0.month:02d}", "d": "{0.day:02d}"}
+
+
+@lru_cache(maxsize=32)
+def _strftime_format(fmt: str) -> str:
+    """``fmt`` (strftime's %Y, %m, %d and literal text) as a str.format pattern."""
     out = []
     i = 0
     while i < len(fmt):
         if fmt[i] == "%" and i + 1 < len(fmt):
-            code = fmt[i + 1]
-            if code == "Y":
-                out.append(f"{value.year:04d}")
-            elif code == "m":
-                out.append(f"{value.month:02d}")
-            elif code == "d":
-                out.append(f"{value.day:02d}")
-            else:
-                raise Unsupported(f"strftime format %{code}")
+            if fmt[i + 1] not in _STRFTIME_PARTS:
+                raise Unsupported(f"strftime format %{fmt[i + 1]}")
+            out.append(_STRFTIME_PARTS[fmt[i + 1]])
             i += 2
         else:
-            out.append(fmt[i])
+            out.append(fmt[i].replace("{", "{{").replace("}", "}}"))
             i += 1
     return "".join(out)
 
@@ -180,8 +178,8 @@ class _Writer:
             fmt = node.args["format"]
             if not isinstance(fmt, exp.Literal) or not fmt.is_string:
                 raise Unsupported(node.sql())
-            _strftime(date(2000, 1, 2), fmt.this)  # refuses a format it cannot write now, not per row
-            return self.strict([node.this], lambda v: f"_strftime({v[0]}, {fmt.this!r})")
+            pattern = _strftime_format(fmt.this)  # refuses a format it cannot write now, not per row
+            return self.strict([node.this], lambda v: f"{pattern!r}.format({v[0]})")
         if isinstance(node, exp.JarowinklerSimilarity):
             return self.strict([node.this, node.expression], lambda v: f"_jaro_winkler({v[0]}, {v[1]})")
         if isinstance(node, exp.Anonymous) and str(node.this).lower() in _FUNCTIONS:
@@ -196,7 +194,7 @@ def _greatest(*values: Any) -> Any:
 
 
 _NAMESPACE: dict[str, Any] = {
-    "_pow": math.pow, "_log2": math.log2, "_greatest": _greatest, "_strftime": _strftime,
+    "_pow": math.pow, "_log2": math.log2, "_greatest": _greatest,
     "_jaro_winkler": _jaro_winkler, "_damerau_levenshtein": _damerau_levenshtein, "_list_intersect": _list_intersect,
 }
 

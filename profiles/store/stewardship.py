@@ -404,6 +404,7 @@ class Stewardship:
     def reassign(
         self, profiles_before: Sequence[str], assignment: Mapping[str, str], previous: Mapping[str, str] | None = None,
         links: Sequence[tuple[str, str, float]] | None = None,
+        current: Mapping[str, tuple[str | None, float | None]] | None = None,
     ) -> dict[str, str]:
         """Give every record of ``assignment`` its new profile (the caller's transaction):
         rebuild the golden records of the touched profiles, register new ids, and retire
@@ -411,8 +412,9 @@ class Stewardship:
         records. ``assignment`` must cover every record of the profiles it touches;
         ``previous`` names the former profile of records the store no longer shows in one
         (a live update). ``links``: the model's pairs at or above the match threshold
-        among the records of ``assignment``, when the caller has read them. Returns
-        {retired id: survivor}.
+        among the records of ``assignment``, and ``current``, each of its records'
+        (profile, probability) as the store holds them now, when the caller has read
+        them. Returns {retired id: survivor}.
 
         Every statement looks rows up by key (record, profile), which the serving indexes
         answer without scanning the run's tables."""
@@ -420,11 +422,12 @@ class Stewardship:
         records = sorted(assignment)
         after = set(assignment.values())
         touched = sorted(set(profiles_before) | after)
-        in_records, record_params = in_list("record_key", records)
-        current = {  # (profile, probability) of each record as the store holds it now
-            str(k): (p, q)
-            for k, p, q in self.store.rows(f"SELECT record_key, profile_id, match_probability FROM records WHERE {in_records}", record_params)
-        }
+        if current is None:
+            in_records, record_params = in_list("record_key", records)
+            current = {  # (profile, probability) of each record as the store holds it now
+                str(k): (p, q)
+                for k, p, q in self.store.rows(f"SELECT record_key, profile_id, match_probability FROM records WHERE {in_records}", record_params)
+            }
         was = {k: str(p) for k, (p, _) in current.items() if p is not None}
         was.update(previous or {})  # a live update's row already carries its new profile
         self._regroup(run, assignment, touched, current, links)
