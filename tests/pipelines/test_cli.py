@@ -85,3 +85,30 @@ def test_review_and_export_show_only_open_pairs_after_a_decision(small_demo: Dem
     assert _unify("export", "--config", str(target / "unify.toml"), "--out", str(tmp_path / "out")).returncode == 0
     exported = pq.read_table(tmp_path / "out" / "review_queue.parquet")["pair_id"].to_pylist()
     assert len(exported) == total - 1 and pair_id not in exported
+
+
+def test_ingest_matches_a_file_into_the_profiles(small_demo: DemoRun, tmp_path: Path) -> None:
+    import csv
+    import shutil
+
+    from pipelines.config import load_config
+    from profiles.store import Store
+
+    target = tmp_path / "demo"
+    shutil.copytree(small_demo.manifest.out_dir, target, ignore=shutil.ignore_patterns("*.tmp"))
+    config = load_config(target / "unify.toml")
+    crm = next(s for s in config.sources if s.name == "crm")
+    with (target / crm.path).open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))[:30]
+    again = tmp_path / "crm-again.csv"  # the same people under new customer numbers
+    with again.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({**row, crm.id: f"NEW-{row[crm.id]}"} for row in rows)
+    result = _unify("ingest", str(again), "--source", "crm", "--config", str(target / "unify.toml"))
+    assert result.returncode == 0, result.stderr
+    assert "30 rows" in result.stdout and "attached" in result.stdout
+    with Store.open(config.store_path, read_only=True) as store:
+        new = store.rows("SELECT record_key, profile_id FROM records WHERE record_key LIKE 'crm:NEW-%'")
+        assert len(new) == 30 and all(p is not None for _, p in new)
+        assert store.scalar("SELECT count(*) FROM ingest_log WHERE record_id LIKE 'NEW-%'") == 30
