@@ -3,12 +3,13 @@
 from profiles.store.connection import WORK_CATALOG, Store, ident, in_list, quote_column, sql_literal_path
 from profiles.store.queries import AuditEvent, ProfileQueries, Resolved, identifiers_of
 from profiles.store.runs import (
-    begin_run, current_run, ensure_serving_indexes, fail_run, publish_run, published_run, run_table, write_run_table,
+    SERVING_INDEXES, begin_run, current_run, ensure_serving_indexes, fail_run, publish_run, published_run, run_table, write_run_table,
 )
 from profiles.store.schema import RUN_TABLES
 from profiles.store.stewardship import Action, Decision, Steward, Stewardship, match_probabilities
 
 __all__ = [
+    "SERVING_INDEXES",
     "Action",
     "Decision",
     "Steward",
