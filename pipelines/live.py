@@ -20,7 +20,6 @@ came in applies it again after publishing: none is lost)."""
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import time
 from collections.abc import Mapping, Sequence
@@ -30,20 +29,21 @@ from typing import Any
 
 import pyarrow as pa
 
+from pipelines import rowwise
 from pipelines.comparisons import blocking_rules, identifier_column, identifier_overrides, veto_sql
 from pipelines.config import Config, SourceConfig
 from pipelines.ingest import SourceCounts, stage_live
 from pipelines.link import model_groups
-from pipelines import rowwise
 from pipelines.match_index import KEY_HASH, MatchIndex, Plan, plans_of, probe_hashes_sql, stored_hashes_sql
-from pipelines.scoring import pairs_sql, pairs_table, score_sql, term_frequencies_relation, tf_columns, tf_only_where_equal
+from pipelines.scoring import pairs_sql, pairs_table, score_sql, term_frequencies_relation, tf_columns
 from pipelines.standardize import MATCH_COLUMNS, DateFormats, standardize
 from pipelines.standardize_rows import RECORD_TYPES, StandardizedRows, standardize_rows
 from profiles.constraints import STEWARD_LINK, constrained_components
 from profiles.errors import ConfigError, StoreError
 from profiles.identity import mint_profile_ids
 from profiles.store import (
-    SERVING_INDEXES, AuditEvent, match_probabilities, ProfileQueries, Steward, Stewardship, Store, ensure_serving_indexes, ident, in_list, published_run,
+    SERVING_INDEXES, AuditEvent, ProfileQueries, Steward, Stewardship, Store, ensure_serving_indexes, ident, in_list,
+    match_probabilities, published_run,
 )
 
 #: Up to this many new records, candidates come from the in-memory index (pipelines.match_index)
@@ -112,6 +112,7 @@ class LiveIngest:
         one-off ingest (the CLI), which joins every file with the stored records."""
         self.store, self.config = store, config
         self.in_memory = in_memory
+        self.plans = plans_of(blocking_rules(model_groups(config), config.shared_identifiers()))  # the run's rules, per role
         self.queries = ProfileQueries(store)
         self.stewardship = Stewardship(
             store, match_threshold=config.matching.match_threshold,
@@ -156,7 +157,7 @@ class LiveIngest:
                 return seconds
             started = time.perf_counter()
             if self.in_memory:
-                self._index(model, plans_of(blocking_rules(model_groups(self.config), self.config.shared_identifiers())))
+                self._index(model)
                 seconds["index"] = round(time.perf_counter() - started, 3)
             started = time.perf_counter()
             r = f"{ident(self.store.catalog)}.{ident(run)}"
@@ -214,7 +215,7 @@ class LiveIngest:
         # records handed over one by one: standardized in Python (the same values; ~30
         # statements fewer); a file, or rows only the SQL reads alike, through the batch's SQL
         fast = standardize_rows(source, rows, formats, self.config) if rows is not None and path is None else None
-        plans = plans_of(blocking_rules(model_groups(self.config), ids))
+        plans = self.plans
         types = dict(RECORD_TYPES)
         columns = [("record_key", "VARCHAR"), *((c, types[c]) for c in MATCH_COLUMNS), *((identifier_column(n), "VARCHAR") for n in ids)]
         if fast is not None and self.in_memory and fast.records.num_rows <= _LOOKUP_MAX:
@@ -224,7 +225,7 @@ class LiveIngest:
             values = ", ".join("(" + ", ".join(f"?::{t}" for _, t in columns) + ")" for _ in range(linkable.num_rows))
             relation = f"(VALUES {values}) n({', '.join(ident(c) for c, _ in columns)})"
             params = [row[c] for row in linkable.to_pylist() for c, _ in columns]
-            pairs, probes = self._score_few(model, self._index(model, plans), self.store.arrow(_probes_sql(plans, relation), params))
+            pairs, probes = self._score_few(model, self._index(model), self.store.arrow(_probes_sql(plans, relation), params))
             return _Staged(
                 fast.records.num_rows, 0, _NO_QUARANTINE, fast.records.sort_by("record_key"), fast.identifiers, pairs, fast.issues, probes
             )
@@ -249,7 +250,7 @@ class LiveIngest:
             count = fast.records.num_rows if fast is not None else int(self.store.scalar("SELECT count(*) FROM new_linkable"))
             probes = None
             if self.in_memory and count <= _LOOKUP_MAX:
-                pairs, probes = self._score_few(model, self._index(model, plans), self.store.arrow(_probes_sql(plans, "new_linkable n")))
+                pairs, probes = self._score_few(model, self._index(model), self.store.arrow(_probes_sql(plans, "new_linkable n")))
             else:
                 self._candidates(plans, ids)
                 pairs = self._score_bulk(model, _stored_linkable(cat, ids))
@@ -261,13 +262,13 @@ class LiveIngest:
                 issues = self.store.arrow("SELECT * FROM field_issues")
         return _Staged(counts.rows, counts.quarantined, quarantine, records, identifiers, pairs, issues, probes)
 
-    def _index(self, model: dict[str, Any], plans: list[Plan]) -> MatchIndex:
+    def _index(self, model: dict[str, Any]) -> MatchIndex:
         """The published records in memory (read once per run, when first needed)."""
         state = self._state
         if state.index is None:
             cat = ident(self.store.catalog)
             tf = f"{cat}.main.term_frequencies" if state.term_frequencies == "term_frequencies" else state.term_frequencies
-            state.index = MatchIndex.load(self.store, _stored_linkable(cat, self.config.shared_identifiers()), plans, tf_columns(model), tf)
+            state.index = MatchIndex.load(self.store, _stored_linkable(cat, self.config.shared_identifiers()), self.plans, tf_columns(model), tf)
         return state.index
 
     def _candidates(self, plans: list[Plan], identifiers: list[str]) -> None:

@@ -144,26 +144,6 @@ def pairs_sql(
     return f"(WITH l AS ({side(left, '_l')}), r AS ({side(right, '_r')}) SELECT l.*, r.* FROM {paired})"
 
 
-def tf_only_where_equal(model: dict[str, Any]) -> bool:
-    """Whether every comparison level with a tf adjustment is an exact match on its tf
-    column alone: then a pair's tf values count only when its two values are equal, so
-    the tf values of one side's values are all a scoring needs (the other side's are
-    used only where they are the same values). Cached per model."""
-    return _tf_only_where_equal(json.dumps(model, sort_keys=True))
-
-
-@lru_cache(maxsize=8)
-def _tf_only_where_equal(model_json: str) -> bool:
-    for comparison in _settings_of(model_json).comparisons:
-        for level in comparison.comparison_levels:
-            column = level._tf_adjustment_input_column_name
-            if column is None:
-                continue
-            if not level._is_exact_match or [c.lower() for c in level._exact_match_colnames] != [column.lower()]:
-                return False
-    return True
-
-
 def pairs_table(
     model: dict[str, Any], side: pa.Table, pairs: Sequence[tuple[str, str]], tf: Mapping[tuple[str, str], float]
 ) -> pa.Table:

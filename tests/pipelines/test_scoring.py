@@ -14,7 +14,7 @@ import pytest
 
 from pipelines.comparisons import identifier_column, level_sql
 from pipelines.config import load_config
-from pipelines.scoring import pairs_sql, score_sql, term_frequencies_relation, tf_columns, tf_only_where_equal
+from pipelines.scoring import pairs_sql, score_sql, term_frequencies_relation, tf_columns
 from pipelines.standardize import MATCH_COLUMNS
 from profiles.store import Store, ident
 from tests.conftest import DemoRun
@@ -121,19 +121,3 @@ def test_a_store_without_term_frequencies_scores_without_tf_adjustments(
     tf = [c for c in columns if c.startswith("mw_tf_adj_")]
     assert tf and all(r[c] == 0.0 for r in rows for c in tf)
     _assert_same([c for c in columns if c.startswith("mw_") and c not in tf], rows)
-
-
-def test_tf_values_of_one_side_suffice_only_when_every_tf_level_is_an_exact_match(model: dict[str, Any]) -> None:
-    """Live scoring looks up the term frequencies of the new records' values alone when
-    the model's tf levels all compare a value with itself; a fuzzy level with a tf
-    adjustment would read the other side's too."""
-    assert tf_only_where_equal(model)
-    fuzzy = copy.deepcopy(model)
-    comparison = next(c for c in fuzzy["comparisons"] if any(lvl.get("tf_adjustment_column") for lvl in c["comparison_levels"]))
-    column = next(lvl["tf_adjustment_column"] for lvl in comparison["comparison_levels"] if lvl.get("tf_adjustment_column"))
-    level = next(
-        lvl for lvl in comparison["comparison_levels"]
-        if not lvl.get("tf_adjustment_column") and not lvl.get("is_null_level") and "ELSE" not in lvl["sql_condition"].upper()
-    )
-    level["tf_adjustment_column"] = column
-    assert not tf_only_where_equal(fuzzy), level["sql_condition"]
