@@ -297,7 +297,8 @@ class LiveIngest:
             parts.append(
                 f"SELECT n.record_key AS new_key, o.record_key AS stored_key FROM new_linkable n JOIN new_linkable o ON {condition} AND n.record_key <> o.record_key"
             )
-        self.store.execute(f"CREATE TABLE candidates AS {' UNION '.join(parts)}", building="candidates")
+        # UNION ALL: every reader of candidates takes distinct keys or pairs (a UNION here sorted out ~1.3M rows twice)
+        self.store.execute(f"CREATE TABLE candidates AS {' UNION ALL '.join(parts)}", building="candidates")
 
     def _kept(self, model: dict[str, Any], pairs: str) -> pa.Table:
         """The scored ``pairs`` at or above the review threshold (keys ordered l < r, as
