@@ -10,9 +10,10 @@ of the values the rule compares, with the row each came from. A record's candida
 then binary searches: the rows whose stored-side hash equals the hash of its new-side
 values. Both hashes are DuckDB's over the same expressions and types (the new side's in
 the statement that reads the new records), so the candidates are those splink's join on
-the rule gives, plus, with probability ~n/2^64 per lookup, a record whose values only
-share the hash (it is then scored like any candidate, and cannot match unless its
-values agree).
+the rule gives, plus, with a chance of about n/2^64 per lookup (1e-13 at 2M records), a
+record whose values only share the hash: that pair is then scored like the others,
+although the batch would not have compared it. tests/pipelines/test_live.py holds the
+candidates, scores and profiles to those of the joins in the store.
 
 Records ingested after the scan are kept beside it (:meth:`MatchIndex.add`): the rows of
 updated records are shadowed by their new version. Nothing else changes a record's
