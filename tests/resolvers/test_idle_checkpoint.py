@@ -11,6 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 
 import resolvers.app as app_module
+import resolvers.ingest as ingest_module
 from pipelines.config import load_config
 from pipelines.demo.sources import DEMO_API_KEYS
 from profiles.store import Store
@@ -46,5 +47,11 @@ def test_the_server_checkpoints_when_idle(small_demo: DemoRun, tmp_path: Path, m
         while _size(wal) > 0 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert _size(wal) == 0, "idle: the WAL was written into the store"
+        (live,) = [v for v in ingest_module._LIVE.values() if v.store.path == target / "unify.duckdb"]
+        while live.warmed < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert live.warmed == 2, "after the checkpoint the tables and indexes were read in again (and at start)"
+        answer = client.post("/graphql", json={"query": INGEST, "variables": {"record": record}}, headers=headers).json()
+        assert "errors" not in answer, answer
     with Store.open(target / "unify.duckdb", read_only=True) as store:
         assert store.scalar("SELECT count(*) FROM records WHERE record_key LIKE 'crm:IDLE-%'") == 3
