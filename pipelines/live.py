@@ -176,31 +176,46 @@ class LiveIngest:
                 self._index(model)
             yield "index", time.perf_counter() - started
         r = f"{ident(self.store.catalog)}.{ident(run)}"
-        steps: list[tuple[str, str, list[Any]]] = []  # (step, statement, parameters)
+
+        def statement(sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]] | None:
+            """One statement holding the store alone; None once another run is published or it fails."""
+            with self.store.exclusive():
+                if published_run(self.store, self._published) != run:
+                    return None  # another run was published: its own warm-up is due
+                try:
+                    return self.store.rows(sql, params)
+                except StoreError:
+                    return None
+
         for table in (*(f"{r}.{t}" for t in _WARM_TABLES), "profile_registry"):
             # every column's blocks, read once, a few row groups at a time
-            low, high = self.store.rows(f"SELECT min(rowid), max(rowid) FROM {table}")[0]
+            started = time.perf_counter()
+            if (bounds := statement(f"SELECT min(rowid), max(rowid) FROM {table}")) is None:
+                return
+            yield "tables", time.perf_counter() - started
+            low, high = bounds[0]
             for start in range(low or 0, (high if high is not None else -1) + 1, _WARM_ROWS):
-                steps.append(("tables", f"SELECT bit_xor(hash(COLUMNS(*))) FROM {table} WHERE rowid BETWEEN ? AND ?", [start, start + _WARM_ROWS - 1]))
+                started = time.perf_counter()
+                sql = f"SELECT bit_xor(hash(COLUMNS(*))) FROM {table} WHERE rowid BETWEEN ? AND ?"
+                if statement(sql, [start, start + _WARM_ROWS - 1]) is None:
+                    return
+                yield "tables", time.perf_counter() - started
         # An index is read in as it is searched: a key lookup that finds its nodes unread
         # took 0.5-1.7 ms at 1M records, 0.2-0.35 ms after 20,000 keys had been looked up
         # (in lists of 1,000, which DuckDB answers from the index).
         indexed = [(f"{r}.{ident(t)}", c) for t, columns in SERVING_INDEXES.items() for c in columns if t in _WARM_TABLES]
         for table, column in [*indexed, ("profile_registry", "profile_id")]:
-            values = [v for (v,) in self.store.rows(f"SELECT {ident(column)} FROM {table} USING SAMPLE {_WARM_KEYS} ROWS")]
-            for i in range(0, len(values), 1000):
-                batch = values[i:i + 1000]
-                steps.append(("indexes", f"SELECT count(*) FROM {table} WHERE {ident(column)} IN ({', '.join('?' * len(batch))})", batch))
-        for step, sql, params in steps:
             started = time.perf_counter()
-            with self.store.exclusive():
-                if published_run(self.store, self._published) != run:
-                    return  # another run was published: its own warm-up is due
-                try:
-                    self.store.rows(sql, params)
-                except StoreError:
+            if (sample := statement(f"SELECT {ident(column)} FROM {table} USING SAMPLE {_WARM_KEYS} ROWS")) is None:
+                return
+            yield "indexes", time.perf_counter() - started
+            values = [v for (v,) in sample]
+            for i in range(0, len(values), 1000):
+                started = time.perf_counter()
+                batch = values[i:i + 1000]
+                if statement(f"SELECT count(*) FROM {table} WHERE {ident(column)} IN ({', '.join('?' * len(batch))})", batch) is None:
                     return
-            yield step, time.perf_counter() - started
+                yield "indexes", time.perf_counter() - started
         self.warmed += 1
 
     def _prepare(self) -> tuple[str, dict[str, Any]]:
