@@ -43,7 +43,7 @@ from profiles.errors import ConfigError, StoreError
 from profiles.identity import mint_profile_ids
 from profiles.store import (
     SERVING_INDEXES, AuditEvent, ProfileQueries, Steward, Stewardship, Store, ensure_serving_indexes, ident, in_list,
-    match_probabilities, published_run,
+    match_probabilities, name_literal, published_run,
 )
 
 #: Up to this many new records, candidates come from the in-memory index (pipelines.match_index)
@@ -256,7 +256,6 @@ class LiveIngest:
         # records handed over one by one: standardized in Python (the same values; ~30
         # statements fewer); a file, or rows only the SQL reads alike, through the batch's SQL
         fast = standardize_rows(source, rows, formats, self.config) if rows is not None and path is None else None
-        plans = self.plans
         types = dict(RECORD_TYPES)
         columns = [("record_key", "VARCHAR"), *((c, types[c]) for c in MATCH_COLUMNS), *((identifier_column(n), "VARCHAR") for n in ids)]
         if fast is not None and self.in_memory and fast.records.num_rows <= _LOOKUP_MAX:
@@ -266,7 +265,7 @@ class LiveIngest:
             values = ", ".join("(" + ", ".join(f"?::{t}" for _, t in columns) + ")" for _ in range(linkable.num_rows))
             relation = f"(VALUES {values}) n({', '.join(ident(c) for c, _ in columns)})"
             params = [row[c] for row in linkable.to_pylist() for c, _ in columns]
-            pairs, probes = self._score_few(model, self._index(model), self.store.arrow(_probes_sql(plans, relation), params))
+            pairs, probes = self._score_few(model, self._index(model), self.store.arrow(_probes_sql(self.plans, relation), params))
             return _Staged(
                 fast.records.num_rows, 0, _NO_QUARANTINE, fast.records.sort_by("record_key"), fast.identifiers, pairs, fast.issues, probes
             )
@@ -281,7 +280,7 @@ class LiveIngest:
                 quarantine = self.store.arrow("SELECT * FROM quarantine")
                 standardize(self.store, self.config, formats)
                 pivots = "".join(
-                    f", (SELECT max(i.value) FROM identifiers i WHERE i.record_key = r.record_key AND i.kind = {_literal(n)})"
+                    f", (SELECT max(i.value) FROM identifiers i WHERE i.record_key = r.record_key AND i.kind = {name_literal(n)})"
                     f" AS {ident(identifier_column(n))}"
                     for n in ids
                 )
@@ -291,9 +290,9 @@ class LiveIngest:
             count = fast.records.num_rows if fast is not None else int(self.store.scalar("SELECT count(*) FROM new_linkable"))
             probes = None
             if self.in_memory and count <= _LOOKUP_MAX:
-                pairs, probes = self._score_few(model, self._index(model), self.store.arrow(_probes_sql(plans, "new_linkable n")))
+                pairs, probes = self._score_few(model, self._index(model), self.store.arrow(_probes_sql(self.plans, "new_linkable n")))
             else:
-                self._candidates(plans, ids)
+                self._candidates(self.plans, ids)
                 pairs = self._score_bulk(model, _stored_linkable(cat, ids))
             if fast is not None:
                 records, identifiers, issues = fast.records.sort_by("record_key"), fast.identifiers, fast.issues
@@ -326,7 +325,7 @@ class LiveIngest:
             if len(stored) == 1 and stored[0] in id_columns:
                 parts.append(
                     f"""SELECT n.record_key AS new_key, o.record_key AS stored_key FROM new_linkable n
-                        JOIN {cat}.main.identifiers o ON o.kind = {_literal(id_columns[stored[0]])} AND o.value = {news[0]}"""
+                        JOIN {cat}.main.identifiers o ON o.kind = {name_literal(id_columns[stored[0]])} AND o.value = {news[0]}"""
                 )
             else:
                 condition = " AND ".join(f"{n} = {o}" for n, o in zip(news, stored))
@@ -456,7 +455,7 @@ class LiveIngest:
         ]
         index = self._state.index if staged.probes is not None else None
         # keys the store holds: all that the index does not know are new (no lookup for them)
-        known = keys if index is None else [k for k, h in zip(keys, staged.probes.column("__key_hash").to_pylist()) if index.holds(k, h)]
+        known = keys if index is None else [k for k, h in zip(keys, staged.probes.column(KEY_HASH).to_pylist()) if index.holds(k, h)]
         in_keys, key_params = in_list("record_key", known)
         previous = {str(k): str(p) for k, p in self.store.rows(f"SELECT record_key, profile_id FROM records WHERE {in_keys}", key_params)} if known else {}
         self._replace_rows(r, staged, sorted(previous))
@@ -788,7 +787,7 @@ def _term_frequencies_of(catalog: str, relation: str, columns: list[str]) -> str
     of ``relation`` hold: one semi-join, for values too many to look up one by one."""
     values = f"SELECT DISTINCT unnest([{', '.join(f'CAST({ident(c)} AS VARCHAR)' for c in columns)}]) AS value FROM {relation}"
     return f"""SELECT column_name, value, tf FROM {ident(catalog)}.main.term_frequencies
-               WHERE value IN ({values}) AND column_name IN ({', '.join(_literal(c) for c in columns)})"""
+               WHERE value IN ({values}) AND column_name IN ({', '.join(name_literal(c) for c in columns)})"""
 
 
 def _fast_linkable(fast: StandardizedRows, identifiers: list[str]) -> pa.Table:
@@ -810,18 +809,12 @@ def _probes_sql(plans: list[Plan], relation: str) -> str:
     return f"SELECT n.*, hash(n.record_key) AS {KEY_HASH}, {', '.join([*probe_hashes_sql(plans), *stored_hashes_sql(plans, 'n')])} FROM {relation}"
 
 
-def _literal(value: str) -> str:
-    """A name from validated config (identifier kinds, column names) as an SQL string."""
-    ident(value)  # refuses anything but [A-Za-z_][A-Za-z0-9_]*
-    return f"'{value}'"
-
-
 def _stored_linkable(cat: str, identifiers: list[str], *, source: str | None = None) -> str:
     """Records as the model's input (``linkable``'s columns), aliased ``s``: the published
     ones, or those of ``source`` (a relation with the columns of ``records``)."""
     relation = source or f"{cat}.main.records"
     pivots = "".join(
-        f", list_max(list_transform(list_filter(s.identifiers, x -> x.kind = {_literal(n)}), x -> x.value)) AS {ident(identifier_column(n))}"
+        f", list_max(list_transform(list_filter(s.identifiers, x -> x.kind = {name_literal(n)}), x -> x.value)) AS {ident(identifier_column(n))}"
         for n in identifiers
     )
     return f"SELECT s.record_key, {', '.join('s.' + c for c in MATCH_COLUMNS)}{pivots} FROM {relation} s"

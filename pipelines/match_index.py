@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from profiles.store import Store, ident
+from profiles.store import Store, ident, name_literal
 
 #: Term frequencies of a column no plan compares alone are held when there are at most this many.
 _PRELOAD_MAX = 500_000
@@ -86,10 +86,14 @@ def probe_hashes_sql(plans: Sequence[Plan], alias: str = "n") -> list[str]:
     return [f"{_hash_sql(_aliased(p.news, 'n', alias))} AS q{i}" for i, p in enumerate(plans)]
 
 
-def _literal(name: str) -> str:
-    """A column name from our code as an SQL string."""
-    ident(name)  # refuses anything but [A-Za-z_][A-Za-z0-9_]*
-    return f"'{name}'"
+def _alone(plans: Sequence[Plan]) -> dict[str, int]:
+    """Per column a plan compares alone (``n.c = o.c``): the first such plan, whose hash
+    finds the rows holding a value of it."""
+    alone: dict[str, int] = {}
+    for i, plan in enumerate(plans):
+        if len(plan.stored) == 1 and plan.stored[0].startswith("o.") and plan.news == ("n." + plan.stored[0][2:],):
+            alone.setdefault(plan.stored[0][2:], i)
+    return alone
 
 
 def _sorted(hashes: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -114,11 +118,7 @@ class MatchIndex:
     ):
         self.plans = list(plans)
         self.tf_columns = list(tf_columns)
-        # per tf column a plan compares alone: that plan (its hash finds the value's rows)
-        self._alone: dict[str, int] = {}
-        for i, plan in enumerate(self.plans):
-            if len(plan.stored) == 1 and plan.stored[0].startswith("o.") and plan.news == ("n." + plan.stored[0][2:],):
-                self._alone.setdefault(plan.stored[0][2:], i)
+        self._alone = _alone(self.plans)
         self._preloaded = dict(preloaded)
         self._preloaded_columns = set(preloaded_columns)
         self._by_plan = [_sorted(table.column(f"h{i}")) for i in range(len(self.plans))]
@@ -142,23 +142,24 @@ class MatchIndex:
         them) and hashes. The tf values of a column no plan compares alone are read
         too, when there are at most ``_PRELOAD_MAX`` (names: thousands)."""
         joins = "".join(
-            f" LEFT JOIN {term_frequencies} t{i} ON t{i}.column_name = {_literal(c)} AND t{i}.value = CAST(o.{ident(c)} AS VARCHAR)"
+            f" LEFT JOIN {term_frequencies} t{i} ON t{i}.column_name = {name_literal(c)} AND t{i}.value = CAST(o.{ident(c)} AS VARCHAR)"
             for i, c in enumerate(tf_columns)
         )
         tf = "".join(f", t{i}.tf AS {ident(TF_PREFIX + c)}" for i, c in enumerate(tf_columns))
         table = store.arrow(
             f"SELECT o.*{tf}, hash(o.record_key) AS {KEY_HASH}, {', '.join(stored_hashes_sql(plans))} FROM ({linkable}) o{joins}"
         )
-        index = cls(table, plans, tf_columns, {}, ())
-        rest = [c for c in tf_columns if c not in index._alone]
+        rest = [c for c in tf_columns if c not in _alone(plans)]
+        preloaded: dict[tuple[str, str], float] = {}
         if rest:
-            names = ", ".join(_literal(c) for c in rest)
+            names = ", ".join(name_literal(c) for c in rest)
             count = store.scalar(f"SELECT count(*) FROM {term_frequencies} WHERE column_name IN ({names})")
             if count <= _PRELOAD_MAX:
                 rows = store.rows(f"SELECT column_name, value, tf FROM {term_frequencies} WHERE column_name IN ({names})")
-                index._preloaded = {(str(c), str(v)): float(t) for c, v, t in rows}
-                index._preloaded_columns = set(rest)
-        return index
+                preloaded = {(str(c), str(v)): float(t) for c, v, t in rows}
+            else:
+                rest = []
+        return cls(table, plans, tf_columns, preloaded, rest)
 
     def __len__(self) -> int:
         """Records held: the scan's, less those updated since, and those added since."""
@@ -228,7 +229,7 @@ class MatchIndex:
 
     def holds(self, key: str, key_hash: int) -> bool:
         """Whether ``key`` (with ``key_hash``, its DuckDB ``hash``) is a record here."""
-        return key in self._added or (key not in self._shadowed and self._in_scan(key, key_hash))
+        return key in self._added or (key not in self._shadowed and self._scan_row(key, key_hash) is not None)
 
     def rows(self, keys: Sequence[str], key_hashes: Sequence[int]) -> tuple[pa.Table, list[str]]:
         """The rows of ``keys`` (with ``key_hashes``, their DuckDB ``hash``) in the
@@ -240,11 +241,11 @@ class MatchIndex:
             if key in self._added:
                 added.append(key)
                 continue
-            rows = [] if key in self._shadowed else [int(r) for r in self._base_rows(self._by_key, value)]
-            held = [r for r in rows if self._keys[r].as_py() == key]
-            base += held
-            if not held:
+            row = None if key in self._shadowed else self._scan_row(key, value)
+            if row is None:
                 missing.append(key)
+            else:
+                base.append(row)
         return self._rows(base, added), missing
 
     def add(self, rows: pa.Table) -> None:
@@ -257,7 +258,7 @@ class MatchIndex:
             for i, value in enumerate(self._added_hashes.pop(key, ())):  # an earlier version held here
                 if value is not None:
                     self._added_by_plan[i].get(value, set()).discard(key)
-            if self._in_scan(key, key_hashes[n]):
+            if self._scan_row(key, key_hashes[n]) is not None:
                 self._shadowed.add(key)
             self._added[key] = row
             own = [hashes[i][n] for i in range(len(self.plans))]
@@ -266,8 +267,9 @@ class MatchIndex:
                 if value is not None:
                     self._added_by_plan[i].setdefault(value, set()).add(key)
 
-    def _in_scan(self, key: str, key_hash: int) -> bool:
-        return any(self._keys[int(r)].as_py() == key for r in self._base_rows(self._by_key, key_hash))
+    def _scan_row(self, key: str, key_hash: int) -> int | None:
+        """The row of ``key`` in the scan (shadowed or not), None when the scan lacks it."""
+        return next((int(r) for r in self._base_rows(self._by_key, key_hash) if self._keys[int(r)].as_py() == key), None)
 
     def term_frequencies(self, side: pa.Table) -> dict[tuple[str, str], float]:
         """(input column, value as VARCHAR) -> tf of the values of ``side``'s rows that

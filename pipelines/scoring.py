@@ -25,7 +25,7 @@ from splink.internals.predict import _combine_prior_and_mws
 from splink.internals.settings import Settings
 from splink.internals.settings_creator import SettingsCreator
 
-from profiles.store import Store, ident
+from profiles.store import Store, ident, name_literal
 
 #: The store's dialect: the SQL this module writes runs on DuckDB.
 _DIALECT = "duckdb"
@@ -95,7 +95,7 @@ def term_frequencies_sql(tf_tables: Mapping[str, str]) -> str:
     for column, table in tf_tables.items():
         tf = InputColumn(column, sqlglot_dialect_str=_DIALECT)
         parts.append(
-            f"SELECT '{column}' AS column_name, CAST({ident(column)} AS VARCHAR) AS value,"
+            f"SELECT {name_literal(column)} AS column_name, CAST({ident(column)} AS VARCHAR) AS value,"
             f" CAST({tf.tf_name} AS DOUBLE) AS tf FROM {ident(table)}"
         )
     if not parts:
@@ -133,7 +133,7 @@ def pairs_sql(
             values.append(f"t{i}.tf AS {tf_name}")
             joins.append(
                 f"LEFT JOIN {term_frequencies} t{i}"
-                f" ON t{i}.column_name = '{name}' AND t{i}.value = CAST(s.{ident(name)} AS VARCHAR)"
+                f" ON t{i}.column_name = {name_literal(name)} AND t{i}.value = CAST(s.{ident(name)} AS VARCHAR)"
             )
         return f"SELECT s.record_key AS record_key{suffix}, {', '.join(values)} FROM ({query}) s {' '.join(joins)}"
 

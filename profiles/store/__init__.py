@@ -1,6 +1,6 @@
 """The DuckDB store: the only module of unify that imports duckdb."""
 
-from profiles.store.connection import WORK_CATALOG, Store, ident, in_list, quote_column, sql_literal_path
+from profiles.store.connection import WORK_CATALOG, Store, ident, in_list, name_literal, quote_column, sql_literal_path
 from profiles.store.queries import AuditEvent, ProfileQueries, Resolved, identifiers_of
 from profiles.store.runs import (
     SERVING_INDEXES, begin_run, current_run, ensure_serving_indexes, fail_run, publish_run, published_run, run_table, write_run_table,
@@ -28,6 +28,7 @@ __all__ = [
     "fail_run",
     "ident",
     "in_list",
+    "name_literal",
     "publish_run",
     "published_run",
     "quote_column",

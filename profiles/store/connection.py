@@ -30,6 +30,13 @@ def ident(name: str) -> str:
     return f'"{name}"'
 
 
+def name_literal(name: str) -> str:
+    """A name from validated config or our own code (a column, an identifier kind) as an
+    SQL string literal; refuses anything but ``[A-Za-z_][A-Za-z0-9_]*``, as :func:`ident`."""
+    ident(name)
+    return f"'{name}'"
+
+
 def sql_literal_path(path: Path | str) -> str:
     """A file path as an SQL string literal (table functions do not take parameters
     for their path in every DuckDB version)."""
