@@ -31,7 +31,7 @@ from strawberry.types import ExecutionResult
 from pipelines.config import Config, load_config
 from pipelines.live import LiveIngest
 from profiles.errors import StoreError
-from profiles.store import AuditEvent, ProfileQueries, Store, ensure_serving_indexes
+from profiles.store import AuditEvent, ProfileQueries, Store
 from resolvers.auth import Keyring, Principal
 from resolvers.context import Context, make_loaders
 from resolvers.ingest import live_ingester
@@ -244,10 +244,10 @@ def create_app(config_path: str | Path | None = None) -> ASGIApp:
     sys.setswitchinterval(0.0005)
     keyring = Keyring.from_config(config)
     store = Store.open(config.store_path, compress=config.store.compress, checkpoint_wal=config.store.checkpoint_wal)
-    ensure_serving_indexes(store)  # once per published run (kept in the store file)
     queries = ProfileQueries(store)
-    # before serving: live records then find their candidates in memory and their
-    # profiles' blocks loaded (~15 s and ~2 GiB at 1,000,000 profiles; docs/benchmarks.md)
+    # before serving (it also makes the published run's serving indexes, once per run):
+    # live records then find their candidates in memory and their profiles' blocks and
+    # index nodes read in (~21-23 s and ~3 GiB more at 1,000,000 profiles; docs/benchmarks.md)
     live = live_ingester(queries, config)
     live.warm()
     graphql = _GraphQL(config, queries, queries.secret("pseudonym_key").encode())
