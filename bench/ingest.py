@@ -108,7 +108,6 @@ PHASES: tuple[tuple[str, str, str], ...] = (
     ("    _score_few (candidates from memory, scoring)", "pipelines/live.py", "_score_few"),
     ("  _apply: in the store's transaction", "pipelines/live.py", "_apply"),
     ("    _replace_rows", "pipelines/live.py", "_replace_rows"),
-    ("    Stewardship.records_of", "store/stewardship.py", "records_of"),
     ("    _group", "pipelines/live.py", "_group"),
     ("    Stewardship.reassign (golden records)", "store/stewardship.py", "reassign"),
     ("    _queue_reviews", "pipelines/live.py", "_queue_reviews"),

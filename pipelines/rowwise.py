@@ -5,7 +5,8 @@ Why: a live record has a handful of candidate pairs. DuckDB takes ~6 ms to plan 
 the scoring statement for them (4 ms of it planning a 10,000-character CASE chain), a
 tenth of the record's time at 1,000,000 profiles; the veto check costs another ~5 ms.
 This module compiles the very SQL text those statements run (sqlglot parses it) into
-Python closures once per model, so the literals, level order and arithmetic stay
+Python functions once per model (source written from the parse tree, one function for
+the whole scoring statement), so the literals, level order and arithmetic stay
 splink's: there is one implementation of scoring, run by two engines. Anything it does
 not know raises :class:`Unsupported` when compiled, and the caller uses DuckDB.
 ``tests/pipelines/test_rowwise.py`` holds the two engines to the same gammas and weights
@@ -77,6 +78,8 @@ def _strftime_format(fmt: str) -> str:
 _FUNCTIONS = {
     "jaro_winkler_similarity": "_jaro_winkler", "damerau_levenshtein": "_damerau_levenshtein", "list_intersect": "_list_intersect",
 }
+
+
 def _column_key(column: exp.Column) -> str:
     """``"x_l"`` for the column ``x_l`` and for ``l.x`` (the veto's aliases l and r)."""
     name = column.name
