@@ -274,10 +274,10 @@ class StatementTimer:
         original = connection.Store._run
         timer = self
 
-        def timed(store: Any, sql: str, params: Any, building: str | None) -> Any:
+        def timed(store: Any, sql: str, params: Any, building: str | None, **options: Any) -> Any:
             start = time.perf_counter()
             try:
-                return original(store, sql, params, building)
+                return original(store, sql, params, building, **options)
             finally:
                 entry = timer.spent.setdefault(timer.label(sql), [0.0, 0.0])
                 entry[0] += 1

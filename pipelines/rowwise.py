@@ -14,8 +14,8 @@ on every stored pair and on random pairs of the demo.
 
 Semantics kept from DuckDB: NULL as ``None`` with three-valued AND/OR/NOT, a CASE
 taking the first branch whose condition is true, comparisons with NULL giving NULL,
-``greatest`` and ``coalesce`` skipping NULLs, and the string functions working on UTF-8
-bytes as DuckDB's do (``jaro_winkler_similarity`` and ``damerau_levenshtein`` through
+``greatest`` and ``coalesce`` skipping NULLs, and the string functions working on
+characters as DuckDB 2's do (``jaro_winkler_similarity`` and ``damerau_levenshtein`` through
 rapidfuzz, which implements the same algorithms; DuckDB gives 0.0 for two empty
 strings)."""
 
@@ -42,11 +42,11 @@ class Unsupported(ValueError):
 def _jaro_winkler(a: str, b: str) -> float:
     if not a and not b:
         return 0.0  # DuckDB's value for two empty strings (rapidfuzz: 1.0)
-    return float(JaroWinkler.similarity(a.encode(), b.encode()))
+    return float(JaroWinkler.similarity(a, b))
 
 
 def _damerau_levenshtein(a: str, b: str) -> int:
-    return int(DamerauLevenshtein.distance(a.encode(), b.encode()))
+    return int(DamerauLevenshtein.distance(a, b))
 
 
 def _list_intersect(a: Sequence[Any], b: Sequence[Any]) -> list[Any]:

@@ -124,7 +124,7 @@ def test_the_veto_condition_holds_for_the_pairs_duckdb_vetoes(
         assert (vetoes(row) is True) == expected, (a, b)
 
 
-def test_string_functions_work_on_bytes_as_duckdb_s() -> None:
+def test_string_functions_work_on_characters_as_duckdb_s() -> None:
     rng = random.Random(3)
     alphabet = "abcdeéüijklmnzoë-' "
     pairs = [("".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12))), "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))) for _ in range(5000)]
