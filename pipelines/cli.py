@@ -152,8 +152,9 @@ def ingest(
     from profiles.store import Steward, Store
 
     cfg = load_config(config)
-    # one file, then exit: joined with the stored records (no in-memory index to read first)
-    with Store.open(cfg.store_path, compress=cfg.store.compress, checkpoint_wal=cfg.store.checkpoint_wal) as store, console.status(f"ingesting {file.name} ...", spinner="dots"):
+    # one file, then exit: joined with the stored records (no in-memory index to read
+    # first), committed straight into the store file (no WAL to write it into it again)
+    with Store.open(cfg.store_path, compress=cfg.store.compress, write_through=True) as store, console.status(f"ingesting {file.name} ...", spinner="dots"):
         report = LiveIngest(store, cfg, in_memory=False).ingest(source, Steward(actor=f"cli:{os.environ.get('USER', 'unknown')}", role="admin"), path=file)
     counts = ", ".join(f"{name.replace('_', ' ')} {n:,}" for name, n in report.counts().items() if n)
     console.print(

@@ -29,7 +29,7 @@ class StoreConfig(_Strict):
     checkpoint_wal: str = Field(
         "256MB",
         pattern=r"^[0-9]+(\.[0-9]+)?\s*(B|KB|MB|GB|KiB|MiB|GiB)$",
-        description="For the server and `unify ingest`: the write-ahead log size at which a commit also checkpoints "
+        description="For the server: the write-ahead log size at which a commit also checkpoints "
         "the store (DuckDB's default is 16MB). A checkpoint rewrites the indexes of every changed table, seconds "
         "at 1M records, so the server checkpoints when idle instead and this is the backstop.",
     )

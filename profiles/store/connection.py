@@ -60,12 +60,16 @@ class Store:
     @classmethod
     def open(
         cls, path: Path | str, *, read_only: bool = False, threads: int | None = None, compress: bool = True,
-        checkpoint_wal: str | None = None,
+        checkpoint_wal: str | None = None, write_through: bool = False,
     ) -> Store:
         """Open (or create) the store file. ``compress=False`` writes new table data
         uncompressed: about 3x the disk, but faster to write and to read by key.
         ``checkpoint_wal`` ("256MB") is the WAL size at which a commit also checkpoints
-        (DuckDB's default: 16MB); see :meth:`checkpoint_if_due`."""
+        (DuckDB's default: 16MB); see :meth:`checkpoint_if_due`. ``write_through``: each
+        commit writes its changes into the store file (a checkpoint) instead of the WAL,
+        for a process that commits a large change and exits: the checkpoint when it closes
+        the store would write them a second time (`unify ingest`: 0.6 s less for 20,000
+        records at 1M profiles)."""
         path = Path(path)
         if read_only and not path.exists():
             raise StoreError(f"store {path} does not exist: run `unify run` first")
@@ -82,7 +86,10 @@ class Store:
             con.execute(f"SET threads = {int(threads)}")
         if not compress:
             con.execute("SET force_compression = 'uncompressed'")
-        if checkpoint_wal and not read_only:
+        if write_through and not read_only:
+            con.execute("SET checkpoint_threshold = '0B'")
+            con.execute("SET auto_checkpoint_skip_wal_threshold = 0")
+        elif checkpoint_wal and not read_only:
             con.execute("SET checkpoint_threshold = ?", [checkpoint_wal])
         if not read_only:
             # No vacuum at checkpoints: DuckDB 2 rewrites each row group that lost rows. A

@@ -102,6 +102,21 @@ def test_commits_below_the_wal_limit_leave_the_checkpoint_to_the_owner(tmp_path:
         assert store.scalar("SELECT count(*) FROM t") == 300
 
 
+def test_a_write_through_store_commits_into_its_file(tmp_path: Path) -> None:
+    """`unify ingest` opens the store ``write_through``: its one large commit goes into the
+    file at once, not into the WAL that closing the store would copy into the file again."""
+    path = tmp_path / "s.duckdb"
+    with Store.open(path, checkpoint_wal="1GB") as store:
+        store.execute("CREATE TABLE t (k VARCHAR, v VARCHAR)")
+    for write_through, logged in ((False, True), (True, False)):
+        with Store.open(path, checkpoint_wal="1GB", write_through=write_through) as store:
+            with store.transaction():
+                store.execute("INSERT INTO t SELECT 'k' || i, repeat('x', 100) FROM range(20000) r(i)")
+            assert (store.wal_bytes() > 0) is logged
+        with Store.open(path, read_only=True) as store:
+            assert store.scalar("SELECT count(*) FROM t") == (20000 if logged else 40000)
+
+
 def test_keyed_inserts_after_writes_in_one_transaction_do_not_invalidate_the_store(tmp_path: Path) -> None:
     """What a steward action's "after" snapshot and a live ingest do: write rows, then
     copy rows read by key (an index scan) in the same transaction. DuckDB 1.5.6's
