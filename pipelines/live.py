@@ -35,7 +35,7 @@ from pipelines.config import Config, SourceConfig
 from pipelines.ingest import SourceCounts, stage_live
 from pipelines.link import model_groups
 from pipelines.match_index import KEY_HASH, MatchIndex, Plan, plans_of, probe_hashes_sql, stored_hashes_sql
-from pipelines.scoring import pairs_sql, pairs_table, score_sql, term_frequencies_relation, tf_columns
+from pipelines.scoring import bound_sql, pairs_sql, pairs_table, score_sql, term_frequencies_relation, tf_columns
 from pipelines.standardize import MATCH_COLUMNS, DateFormats, standardize
 from pipelines.standardize_rows import RECORD_TYPES, StandardizedRows, standardize_rows
 from profiles.constraints import STEWARD_LINK, constrained_components
@@ -391,6 +391,13 @@ class LiveIngest:
             self.store.execute(f"CREATE TABLE tf_needed AS {_term_frequencies_of(self.store.catalog, 'side', columns_tf)}")
             tf = "tf_needed"
         relation = pairs_sql(model, "SELECT * FROM side", "SELECT * FROM side", candidates="SELECT * FROM candidate_pairs", term_frequencies=tf)
+        bound = bound_sql(model, relation)
+        if bound is not None:  # only the pairs whose upper bound reaches the review band are scored
+            self.store.execute(
+                f"CREATE TABLE plausible_pairs AS SELECT record_key_l, record_key_r FROM ({bound}) WHERE match_probability >= ?",
+                [self.config.matching.review_threshold],
+            )
+            relation = pairs_sql(model, "SELECT * FROM side", "SELECT * FROM side", candidates="SELECT * FROM plausible_pairs", term_frequencies=tf)
         return self._kept(model, relation)
 
     def _side_and_pairs(self, columns: list[str], stored: str) -> None:

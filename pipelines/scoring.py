@@ -11,12 +11,15 @@ pair scores the same either way. Term frequencies come from the run's
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import pyarrow as pa
+import sqlglot
+from sqlglot import exp
 
 from splink.internals.comparison import Comparison
 from splink.internals.dialects import SplinkDialect
@@ -197,3 +200,101 @@ def _score_sql(model_json: str, pairs: str) -> str:
     return f"""WITH __scoring_vectors AS (SELECT {", ".join(vectors)} FROM {pairs}),
     __scoring_parts AS (SELECT {", ".join(parts)} FROM __scoring_vectors)
     SELECT {", ".join(outputs)} FROM __scoring_parts"""
+
+
+#: A level whose condition calls one of these is costly to evaluate (string similarity,
+#: each a loop over both strings): :func:`bound_sql` does not evaluate them.
+_COSTLY = frozenset({"jaro_winkler_similarity", "jarowinkler_similarity", "jaro_similarity", "damerau_levenshtein", "levenshtein", "jaccard"})
+
+
+def _is_costly(node: exp.Expression) -> bool:
+    name = node.name if isinstance(node, exp.Anonymous) else node.sql_name() if isinstance(node, exp.Func) else ""
+    return name.lower() in _COSTLY
+
+
+def _cheap_part(condition: str) -> str | None:
+    """A condition that holds whenever ``condition`` does, without its costly calls: each
+    term that holds one, under nothing but AND, OR and parentheses, taken as true
+    (``house_l = house_r AND jaro_winkler_similarity(...) >= 0.9`` gives
+    ``house_l = house_r AND TRUE``). None when ``condition`` calls none; ``TRUE`` when a
+    costly call sits under anything else (NOT, CASE: taking it as true proves nothing)."""
+    tree = sqlglot.parse_one(condition, read=_DIALECT)
+    calls = [node for node in tree.walk() if _is_costly(node)]
+    if not calls:
+        return None
+    for call in calls:
+        term = call
+        while term.parent is not None and not isinstance(term.parent, (exp.And, exp.Or, exp.Paren)):
+            term = term.parent
+        above = term.parent
+        while above is not None:
+            if not isinstance(above, (exp.And, exp.Or, exp.Paren)):
+                return "TRUE"
+            above = above.parent
+        if term is tree:
+            return "TRUE"
+        term.replace(exp.true())
+    return tree.sql(dialect=_DIALECT)
+
+
+def bound_sql(model: dict[str, Any], pairs: str) -> str | None:
+    """An upper bound of :func:`score_sql`'s ``match_weight`` and ``match_probability``
+    for each row of ``pairs``, without the costly conditions (string similarities): per
+    comparison, the weight of the level the pair gets where the levels before its first
+    costly one decide (exactly, term-frequency adjustment included), and from there the
+    highest weight among the levels the pair could still reach (a costly condition may
+    hold or not; a cheap one is evaluated). The prior and the weights are added as
+    ``score_sql`` adds them, so a pair below a threshold here is below it in
+    ``score_sql`` too. A bulk file's candidates are mostly pairs that share a birth date
+    or a postcode and little else: this drops them before their name similarities are
+    computed. None when a level from the first costly one on has a term-frequency
+    adjustment or no trained weight."""
+    return _bound_sql(json.dumps(model, sort_keys=True), pairs)
+
+
+@lru_cache(maxsize=8)
+def _bound_sql(model_json: str, pairs: str) -> str | None:
+    settings = _settings_of(model_json)
+    comparisons = settings.core_model_settings.comparisons
+    keys = _unique([name for uid in settings.column_info_settings.unique_id_input_columns for name in uid.names_l_r])
+    bounds: list[str] = []
+    for comparison in comparisons:
+        levels = comparison.comparison_levels
+        if any(level._match_weight is None for level in levels):
+            return None
+        cheap = [None if level._is_else_level else _cheap_part(level.sql_condition) for level in levels]
+        costly = [c is not None for c in cheap]
+        cut = costly.index(True) if True in costly else len(levels)
+        if any(level._has_tf_adjustments for level in levels[cut:]):
+            return None
+
+        def weight(level: Any) -> str:
+            """The level's weight as score_sql adds it: splink's literal, and its tf
+            adjustment (splink's CASE, with the level's own gamma in place of the column)."""
+            mw = f"cast({level._match_weight} as float8)"
+            if not level._has_tf_adjustments:
+                return mw
+            tf = "\n".join(lv._tf_adjustment_sql(str(level.comparison_vector_value), levels) for lv in levels)
+            return f"({mw} + CASE\n{tf}\nEND)"
+
+        def reachable(i: int) -> str:
+            """The highest weight among the levels from ``i`` on that a pair may get."""
+            level = levels[i]
+            if level._is_else_level or i == len(levels) - 1 and not costly[i]:
+                return weight(level) if level._is_else_level else f"CASE WHEN {level.sql_condition} THEN {weight(level)} END"
+            if costly[i]:  # the level if its cheap part holds (the costly part may), and the next ones
+                this = weight(level) if cheap[i] == "TRUE" else f"CASE WHEN {cheap[i]} THEN {weight(level)} END"
+                return f"greatest({this}, {reachable(i + 1)})"  # greatest() passes over a NULL
+            return f"CASE WHEN {level.sql_condition} THEN {weight(level)} ELSE {reachable(i + 1)} END"
+
+        exact = "\n".join(
+            f"ELSE {weight(level)}" if level._is_else_level else f"WHEN {level.sql_condition} THEN {weight(level)}" for level in levels[:cut]
+        )
+        rest = f"ELSE {reachable(cut)}" if cut < len(levels) else ""
+        bounds.append(f"CASE\n{exact}\n{rest}\nEND AS __bound_{len(bounds)}")
+    match_weight, match_probability = _combine_prior_and_mws(
+        settings.core_model_settings.probability_two_random_records_match,
+        [f"__bound_{i}" for i in range(len(bounds))], SplinkDialect.from_string(_DIALECT),
+    )
+    return f"""WITH __bounds AS (SELECT {", ".join([*keys, *bounds])} FROM {pairs})
+    SELECT {", ".join(keys)}, {match_weight} AS match_weight, {match_probability} AS match_probability FROM __bounds"""

@@ -5,8 +5,8 @@ frequencies, within 1e-9."""
 from __future__ import annotations
 
 import copy
-
 import math
+import random
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import pytest
 
 from pipelines.comparisons import identifier_column, level_sql
 from pipelines.config import load_config
-from pipelines.scoring import pairs_sql, score_sql, term_frequencies_relation, tf_columns
+from pipelines.scoring import _cheap_part, bound_sql, pairs_sql, score_sql, term_frequencies_relation, tf_columns
 from pipelines.standardize import MATCH_COLUMNS
 from profiles.store import Store, ident
 from tests.conftest import DemoRun
@@ -121,3 +121,49 @@ def test_a_store_without_term_frequencies_scores_without_tf_adjustments(
     tf = [c for c in columns if c.startswith("mw_tf_adj_")]
     assert tf and all(r[c] == 0.0 for r in rows for c in tf)
     _assert_same([c for c in columns if c.startswith("mw_") and c not in tf], rows)
+
+
+def test_the_bound_is_never_below_the_score_and_leaves_out_most_candidates(
+    store: Store, model: dict[str, Any], records_sql: str, small_demo: DemoRun
+) -> None:
+    """A bulk file's pairs are scored only when their bound (bound_sql: string similarities
+    left out, the best level they could still reach taken instead) reaches the review
+    band. On every stored pair, every pair sharing a birth date or a postcode (what the
+    blocking rules hand a bulk file) and 3,000 random pairs: the bound's weight is at
+    least the score's, so no pair at or above the threshold is dropped; and it drops
+    most of the others, or it would not be worth its statement."""
+    keys = [k for (k,) in store.rows("SELECT record_key FROM records ORDER BY record_key")]
+    rng = random.Random(11)
+    randoms = ", ".join(f"('{a}', '{b}')" for a, b in sorted({tuple(sorted(rng.sample(keys, 2))) for _ in range(3000)}))
+    candidates = f"""SELECT record_key_l, record_key_r FROM pairs
+        UNION SELECT l.record_key, r.record_key FROM records l JOIN records r
+              ON (l.dob = r.dob OR l.postcode_std = r.postcode_std) AND l.record_key < r.record_key
+        UNION SELECT * FROM (VALUES {randoms}) v(record_key_l, record_key_r)"""
+    pairs = pairs_sql(model, records_sql, records_sql, candidates=candidates)
+    bound = bound_sql(model, pairs)
+    assert bound is not None, "the demo's model has string similarities to leave out"
+    rows = store.rows(
+        f"""SELECT s.match_weight, s.match_probability, b.match_weight, b.match_probability
+            FROM ({score_sql(model, pairs)}) s JOIN ({bound}) b USING (record_key_l, record_key_r)"""
+    )
+    assert len(rows) > store.scalar("SELECT count(*) FROM pairs") + 2500
+    assert all(bound_weight >= weight - TOLERANCE for weight, _, bound_weight, _ in rows)
+    threshold = load_config(small_demo.manifest.config_path).matching.review_threshold
+    kept = [r for r in rows if r[1] >= threshold]
+    assert kept and all(r[3] >= threshold for r in kept)
+    dropped = sum(1 for r in rows if r[3] < threshold)
+    assert dropped > 0.5 * (len(rows) - len(kept)), (dropped, len(rows), len(kept))
+
+
+@pytest.mark.parametrize(
+    ("condition", "cheap"),
+    [
+        ('"a_l" = "a_r" AND jaro_winkler_similarity("b_l", "b_r") >= 0.9', '"a_l" = "a_r" AND TRUE'),
+        ('("a_l" = "a_r" OR damerau_levenshtein("b_l", "b_r") <= 1) AND "c_l" = "c_r"', '("a_l" = "a_r" OR TRUE) AND "c_l" = "c_r"'),
+        ('jaro_winkler_similarity("b_l", "b_r") >= 0.9', "TRUE"),
+        ('NOT (jaro_winkler_similarity("b_l", "b_r") >= 0.9) AND "a_l" = "a_r"', "TRUE"),
+        ('"a_l" = "a_r"', None),
+    ],
+)
+def test_the_cheap_part_of_a_condition_holds_whenever_it_does(condition: str, cheap: str | None) -> None:
+    assert _cheap_part(condition) == cheap
