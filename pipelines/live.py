@@ -23,7 +23,7 @@ import json
 import secrets
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -503,14 +503,13 @@ class LiveIngest:
         if assignment:
             self.stewardship.reassign(touched, assignment, previous=previous, links=links, current=current)
         review = self._queue_reviews(r, staged, assignment)
-        outcome = self._outcomes(keys, assignment, previous, merged, review, existing, probabilities)
         issues: dict[str, list[str]] = {}
         for rid, name, reason in zip(
             staged.issues.column("record_id").to_pylist(), staged.issues.column("field").to_pylist(),
             staged.issues.column("reason").to_pylist(),
         ):
             issues.setdefault(f"{source.name}:{rid}", []).append(f"{name}: {reason}")
-        outcome = [replace(o, field_issues=issues.get(o.record_key, [])) for o in outcome]
+        outcome = self._outcomes(keys, assignment, previous, merged, review, existing, probabilities, issues)
         logged = staged.records.select(["source", "record_id", "raw", "line"]).sort_by("line")
         if not logged.num_rows:
             pass  # every row quarantined
@@ -742,6 +741,7 @@ class LiveIngest:
     def _outcomes(
         self, keys: list[str], assignment: dict[str, str], previous: Mapping[str, str],
         merged: dict[str, list[str]], review: dict[str, list[str]], existing: set[str], probability: Mapping[str, float],
+        issues: Mapping[str, list[str]],
     ) -> list[IngestedRecord]:
         joined = {assignment[k] for k in existing if k in assignment}  # profiles holding records from before
         out = []
@@ -760,6 +760,7 @@ class LiveIngest:
                 record_key=key, status=status, profile_id=pid,
                 match_probability=float(probability[key]) if probability.get(key) is not None else None,
                 previous_profile_id=before, merged_profiles=list(merged.get(pid, [])), review_pairs=review.get(key, []),
+                field_issues=issues.get(key, []),
             ))
         return out
 
