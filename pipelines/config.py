@@ -30,8 +30,8 @@ class StoreConfig(_Strict):
         "256MB",
         pattern=r"^[0-9]+(\.[0-9]+)?\s*(B|KB|MB|GB|KiB|MiB|GiB)$",
         description="For the server: the write-ahead log size at which a commit also checkpoints "
-        "the store (DuckDB's default is 16MB). A checkpoint rewrites the indexes of every changed table, seconds "
-        "at 1M records, so the server checkpoints when idle instead and this is the backstop.",
+        "the store (DuckDB's default is 16MB). A checkpoint stops the world while it writes the changed tables and "
+        "index parts (over a second at 1M records), so the server checkpoints when idle instead and this is the backstop.",
     )
     compress: bool = Field(
         False,
