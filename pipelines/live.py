@@ -382,7 +382,8 @@ class LiveIngest:
 
     def _score_bulk(self, model: dict[str, Any], stored: str) -> pa.Table:
         """The ``candidates`` of a bulk file scored with the run's model and term
-        frequencies, in the workspace by joins."""
+        frequencies, in the workspace by joins: those whose upper bound
+        (:func:`pipelines.scoring.bound_sql`) reaches the review band."""
         columns = ["record_key", *MATCH_COLUMNS, *(identifier_column(n) for n in self.config.shared_identifiers())]
         columns_tf = tf_columns(model)
         tf = self._state.term_frequencies
