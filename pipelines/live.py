@@ -391,15 +391,18 @@ class LiveIngest:
         if tf == "term_frequencies" and columns_tf:
             self.store.execute(f"CREATE TABLE tf_needed AS {_term_frequencies_of(self.store.catalog, 'side', columns_tf)}")
             tf = "tf_needed"
-        relation = pairs_sql(model, "SELECT * FROM side", "SELECT * FROM side", candidates="SELECT * FROM candidate_pairs", term_frequencies=tf)
-        bound = bound_sql(model, relation)
-        if bound is not None:  # only the pairs whose upper bound reaches the review band are scored
-            self.store.execute(
-                f"CREATE TABLE plausible_pairs AS SELECT record_key_l, record_key_r FROM ({bound}) WHERE match_probability >= ?",
-                [self.config.matching.review_threshold],
-            )
-            relation = pairs_sql(model, "SELECT * FROM side", "SELECT * FROM side", candidates="SELECT * FROM plausible_pairs", term_frequencies=tf)
-        return self._kept(model, relation)
+        def of(candidates: str) -> str:
+            return pairs_sql(model, "SELECT * FROM side", "SELECT * FROM side", candidates=f"SELECT * FROM {candidates}", term_frequencies=tf)
+
+        bound = bound_sql(model, of("candidate_pairs"))
+        if bound is None:
+            return self._kept(model, of("candidate_pairs"))
+        # only the pairs whose upper bound reaches the review band are scored
+        self.store.execute(
+            f"CREATE TABLE plausible_pairs AS SELECT record_key_l, record_key_r FROM ({bound}) WHERE match_probability >= ?",
+            [self.config.matching.review_threshold],
+        )
+        return self._kept(model, of("plausible_pairs"))
 
     def _side_and_pairs(self, columns: list[str], stored: str) -> None:
         """``side`` (the new records and their stored candidates, as the model reads them)

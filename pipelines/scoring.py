@@ -11,7 +11,6 @@ pair scores the same either way. Term frequencies come from the run's
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -183,17 +182,29 @@ def score_sql(model: dict[str, Any], pairs: str) -> str:
     return _score_sql(json.dumps(model, sort_keys=True), pairs)
 
 
+def _keys(settings: Settings) -> list[str]:
+    """The pair's key columns (record_key_l, record_key_r)."""
+    return _unique([name for uid in settings.column_info_settings.unique_id_input_columns for name in uid.names_l_r])
+
+
+def _weight_and_probability(settings: Settings, terms: list[str]) -> tuple[str, str]:
+    """splink's SQL of the match weight (the prior plus the ``terms``) and probability."""
+    match_weight, match_probability = _combine_prior_and_mws(
+        settings.core_model_settings.probability_two_random_records_match, terms, SplinkDialect.from_string(_DIALECT)
+    )
+    return match_weight, match_probability
+
+
 @lru_cache(maxsize=8)
 def _score_sql(model_json: str, pairs: str) -> str:
     settings = _settings_of(model_json)
     comparisons = settings.core_model_settings.comparisons
-    keys = _unique([name for uid in settings.column_info_settings.unique_id_input_columns for name in uid.names_l_r])
+    keys = _keys(settings)
     # splink's stages: comparison vectors, then match weight parts, then the sum with the prior
     vectors = _unique([*keys, *(c for cc in comparisons for c in cc._columns_to_select_for_comparison_vector_values(False))])  # type: ignore[no-untyped-call]
     parts = _unique([*keys, *(c for cc in comparisons for c in cc._columns_to_select_for_match_weight_parts(False, False))])
-    terms = [term for cc in comparisons for term in cc._match_weight_columns_to_sum]
-    match_weight, match_probability = _combine_prior_and_mws(
-        settings.core_model_settings.probability_two_random_records_match, terms, SplinkDialect.from_string(_DIALECT)
+    match_weight, match_probability = _weight_and_probability(
+        settings, [term for cc in comparisons for term in cc._match_weight_columns_to_sum]
     )
     outputs = [*keys, f"{match_weight} AS match_weight", f"{match_probability} AS match_probability"]
     outputs += [c for cc in comparisons for c in (cc._gamma_column_name, *cc._match_weight_columns_to_sum)]
@@ -257,7 +268,7 @@ def bound_sql(model: dict[str, Any], pairs: str) -> str | None:
 def _bound_sql(model_json: str, pairs: str) -> str | None:
     settings = _settings_of(model_json)
     comparisons = settings.core_model_settings.comparisons
-    keys = _unique([name for uid in settings.column_info_settings.unique_id_input_columns for name in uid.names_l_r])
+    keys = _keys(settings)
     bounds: list[str] = []
     for comparison in comparisons:
         levels = comparison.comparison_levels
@@ -293,9 +304,6 @@ def _bound_sql(model_json: str, pairs: str) -> str | None:
         )
         rest = f"ELSE {reachable(cut)}" if cut < len(levels) else ""
         bounds.append(f"CASE\n{exact}\n{rest}\nEND AS __bound_{len(bounds)}")
-    match_weight, match_probability = _combine_prior_and_mws(
-        settings.core_model_settings.probability_two_random_records_match,
-        [f"__bound_{i}" for i in range(len(bounds))], SplinkDialect.from_string(_DIALECT),
-    )
+    match_weight, match_probability = _weight_and_probability(settings, [f"__bound_{i}" for i in range(len(bounds))])
     return f"""WITH __bounds AS (SELECT {", ".join([*keys, *bounds])} FROM {pairs})
     SELECT {", ".join(keys)}, {match_weight} AS match_weight, {match_probability} AS match_probability FROM __bounds"""

@@ -193,9 +193,7 @@ class Store:
 
     def arrow(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pa.Table:
         with self._lock:
-            table = self._run(sql, params, None, arrow=True)
-            assert isinstance(table, pa.Table)
-            return table
+            return self._run(sql, params, None, arrow=True)
 
     def dicts(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list[dict[str, Any]]:
         with self._lock:
