@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RECORDS ?= 20000
 
-.PHONY: demo test lint bench bench-api bench-ingest install clean
+.PHONY: demo test lint bench bench-accuracy bench-api bench-ingest install clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or: make PYTHON=python3 ...)"; exit 1; }
@@ -30,6 +30,10 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/pipeline.py
+
+# unify against the plain splink script (bench/plain_splink.py) on FEBRL1, FEBRL4 and the demo.
+bench-accuracy: $(STAMP)
+	$(BIN)/python bench/accuracy.py
 
 # Needs wrk (apt-get install -y wrk); builds a 1M-profile store the first time (minutes).
 bench-api: $(STAMP)

@@ -70,6 +70,10 @@ def _print_summary(summary: RunSummary, elapsed: float) -> None:
             f"{name} {value:.3f}" for name, value in (("precision", labels.precision), ("recall", labels.recall)) if value is not None
         )
         console.print(f"steward labels: {labels.same} same, {labels.different} different; model {scores or 'not measurable'}; {labels.note}")
+    if summary.vetoes:
+        console.print("vetoes: " + "; ".join(f"{rule} {why}" for rule, why in summary.vetoes.items()))
+    for assumption in summary.assumptions:
+        console.print(f"[yellow]assumed: {assumption}[/]")
     if summary.untrained_levels:
         console.print(
             "[dim]comparison levels never observed in training (scored neutrally): "

@@ -12,7 +12,7 @@ import json
 
 import pyarrow as pa
 
-from pipelines.comparisons import identifier_overrides, veto_sql
+from pipelines.comparisons import model_veto_sql
 from pipelines.config import Config
 from profiles.constraints import STEWARD_LINK, constrained_components
 from profiles.identity import mint_profile_ids
@@ -20,19 +20,20 @@ from profiles.store import Store, ident
 
 
 def enforce_vetoes(store: Store, config: Config) -> int:
-    """Make the clusters obey the vetoes and the stewards' decisions: records a veto rule
-    or a DIFFERENT decision keeps apart never share a cluster, not even through a chain
-    (the weakest links are cut, see profiles.constraints), and records a SAME decision
-    joins always do. Returns the number of clusters changed."""
+    """Make the clusters obey the veto rules the trained model makes active
+    (comparisons.active_vetoes) and the stewards' decisions: records an active rule or a
+    DIFFERENT decision keeps apart never share a cluster, not even through a chain (the
+    weakest links are cut, see profiles.constraints), and records a SAME decision joins
+    always do. Returns the number of clusters changed."""
     model = json.loads(config.model_path.read_text(encoding="utf-8"))
-    overrides = identifier_overrides(model, config.shared_identifiers())
+    vetoes = model_veto_sql(model, list(config.matching.vetoes), config.shared_identifiers())
     decided = _decisions(store)
     store.execute(
         f"""CREATE OR REPLACE TABLE cluster_conflicts AS
             WITH members AS (SELECT c.cluster_id, l.* FROM clusters c JOIN linkable l USING (record_key))
             SELECT l.cluster_id, l.record_key AS key_l, r.record_key AS key_r
             FROM members l JOIN members r ON l.cluster_id = r.cluster_id AND l.record_key < r.record_key
-            WHERE {veto_sql(list(config.matching.vetoes), overrides)}
+            WHERE {vetoes}
             UNION ALL
             SELECT a.cluster_id, d.record_key_l, d.record_key_r
             FROM ({decided}) d JOIN clusters a ON a.record_key = d.record_key_l JOIN clusters b ON b.record_key = d.record_key_r

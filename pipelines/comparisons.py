@@ -9,6 +9,7 @@ at scale); Dutch postcodes get their own levels (splink's PostcodeComparison is 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -119,24 +120,63 @@ def identifier(name: str) -> dict[str, Any]:
 
 
 def address() -> dict[str, Any]:
-    pc, hn, st, city = "postcode_std", "house_number_std", "street_std", "city_std"
+    """The dwelling as ONE comparison: postcode, house number, street and address line 2
+    in combined levels, never compared separately (that counts a household's shared
+    address several times). Typos are allowed where they are common: the postcode within
+    one edit (any country's: "3138"/"3128", "1234AB"/"1234AC"), free text at
+    Jaro-Winkler >= 0.9. Training learns per level how rare the agreement is."""
+    pc, hn, st, l2 = "postcode_std", "house_number_std", "street_std", "address_line2_std"
+    postcode_typo = f'damerau_levenshtein("{pc}_l", "{pc}_r") <= 1'
+    street = f'jaro_winkler_similarity("{st}_l", "{st}_r") >= 0.9'
+    line2 = f'jaro_winkler_similarity("{l2}_l", "{l2}_r") >= 0.9'
+    number = f'"{hn}_l" = "{hn}_r"'
     return {
         "output_column_name": "address",
-        "comparison_description": "address as one comparison: postcode + house number, street + number + city, postcode, area",
+        "comparison_description": "address as one comparison: postcode (one edit allowed), house number, street and "
+        "address line 2 (Jaro-Winkler >= 0.9) in combined levels",
         "comparison_levels": [
             {
                 "sql_condition": f'("{pc}_l" IS NULL AND "{st}_l" IS NULL) OR ("{pc}_r" IS NULL AND "{st}_r" IS NULL)',
                 "label_for_charts": "missing on either side",
                 "is_null_level": True,
             },
-            _level(f'"{pc}_l" = "{pc}_r" AND "{hn}_l" = "{hn}_r"', "postcode and house number"),
-            _level(
-                f'"{hn}_l" = "{hn}_r" AND "{city}_l" = "{city}_r" AND jaro_winkler_similarity("{st}_l", "{st}_r") >= 0.9',
-                "street, house number and city",
-            ),
+            _level(f'"{pc}_l" = "{pc}_r" AND {number}', "postcode and house number"),
+            _level(f"{number} AND {postcode_typo} AND ({street} OR {line2})", "house number, street or line 2, postcode within a typo"),
+            _level(f"{number} AND {street}", "street and house number"),
+            _level(f"{number} AND {line2}", "address line 2 and house number"),
             _level(f'"{pc}_l" = "{pc}_r" AND ("{hn}_l" IS NULL OR "{hn}_r" IS NULL)', "postcode, house number unknown"),
             _level(f'"{pc}_l" = "{pc}_r"', "postcode, other house number"),
-            _level(f'left("{pc}_l", 4) = left("{pc}_r", 4) OR "{city}_l" = "{city}_r"', "same postcode area or city"),
+            _level(f"{street} OR {line2}", "street or line 2, other house number"),
+            _level(f"{postcode_typo}", "postcode within a typo"),
+            _ELSE,
+        ],
+    }
+
+
+def locality() -> dict[str, Any]:
+    """The place: city (typos allowed) and region, compared only where postcode and house
+    number do not already place both records at one dwelling (there it adds nothing, and
+    a household's shared address would count twice). Where they do not (a postcode typo,
+    a missing number, a street line only), the town is evidence of its own: splink samples
+    u among all random pairs, true matches included, so no one comparison outweighs the
+    prior, and FEBRL's pairs with a retyped given name and birth date needed both."""
+    city, region = "city_std", "region_std"
+    pc, hn = "postcode_std", "house_number_std"
+    similar = f'jaro_winkler_similarity("{city}_l", "{city}_r") >= 0.9'
+    return {
+        "output_column_name": "locality",
+        "comparison_description": "locality: city (Jaro-Winkler >= 0.9) and region",
+        "comparison_levels": [
+            {
+                "sql_condition": f'(("{city}_l" IS NULL OR "{city}_r" IS NULL) AND ("{region}_l" IS NULL OR "{region}_r" IS NULL))'
+                f' OR coalesce("{pc}_l" = "{pc}_r" AND "{hn}_l" = "{hn}_r", false)',
+                "label_for_charts": "missing on either side",  # or one dwelling: see the docstring
+                "is_null_level": True,
+            },
+            _level(f'"{city}_l" = "{city}_r" AND "{region}_l" = "{region}_r"', "city and region"),
+            _level(f'"{city}_l" = "{city}_r"', "city"),
+            _level(f"{similar}", "city within a typo"),
+            _level(f'"{region}_l" = "{region}_r"', "region only"),
             _ELSE,
         ],
     }
@@ -153,7 +193,8 @@ _GROUPS: dict[str, tuple[str, ...]] = {
     "date_of_birth": ("date_of_birth",),
     "email": ("email",),
     "phone": ("phone",),
-    "address": ("postcode", "street"),
+    "address": ("postcode", "street", "house_number", "address_line2"),
+    "locality": ("city", "region"),
 }
 
 
@@ -174,9 +215,17 @@ def blocking_rules(groups: set[str], shared_identifiers: list[str]) -> list[str]
         # records); a name plus birth year or plus city keeps the movers and the
         # number changers that share nothing else, at a hundredth of the cost.
         ({"name", "date_of_birth"}, "l.first_name_std = r.first_name_std AND l.last_name_std = r.last_name_std AND year(l.dob) = year(r.dob)"),
-        ({"name", "address"}, "l.first_name_std = r.first_name_std AND l.last_name_std = r.last_name_std AND l.city_std = r.city_std"),
+        ({"name", "locality"}, "l.first_name_std = r.first_name_std AND l.last_name_std = r.last_name_std AND l.city_std = r.city_std"),
         ({"name"}, "l.first_name_std = r.last_name_std AND l.last_name_std = r.first_name_std"),
         ({"date_of_birth", "address"}, "l.dob = r.dob AND l.postcode_std = r.postcode_std"),
+        # One dwelling, whatever was retyped in the names and the birth date (FEBRL: a third
+        # of its hardest true pairs share nothing else exactly). Never a street name and a
+        # number alone: the demo's 600 street names repeat in every town.
+        ({"address"}, "l.postcode_std = r.postcode_std AND l.house_number_std = r.house_number_std"),
+        ({"address"}, "l.street_std = r.street_std AND l.postcode_std = r.postcode_std"),
+        ({"address", "locality"}, "l.street_std = r.street_std AND l.house_number_std = r.house_number_std AND l.city_std = r.city_std"),
+        ({"address"}, "l.address_line2_std = r.address_line2_std AND l.house_number_std = r.house_number_std"),
+        ({"address", "name"}, "l.last_name_std = r.last_name_std AND l.postcode_std = r.postcode_std"),
     ]
     rules = [rule for needs, rule in candidates if needs <= groups]
     rules += [f"l.{identifier_column(n)} = r.{identifier_column(n)}" for n in shared_identifiers]
@@ -219,6 +268,7 @@ def settings(groups: set[str], shared_identifiers: list[str]) -> dict[str, Any]:
         ("email", exact("email", "email_std", "email, normalised, exact (term frequency)", tf=True)),
         ("phone", exact("phone", "phone_std", "phone in E.164, exact (term frequency)", tf=True)),
         ("address", address()),
+        ("locality", locality()),
     ]
     comparisons = [c for group, c in candidates if group in groups]
     comparisons += [identifier(name) for name in shared_identifiers]
@@ -241,13 +291,12 @@ def settings(groups: set[str], shared_identifiers: list[str]) -> dict[str, Any]:
 #: a given name and the names clearly differ (different initial, or two full names far
 #: apart). Households, twins and father/son pairs share everything else; the
 #: independence assumption of the model cannot see that, these rules can. Pairs that
-#: break a rule never link directly or through a chain (see pipelines/cluster.py).
+#: break an active rule never link directly or through a chain (see pipelines/cluster.py);
+#: which rules are active the trained model decides (:func:`active_vetoes`).
 #: Each rule is a chain of ANDs, cheap tests first: DuckDB evaluates a conjunct only on
 #: the rows the ones before it kept, and nearly every pair checked (the members of one
 #: cluster) has equal dates and names, so the string distances are rarely computed
-#: (0.76 -> 0.39 s for the 820,000 pairs inside the clusters of a 1M-record run; the
-#: same answer as the rules written as NOT (equal OR swapped OR one typo) for all of
-#: them and 2.1M random pairs).
+#: (tests/pipelines/test_vetoes.py holds them equal to the rules as documented).
 VETO_RULES: dict[str, str] = {
     "date_of_birth": """l.dob IS NOT NULL AND r.dob IS NOT NULL AND l.dob <> r.dob
         AND NOT (year(l.dob) = year(r.dob) AND month(l.dob) = day(r.dob) AND day(l.dob) = month(r.dob))
@@ -260,6 +309,64 @@ VETO_RULES: dict[str, str] = {
         AND NOT coalesce(jaro_winkler_similarity(l.first_name_std, r.last_name_std) >= 0.92
                          AND jaro_winkler_similarity(l.last_name_std, r.first_name_std) >= 0.92, false)""",
 }
+
+
+#: The comparison level each veto rule covers: the "all other comparisons" level of its
+#: comparison holds exactly the pairs the rule calls a conflict (for first names, all but
+#: the rare similar names with another initial).
+VETO_LEVELS: dict[str, str] = {"date_of_birth": "date_of_birth", "first_name": "first_name"}
+
+#: A veto rule is active only where the trained model says such a conflict is rare among
+#: true matches: the m-probability of the level it covers below this bound. Data where
+#: one true match in fifty or more carries the conflict (replaced given names, retyped
+#: birth dates: FEBRL's 9.9% and 4.6%) has the conflict scored as the weak evidence it
+#: is there; data where it marks different people (households, twins, father and son:
+#: the demo's 0.8% and 0.08%) keeps them apart absolutely.
+VETO_MAX_M = 0.02
+
+
+@dataclass(frozen=True)
+class VetoDecision:
+    """Whether a configured veto rule is active for a trained model, and why."""
+
+    rule: str
+    active: bool
+    m_probability: float | None  # share of true matches with the conflict; None: not in the model or untrained
+
+    @property
+    def reason(self) -> str:
+        if self.m_probability is None:
+            return "active: the model has no trained m-probability for the conflict, the rule stands" if self.active else (
+                "inactive: the model does not compare this field"
+            )
+        share = f"{self.m_probability:.2%} of true matches conflict"
+        return f"{'active' if self.active else 'inactive'}: {share} (bound {VETO_MAX_M:.0%})"
+
+
+def active_vetoes(model: dict[str, Any], rules: list[str]) -> list[VetoDecision]:
+    """Per configured rule, whether the trained ``model`` makes it active (see
+    :data:`VETO_MAX_M`)."""
+    by_name = {c["output_column_name"]: c for c in model.get("comparisons", [])}
+    decisions = []
+    for rule in rules:
+        comparison = by_name.get(VETO_LEVELS[rule])
+        if comparison is None:
+            decisions.append(VetoDecision(rule, False, None))
+            continue
+        last = comparison["comparison_levels"][-1]
+        m, u = last.get("m_probability"), last.get("u_probability")
+        # an m of one half or more says training found no true matches to learn from (one
+        # clean source): nothing is known of the conflict there, and the rule stands
+        trained = isinstance(m, float) and isinstance(u, float) and m != u and m < 0.5
+        decisions.append(VetoDecision(rule, not trained or m < VETO_MAX_M, m if trained else None))
+    return decisions
+
+
+def model_veto_sql(model: dict[str, Any], rules: list[str], shared_identifiers: list[str]) -> str:
+    """:func:`veto_sql` of the rules the trained ``model`` makes active, with its
+    identifier overrides: the one condition batch and live ingest keep records apart by."""
+    active = [d.rule for d in active_vetoes(model, rules) if d.active]
+    return veto_sql(active, identifier_overrides(model, shared_identifiers))
 
 
 #: A conflict is overridden by agreement on an identifier only when the model learned

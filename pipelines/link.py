@@ -20,7 +20,7 @@ from typing import Any
 from splink import DuckDBAPI, Linker
 from splink.internals.exceptions import SplinkException
 
-from pipelines.comparisons import available, deterministic_rules, em_training_rules, identifier_column, settings
+from pipelines.comparisons import active_vetoes, available, deterministic_rules, em_training_rules, identifier_column, settings
 from pipelines.config import Config
 from pipelines.scoring import term_frequencies_sql, tf_columns
 from pipelines.standardize import MATCH_COLUMNS
@@ -89,6 +89,8 @@ class LinkOutcome:
     candidate_pairs: int
     labels: LabelReport
     untrained_levels: list[str] = field(default_factory=list)
+    vetoes: dict[str, str] = field(default_factory=dict)  # configured rule -> active or not, and why
+    assumed: list[str] = field(default_factory=list)  # what training had to assume
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -125,9 +127,9 @@ def prepare_labels(store: Store) -> None:
 
 def make_linker(
     store: Store, config: Config, *, retrain: bool, meanwhile: Callable[[], None] = lambda: None
-) -> tuple[DuckDBAPI, Linker, bool, bool]:
+) -> tuple[DuckDBAPI, Linker, bool, bool, list[str]]:
     """A linker with the saved model, or a freshly trained one (saved). Returns
-    (database api, linker, trained, trained on labels). ``meanwhile`` is called when
+    (database api, linker, trained, trained on labels, what training assumed). ``meanwhile`` is called when
     training starts sampling pairs for u (see :func:`train`), or not at all."""
     db = DuckDBAPI(connection=store.connection)
     table = db.register("linkable")
@@ -147,12 +149,12 @@ def make_linker(
         saved["blocking_rules_to_generate_predictions"] = wanted["blocking_rules_to_generate_predictions"]
         if neutralize_untrained(saved):  # a model saved before untrained levels were neutralized
             _write_model(saved, model_path)
-        return db, Linker(table, saved), False, False
+        return db, Linker(table, saved), False, False, []
     linker = Linker(table, wanted)
+    records = int(store.scalar("SELECT count(*) FROM linkable"))
     try:
-        train(linker, config, meanwhile)
-    except SplinkException as exc:
-        records = store.scalar("SELECT count(*) FROM linkable")
+        linker, assumed = train(linker, table, records, config, meanwhile)
+    except (SplinkException, ValueError, ZeroDivisionError) as exc:
         raise UnifyError(
             f"cannot train a model on these {records:,} records: {str(exc).splitlines()[0]} "
             "Unsupervised training needs sources that overlap (thousands of records); "
@@ -164,7 +166,7 @@ def make_linker(
     if neutralize_untrained(trained):
         _write_model(trained, model_path)
         linker = Linker(table, trained)
-    return db, linker, True, used_labels
+    return db, linker, True, used_labels, assumed
 
 
 def model_groups(config: Config) -> set[str]:
@@ -176,19 +178,46 @@ def model_groups(config: Config) -> set[str]:
     return groups
 
 
-def train(linker: Linker, config: Config, meanwhile: Callable[[], None] = lambda: None) -> None:
-    """Train the model unsupervised. ``meanwhile`` is called just before the u sampling,
-    which keeps 1.3 of 2 cores busy (at 1M records: 12.9 s, a third of a run's linking),
+#: The prior's floor: one true pair per this many records. Data without duplicates (one
+#: clean source, the usual start before the next source arrives by ``unify ingest``)
+#: gives splink a prior of 0, whose match weight is undefined.
+RECORDS_PER_ASSUMED_PAIR = 100
+
+
+def prior_floor(records: int) -> float:
+    """The probability that two random records match when one pair in
+    :data:`RECORDS_PER_ASSUMED_PAIR` records is a true match."""
+    pairs = max(1, records * (records - 1) // 2)
+    return min(0.5, max(1.0, records / RECORDS_PER_ASSUMED_PAIR) / pairs)
+
+
+def train(
+    linker: Linker, table: Any, records: int, config: Config, meanwhile: Callable[[], None] = lambda: None
+) -> tuple[Linker, list[str]]:
+    """Train the model unsupervised on ``records`` records. Returns the trained linker (a
+    new one when the prior was raised to its floor) and what training had to assume.
+    ``meanwhile`` is called just before the u sampling, which keeps 1.3 of 2 cores busy,
     so that work of the caller's can use the rest."""
     groups, identifiers = model_groups(config), config.shared_identifiers()
-    training = linker.training
+    assumed: list[str] = []
     prior_rules = deterministic_rules(groups, identifiers)
     if prior_rules:
-        training.estimate_probability_two_random_records_match(prior_rules, recall=0.8)
+        linker.training.estimate_probability_two_random_records_match(prior_rules, recall=0.8)
+        model = linker.misc.save_model_to_json()
+        floor = prior_floor(records)
+        if float(model["probability_two_random_records_match"]) < floor:
+            model["probability_two_random_records_match"] = floor
+            linker = Linker(table, model)
+            assumed.append(
+                f"too few certain duplicates to estimate how often two records match: assumed one true pair "
+                f"per {RECORDS_PER_ASSUMED_PAIR} records (prior {floor:.3g})"
+            )
+    training = linker.training
     meanwhile()
     training.estimate_u_using_random_sampling(max_pairs=config.matching.u_max_pairs, seed=config.matching.seed)
     for rule in em_training_rules(groups):
         training.estimate_parameters_using_expectation_maximisation(rule, max_pairs=config.matching.em_max_pairs)
+    return linker, assumed
 
 
 def train_on_labels(store: Store, db: DuckDBAPI, linker: Linker, config: Config) -> bool:
@@ -283,7 +312,7 @@ def run_linkage(store: Store, config: Config, *, retrain: bool, meanwhile: Calla
     t0 = time.perf_counter()
     prepare_linkable(store, config)
     prepare_labels(store)
-    db, linker, trained, used_labels = make_linker(store, config, retrain=retrain, meanwhile=meanwhile)
+    db, linker, trained, used_labels, assumed = make_linker(store, config, retrain=retrain, meanwhile=meanwhile)
     if not trained:
         meanwhile()
     seconds["train" if trained else "load model"] = time.perf_counter() - t0
@@ -295,9 +324,11 @@ def run_linkage(store: Store, config: Config, *, retrain: bool, meanwhile: Calla
     cluster(store, db, linker, config)
     seconds["cluster"] = time.perf_counter() - t2
     linker.table_management.delete_tables_created_by_splink_from_db()
-    untrained = untrained_levels(_read_model(config.model_path))
+    model = _read_model(config.model_path)
+    vetoes = {d.rule: d.reason for d in active_vetoes(model, list(config.matching.vetoes))}
     return LinkOutcome(
-        trained=trained, candidate_pairs=pairs, labels=labels, untrained_levels=untrained, seconds=seconds
+        trained=trained, candidate_pairs=pairs, labels=labels, untrained_levels=untrained_levels(model),
+        vetoes=vetoes, assumed=assumed, seconds=seconds
     )
 
 

@@ -30,7 +30,7 @@ from typing import Any
 import pyarrow as pa
 
 from pipelines import rowwise
-from pipelines.comparisons import blocking_rules, identifier_column, identifier_overrides, veto_sql
+from pipelines.comparisons import blocking_rules, identifier_column, model_veto_sql
 from pipelines.config import Config, SourceConfig
 from pipelines.ingest import SourceCounts, stage_live
 from pipelines.link import model_groups
@@ -662,7 +662,7 @@ class LiveIngest:
         if not pairs:
             return []
         ids = self.config.shared_identifiers()
-        condition = veto_sql(list(self.config.matching.vetoes), identifier_overrides(model, ids))
+        condition = model_veto_sql(model, list(self.config.matching.vetoes), ids)
         involved = sorted({k for pair in pairs for k in pair})
         new_keys = set(staged.records.column("record_key").to_pylist())
         stored_keys = [k for k in involved if k not in new_keys]

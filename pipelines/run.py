@@ -56,6 +56,8 @@ class RunSummary:
     clusters_split: int = 0
     model_trained: bool = False
     untrained_levels: list[str] = field(default_factory=list)
+    vetoes: dict[str, str] = field(default_factory=dict)  # veto rule -> whether the trained model makes it active, why
+    assumptions: list[str] = field(default_factory=list)  # what training had to assume (e.g. the prior's floor)
     date_formats: dict[str, dict[str, str | None]] = field(default_factory=dict)  # read per source, reused by live ingest
     live_reapplied: int = 0  # records live-ingested while the run was running, applied after it
     labels: LabelReport | None = None
@@ -101,6 +103,7 @@ def run_pipeline(config: Config, *, retrain: bool = False, on_stage: StageCallba
                         counts = assign_profiles(store, config, pairs=run_table(store, run_id, "pairs"))
                 summary.model_trained = outcome.trained
                 summary.untrained_levels = outcome.untrained_levels
+                summary.vetoes, summary.assumptions = outcome.vetoes, outcome.assumed
                 summary.labels = outcome.labels
                 summary.candidate_pairs = outcome.candidate_pairs
                 summary.seconds.update({f"link: {k}": round(v, 3) for k, v in outcome.seconds.items()})

@@ -30,8 +30,40 @@ COUNTRIES = {
 #: Columns of ``records`` used for matching (the model's inputs), besides the display fields.
 MATCH_COLUMNS = (
     "first_name_std", "first_initial", "last_name_std", "surname_tokens", "dob", "email_std", "phone_std",
-    "postcode_std", "house_number_std", "street_std", "city_std",
+    "postcode_std", "house_number_std", "street_std", "city_std", "address_line2_std", "region_std",
 )
+
+
+def _words_sql(column: str) -> str:
+    """A free-text value as matching words: lower case, no accents, runs of anything but
+    a-z and 0-9 as one space (standardize_rows._words is the same rule in Python)."""
+    return f"nullif(trim(regexp_replace(lower(strip_accents({column})), '[^a-z0-9]+', ' ', 'g')), '')"
+
+
+#: A house number written inside the street line: "12 oak street", "12a oak street",
+#: "kerkstraat 12", "kerkstraat 12a". A leading number with an "e" is a Dutch ordinal
+#: ("2e helmersstraat"), not a house number. standardize_rows.street_parts is the same
+#: rule in Python.
+STREET_NUMBER_LEADING = "^([0-9]+[a-df-z]?) "
+STREET_NUMBER_TRAILING = " ([0-9]+[a-z]?)$"
+
+
+def street_sql(street: str, house_number: str) -> tuple[str, str]:
+    """(``street_std``, ``house_number_std``) of raw street and house number columns: the
+    house number parsed out of the street line when the record has none or the same one,
+    and taken out of the street's matching form then."""
+    words = _words_sql(street)
+    number = f"nullif(lower(regexp_replace({house_number}, '[^0-9A-Za-z]', '', 'g')), '')"
+    inside = (
+        f"coalesce(nullif(regexp_extract({words}, '{STREET_NUMBER_LEADING}', 1), ''),"
+        f" nullif(regexp_extract({words}, '{STREET_NUMBER_TRAILING}', 1), ''))"
+    )
+    stripped = (
+        f"nullif(trim(regexp_replace(regexp_replace({words}, '{STREET_NUMBER_LEADING}', ''), '{STREET_NUMBER_TRAILING}', '')), '')"
+    )
+    street_std = f"CASE WHEN {inside} IS NOT NULL AND coalesce({number} = {inside}, true) THEN {stripped} ELSE {words} END"
+    return street_std, f"coalesce({number}, {inside})"
+
 
 
 DateFormats = dict[str, dict[str, str | None]]  # source -> {"date_of_birth": fmt, "updated_at": fmt}
@@ -56,6 +88,7 @@ def standardize(store: Store, config: Config, date_formats: DateFormats | None =
         )
         _parse_dates(store, config, date_formats or {})
         _name_maps(store, names.result())
+    _street_std, _house_number_std = street_sql("i.street", "i.house_number")
     store.execute(
         f"""CREATE OR REPLACE TABLE records AS
         SELECT
@@ -79,9 +112,10 @@ def standardize(store: Store, config: Config, date_formats: DateFormats | None =
             d.dob,
             e.value AS email_std, coalesce(pk.fast, p.value) AS phone_std,
             nullif(upper(regexp_replace(i.postcode, '[^0-9A-Za-z]', '', 'g')), '') AS postcode_std,
-            nullif(lower(regexp_replace(i.house_number, '[^0-9A-Za-z]', '', 'g')), '') AS house_number_std,
-            nullif(trim(regexp_replace(lower(strip_accents(i.street)), '[^a-z0-9]+', ' ', 'g')), '') AS street_std,
-            nullif(trim(regexp_replace(lower(strip_accents(i.city)), '[^a-z0-9]+', ' ', 'g')), '') AS city_std,
+            {_house_number_std} AS house_number_std, {_street_std} AS street_std,
+            {_words_sql('i.city')} AS city_std,
+            {_words_sql('i.address_line2')} AS address_line2_std,
+            {_words_sql('i.region')} AS region_std,
             -- the full name as one key: live ingest looks up the name rules by it (a
             -- surname alone matches a tenth of the records: "vries" 121,529 of 2.2M)
             g.folded || '|' || s.core AS name_key,

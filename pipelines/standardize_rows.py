@@ -26,7 +26,7 @@ import pyarrow as pa
 from pipelines.config import Config, Constant, SourceConfig
 from pipelines.contacts import PLAIN_EMAIL_SQL_PATTERN, standardize_email, standardize_phone
 from pipelines.names import parse_given_name, parse_surname, split_full_name
-from pipelines.standardize import COUNTRIES, DateFormats
+from pipelines.standardize import COUNTRIES, STREET_NUMBER_LEADING, STREET_NUMBER_TRAILING, DateFormats
 from profiles.model import CANONICAL_FIELDS
 
 #: ``records`` as pipelines.standardize builds it: column and DuckDB type, in order.
@@ -39,6 +39,7 @@ RECORD_TYPES: tuple[tuple[str, str], ...] = (
     ("country", "VARCHAR"), ("first_name_std", "VARCHAR"), ("first_initial", "VARCHAR"), ("last_name_std", "VARCHAR"),
     ("surname_tokens", "VARCHAR[]"), ("dob", "DATE"), ("email_std", "VARCHAR"), ("phone_std", "VARCHAR"),
     ("postcode_std", "VARCHAR"), ("house_number_std", "VARCHAR"), ("street_std", "VARCHAR"), ("city_std", "VARCHAR"),
+    ("address_line2_std", "VARCHAR"), ("region_std", "VARCHAR"),
     ("name_key", "VARCHAR"), ("identifiers", "STRUCT(kind VARCHAR, value VARCHAR)[]"),
 )
 _ARROW_TYPES = {
@@ -183,6 +184,7 @@ def _standardize(
     identifiers = sorted((x for x in identifiers if x["value"] is not None), key=lambda x: (x["kind"], x["value"]))
     postcode, house_number = mapped["postcode"], mapped["house_number"]
     street, city = mapped["street"], mapped["city"]
+    street_std, house_number_std = street_parts(street, house_number)
     raw = json.dumps(dict(row), default=str)
     return {
         "record_key": key, "source": source.name, "record_id": record_id, "line": line, "trust": source.trust,
@@ -198,8 +200,8 @@ def _standardize(
         "first_name_std": folded, "first_initial": initial, "last_name_std": core, "surname_tokens": tokens,
         "dob": dob_ok, "email_std": email, "phone_std": phone,
         "postcode_std": _NOT_ALNUM.sub("", postcode).upper() or None if postcode is not None else None,
-        "house_number_std": _NOT_ALNUM.sub("", house_number).lower() or None if house_number is not None else None,
-        "street_std": _words(street), "city_std": _words(city),
+        "house_number_std": house_number_std, "street_std": street_std, "city_std": _words(city),
+        "address_line2_std": _words(mapped["address_line2"]), "region_std": _words(mapped["region"]),
         "name_key": f"{folded}|{core}" if folded is not None and core is not None else None,
         "identifiers": identifiers or None,
     }
@@ -275,6 +277,24 @@ def _words(value: str | None) -> str | None:
             raise _SqlOnly
         value = "".join(c for c in unicodedata.normalize("NFD", value) if unicodedata.category(c) not in ("Mn", "Mc", "Me"))
     return _NOT_LOWER_ALNUM.sub(" ", value.lower()).strip(" ") or None
+
+
+_STREET_NUMBER_LEADING = re.compile(STREET_NUMBER_LEADING)
+_STREET_NUMBER_TRAILING = re.compile(STREET_NUMBER_TRAILING)
+
+
+def street_parts(street: str | None, house_number: str | None) -> tuple[str | None, str | None]:
+    """``standardize.street_sql`` in Python: (street_std, house_number_std)."""
+    number = _NOT_ALNUM.sub("", house_number).lower() or None if house_number is not None else None
+    words = _words(street)
+    if words is None:
+        return None, number
+    leading, trailing = _STREET_NUMBER_LEADING.search(words), _STREET_NUMBER_TRAILING.search(words)
+    inside = leading.group(1) if leading else trailing.group(1) if trailing else None
+    if inside is None or (number is not None and number != inside):
+        return words, number
+    stripped = _STREET_NUMBER_TRAILING.sub("", _STREET_NUMBER_LEADING.sub("", words, count=1), count=1).strip(" ") or None
+    return stripped, number if number is not None else inside
 
 
 #: strptime directives read strictly (fixed width), as every demo and sample source writes them.

