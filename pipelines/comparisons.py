@@ -194,7 +194,8 @@ _GROUPS: dict[str, tuple[str, ...]] = {
     "email": ("email",),
     "phone": ("phone",),
     "address": ("postcode", "street", "house_number", "address_line2"),
-    "locality": ("city", "region"),
+    # with any address: a model's shape must not depend on whether a source maps the city
+    "locality": ("city", "region", "postcode", "street", "house_number", "address_line2"),
 }
 
 
