@@ -312,11 +312,6 @@ VETO_RULES: dict[str, str] = {
 }
 
 
-#: The comparison level each veto rule covers: the "all other comparisons" level of its
-#: comparison holds exactly the pairs the rule calls a conflict (for first names, all but
-#: the rare similar names with another initial).
-VETO_LEVELS: dict[str, str] = {"date_of_birth": "date_of_birth", "first_name": "first_name"}
-
 #: A veto rule is active only where the trained model says such a conflict is rare among
 #: true matches: the m-probability of the level it covers below this bound. Data where
 #: one true match in fifty or more carries the conflict (replaced given names, retyped
@@ -346,11 +341,13 @@ class VetoDecision:
 
 def active_vetoes(model: dict[str, Any], rules: list[str]) -> list[VetoDecision]:
     """Per configured rule, whether the trained ``model`` makes it active (see
-    :data:`VETO_MAX_M`)."""
+    :data:`VETO_MAX_M`). Each rule is named after the comparison whose "all other
+    comparisons" level holds the pairs it calls a conflict (for first names, all but the
+    rare similar names with another initial)."""
     by_name = {c["output_column_name"]: c for c in model.get("comparisons", [])}
     decisions = []
     for rule in rules:
-        comparison = by_name.get(VETO_LEVELS[rule])
+        comparison = by_name.get(rule)
         if comparison is None:
             decisions.append(VetoDecision(rule, False, None))
             continue

@@ -65,7 +65,6 @@ def street_sql(street: str, house_number: str) -> tuple[str, str]:
     return street_std, f"coalesce({number}, {inside})"
 
 
-
 DateFormats = dict[str, dict[str, str | None]]  # source -> {"date_of_birth": fmt, "updated_at": fmt}
 
 
@@ -88,7 +87,7 @@ def standardize(store: Store, config: Config, date_formats: DateFormats | None =
         )
         _parse_dates(store, config, date_formats or {})
         _name_maps(store, names.result())
-    _street_std, _house_number_std = street_sql("i.street", "i.house_number")
+    street_std, house_number_std = street_sql("i.street", "i.house_number")
     store.execute(
         f"""CREATE OR REPLACE TABLE records AS
         SELECT
@@ -112,7 +111,7 @@ def standardize(store: Store, config: Config, date_formats: DateFormats | None =
             d.dob,
             e.value AS email_std, coalesce(pk.fast, p.value) AS phone_std,
             nullif(upper(regexp_replace(i.postcode, '[^0-9A-Za-z]', '', 'g')), '') AS postcode_std,
-            {_house_number_std} AS house_number_std, {_street_std} AS street_std,
+            {house_number_std} AS house_number_std, {street_std} AS street_std,
             {_words_sql('i.city')} AS city_std,
             {_words_sql('i.address_line2')} AS address_line2_std,
             {_words_sql('i.region')} AS region_std,
