@@ -154,14 +154,14 @@ def address() -> dict[str, Any]:
 
 
 def locality() -> dict[str, Any]:
-    """The place: city (typos allowed) and region, compared only where postcode and house
-    number do not already place both records at one dwelling (there it adds nothing, and
-    a household's shared address would count twice). Where they do not (a postcode typo,
-    a missing number, a street line only), the town is evidence of its own: splink samples
-    u among all random pairs, true matches included, so no one comparison outweighs the
-    prior, and FEBRL's pairs with a retyped given name and birth date needed both."""
-    city, region = "city_std", "region_std"
-    pc, hn = "postcode_std", "house_number_std"
+    """The place: city (typos allowed) and region, compared only where a postcode that
+    places a street and the house number do not already put both records at one dwelling
+    (``dwelling_key``: there the town adds nothing, and a household's shared address would
+    count twice). Elsewhere (a town-wide postcode as in Australia, a postcode typo, a
+    missing number) the town is evidence of its own: splink samples u among all random
+    pairs, true matches included, so no one comparison outweighs the prior, and FEBRL's
+    pairs with a retyped given name and birth date needed both."""
+    city, region, dwelling = "city_std", "region_std", "dwelling_key"
     similar = f'jaro_winkler_similarity("{city}_l", "{city}_r") >= 0.9'
     return {
         "output_column_name": "locality",
@@ -169,7 +169,7 @@ def locality() -> dict[str, Any]:
         "comparison_levels": [
             {
                 "sql_condition": f'(("{city}_l" IS NULL OR "{city}_r" IS NULL) AND ("{region}_l" IS NULL OR "{region}_r" IS NULL))'
-                f' OR coalesce("{pc}_l" = "{pc}_r" AND "{hn}_l" = "{hn}_r", false)',
+                f' OR coalesce("{dwelling}_l" = "{dwelling}_r", false)',
                 "label_for_charts": "missing on either side",  # or one dwelling: see the docstring
                 "is_null_level": True,
             },

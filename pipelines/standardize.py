@@ -30,7 +30,7 @@ COUNTRIES = {
 #: Columns of ``records`` used for matching (the model's inputs), besides the display fields.
 MATCH_COLUMNS = (
     "first_name_std", "first_initial", "last_name_std", "surname_tokens", "dob", "email_std", "phone_std",
-    "postcode_std", "house_number_std", "street_std", "city_std", "address_line2_std", "region_std",
+    "postcode_std", "house_number_std", "street_std", "city_std", "address_line2_std", "region_std", "dwelling_key",
 )
 
 
@@ -65,6 +65,22 @@ def street_sql(street: str, house_number: str) -> tuple[str, str]:
     return street_std, f"coalesce({number}, {inside})"
 
 
+#: Postcodes whose shape places a street, not a town: Dutch (1234AB, about 20 addresses)
+#: and British unit postcodes (SW1A1AA, about 15). With the house number such a postcode
+#: is one dwelling, whatever the city says; a 4- or 5-digit postcode (Australia, Germany,
+#: the US) is a town or a district. standardize_rows.dwelling_key is the same rule.
+STREET_POSTCODE = "[0-9]{4}[A-Z]{2}|[A-Z]{1,2}[0-9][A-Z0-9]?[0-9][A-Z]{2}"
+
+
+def dwelling_key_sql(postcode_std: str, house_number_std: str) -> str:
+    """``dwelling_key``: postcode and house number, where the postcode places a street
+    (:data:`STREET_POSTCODE`); NULL elsewhere."""
+    return (
+        f"CASE WHEN regexp_full_match({postcode_std}, '{STREET_POSTCODE}') AND {house_number_std} IS NOT NULL"
+        f" THEN {postcode_std} || ' ' || {house_number_std} END"
+    )
+
+
 DateFormats = dict[str, dict[str, str | None]]  # source -> {"date_of_birth": fmt, "updated_at": fmt}
 
 
@@ -88,6 +104,7 @@ def standardize(store: Store, config: Config, date_formats: DateFormats | None =
         _parse_dates(store, config, date_formats or {})
         _name_maps(store, names.result())
     street_std, house_number_std = street_sql("i.street", "i.house_number")
+    postcode_std = "nullif(upper(regexp_replace(i.postcode, '[^0-9A-Za-z]', '', 'g')), '')"
     store.execute(
         f"""CREATE OR REPLACE TABLE records AS
         SELECT
@@ -110,11 +127,12 @@ def standardize(store: Store, config: Config, date_formats: DateFormats | None =
             s.core AS last_name_std, s.tokens AS surname_tokens,
             d.dob,
             e.value AS email_std, coalesce(pk.fast, p.value) AS phone_std,
-            nullif(upper(regexp_replace(i.postcode, '[^0-9A-Za-z]', '', 'g')), '') AS postcode_std,
+            {postcode_std} AS postcode_std,
             {house_number_std} AS house_number_std, {street_std} AS street_std,
             {_words_sql('i.city')} AS city_std,
             {_words_sql('i.address_line2')} AS address_line2_std,
             {_words_sql('i.region')} AS region_std,
+            {dwelling_key_sql(postcode_std, house_number_std)} AS dwelling_key,
             -- the full name as one key: live ingest looks up the name rules by it (a
             -- surname alone matches a tenth of the records: "vries" 121,529 of 2.2M)
             g.folded || '|' || s.core AS name_key,

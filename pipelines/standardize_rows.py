@@ -26,7 +26,7 @@ import pyarrow as pa
 from pipelines.config import Config, Constant, SourceConfig
 from pipelines.contacts import PLAIN_EMAIL_SQL_PATTERN, standardize_email, standardize_phone
 from pipelines.names import parse_given_name, parse_surname, split_full_name
-from pipelines.standardize import COUNTRIES, STREET_NUMBER_LEADING, STREET_NUMBER_TRAILING, DateFormats
+from pipelines.standardize import COUNTRIES, STREET_NUMBER_LEADING, STREET_NUMBER_TRAILING, STREET_POSTCODE, DateFormats
 from profiles.model import CANONICAL_FIELDS
 
 #: ``records`` as pipelines.standardize builds it: column and DuckDB type, in order.
@@ -39,7 +39,7 @@ RECORD_TYPES: tuple[tuple[str, str], ...] = (
     ("country", "VARCHAR"), ("first_name_std", "VARCHAR"), ("first_initial", "VARCHAR"), ("last_name_std", "VARCHAR"),
     ("surname_tokens", "VARCHAR[]"), ("dob", "DATE"), ("email_std", "VARCHAR"), ("phone_std", "VARCHAR"),
     ("postcode_std", "VARCHAR"), ("house_number_std", "VARCHAR"), ("street_std", "VARCHAR"), ("city_std", "VARCHAR"),
-    ("address_line2_std", "VARCHAR"), ("region_std", "VARCHAR"),
+    ("address_line2_std", "VARCHAR"), ("region_std", "VARCHAR"), ("dwelling_key", "VARCHAR"),
     ("name_key", "VARCHAR"), ("identifiers", "STRUCT(kind VARCHAR, value VARCHAR)[]"),
 )
 _ARROW_TYPES = {
@@ -185,6 +185,7 @@ def _standardize(
     postcode, house_number = mapped["postcode"], mapped["house_number"]
     street, city = mapped["street"], mapped["city"]
     street_std, house_number_std = street_parts(street, house_number)
+    postcode_std = _NOT_ALNUM.sub("", postcode).upper() or None if postcode is not None else None
     raw = json.dumps(dict(row), default=str)
     return {
         "record_key": key, "source": source.name, "record_id": record_id, "line": line, "trust": source.trust,
@@ -199,9 +200,9 @@ def _standardize(
         "postcode": _postcode_display(postcode), "city": city, "region": mapped["region"], "country": country,
         "first_name_std": folded, "first_initial": initial, "last_name_std": core, "surname_tokens": tokens,
         "dob": dob_ok, "email_std": email, "phone_std": phone,
-        "postcode_std": _NOT_ALNUM.sub("", postcode).upper() or None if postcode is not None else None,
-        "house_number_std": house_number_std, "street_std": street_std, "city_std": _words(city),
+        "postcode_std": postcode_std, "house_number_std": house_number_std, "street_std": street_std, "city_std": _words(city),
         "address_line2_std": _words(mapped["address_line2"]), "region_std": _words(mapped["region"]),
+        "dwelling_key": dwelling_key(postcode_std, house_number_std),
         "name_key": f"{folded}|{core}" if folded is not None and core is not None else None,
         "identifiers": identifiers or None,
     }
@@ -277,6 +278,16 @@ def _words(value: str | None) -> str | None:
             raise _SqlOnly
         value = "".join(c for c in unicodedata.normalize("NFD", value) if unicodedata.category(c) not in ("Mn", "Mc", "Me"))
     return _NOT_LOWER_ALNUM.sub(" ", value.lower()).strip(" ") or None
+
+
+_STREET_POSTCODE = re.compile(STREET_POSTCODE)
+
+
+def dwelling_key(postcode_std: str | None, house_number_std: str | None) -> str | None:
+    """``standardize.dwelling_key_sql`` in Python."""
+    if postcode_std is None or house_number_std is None or not _STREET_POSTCODE.fullmatch(postcode_std):
+        return None
+    return f"{postcode_std} {house_number_std}"
 
 
 _STREET_NUMBER_LEADING = re.compile(STREET_NUMBER_LEADING)
