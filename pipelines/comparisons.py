@@ -67,7 +67,11 @@ def last_name() -> dict[str, Any]:
             _level(f'jaro_winkler_similarity("{c}_l", "{c}_r") >= 0.92', "Jaro-Winkler >= 0.92"),
             _level('len(list_intersect("surname_tokens_l", "surname_tokens_r")) > 0', "shares a part of a double name"),
             _level(f'jaro_winkler_similarity("{c}_l", "{c}_r") >= 0.80', "Jaro-Winkler >= 0.80"),
-            _level(SWAPPED_NAMES, "first and last name swapped"),
+            # one swap is one piece of evidence: the first name's comparison weighs it,
+            # here it weighs nothing (it counted twice: 26 bits, which chained FEBRL's
+            # "lachlan nguyen" to a "nguyen lachlan" sharing only a postcode)
+            {"sql_condition": SWAPPED_NAMES, "label_for_charts": "first and last name swapped (weighed with the first name)",
+             "is_null_level": True},
             _ELSE,
         ],
     }
