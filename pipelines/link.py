@@ -68,6 +68,16 @@ def neutralize_untrained(model: dict[str, Any]) -> bool:
     return changed
 
 
+def default_m(model: dict[str, Any]) -> None:
+    """Splink's default m-probabilities, for a model that has no true matches to learn
+    them from: a comparison's best level 0.95, its other levels an equal share of the
+    rest (splink.internals.comparison_level._default_m_values)."""
+    for comparison in model.get("comparisons", []):
+        levels = [level for level in comparison["comparison_levels"] if not level.get("is_null_level")]
+        for index, level in enumerate(levels):
+            level["m_probability"] = 0.95 if index == 0 else 0.05 / (len(levels) - 1)
+
+
 @dataclass
 class LabelReport:
     """Steward decisions on pairs of this run's records, used as labels: how many,
@@ -215,6 +225,16 @@ def train(
     training = linker.training
     meanwhile()
     training.estimate_u_using_random_sampling(max_pairs=config.matching.u_max_pairs, seed=config.matching.seed)
+    if assumed:
+        # EM learns m from the true matches among its pairs: with none, it drives levels
+        # to m ~ 1e-300, which splink refuses. u is learnt from random pairs all the same.
+        model = linker.misc.save_model_to_json()
+        default_m(model)
+        assumed.append(
+            "no true matches to learn m-probabilities from: splink's default m (0.95 for a comparison's best "
+            "level) until a run over overlapping sources (`unify run --retrain`)"
+        )
+        return Linker(table, model), assumed
     for rule in em_training_rules(groups):
         training.estimate_parameters_using_expectation_maximisation(rule, max_pairs=config.matching.em_max_pairs)
     return linker, assumed
