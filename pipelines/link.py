@@ -39,7 +39,8 @@ def _quiet_splink() -> None:
 
 def _untrained(level: dict[str, Any]) -> bool:
     m, u = level.get("m_probability"), level.get("u_probability")
-    return not level.get("is_null_level") and (not isinstance(m, float) or not isinstance(u, float) or m == u)
+    fixed = level.get("fix_m_probability") and level.get("fix_u_probability")  # set by the model's design, never trained
+    return not level.get("is_null_level") and not fixed and (not isinstance(m, float) or not isinstance(u, float) or m == u)
 
 
 def untrained_levels(model: dict[str, Any]) -> list[str]:

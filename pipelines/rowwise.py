@@ -28,7 +28,7 @@ from functools import lru_cache
 from typing import Any
 
 import sqlglot
-from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler
+from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler, Levenshtein
 from sqlglot import exp
 
 Row = Mapping[str, Any]
@@ -47,6 +47,10 @@ def _jaro_winkler(a: str, b: str) -> float:
 
 def _damerau_levenshtein(a: str, b: str) -> int:
     return int(DamerauLevenshtein.distance(a, b))
+
+
+def _levenshtein(a: str, b: str) -> int:
+    return int(Levenshtein.distance(a, b))
 
 
 def _list_intersect(a: Sequence[Any], b: Sequence[Any]) -> list[Any]:
@@ -185,6 +189,8 @@ class _Writer:
             return self.strict([node.this], lambda v: f"{pattern!r}.format({v[0]})")
         if isinstance(node, exp.JarowinklerSimilarity):
             return self.strict([node.this, node.expression], lambda v: f"_jaro_winkler({v[0]}, {v[1]})")
+        if isinstance(node, exp.Levenshtein) and not any(node.args.get(k) for k in node.args if k not in ("this", "expression")):
+            return self.strict([node.this, node.expression], lambda v: f"_levenshtein({v[0]}, {v[1]})")
         if isinstance(node, exp.Anonymous) and str(node.this).lower() in _FUNCTIONS:
             name = _FUNCTIONS[str(node.this).lower()]
             return self.strict(list(node.expressions), lambda v: f"{name}({', '.join(v)})")
@@ -198,7 +204,7 @@ def _greatest(*values: Any) -> Any:
 
 _NAMESPACE: dict[str, Any] = {
     "_pow": math.pow, "_log2": math.log2, "_greatest": _greatest,
-    "_jaro_winkler": _jaro_winkler, "_damerau_levenshtein": _damerau_levenshtein, "_list_intersect": _list_intersect,
+    "_jaro_winkler": _jaro_winkler, "_damerau_levenshtein": _damerau_levenshtein, "_levenshtein": _levenshtein, "_list_intersect": _list_intersect,
 }
 
 
