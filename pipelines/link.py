@@ -12,7 +12,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -322,6 +323,16 @@ def cluster(store: Store, db: DuckDBAPI, linker: Linker, config: Config) -> None
     clusters.drop_table_from_database_and_remove_from_cache()
 
 
+@contextmanager
+def _splink_step(doing: str) -> Iterator[None]:
+    """A splink failure as one line that says what unify was doing (the CLI prints the
+    first line of a UnifyError; ``--debug`` shows splink's traceback)."""
+    try:
+        yield
+    except SplinkException as exc:
+        raise UnifyError(f"splink failed while {doing}: {str(exc).strip().splitlines()[0]}") from exc
+
+
 def run_linkage(store: Store, config: Config, *, retrain: bool, meanwhile: Callable[[], None] = lambda: None) -> LinkOutcome:
     """Link the workspace's ``records``: ``predictions`` and ``clusters``. ``meanwhile``
     (which must not touch splink's tables) is called once, where splink leaves a core
@@ -338,11 +349,13 @@ def run_linkage(store: Store, config: Config, *, retrain: bool, meanwhile: Calla
         meanwhile()
     seconds["train" if trained else "load model"] = time.perf_counter() - t0
     t1 = time.perf_counter()
-    pairs = predict(store, linker, config)
+    with _splink_step("scoring the candidate pairs"):
+        pairs = predict(store, linker, config)
     seconds["predict"] = time.perf_counter() - t1
     labels = label_report(store, config, trained=trained, used=used_labels)
     t2 = time.perf_counter()
-    cluster(store, db, linker, config)
+    with _splink_step("clustering the scored pairs"):
+        cluster(store, db, linker, config)
     seconds["cluster"] = time.perf_counter() - t2
     linker.table_management.delete_tables_created_by_splink_from_db()
     model = _read_model(config.model_path)
