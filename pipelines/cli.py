@@ -8,7 +8,9 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -18,14 +20,60 @@ from rich.console import Console
 from rich.table import Table
 
 from pipelines.config import load_config
+from pipelines.control import delegate
 from pipelines.run import RunSummary, run_pipeline
 from profiles.errors import UnifyError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="unify: customer data unification.")
-console = Console()
-err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 _state = {"debug": False}
+
+#: Where the commands write: the terminal, or (a command a server runs for the CLI, see
+#: pipelines.control) consoles writing back to the CLI that asked.
+_OUTPUT: ContextVar[tuple[Console, Console] | None] = ContextVar("unify_cli_output", default=None)
+
+
+class _RoutedConsole:
+    def __init__(self, default: Console, which: int):
+        self._default, self._which = default, which
+
+    def __getattr__(self, name: str) -> Any:
+        routed = _OUTPUT.get()
+        return getattr(routed[self._which] if routed else self._default, name)
+
+
+console: Console = _RoutedConsole(Console(), 0)  # type: ignore[assignment]
+err_console: Console = _RoutedConsole(Console(stderr=True), 1)  # type: ignore[assignment]
+
+
+@contextmanager
+def output_to(out: Console, err: Console) -> Iterator[None]:
+    """Commands run inside write to ``out`` and ``err`` (a server running one for the CLI)."""
+    token = _OUTPUT.set((out, err))
+    try:
+        yield
+    finally:
+        _OUTPUT.reset(token)
+
+
+def delegable(fn: F) -> F:
+    """A command that needs the store: while `unify serve` serves it, the server runs the
+    command (pipelines.control) and this process prints what it writes."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if _OUTPUT.get() is None and not args:  # in the CLI's own process, not in the server
+            store_path = load_config(kwargs["config"]).store_path
+            code = delegate(
+                store_path, fn.__name__, kwargs, lambda line, err: print(line, end="", flush=True, file=sys.stderr if err else sys.stdout)
+            )
+            if code is not None:
+                if code:
+                    raise typer.Exit(code)
+                return None
+        return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Config file.", dir_okay=False)]
 
@@ -94,6 +142,7 @@ def _run(config_path: Path, retrain: bool) -> RunSummary:
 
 @app.command()
 @friendly_errors
+@delegable
 def run(
     config: ConfigOption = Path("unify.toml"),
     retrain: Annotated[bool, typer.Option("--retrain", help="Train the model again even if one is saved.")] = False,
@@ -108,7 +157,8 @@ def _serve(config_path: Path, host: str, port: int) -> None:
     load_config(config_path)  # fail here, in one line, rather than inside the server
     os.environ["UNIFY_CONFIG"] = str(config_path.resolve())
     # An import string, as uvicorn expects: the CLI itself never imports the API layer.
-    uvicorn.run("resolvers.app:create_app", factory=True, host=host, port=port, log_level="warning")
+    # Stopping (SIGTERM, Ctrl+C) waits at most 2 s for requests under way, then cancels them.
+    uvicorn.run("resolvers.app:create_app", factory=True, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2)
 
 
 @app.command()
@@ -130,6 +180,7 @@ class ExportFormat(str, Enum):
 
 @app.command()
 @friendly_errors
+@delegable
 def export(
     out: Annotated[Path, typer.Option("--out", help="Directory to write to.", file_okay=False)],
     config: ConfigOption = Path("unify.toml"),
@@ -139,13 +190,15 @@ def export(
     from pipelines.export import export as do_export
 
     cfg = load_config(config)
-    written = do_export(cfg.store_path, out, format.value)
+    suffix = ExportFormat(format).value  # given by value when the server runs it for the CLI
+    written = do_export(cfg.store_path, out, suffix)
     for name, rows in written.items():
-        console.print(f"{out / (name + '.' + format.value)}: {rows:,} rows")
+        console.print(f"{out / (name + '.' + suffix)}: {rows:,} rows")
 
 
 @app.command()
 @friendly_errors
+@delegable
 def ingest(
     file: Annotated[Path, typer.Argument(help="Records of the source (CSV/TSV, Parquet, NDJSON or JSON).", exists=True, dir_okay=False)],
     source: Annotated[str, typer.Option("--source", "-s", help="Configured source the records come from.")],
@@ -173,6 +226,7 @@ def ingest(
 
 @app.command()
 @friendly_errors
+@delegable
 def review(
     config: ConfigOption = Path("unify.toml"),
     limit: Annotated[int, typer.Option("--limit", min=1, max=100, help="Rows of each list.")] = 10,

@@ -135,6 +135,9 @@ class ApiConfig(_Strict):
     max_depth: int = Field(8, ge=2, description="Deepest nesting a query may have.")
     max_tokens: int = Field(2000, ge=100, description="Most tokens a query document may have.")
     max_aliases: int = Field(15, ge=1, description="Most aliases a query may use.")
+    max_fields: int = Field(
+        500, ge=20, description="Most fields a query may select, a fragment counted each time it is spread (the demo's card selects ~60)."
+    )
     max_body_bytes: int = Field(65_536, ge=1024, description="Largest request body; larger gets HTTP 413.")
     resolver_timeout: float = Field(2.0, gt=0, description="Seconds a request may take before it fails with a TIMEOUT error; a mutation whose write has committed answers with its outcome instead, however late.")
     development: bool = Field(False, description="Enables GraphiQL, introspection and field suggestions (off in production).")

@@ -20,7 +20,8 @@ from pipelines.ingest import SourceCounts, check_sources, ingest_sources
 from pipelines.link import LabelReport, run_linkage
 from pipelines.standardize import standardize
 from profiles import survivorship
-from profiles.store import RUN_TABLES, Steward, Store, begin_run, fail_run, publish_run, run_table, write_run_table
+from profiles.store.connection import ident
+from profiles.store import RUN_TABLES, Steward, Store, Stewardship, begin_run, current_run, fail_run, publish_run, run_table, write_run_table
 
 
 #: How the served tables are laid out: records carry their profile id and identifiers so
@@ -60,6 +61,7 @@ class RunSummary:
     assumptions: list[str] = field(default_factory=list)  # what training had to assume (e.g. the prior's floor)
     date_formats: dict[str, dict[str, str | None]] = field(default_factory=dict)  # read per source, reused by live ingest
     live_reapplied: int = 0  # records live-ingested while the run was running, applied after it
+    steward_reapplied: int = 0  # records whose profile steward actions taken during the run changed after it
     labels: LabelReport | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -99,6 +101,8 @@ def run_pipeline(config: Config, *, retrain: bool = False, on_stage: StageCallba
                     with timer("link"):
                         outcome = run_linkage(store, config, retrain=retrain, meanwhile=start_writing)
                     with timer("cluster"):
+                        # steward actions from here on are applied again after publishing
+                        decided = {str(a) for (a,) in store.rows(f"SELECT action_id FROM {ident(store.catalog)}.main.steward_actions")}
                         summary.clusters_split = enforce_vetoes(store, config)
                         counts = assign_profiles(store, config, pairs=run_table(store, run_id, "pairs"))
                 summary.model_trained = outcome.trained
@@ -132,15 +136,21 @@ def run_pipeline(config: Config, *, retrain: bool = False, on_stage: StageCallba
                         else:
                             write_run_table(store, run_id, table, f"SELECT * FROM work.main.{table}")
                         summary.seconds[f"write: {table}"] = round(time.perf_counter() - start, 3)
-            with timer("publish"):
-                model_json = config.model_path.read_text(encoding="utf-8") if config.model_path.exists() else None
-                publish_run(store, run_id, summary.as_dict(), model_json=model_json)
+            model_json = config.model_path.read_text(encoding="utf-8") if config.model_path.exists() else None
+            # Publishing and catching up hold the store: in a server (the run is its guest)
+            # no live ingest or steward action falls between the switch and the catch-up.
+            with store.exclusive():
+                with timer("publish"):
+                    publish_run(store, run_id, summary.as_dict(), model_json=model_json)
+                # after publishing: the run is served, so a failure here is the live ingest's own
+                with timer("reapply live ingests"):
+                    summary.live_reapplied = reapply_live(store, config, live_until)
+                with timer("reapply steward actions"):
+                    summary.steward_reapplied = reapply_steward(store, config, decided)
         except BaseException as exc:
-            fail_run(store, run_id, f"{type(exc).__name__}: {exc}")
+            if current_run(store) != run_id:
+                fail_run(store, run_id, f"{type(exc).__name__}: {exc}")
             raise
-        # after publishing: the run is served, so a failure here is the live ingest's own
-        with timer("reapply live ingests"):
-            summary.live_reapplied = reapply_live(store, config, live_until)
     return summary
 
 
@@ -190,6 +200,25 @@ def reapply_live(store: Store, config: Config, after: int) -> int:
     live = LiveIngest(store, config)
     by = Steward(actor="unify run", role="system")
     return sum(len(live.ingest(source, by, rows=[json.loads(r) for r in raws]).records) for source, raws in pending)
+
+
+def reapply_steward(store: Store, config: Config, known: set[str]) -> int:
+    """Apply to the just published run the steward actions taken while it was running
+    (the run read the decisions before them): the profiles holding their records are
+    regrouped with the decisions as they stand. Returns how many records moved."""
+    keys = sorted({
+        str(k)
+        for action_id, records in store.rows("SELECT action_id, records FROM steward_actions")
+        if action_id not in known
+        for k in records or []
+    })
+    if not keys:
+        return 0
+    stewardship = Stewardship(
+        store, match_threshold=config.matching.match_threshold,
+        rules=config.survivorship.fields, default_rule=config.survivorship.default,
+    )
+    return stewardship.reconcile(keys)
 
 
 @dataclass

@@ -31,9 +31,12 @@ from strawberry.types import ExecutionResult
 from pipelines.config import Config, load_config
 from pipelines.live import LiveIngest
 from profiles.errors import StoreError
+from pipelines.control import socket_path
 from profiles.store import AuditEvent, ProfileQueries, Store
+from profiles.store.runs import publish_count
 from resolvers.auth import Keyring, Principal
 from resolvers.context import Context, make_loaders
+from resolvers.control import ControlServer
 from resolvers.ingest import live_ingester
 from resolvers.schema import build_schema
 
@@ -98,7 +101,7 @@ class _GraphQL(GraphQL[Context, None]):
             extensions = error.setdefault("extensions", {})
             if "code" not in extensions:
                 message = error.get("message", "")
-                limit = any(word in message for word in ("depth", "token", "aliases"))
+                limit = any(word in message for word in ("depth", "token", "aliases", "too many fields"))
                 extensions["code"] = "LIMIT_EXCEEDED" if limit else (
                     "INTERNAL" if message == "Unexpected error." else "BAD_REQUEST"
                 )
@@ -219,8 +222,12 @@ async def _checkpoint_when_idle(store: Store, guard: _Guard, live: LiveIngest) -
     while no request runs: left to the requests, live records at 1M took p50 33 ms
     instead of 26 after a checkpoint (docs/benchmarks.md)."""
     rewarm: Iterator[tuple[str, float]] | None = None
+    published = publish_count(store)
     while True:
         await asyncio.sleep(IDLE_SECONDS / 2)
+        if publish_count(store) != published:  # a batch run the server ran for the CLI
+            published = publish_count(store)
+            rewarm = live.warming()  # the new run's index, tables and indexes, between requests
         if guard.idle_for() >= IDLE_SECONDS:
             try:
                 if await asyncio.to_thread(store.checkpoint_if_due, IDLE_CHECKPOINT_BYTES):
@@ -244,6 +251,7 @@ def create_app(config_path: str | Path | None = None) -> ASGIApp:
     sys.setswitchinterval(0.0005)
     keyring = Keyring.from_config(config)
     store = Store.open(config.store_path, compress=config.store.compress, checkpoint_wal=config.store.checkpoint_wal)
+    store.host()  # the CLI's commands on this store run in here (resolvers.control)
     queries = ProfileQueries(store)
     # before serving (it also makes the published run's serving indexes, once per run):
     # live records then find their candidates in memory and their profiles' blocks and
@@ -263,9 +271,12 @@ def create_app(config_path: str | Path | None = None) -> ASGIApp:
         loop = asyncio.get_running_loop()
         loop.set_default_executor(ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="unify-store"))
         checkpoints = asyncio.create_task(_checkpoint_when_idle(store, guarded, live))
+        control = ControlServer(store, socket_path(config.store_path))
+        await control.start()
         try:
             yield
         finally:
+            await control.close(grace=1.5)
             checkpoints.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await checkpoints

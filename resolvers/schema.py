@@ -11,8 +11,6 @@ import strawberry
 from graphql import GraphQLError, GraphQLObjectType
 from graphql.language import FieldNode, FragmentSpreadNode, InlineFragmentNode, SelectionSetNode
 from strawberry.extensions import AddValidationRules, DisableIntrospection, MaskErrors, MaxTokensLimiter, ParserCache, ValidationCache
-from strawberry.extensions.max_aliases import create_validator as alias_limit
-from strawberry.extensions.query_depth_limiter import create_validator as depth_limit
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
@@ -23,6 +21,7 @@ from profiles.model import split_record_key
 from resolvers.context import Context, context_of
 from resolvers.errors import Ambiguous, ApiError
 from resolvers.ingest import IngestMutation
+from resolvers.limits import limit_rule
 from resolvers.steward import StewardMutation, StewardQuery
 from resolvers.projection import projection
 from resolvers.types import LEAN, Profile, declared_resolver
@@ -204,10 +203,9 @@ class _MaskErrors(MaskErrors):
 
 
 def build_schema(api: ApiConfig) -> strawberry.Schema:
-    # The limit rules are made once per schema: QueryDepthLimiter and MaxAliasesLimiter
-    # make a new rule class per instance, i.e. per request, and the validation cache is
-    # keyed by the rule classes, so it would never hit (validation was ~6 ms a request).
-    limits = (depth_limit(api.max_depth, None), alias_limit(api.max_aliases))
+    # The limit rule is made once per schema: the validation cache is keyed by the rule
+    # classes, and a class per request would never hit (validation was ~6 ms a request).
+    limits = (limit_rule(api.max_depth, api.max_aliases, api.max_fields),)
     extensions: list[Any] = [
         lambda: ParserCache(maxsize=256),
         lambda: ValidationCache(maxsize=256),

@@ -352,6 +352,44 @@ class Stewardship:
         """Group ``keys`` (records of profile ``origin``) as a batch run would: model
         links at or above the threshold and SAME decisions, never across a DIFFERENT.
         The largest group keeps ``origin``; the others get new ids."""
+        ordered = self._groups(keys, apart, ignore)
+        names = [origin, *self._new_ids(len(ordered) - 1)]
+        return {k: name for name, group in zip(names, ordered) for k in group}
+
+    def reconcile(self, record_keys: Sequence[str]) -> int:
+        """Regroup the profiles that hold ``record_keys`` as a batch run would, with the
+        stewards' decisions as they stand now: a decision taken while a batch run was
+        running (the run had read the decisions before) is applied to that run once it is
+        published. A group keeps the id of the profile that gave it most records. Returns
+        how many records changed profile."""
+        keys = sorted(set(record_keys))
+        if not keys:
+            return 0
+        with self.store.transaction():
+            in_keys, params = in_list("record_key", keys)
+            profiles = sorted({str(p) for (p,) in self.store.rows(f"SELECT DISTINCT profile_id FROM records WHERE {in_keys}", params)})
+            if not profiles:
+                return 0
+            records = self.records_of(profiles)
+            was = {k: p for p, ks in records.items() for k in ks}
+            assignment: dict[str, str] = {}
+            taken: set[str] = set()
+            for group in self._groups(list(was), (), None):
+                votes: dict[str, int] = {}
+                for k in group:
+                    votes[was[k]] = votes.get(was[k], 0) + 1
+                free = [p for p in votes if p not in taken]
+                name = min(free, key=lambda p: (-votes[p], p)) if free else self._new_ids(1)[0]
+                taken.add(name)
+                assignment.update({k: name for k in group})
+            moved = sum(1 for k, p in assignment.items() if was[k] != p)
+            if moved:
+                self.reassign(profiles, assignment)
+            return moved
+
+    def _groups(self, keys: Sequence[str], apart: Iterable[tuple[str, str]], ignore: set[str] | None) -> list[list[str]]:
+        """``keys`` grouped by model links at or above the threshold and SAME decisions,
+        never across a DIFFERENT (nor a pair of ``apart``); largest group first."""
         keys = list(keys)
         links = [
             (str(left), str(right), float(p))
@@ -372,9 +410,7 @@ class Stewardship:
         groups: dict[str, list[str]] = {}
         for key, representative in constrained_components(keys, links, kept_apart).items():
             groups.setdefault(representative, []).append(key)
-        ordered = sorted(groups.values(), key=lambda g: (-len(g), min(g)))
-        names = [origin, *self._new_ids(len(ordered) - 1)]
-        return {k: name for name, group in zip(names, ordered) for k in group}
+        return sorted(groups.values(), key=lambda g: (-len(g), min(g)))
 
     def _new_ids(self, count: int) -> list[str]:
         ids = mint_profile_ids(count)

@@ -1,0 +1,97 @@
+"""The nightly refresh as an operator runs it: `unify run` in a process of its own while
+a real `unify serve` answers lookups and live ingests. No request fails, the new run is
+served without a restart, and every acknowledged ingest is in it."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from pipelines.config import load_config
+from pipelines.demo.sources import DEMO_API_KEYS
+from tests.conftest import DemoRun
+from tests.e2e.serving import UNIFY, copy_demo, unify_serve
+
+INGEST = "mutation($record: JSON!) { ingestRecord(source: \"crm\", record: $record) { recordKey status } }"
+BY_RECORD = 'query($key: String!) { profileByIdentifier(kind: "record", value: $key) { id } }'
+
+
+def _gql(client: httpx.Client, base: str, query: str, variables: dict[str, Any] | None = None, role: str = "agent") -> httpx.Response:
+    return client.post(
+        f"{base}/graphql", json={"query": query, "variables": variables or {}},
+        headers={"Authorization": f"Bearer {DEMO_API_KEYS[role]}"}, timeout=30,
+    )
+
+
+def test_a_batch_run_beside_a_serving_server_loses_nothing(small_demo: DemoRun, tmp_path: Path) -> None:
+    config_path = copy_demo(small_demo.manifest.out_dir, tmp_path / "demo")
+    config = load_config(config_path)
+    crm = next(s for s in config.sources if s.name == "crm")
+    fields = crm.fields
+    # the nightly file brings a customer the served run does not know yet
+    crm_file = config.base_dir / crm.path
+    header = crm_file.read_text(encoding="utf-8").splitlines()[0].split(",")
+    row = {fields["first_name"]: "Ysbrand", fields["last_name"]: "Quakernaat", crm.id: "K0999001"}
+    with crm_file.open("a", encoding="utf-8") as f:
+        f.write(",".join(row.get(column, "") for column in header) + "\n")
+    phone, _ = small_demo.manifest.demo_phone_lookup
+    lookup = f'{{ profileByIdentifier(kind: "phone", value: "{phone}") {{ id fullName }} }}'
+
+    with unify_serve(config_path) as (base, _server), httpx.Client() as client:
+        assert _gql(client, base, BY_RECORD, {"key": "crm:K0999001"}).json()["data"]["profileByIdentifier"] is None
+        stop = threading.Event()
+        failures: list[str] = []
+        acknowledged: list[str] = []
+        answered = [0]
+
+        def load(worker: int) -> None:
+            with httpx.Client() as own:
+                n = 0
+                while not stop.is_set():
+                    n += 1
+                    if n % 4 == 0:
+                        record = {crm.id: f"LIVE-{worker}-{n}", fields["first_name"]: "Live", fields["last_name"]: f"Caller{worker}x{n}"}
+                        response = _gql(own, base, INGEST, {"record": record})
+                    else:
+                        response = _gql(own, base, lookup)
+                    body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+                    if response.status_code != 200 or body.get("errors") or not body.get("data"):
+                        failures.append(f"{response.status_code} {response.text[:300]}")
+                    elif n % 4 == 0:
+                        acknowledged.append(body["data"]["ingestRecord"]["recordKey"])
+                    answered[0] += 1
+
+        workers = [threading.Thread(target=load, args=(i,)) for i in range(2)]
+        for w in workers:
+            w.start()
+        try:
+            time.sleep(1.0)
+            before = answered[0]
+            run = subprocess.run([UNIFY, "run", "--config", str(config_path)], capture_output=True, text=True, timeout=300)
+            during = answered[0] - before
+            review = subprocess.run([UNIFY, "review", "--config", str(config_path), "--limit", "3"], capture_output=True, text=True, timeout=60)
+            export = subprocess.run(
+                [UNIFY, "export", "--config", str(config_path), "--out", str(tmp_path / "export")], capture_output=True, text=True, timeout=60
+            )
+            time.sleep(1.0)
+        finally:
+            stop.set()
+            for w in workers:
+                w.join()
+
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "records ->" in run.stdout and "profiles" in run.stdout
+        assert review.returncode == 0 and "review queue" in review.stdout, review.stdout + review.stderr
+        assert export.returncode == 0 and (tmp_path / "export" / "profiles.parquet").exists(), export.stdout + export.stderr
+        assert not failures, f"{len(failures)} of {answered[0]} requests failed: {failures[:3]}"
+        assert during > 0, "no request was answered while the run ran"
+        assert acknowledged
+        # the new run is served without a restart, and no acknowledged live record is lost
+        assert _gql(client, base, BY_RECORD, {"key": "crm:K0999001"}).json()["data"]["profileByIdentifier"] is not None
+        missing = [k for k in acknowledged if _gql(client, base, BY_RECORD, {"key": k}).json()["data"]["profileByIdentifier"] is None]
+        assert not missing, f"{len(missing)} of {len(acknowledged)} acknowledged ingests are gone: {missing[:5]}"
