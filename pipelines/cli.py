@@ -100,11 +100,16 @@ def friendly_errors(fn: F) -> F:
 
 def _print_summary(summary: RunSummary, elapsed: float) -> None:
     table = Table(title=f"run {summary.run_id}", title_justify="left")
-    for column in ("source", "rows", "accepted", "quarantined", "field issues"):
+    for column in ("source", "rows", "accepted", "previous run", "quarantined", "field issues"):
         table.add_column(column, justify="right" if column != "source" else "left")
     for name, counts in summary.sources.items():
         issues = ", ".join(f"{f} {n}" for f, n in sorted(counts.field_issues.items())) or "-"
-        table.add_row(name, f"{counts.rows:,}", f"{counts.accepted:,}", f"{counts.quarantined:,}", issues)
+        if counts.previous is None:
+            previous = "-"
+        else:
+            change = f" ({(counts.accepted - counts.previous) / counts.previous:+.1%})" if counts.previous else ""
+            previous = f"{counts.previous:,}{change}"
+        table.add_row(name, f"{counts.rows:,}", f"{counts.accepted:,}", previous, f"{counts.quarantined:,}", issues)
     console.print(table)
     console.print(
         f"{summary.records:,} records -> {summary.profiles:,} profiles "
@@ -131,11 +136,13 @@ def _print_summary(summary: RunSummary, elapsed: float) -> None:
     console.print(f"[dim]{stages}; total {elapsed:.1f}s[/]")
 
 
-def _run(config_path: Path, retrain: bool) -> RunSummary:
+def _run(config_path: Path, retrain: bool, accept_shrink: list[str] | None = None) -> RunSummary:
     config = load_config(config_path)
     start = time.perf_counter()
     with console.status("starting", spinner="dots") as status:
-        summary = run_pipeline(config, retrain=retrain, on_stage=lambda stage: status.update(f"{stage} ..."))
+        summary = run_pipeline(
+            config, retrain=retrain, on_stage=lambda stage: status.update(f"{stage} ..."), accept_shrink=accept_shrink or ()
+        )
     _print_summary(summary, time.perf_counter() - start)
     return summary
 
@@ -146,9 +153,13 @@ def _run(config_path: Path, retrain: bool) -> RunSummary:
 def run(
     config: ConfigOption = Path("unify.toml"),
     retrain: Annotated[bool, typer.Option("--retrain", help="Train the model again even if one is saved.")] = False,
+    accept_shrink: Annotated[
+        list[str] | None,
+        typer.Option("--accept-shrink", metavar="SOURCE", help="Publish although SOURCE arrived empty or shrank by more than run.max_shrink (repeatable)."),
+    ] = None,
 ) -> None:
     """Batch pipeline: ingest -> standardize -> link -> cluster -> survivorship -> publish."""
-    _run(config, retrain)
+    _run(config, retrain, accept_shrink)
 
 
 def _serve(config_path: Path, host: str, port: int) -> None:

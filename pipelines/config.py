@@ -40,6 +40,15 @@ class StoreConfig(_Strict):
     )
 
 
+class RunConfig(_Strict):
+    max_shrink: float = Field(
+        0.2, ge=0, le=1,
+        description="A batch run refuses to publish when a source has this share fewer accepted records than in the "
+        "published run, or none at all (a truncated export must not delete a silo's customers); "
+        "`unify run --accept-shrink SOURCE` publishes anyway.",
+    )
+
+
 class MatchingConfig(_Strict):
     backend: Literal["duckdb", "spark"] = Field("duckdb", description="Linkage backend: 'duckdb' (one machine) or 'spark'.")
     match_threshold: float = Field(0.95, gt=0, lt=1, description="Match probability at or above which two records are one profile.")
@@ -145,6 +154,7 @@ class ApiConfig(_Strict):
 
 class Config(_Strict):
     store: StoreConfig = Field(default_factory=StoreConfig, description="Where the store lives.")
+    run: RunConfig = Field(default_factory=RunConfig, description="Guards of batch runs.")
     matching: MatchingConfig = Field(default_factory=MatchingConfig, description="Linkage model and thresholds.")
     survivorship: SurvivorshipConfig = Field(default_factory=SurvivorshipConfig, description="Golden record rules.")
     api: ApiConfig = Field(default_factory=ApiConfig, description="The GraphQL API: keys and limits.")

@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from pipelines.config import Config, Constant, SourceConfig
-from profiles.errors import SourceSchemaError
+from profiles.errors import SourceSchemaError, UnifyError
 from profiles.model import CANONICAL_FIELDS
 from profiles.store import Store, ident, quote_column, sql_literal_path
 
@@ -29,6 +29,38 @@ class SourceCounts:
     accepted: int = 0
     live: int = 0  # records from live ingests that the source file does not have (yet)
     field_issues: dict[str, int] = field(default_factory=dict)
+    previous: int | None = None  # accepted records of the source in the published run (None: none before)
+
+
+class SourceShrunkError(UnifyError):
+    """A source arrived empty or much smaller than in the published run."""
+
+
+def guard_shrink(counts: Mapping[str, SourceCounts], previous: Mapping[str, int], max_shrink: float, accept: Sequence[str]) -> None:
+    """Refuse (before anything is published) a run in which a source has no accepted
+    records or ``max_shrink`` fewer than the published run had, unless it is named in
+    ``accept``; sets each source's ``previous`` count for the summary."""
+    refused = []
+    for name, c in counts.items():
+        c.previous = previous.get(name)
+        if name in accept:
+            continue
+        if c.accepted == 0:
+            was = f"; the published run has {c.previous:,}" if c.previous else ""
+            refused.append(f"source {name} has no records ({c.rows:,} rows read, {c.quarantined:,} quarantined{was})")
+        elif c.previous and c.accepted < c.previous * (1 - max_shrink):
+            refused.append(
+                f"source {name} has {c.accepted:,} records against {c.previous:,} in the published run "
+                f"({(c.accepted - c.previous) / c.previous:+.0%}; at most -{max_shrink:.0%} is accepted, run.max_shrink)"
+            )
+    unknown = sorted(set(accept) - set(counts))
+    if unknown:
+        raise SourceShrunkError(f"--accept-shrink names no configured source: {', '.join(unknown)}")
+    if refused:
+        names = " ".join(f"--accept-shrink {n}" for n, c in counts.items() if any(r.startswith(f"source {n} ") for r in refused))
+        raise SourceShrunkError(
+            "refusing to publish: " + "; ".join(refused) + f". Nothing was changed. If that is right, run again with {names}"
+        )
 
 
 def check_sources(store: Store, config: Config) -> None:

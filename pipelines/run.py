@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -16,7 +16,7 @@ from typing import Any
 
 from pipelines.cluster import assign_profiles, enforce_vetoes
 from pipelines.config import Config
-from pipelines.ingest import SourceCounts, check_sources, ingest_sources
+from pipelines.ingest import SourceCounts, check_sources, guard_shrink, ingest_sources
 from pipelines.link import LabelReport, run_linkage
 from pipelines.standardize import standardize
 from profiles import survivorship
@@ -72,8 +72,12 @@ class RunSummary:
 StageCallback = Callable[[str], None]
 
 
-def run_pipeline(config: Config, *, retrain: bool = False, on_stage: StageCallback | None = None) -> RunSummary:
-    """Run the whole batch pipeline for ``config`` and publish the result."""
+def run_pipeline(
+    config: Config, *, retrain: bool = False, on_stage: StageCallback | None = None, accept_shrink: Sequence[str] = ()
+) -> RunSummary:
+    """Run the whole batch pipeline for ``config`` and publish the result. A source that
+    arrived empty or shrank by more than ``run.max_shrink`` fails the run before anything
+    is published, unless named in ``accept_shrink``."""
     notify = on_stage or (lambda _stage: None)
     with Store.scratch() as scratch:
         check_sources(scratch, config)  # nothing is written when a source is unusable
@@ -88,6 +92,7 @@ def run_pipeline(config: Config, *, retrain: bool = False, on_stage: StageCallba
             with store.workspace(spill_dir=spill, memory_limit=config.store.memory_limit):
                 with timer("ingest"):
                     summary.sources = ingest_sources(store, config, live_until)
+                    guard_shrink(summary.sources, _published_counts(store), config.run.max_shrink, accept_shrink)
                 with timer("standardize"):
                     issues = standardize(store, config)
                     summary.date_formats = {
@@ -152,6 +157,15 @@ def run_pipeline(config: Config, *, retrain: bool = False, on_stage: StageCallba
                 fail_run(store, run_id, f"{type(exc).__name__}: {exc}")
             raise
     return summary
+
+
+def _published_counts(store: Store) -> dict[str, int]:
+    """Accepted records per source in the published run's summary."""
+    text = store.scalar(
+        f"SELECT max_by(summary, finished_at)::VARCHAR FROM {ident(store.catalog)}.main.runs WHERE status = 'published'"
+    )
+    sources = (json.loads(text) if text else {}).get("sources") or {}
+    return {name: int(c.get("accepted") or 0) for name, c in sources.items()}
 
 
 @contextmanager
