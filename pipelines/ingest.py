@@ -6,7 +6,9 @@ missing from the file) stop the run before anything is written."""
 
 from __future__ import annotations
 
+import csv
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +19,7 @@ import pyarrow as pa
 from pipelines.config import Config, Constant, SourceConfig
 from profiles.errors import SourceSchemaError, UnifyError
 from profiles.model import CANONICAL_FIELDS
-from profiles.store import Store, ident, quote_column, sql_literal_path
+from profiles.store import Store, ident, name_literal, quote_column, sql_literal_path
 
 
 @dataclass
@@ -63,6 +65,23 @@ def guard_shrink(counts: Mapping[str, SourceCounts], previous: Mapping[str, int]
         )
 
 
+#: Characters no value keeps (RE2 syntax): C0 and C1 controls (NUL included) and DEL,
+#: zero-width characters, bidirectional marks, embeddings, overrides and isolates, the
+#: byte-order mark and U+FFFD (what an unreadable byte or a lone surrogate became).
+#: Tabs and line breaks become spaces. Removing them is a field issue of the record.
+UNWANTED_CHARS = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F\x{200B}-\x{200F}\x{202A}-\x{202E}\x{2060}\x{2066}-\x{2069}\x{FEFF}\x{FFFD}]"
+SPACE_CHARS = r"[\t\n\r]"
+#: Both in Python (the live path's few records, pipelines.standardize_rows), with the lone
+#: surrogates a JSON text can carry; tests hold the two equal character by character.
+UNCLEAN_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff\ufffd\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+#: Longest value a field or a record id keeps; a longer field is left out (a field issue),
+#: a longer record id quarantines its row. No name, address or identifier comes near it.
+FIELD_MAX_CHARS = 200
+#: Fields whose values may come as JSON numbers (written as text: 12 -> "12").
+NUMBER_ROLES = frozenset({"id", "updated_at", "date_of_birth", "phone", "house_number", "postcode"})
+
+
 def check_sources(store: Store, config: Config) -> None:
     """Fail fast, before anything is written, when a file or a mapped column is missing."""
     for source in config.sources:
@@ -98,7 +117,7 @@ def stage_live(
         _load_raw(store, source, path, raw_table)
         as_json = source.format == "ndjson"
     else:
-        lines = [json.dumps(dict(row), default=str) for row in rows or []]
+        lines = [json.dumps(_json_safe(dict(row)), default=str) for row in rows or []]
         store.register("_live_rows", pa.table({"_line": list(range(1, len(lines) + 1)), "_raw": lines}))
         store.execute(f"CREATE OR REPLACE TABLE {ident(raw_table)} AS SELECT _line::BIGINT AS _line, _raw FROM _live_rows")
         store.unregister("_live_rows")
@@ -176,9 +195,13 @@ def _reader_sql(source: SourceConfig, path: Any, *, rejects: bool) -> str:
     p = sql_literal_path(path)
     if source.format in ("csv", "tsv"):
         delim = source.delimiter or ("\t" if source.format == "tsv" else ",")
+        # The columns come from the header, every one as text, and nothing is sniffed: a
+        # sniffer that meets an unbalanced quote fails the whole file without naming a
+        # line, while the reader rejects that row (quarantined with its line) and goes on.
+        columns = ", ".join(f"{_string_literal(c)}: 'VARCHAR'" for c in _csv_header(source, path, delim))
         options = (
-            f"all_varchar = true, header = true, delim = '{_char(delim)}', quote = '\"', escape = '\"',"
-            " auto_detect = true, ignore_errors = true"
+            f"columns = {{{columns}}}, header = true, delim = '{_char(delim)}', quote = '\"', escape = '\"',"
+            " auto_detect = false, ignore_errors = true"
         )
         if rejects:
             options += (
@@ -191,6 +214,26 @@ def _reader_sql(source: SourceConfig, path: Any, *, rejects: bool) -> str:
     if source.format == "json":
         return f"read_json({p}, format = 'array')"
     raise AssertionError(source.format)
+
+
+def _csv_header(source: SourceConfig, path: Any, delim: str) -> list[str]:
+    """The column names in the first line of a CSV/TSV file."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            header = next(csv.reader(f, delimiter=delim, quotechar='"'), None)
+    except UnicodeDecodeError as exc:
+        raise SourceSchemaError(f"source {source.name}: {path} line 1: the header is not UTF-8 text ({exc.reason})") from None
+    except csv.Error as exc:
+        raise SourceSchemaError(f"source {source.name}: {path} line 1: the header row cannot be read: {exc}") from None
+    names = [name.strip() for name in header or []]
+    if not any(names):
+        raise SourceSchemaError(f"source {source.name}: {path} is empty: it has no header row")
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise SourceSchemaError(f"source {source.name}: {path} line 1: column {name!r} appears twice in the header")
+        seen.add(name)
+    return names
 
 
 def _char(ch: str) -> str:
@@ -242,7 +285,12 @@ def _load_raw(store: Store, source: SourceConfig, path: Any, raw_table: str) -> 
     rej = ident(f"rejects_{source.name}")
     store.execute(
         f"""INSERT INTO quarantine
-            SELECT ?, line, NULL, string_agg(DISTINCT error_type || ': ' || error_message, '; '), any_value(csv_line)
+            SELECT ?, line, NULL,
+                   CASE WHEN bool_or(error_type = 'UNQUOTED VALUE') AND max(length(csv_line) - length(replace(csv_line, chr(10), ''))) > 0
+                        THEN 'a quote opened on this line never closes: lines ' || line || '-'
+                             || (line + max(length(csv_line) - length(replace(csv_line, chr(10), '')))) || ' were read as one row'
+                        ELSE string_agg(DISTINCT error_type || ': ' || error_message, '; ' ORDER BY error_type || ': ' || error_message) END,
+                   any_value(csv_line)
             FROM {rej} GROUP BY line""",
         [source.name],
     )
@@ -264,6 +312,23 @@ def _value_sql(column: str, as_json: bool) -> str:
     return f"nullif(trim({quote_column(column)}), '')"
 
 
+def _json_safe(value: Any) -> Any:
+    """``value`` with every lone surrogate (valid in a JSON text, not in UTF-8) made
+    U+FFFD, which the standardization then removes as an unwanted character."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_json_safe(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _string_literal(text: str) -> str:
+    """A configured column name as an SQL string literal (for messages)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def _json_path(column: str) -> str:
     """A JSON path literal for a top-level key (quotes escaped for the path and for SQL)."""
     path = '$."' + column.replace('"', '\\"') + '"'
@@ -273,6 +338,31 @@ def _json_path(column: str) -> str:
 def _quarantine_rows(store: Store, source: SourceConfig, raw_table: str, as_json: bool) -> None:
     t = ident(raw_table)
     rid = _value_sql(source.id, as_json)
+    if as_json:  # values of JSON rows must be text (or numbers where a number can stand for it)
+        problems = []
+        for role, column in source.columns().items():
+            kind = f"json_type(_raw, {_json_path(column)})"
+            allowed = ("'VARCHAR'", "'NULL'", "'BIGINT'", "'UBIGINT'", "'DOUBLE'") if role.startswith("identifier ") or role in NUMBER_ROLES else ("'VARCHAR'", "'NULL'")
+            expected = "text or a number" if len(allowed) > 2 else "text"
+            problems.append(
+                f"WHEN {kind} NOT IN ({', '.join(allowed)}) THEN 'field ' || {name_literal(role.replace(' ', '_'))} || ' (column ' || "
+                f"{_string_literal(column)} || '): ' || CASE {kind} WHEN 'OBJECT' THEN 'an object' WHEN 'ARRAY' THEN 'an array' "
+                f"WHEN 'BOOLEAN' THEN 'true or false' ELSE 'a number' END || ' where {expected} was expected'"
+            )
+        store.execute(
+            f"""INSERT INTO quarantine SELECT ?, _line, NULL, problem, left(_raw, 500)
+                FROM (SELECT _line, _raw, CASE {' '.join(problems)} END AS problem FROM {t}) WHERE problem IS NOT NULL""",
+            [source.name],
+        )
+        store.execute(f"DELETE FROM {t} WHERE _line IN (SELECT line FROM quarantine WHERE source = ? AND record_id IS NULL)", [source.name])
+    store.execute(
+        f"""INSERT INTO quarantine SELECT ?, _line, NULL, CASE
+                WHEN length({rid}) > {FIELD_MAX_CHARS} THEN 'record id longer than {FIELD_MAX_CHARS} characters'
+                ELSE 'record id contains control or invisible characters' END, left(_raw, 500)
+            FROM {t} WHERE length({rid}) > {FIELD_MAX_CHARS} OR regexp_matches({rid}, ?) OR regexp_matches({rid}, ?)""",
+        [source.name, UNWANTED_CHARS, SPACE_CHARS],
+    )
+    store.execute(f"DELETE FROM {t} WHERE _line IN (SELECT line FROM quarantine WHERE source = ? AND record_id IS NULL)", [source.name])
     store.execute(
         f"""INSERT INTO quarantine SELECT ?, _line, NULL, 'no record id (column ' || ? || ' is empty)', left(_raw, 500)
             FROM {t} WHERE {rid} IS NULL""",

@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from pipelines.config import Config, Constant, SourceConfig
 from pipelines.contacts import PLAIN_EMAIL_SQL_PATTERN, standardize_email, standardize_phone
+from pipelines.ingest import FIELD_MAX_CHARS, NUMBER_ROLES, UNCLEAN_TEXT
 from pipelines.names import parse_given_name, parse_surname, split_full_name
 from pipelines.standardize import COUNTRIES, STREET_NUMBER_LEADING, STREET_NUMBER_TRAILING, STREET_POSTCODE, DateFormats
 from profiles.model import CANONICAL_FIELDS
@@ -122,8 +123,8 @@ def _standardize(
     mapped: dict[str, str | None] = {}
     for name in CANONICAL_FIELDS:
         mapping = source.fields.get(name)  # type: ignore[call-overload]
-        mapped[name] = mapping.value if isinstance(mapping, Constant) else _text(row, mapping) if mapping else None
-    record_id = _text(row, source.id)
+        mapped[name] = mapping.value if isinstance(mapping, Constant) else _text(row, mapping, name in NUMBER_ROLES) if mapping else None
+    record_id = _text(row, source.id, True)
     key = f"{source.name}:{record_id}"
 
     def issue(field: str, reason: str) -> None:
@@ -150,7 +151,7 @@ def _standardize(
     if dob_raw is not None and dob_ok is None:
         reason = f"not a valid date in format {dob_format}" if dob is None else "date out of range (before 1900 or in the future)"
         issue("date_of_birth", f"{reason} (value {dob_raw})")
-    updated_raw = _text(row, source.updated_at) if source.updated_at else None
+    updated_raw = _text(row, source.updated_at, True) if source.updated_at else None
     updated_at = None
     if updated_raw is not None:
         updated_at = _iso(updated_raw)
@@ -180,7 +181,7 @@ def _standardize(
         issue("phone", f"{phone_problem} (value {mapped['phone']})")
 
     identifiers = [{"kind": "email", "value": email}, {"kind": "phone", "value": phone}]
-    identifiers += [{"kind": kind, "value": _text(row, column)} for kind, column in source.identifiers.items()]
+    identifiers += [{"kind": kind, "value": _text(row, column, True)} for kind, column in source.identifiers.items()]
     identifiers = sorted((x for x in identifiers if x["value"] is not None), key=lambda x: (x["kind"], x["value"]))
     postcode, house_number = mapped["postcode"], mapped["house_number"]
     street, city = mapped["street"], mapped["city"]
@@ -208,16 +209,16 @@ def _standardize(
     }
 
 
-def _text(row: Mapping[str, Any], column: str) -> str | None:
-    """``nullif(trim(json_extract_string(_raw, '$."column"')), '')`` of the row's JSON."""
+def _text(row: Mapping[str, Any], column: str, number: bool = False) -> str | None:
+    """``nullif(trim(json_extract_string(_raw, '$."column"')), '')`` of the row's JSON.
+    What the SQL quarantines (a value of the wrong JSON type; ``number``: a number may
+    stand for the text) or cleans (unwanted characters, over-long values) goes to the SQL."""
     value = row.get(column)
     if value is None:
         return None
-    if type(value) is bool:
-        text = "true" if value else "false"
-    elif type(value) is int and -_EXACT_INT < value < _EXACT_INT:
+    if type(value) is int and number and -_EXACT_INT < value < _EXACT_INT:
         text = str(value)
-    elif type(value) is str and "\x00" not in value:
+    elif type(value) is str and len(value) <= FIELD_MAX_CHARS and not UNCLEAN_TEXT.search(value):
         text = value
     elif isinstance(value, (str, int, float, list, tuple, dict)):
         raise _SqlOnly  # floats, nested values: DuckDB's rendering decides

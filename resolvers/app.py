@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -159,6 +161,10 @@ class _Guard:
             if len(body) > self.max_body:
                 await _error(scope, receive, send, 413, "PAYLOAD_TOO_LARGE", f"request body over {self.max_body} bytes")
                 return
+        problem = _body_problem(bytes(body), headers.get("content-type", "application/json"))
+        if problem is not None:
+            await _error(scope, receive, send, 400, "BAD_REQUEST", problem)
+            return
         delivered = False
 
         async def replay() -> Message:
@@ -202,6 +208,47 @@ class _Guard:
                 await _error(scope, receive, send, 200, "TIMEOUT", f"request took longer than {self.timeout} s")
         finally:
             timer.cancel()
+
+
+def _body_problem(body: bytes, content_type: str) -> str | None:
+    """Why a JSON request body is no GraphQL request (None: it may be one). strawberry
+    answered ``null``, ``42`` or 5,000 nested arrays with a plain-text HTTP 500."""
+    if not content_type.split(";")[0].strip().lower().endswith("json"):
+        return None  # strawberry answers other content types itself
+    if b"\\u" in body and _lone_surrogate(body):
+        return "the request body holds a lone surrogate escape (\\uD800-\\uDFFF without its pair): not text"
+    try:
+        data = json.loads(body)
+    except RecursionError:
+        return "the request body nests too deeply"
+    except (ValueError, UnicodeDecodeError) as exc:
+        return f"the request body is not JSON: {exc}"
+    if not isinstance(data, dict):
+        return "the request body must be a JSON object with a query (and optional variables and operationName)"
+    query, variables = data.get("query"), data.get("variables")
+    if not isinstance(query, str):
+        return "the request body has no query string"
+    if variables is not None and not isinstance(variables, dict):
+        return "variables must be a JSON object"
+    return None
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD]([89a-fA-F])[0-9a-fA-F]{2}")
+
+
+def _lone_surrogate(body: bytes) -> bool:
+    """A \\uD800-\\uDFFF escape (in the JSON, or in a GraphQL string inside it) that is
+    not a high surrogate directly followed by a low one: it decodes to no character."""
+    escapes = list(_SURROGATE_ESCAPE.finditer(body))
+    i = 0
+    while i < len(escapes):
+        high = escapes[i].group(1) in b"89abAB"
+        follows = i + 1 < len(escapes) and escapes[i + 1].start() - escapes[i].end() in (0, 1)
+        if high and follows and escapes[i + 1].group(1) not in b"89abAB":
+            i += 2
+            continue
+        return True
+    return False
 
 
 async def _error(scope: Scope, receive: Receive, send: Send, status: int, code: str, message: str) -> None:

@@ -76,6 +76,18 @@ def test_other_methods_and_paths_are_refused(server: tuple[str, Path]) -> None:
     assert bad_json.status_code == 400
 
 
+def test_every_malformed_body_gets_a_json_400(server: tuple[str, Path]) -> None:
+    base, _ = server
+    auth = {"Authorization": f"Bearer {DEMO_API_KEYS['agent']}", "Content-Type": "application/json"}
+    bodies = [b"null", b"42", b'"query"', b"[" * 5000 + b"]" * 5000, b'{"query": 7}', b'{"query": "{ __typename }", "variables": [1]}',
+              b"\xff\xfe", b'{"query": "{ profileByIdentifier(kind: \\"email\\", value: \\"\\ud800\\") { id } }"}',
+              b'{"query": "mutation($r: JSON!) { ingestRecord(source: \\"crm\\", record: $r) { status } }", "variables": {"r": {"x": "\\udc00"}}}']
+    for body in bodies:
+        response = httpx.post(f"{base}/graphql", content=body, headers=auth, timeout=10)
+        assert response.status_code == 400, (body[:60], response.status_code, response.text[:200])
+        assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
 def test_env_keys_work_too(server: tuple[str, Path]) -> None:
     base, _ = server
     assert _post(base, '{ profile(id: "x") { id } }', key="env-steward-key").json() == {"data": {"profile": None}}

@@ -48,3 +48,20 @@ def test_ingest_refuses_other_roles_bad_records_and_unknown_sources(api: Api) ->
     bad_email = {**row, crm.id: "API-2", crm.fields["email"]: "not-an-email"}  # type: ignore[index]
     data = api.run(INGEST, Role.AGENT, {"source": "crm", "record": bad_email}).data["ingestRecord"]
     assert data["fieldIssues"] and data["fieldIssues"][0].startswith("email:")
+
+
+def test_ingest_refuses_values_of_the_wrong_type_naming_the_field(api: Api) -> None:
+    crm = next(s for s in api.config.sources if s.name == "crm")
+    first = crm.fields["first_name"]
+    for value, what in (({"a": 1}, "an object"), (12345, "a number"), (True, "true or false"), (["x"], "an array")):
+        record = {crm.id: "API-TYPE", first: value, crm.fields["last_name"]: "Jansen"}  # type: ignore[index]
+        error = api.run(INGEST, Role.AGENT, {"source": "crm", "record": record}).errors[0]
+        assert error.extensions["code"] == "INVALID_RECORD"
+        assert f"field first_name (column {first}): {what} where text was expected" in error.message
+    for record_id in ({"a": 1}, "API\x00X"):
+        error = api.run(INGEST, Role.AGENT, {"source": "crm", "record": {crm.id: record_id, first: "Jan"}}).errors[0]
+        assert error.extensions["code"] == "INVALID_RECORD" and "id" in error.message
+    assert api.store.scalar("SELECT count(*) FROM records WHERE record_key LIKE 'crm:API%' AND record_key <> 'crm:API-1'") == 0
+    record = {crm.id: "API-SURROGATE", first: "Jan\ud800", crm.fields["last_name"]: "Jansen"}  # type: ignore[index]
+    data = api.run(INGEST, Role.AGENT, {"source": "crm", "record": record}).data["ingestRecord"]
+    assert data["fieldIssues"] == ["first_name: control or invisible characters removed"]
