@@ -258,6 +258,12 @@ def unique_numbers(rng: np.random.Generator, n: int, lo: int, hi: int) -> np.nda
     return got[:n]
 
 
+#: Namesakes (one local part at one domain) numbered below 1000 before numbers go above
+#: it: the search for a free number below 1000 slows as they run out, and ends when they
+#: have (the generator never finished 3M records). Small demos never reach it.
+_CROWDED = 600
+
+
 def _emails(rng: np.random.Generator, first: list[str], particle: list[str], surname: list[str],
             dob: np.ndarray, taken: set[str]) -> list[str]:
     """One personal address per person, unique across the population (namesakes get digits)."""
@@ -269,6 +275,8 @@ def _emails(rng: np.random.Generator, first: list[str], particle: list[str], sur
     add_year = rng.random(n) < 0.25
     years = dob.astype("datetime64[Y]").astype(np.int64) + 1970
     out: list[str] = []
+    crowd: dict[tuple[str, str], int] = {}  # namesakes given a number, per local part and domain
+    beyond: dict[tuple[str, str], int] = {}  # the next number above 999 to try, per local part and domain
     for i in range(n):
         f = ascii_fold(first[i]).lower().replace(" ", "")
         s = ascii_fold(particle[i] + surname[i]).lower().replace(" ", "").replace("'", "")
@@ -276,11 +284,23 @@ def _emails(rng: np.random.Generator, first: list[str], particle: list[str], sur
         local = (f"{f}.{s}", f"{f[0]}.{s}", f"{f}{s}", f"{f}_{s}", f"{s}.{f}", f"{f}.{s}")[p]
         if add_year[i]:
             local += str(years[i] % 100).zfill(2)
-        addr = f"{local}@{EMAIL_DOMAINS[domain[i]][0]}"
-        k = 0
-        while addr in taken:
-            k += 1
-            addr = f"{local}{(suffix[i] + k) % 1000}@{EMAIL_DOMAINS[domain[i]][0]}"
+        at = EMAIL_DOMAINS[domain[i]][0]
+        addr = f"{local}@{at}"
+        if addr in taken:
+            base = (local, at)
+            if crowd.get(base, 0) < _CROWDED:  # a few namesakes: a number of the person's own
+                k = 1
+                addr = f"{local}{(suffix[i] + k) % 1000}@{at}"
+                while addr in taken:
+                    k += 1
+                    addr = f"{local}{(suffix[i] + k) % 1000}@{at}"
+                crowd[base] = crowd.get(base, 0) + 1
+            else:  # the numbers below 1000 are running out: the next free one above
+                n_next = beyond.get(base, 1000)
+                while f"{local}{n_next}@{at}" in taken:
+                    n_next += 1
+                addr = f"{local}{n_next}@{at}"
+                beyond[base] = n_next + 1
         taken.add(addr)
         out.append(addr)
     return out

@@ -286,3 +286,20 @@ def test_true_pairs_keep_enough_evidence(demo: Demo) -> None:
             weak += agree < 2
     assert pairs > 2_000
     assert weak / pairs < 0.015, f"{weak} of {pairs} true pairs agree on fewer than two fields"
+
+
+def test_thousands_of_namesakes_get_unique_addresses_deterministically() -> None:
+    """More namesakes at one domain than numbers below 1000 (the generator used to loop for ever)."""
+    import numpy as np
+
+    from pipelines.demo.people import _emails
+
+    n = 6000
+    dob = np.full(n, np.datetime64("1980-01-01"))
+
+    def make() -> list[str]:
+        return _emails(np.random.default_rng(7), ["Jan"] * n, [""] * n, ["Jansen"] * n, dob, set())
+
+    first = make()
+    assert len(set(first)) == n
+    assert first == make()
