@@ -22,7 +22,7 @@ from rich.table import Table
 from pipelines.config import load_config
 from pipelines.control import delegate
 from pipelines.run import RunSummary, run_pipeline
-from profiles.errors import UnifyError
+from profiles.errors import ConfigError, UnifyError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="unify: customer data unification.")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -165,7 +165,14 @@ def run(
 def _serve(config_path: Path, host: str, port: int) -> None:
     import uvicorn
 
-    load_config(config_path)  # fail here, in one line, rather than inside the server
+    config = load_config(config_path)  # fail here, in one line, rather than inside the server
+    from pipelines.demo.sources import demo_key_roles
+
+    if not config.api.development and (demo := demo_key_roles(k.sha256 for k in config.api.keys)):
+        raise ConfigError(
+            f"{config_path}: the published demo key of role {', '.join(demo)} is accepted, and api.development is false: "
+            "anyone who read the README could use it. Give each [[api.keys]] a key of your own, or set development = true for a demo"
+        )
     os.environ["UNIFY_CONFIG"] = str(config_path.resolve())
     # An import string, as uvicorn expects: the CLI itself never imports the API layer.
     # Stopping (SIGTERM, Ctrl+C) waits at most 2 s for requests under way, then cancels them.

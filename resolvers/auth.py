@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 
 from pipelines.config import Config
+from pipelines.demo.sources import demo_key_roles
 from profiles.errors import ConfigError
 
 
@@ -52,6 +53,14 @@ class Keyring:
                 raise ConfigError(f"UNIFY_API_KEYS: expected role=KEY pairs with roles {', '.join(r.value for r in Role)}")
             d = digest(key)
             principals[d] = Principal(Role(role), f"env:{role}:{d[:8]}")
+        if not config.api.development:
+            demo = demo_key_roles(principals)
+            if demo:
+                raise ConfigError(
+                    f"the published demo key of role {', '.join(demo)} is accepted, and api.development is false: "
+                    "anyone who read the README could use it. Give each [[api.keys]] a key of your own "
+                    "(sha256 = the hex SHA-256 of a long random key), or set development = true for a demo"
+                )
         return cls(principals)
 
     def __len__(self) -> int:

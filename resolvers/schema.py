@@ -4,6 +4,9 @@ data steward's review, decisions and audit log (resolvers.steward)."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -18,8 +21,9 @@ from pipelines.config import ApiConfig
 from pipelines.contacts import standardize_email, standardize_phone
 from pipelines.search import parse_query, search
 from profiles.model import split_record_key
-from resolvers.context import Context, context_of
-from resolvers.errors import Ambiguous, ApiError
+from resolvers.auth import Role
+from resolvers.context import Context, context_of, require
+from resolvers.errors import Ambiguous, ApiError, Forbidden
 from resolvers.ingest import IngestMutation
 from resolvers.limits import limit_rule
 from resolvers.steward import StewardMutation, StewardQuery
@@ -130,10 +134,19 @@ class Query(StewardQuery):
 
     @strawberry.field(
         description='By an identifier in any format: kind "email", "phone", a configured identifier name, '
-        'or "record" (value "source:record_id"). Unknown: null.'
+        '"record" (value "source:record_id") or "pseudonymous_id" (a Profile.pseudonymousId, also of a merged '
+        "profile). Unknown: null. The personalization role looks up by pseudonymous_id only."
     )
     async def profile_by_identifier(self, info: Info[Context, Any], kind: str, value: str) -> Profile | None:
         ctx = context_of(info)
+        if kind == PSEUDONYMOUS:
+            found = await asyncio.to_thread(_PSEUDONYMS.profile_id, ctx, value.strip())
+            resolved = (await asyncio.to_thread(ctx.queries.resolve, [found])).get(found) if found else None
+            return await _profile(info, resolved.profile_id, found) if resolved else None
+        if not ctx.principal.role.sees_contact_pii:
+            raise Forbidden(
+                f"the {ctx.principal.role.value} role looks profiles up by kind {PSEUDONYMOUS!r}, not by contact data or records"
+            )
         if kind == "record":
             try:
                 source, record_id = split_record_key(value.strip())
@@ -165,7 +178,7 @@ class Query(StewardQuery):
     async def search_profiles(self, info: Info[Context, Any], query: str, first: int = 10) -> list[ProfileMatch]:
         if not 1 <= first <= MAX_FIRST:
             raise ApiError(f"first must be between 1 and {MAX_FIRST}", limit=MAX_FIRST)
-        ctx = context_of(info)
+        ctx = require(info, Role.AGENT, Role.STEWARD, Role.ADMIN)  # names and places in, people out: not for personalization
         model = ctx.queries.published_model()
         parsed = parse_query(
             query, ctx.config.matching.default_country,
@@ -183,6 +196,68 @@ class Query(StewardQuery):
 @strawberry.type
 class Mutation(StewardMutation, IngestMutation):
     pass
+
+
+PSEUDONYMOUS = "pseudonymous_id"
+
+
+class _PseudonymIndex:
+    """Pseudonymous id -> profile id, for every registered profile id of the served store.
+    Read once (1M HMACs: about a second, on a worker thread), then only the ids
+    registered since (a live ingest or a run registers new ones)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_store: dict[int, tuple[dict[str, str], Any]] = {}
+
+    def profile_id(self, ctx: Context, pseudonymous_id: str) -> str | None:
+        with self._lock:
+            table, since = self._by_store.get(id(ctx.queries.store), ({}, None))
+            found = table.get(pseudonymous_id)
+            if found is None:  # perhaps registered since the last look
+                ids, since = ctx.queries.registered_ids(since)
+                table.update((ctx.pseudonymous_id(p), p) for p in ids)
+                self._by_store[id(ctx.queries.store)] = (table, since)
+                found = table.get(pseudonymous_id)
+            return found
+
+
+_PSEUDONYMS = _PseudonymIndex()
+
+
+_log = logging.getLogger("unify.server")
+
+
+class _Schema(strawberry.Schema):
+    """strawberry's schema with a log that holds no values from requests or records: a
+    client error is one line (its code, operation and path; not its message, which may
+    repeat what was asked), a server fault its traceback with every message left out
+    (a DuckDB error can quote a record's values)."""
+
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        operation = getattr(execution_context, "operation_name", None) or "anonymous"
+        for error in errors:
+            original = error.original_error
+            where = ".".join(str(p) for p in error.path or []) or "-"
+            if original is None or isinstance(original, (GraphQLError, ApiError)):
+                code = getattr(original, "code", None) or ("BAD_REQUEST" if original is None else "ERROR")
+                _log.warning("client error %s in operation %s at %s", code, operation, where)
+            else:
+                _log.error("server fault in operation %s at %s:\n%s", operation, where, quiet_traceback(original))
+
+
+def quiet_traceback(exc: BaseException) -> str:
+    """``exc``'s traceback (its causes first) with the exception types and without their
+    messages, which may carry values."""
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and seen not in chain:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    parts = []
+    for e in reversed(chain):
+        parts.append("".join(traceback.format_tb(e.__traceback__)) + f"{type(e).__module__}.{type(e).__qualname__} (message withheld)\n")
+    return "caused:\n".join(parts)
 
 
 def _mask(error: GraphQLError) -> bool:
@@ -215,7 +290,7 @@ def build_schema(api: ApiConfig) -> strawberry.Schema:
     ]
     if not api.development:
         extensions.append(DisableIntrospection)
-    schema = strawberry.Schema(
+    schema = _Schema(
         query=Query,
         mutation=Mutation,
         extensions=extensions,

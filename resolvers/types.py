@@ -107,9 +107,14 @@ class GoldenField:
     name: str
     raw_value: strawberry.Private[str | None]
     source: str
-    record_id: str
+    raw_record_id: strawberry.Private[str]
     rule: str
     updated_at: datetime | None
+
+    @strawberry.field(description="The record the value came from (a record key is PII: null for the personalization role).")
+    @lean
+    def record_id(self, info: Info[Context, Any]) -> str | None:
+        return pii(info, self.profile_id, "record_id", self.raw_record_id)
 
     @strawberry.field
     @lean
@@ -124,10 +129,10 @@ class Identifier:
     raw_value: strawberry.Private[str]
     sources: list[str]
 
-    @strawberry.field
+    @strawberry.field(description="The identifier (PII of every kind: agents, stewards and admins only).")
     @lean
     def value(self, info: Info[Context, Any]) -> str | None:
-        return _gated(info, self.profile_id, self.kind, self.raw_value)
+        return pii(info, self.profile_id, self.kind, self.raw_value)
 
 
 @strawberry.type
@@ -138,9 +143,9 @@ class SourceRecord:
     profile_id: strawberry.Private[str]
     row: strawberry.Private[dict[str, Any]]
 
-    key: str = row_field("record_key")
+    key: str | None = row_field("record_key", contact_pii=True, description='"source:record_id" (PII: null for the personalization role).')
     source: str = row_field("source")
-    record_id: str = row_field("record_id")
+    record_id: str | None = row_field("record_id", contact_pii=True, description="The source's id (PII: null for the personalization role).")
     match_probability: float | None = row_field("match_probability")
     updated_at: datetime | None = row_field("updated_at")
     first_name: str | None = row_field("first_name")
@@ -231,7 +236,7 @@ class Profile:
         rows = await context_of(info).loaders.golden_fields_by_profile_id.load(pid)
         return [
             GoldenField(profile_id=pid, name=r["field"], raw_value=r["value"], source=r["source"],
-                        record_id=r["record_id"], rule=r["rule"], updated_at=r["updated_at"])
+                        raw_record_id=r["record_id"], rule=r["rule"], updated_at=r["updated_at"])
             for r in rows
         ]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -259,6 +260,12 @@ def _source_columns(spec: SourceSpec, c: dict[str, list[str]], ts: np.ndarray, n
 
 #: Well-known keys of the demo (never use them elsewhere): role -> key.
 DEMO_API_KEYS = {role: f"demo-{role}-key" for role in ("agent", "personalization", "steward", "admin")}
+
+
+def demo_key_roles(sha256_digests: Iterable[str]) -> list[str]:
+    """The roles whose published demo key (its text is in the README) is among the digests."""
+    published = {hashlib.sha256(key.encode("utf-8")).hexdigest(): role for role, key in DEMO_API_KEYS.items()}
+    return sorted({published[d] for d in sha256_digests if d in published})
 
 
 def config_text() -> str:

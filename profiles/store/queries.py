@@ -68,6 +68,14 @@ class ProfileQueries:
         )
         return {r["asked"]: Resolved(r["asked"], r["profile_id"], bool(r["redirected"])) for r in rows}
 
+    def registered_ids(self, since: Any = None) -> tuple[list[str], Any]:
+        """Every profile id ever registered (retired ones too), or those registered at or
+        after ``since``; with the latest registration time, to ask from next time."""
+        rows = self.store.reader().rows(
+            "SELECT profile_id, created_at FROM profile_registry WHERE ? IS NULL OR created_at >= ?", [since, since]
+        )
+        return [str(p) for p, _ in rows], max((t for _, t in rows), default=since)
+
     def profiles_with_identifier(self, kind: str, value: str) -> list[str]:
         # by value alone, which the serving index answers (0.3 ms at 1M); kind and order here
         rows = self._dicts(f"SELECT kind, profile_id FROM {self._t('identifiers')} WHERE value = ?", [value])

@@ -17,6 +17,9 @@ from typing import Any
 
 import httpx
 
+from pipelines.demo.sources import DEMO_API_KEYS
+from resolvers.auth import digest
+
 #: The `unify` command of the environment the tests run in.
 UNIFY = str(Path(sys.executable).with_name("unify"))
 
@@ -27,12 +30,24 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+#: Keys of the tests' production configs: a production config refuses the published demo keys.
+KEYS = {role: f"e2e-{role}-key-{role[::-1]}" for role in DEMO_API_KEYS}
+
+
+def production_config(config: Path) -> None:
+    """Make a demo config a production one: development off, the demo keys replaced by :data:`KEYS`."""
+    text = config.read_text(encoding="utf-8").replace("development = true", "development = false")
+    for role, key in DEMO_API_KEYS.items():
+        text = text.replace(digest(key), digest(KEYS[role]))
+    config.write_text(text, encoding="utf-8")
+
+
 def copy_demo(source: Path, target: Path, *, production: bool = True) -> Path:
-    """A copy of a demo directory; returns its config (``production``: development off)."""
+    """A copy of a demo directory; returns its config (``production``: see :func:`production_config`)."""
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("*.tmp", "*.sock"))
     config = target / "unify.toml"
     if production:
-        config.write_text(config.read_text(encoding="utf-8").replace("development = true", "development = false"), encoding="utf-8")
+        production_config(config)
     return config
 
 

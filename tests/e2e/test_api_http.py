@@ -2,58 +2,25 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from pipelines.demo.sources import DEMO_API_KEYS
 from tests.conftest import DemoRun
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.e2e.serving import KEYS, copy_demo, unify_serve
 
 
 @pytest.fixture(scope="module")
 def server(small_demo: DemoRun, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    target = tmp_path_factory.mktemp("e2e") / "demo"
-    shutil.copytree(small_demo.manifest.out_dir, target, ignore=shutil.ignore_patterns("*.tmp"))
-    config = target / "unify.toml"
-    config.write_text(config.read_text(encoding="utf-8").replace("development = true", "development = false"), encoding="utf-8")
-    port = _free_port()
-    env = {**os.environ, "UNIFY_CONFIG": str(config), "UNIFY_API_KEYS": "steward=env-steward-key"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "resolvers.app:create_app", "--factory", "--port", str(port), "--log-level", "warning"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.2)
-    else:
-        process.kill()
-        raise RuntimeError(f"server did not start: {process.stdout.read() if process.stdout else ''}")
-    yield base, target / "unify.duckdb"
-    process.terminate()
-    process.wait(timeout=10)
+    config = copy_demo(small_demo.manifest.out_dir, tmp_path_factory.mktemp("e2e") / "demo")
+    with unify_serve(config, env={"UNIFY_API_KEYS": "steward=env-steward-key"}) as running:
+        yield running.base, config.parent / "unify.duckdb"
 
 
-def _post(base: str, query: str, key: str | None = DEMO_API_KEYS["agent"], **kw: object) -> httpx.Response:
+def _post(base: str, query: str, key: str | None = KEYS["agent"], **kw: object) -> httpx.Response:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     return httpx.post(f"{base}/graphql", json={"query": query}, headers=headers, timeout=10, **kw)  # type: ignore[arg-type]
 
@@ -68,7 +35,7 @@ def test_no_key_or_unknown_key_is_401(server: tuple[str, Path]) -> None:
 
 def test_other_methods_and_paths_are_refused(server: tuple[str, Path]) -> None:
     base, _ = server
-    auth = {"Authorization": f"Bearer {DEMO_API_KEYS['agent']}"}
+    auth = {"Authorization": f"Bearer {KEYS['agent']}"}
     assert httpx.get(f"{base}/graphql", params={"query": "{ __typename }"}, headers=auth, timeout=10).status_code == 405
     assert httpx.post(f"{base}/graphql/", json={"query": "{ __typename }"}, headers=auth, timeout=10).status_code in (307, 404)
     assert httpx.post(f"{base}/other", json={"query": "{ __typename }"}, headers=auth, timeout=10).status_code == 404
@@ -78,7 +45,7 @@ def test_other_methods_and_paths_are_refused(server: tuple[str, Path]) -> None:
 
 def test_every_malformed_body_gets_a_json_400(server: tuple[str, Path]) -> None:
     base, _ = server
-    auth = {"Authorization": f"Bearer {DEMO_API_KEYS['agent']}", "Content-Type": "application/json"}
+    auth = {"Authorization": f"Bearer {KEYS['agent']}", "Content-Type": "application/json"}
     bodies = [b"null", b"42", b'"query"', b"[" * 5000 + b"]" * 5000, b'{"query": 7}', b'{"query": "{ __typename }", "variables": [1]}',
               b"\xff\xfe", b'{"query": "{ profileByIdentifier(kind: \\"email\\", value: \\"\\ud800\\") { id } }"}',
               b'{"query": "mutation($r: JSON!) { ingestRecord(source: \\"crm\\", record: $r) { status } }", "variables": {"r": {"x": "\\udc00"}}}']
@@ -112,9 +79,11 @@ def test_caller_found_by_a_phone_written_differently(server: tuple[str, Path], s
 def test_personalization_gets_no_contact_pii_over_http(server: tuple[str, Path], small_demo: DemoRun) -> None:
     base, _ = server
     phone, _ = small_demo.manifest.demo_phone_lookup
-    query = f'{{ p: profileByIdentifier(kind: "phone", value: "{phone}") {{ pseudonymousId phone e: email records {{ raw }} }} }}'
-    data = _post(base, query, key=DEMO_API_KEYS["personalization"]).json()["data"]["p"]
-    assert data["pseudonymousId"].startswith("u_") and data["phone"] is None and data["e"] is None
+    agent = _post(base, f'{{ profileByIdentifier(kind: "phone", value: "{phone}") {{ pseudonymousId }} }}').json()["data"]
+    pseudonym = agent["profileByIdentifier"]["pseudonymousId"]
+    query = f'{{ p: profileByIdentifier(kind: "pseudonymous_id", value: "{pseudonym}") {{ pseudonymousId phone e: email records {{ raw }} }} }}'
+    data = _post(base, query, key=KEYS["personalization"]).json()["data"]["p"]
+    assert data["pseudonymousId"] == pseudonym and data["phone"] is None and data["e"] is None
     assert all(r["raw"] is None for r in data["records"])
 
 
@@ -133,7 +102,7 @@ def test_limits_and_production_hardening_answer_with_codes(server: tuple[str, Pa
 
 def test_two_stewards_deciding_one_pair_at_once_one_wins_one_conflicts_both_audited(server: tuple[str, Path]) -> None:
     base, _ = server
-    steward = DEMO_API_KEYS["steward"]
+    steward = KEYS["steward"]
     queue = _post(base, "{ reviewQueue(first: 1) { edges { node { id leftProfileId } } } }", key=steward).json()
     pair = queue["data"]["reviewQueue"]["edges"][0]["node"]
     start = threading.Barrier(2)
@@ -170,7 +139,7 @@ def test_concurrent_pii_reads_are_each_audited_before_their_answer(server: tuple
     def lookup(i: int) -> None:
         start.wait()
         body = {"query": f'query Card{i} {{ profileByIdentifier(kind: "phone", value: "{phone}") {{ id phone }} }}', "operationName": f"Card{i}"}
-        reply = httpx.post(f"{base}/graphql", json=body, headers={"Authorization": f"Bearer {DEMO_API_KEYS['agent']}"}, timeout=30)
+        reply = httpx.post(f"{base}/graphql", json=body, headers={"Authorization": f"Bearer {KEYS['agent']}"}, timeout=30)
         answers[i] = reply.json()["data"]["profileByIdentifier"]["id"]
 
     threads = [threading.Thread(target=lookup, args=(i,)) for i in range(24)]
@@ -179,7 +148,7 @@ def test_concurrent_pii_reads_are_each_audited_before_their_answer(server: tuple
     for t in threads:
         t.join(timeout=60)
     assert len(answers) == 24
-    log = _post(base, "{ auditLog(first: 100) { edges { node { action actor detail } } } }", key=DEMO_API_KEYS["steward"]).json()
+    log = _post(base, "{ auditLog(first: 100) { edges { node { action actor detail } } } }", key=KEYS["steward"]).json()
     reads = [e["node"]["detail"] for e in log["data"]["auditLog"]["edges"] if e["node"]["action"] == "pii.read"]
     by_operation = {d["operation"]: d for d in reads if str(d["operation"]).startswith("Card")}
     assert sorted(by_operation) == sorted(f"Card{i}" for i in range(24))

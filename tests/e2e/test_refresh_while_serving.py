@@ -13,9 +13,8 @@ from typing import Any
 import httpx
 
 from pipelines.config import load_config
-from pipelines.demo.sources import DEMO_API_KEYS
 from tests.conftest import DemoRun
-from tests.e2e.serving import UNIFY, copy_demo, unify_serve
+from tests.e2e.serving import KEYS, UNIFY, copy_demo, unify_serve
 
 INGEST = "mutation($record: JSON!) { ingestRecord(source: \"crm\", record: $record) { recordKey status } }"
 BY_RECORD = 'query($key: String!) { profileByIdentifier(kind: "record", value: $key) { id } }'
@@ -24,7 +23,7 @@ BY_RECORD = 'query($key: String!) { profileByIdentifier(kind: "record", value: $
 def _gql(client: httpx.Client, base: str, query: str, variables: dict[str, Any] | None = None, role: str = "agent") -> httpx.Response:
     return client.post(
         f"{base}/graphql", json={"query": query, "variables": variables or {}},
-        headers={"Authorization": f"Bearer {DEMO_API_KEYS[role]}"}, timeout=30,
+        headers={"Authorization": f"Bearer {KEYS[role]}"}, timeout=30,
     )
 
 
