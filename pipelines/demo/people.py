@@ -288,13 +288,16 @@ def _emails(rng: np.random.Generator, first: list[str], particle: list[str], sur
         addr = f"{local}@{at}"
         if addr in taken:
             base = (local, at)
+            free = None
             if crowd.get(base, 0) < _CROWDED:  # a few namesakes: a number of the person's own
-                k = 1
-                addr = f"{local}{(suffix[i] + k) % 1000}@{at}"
-                while addr in taken:
-                    k += 1
-                    addr = f"{local}{(suffix[i] + k) % 1000}@{at}"
                 crowd[base] = crowd.get(base, 0) + 1
+                for k in range(1, 1001):  # other local parts ("jan.jansen85" + "@") may hold numbers too
+                    candidate = f"{local}{(suffix[i] + k) % 1000}@{at}"
+                    if candidate not in taken:
+                        free = candidate
+                        break
+            if free is not None:
+                addr = free
             else:  # the numbers below 1000 are running out: the next free one above
                 n_next = beyond.get(base, 1000)
                 while f"{local}{n_next}@{at}" in taken:

@@ -47,8 +47,12 @@ def test_a_fragment_bomb_is_refused_at_once_and_health_answers_meanwhile(small_d
         prober.start()
         try:
             refused: dict[int, list[float]] = {}
+            plain: list[float] = []  # a trivial request's round trip on the same server, meanwhile
             for levels in (7, 9, 12):
                 for _ in range(5):  # the best of five: the machine is shared with other tests
+                    started = time.perf_counter()
+                    _post(base, '{ profile(id: "p_x") { id } }')
+                    plain.append(time.perf_counter() - started)
                     started = time.perf_counter()
                     response = _post(base, fragment_bomb(levels))
                     refused.setdefault(levels, []).append(time.perf_counter() - started)
@@ -59,7 +63,8 @@ def test_a_fragment_bomb_is_refused_at_once_and_health_answers_meanwhile(small_d
         finally:
             stop.set()
             prober.join()
-        assert all(min(times) < 0.1 for times in refused.values()), f"refusing took {refused}"
+        # under 100 ms of work: the round trip beyond a trivial request's (HTTP and a loaded machine)
+        assert all(min(times) < 0.1 + min(plain) for times in refused.values()), f"refusing took {refused}, a trivial request {plain}"
         assert max(max(times) for times in refused.values()) < 1.0, f"refusing took {refused}"
         assert health and max(health) < 1.0, f"/healthz waited {max(health):.2f} s"
 

@@ -303,3 +303,10 @@ def test_thousands_of_namesakes_get_unique_addresses_deterministically() -> None
     first = make()
     assert len(set(first)) == n
     assert first == make()
+
+    # every number below 1000 already held by other local parts ("jan.jansen85" is one)
+    from pipelines.demo.names import EMAIL_DOMAINS
+
+    held = {f"{local}{k}@{d}" for d, _ in EMAIL_DOMAINS for local in ("jan.jansen", "j.jansen", "janjansen", "jan_jansen", "jansen.jan") for k in range(1000)}
+    few = _emails(np.random.default_rng(7), ["Jan"] * 50, [""] * 50, ["Jansen"] * 50, dob[:50], set(held))
+    assert len(set(few)) == 50 and not set(few) & held
