@@ -460,9 +460,11 @@ def ensure_data(out: Path, profiles: int, holdout_every: int) -> tuple[Path, dic
         write_rows(target, path, header, out_rows)
         write_rows(path, path, header, kept)  # the store is built from the rest
         held[name] = {"file": target.relative_to(out).as_posix(), "rows": len(out_rows), "kept": len(kept)}
-    # Production mode: no GraphiQL, no introspection (the demo config is a development one).
-    text = manifest.config_path.read_text(encoding="utf-8")
-    manifest.config_path.write_text(re.sub(r"(?m)^development = true$", "development = false", text), encoding="utf-8")
+    # Production mode: no GraphiQL, no introspection (the demo config is a development one),
+    # and no published demo keys, which production refuses (the server gets bench/api.py's key).
+    text = re.sub(r"(?m)^development = true$", "development = false", manifest.config_path.read_text(encoding="utf-8"))
+    text = re.sub(r"(?m)^\[\[api\.keys\]\]\n(?:^(?!\[)(?!#).*\n)*", "", text)
+    manifest.config_path.write_text(text, encoding="utf-8")
     seen = {**want, "records_requested": records, "config": manifest.config_path.name,
             "generate_seconds": round(time.perf_counter() - start, 1), "holdout": held}
     marker.write_text(json.dumps(seen, indent=2) + "\n", encoding="utf-8")
