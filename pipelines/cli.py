@@ -227,10 +227,26 @@ def ingest(
     from profiles.store import Steward, Store
 
     cfg = load_config(config)
+    by = Steward(actor=f"cli:{os.environ.get('USER', 'unknown')}", role="admin")
     # one file, then exit: joined with the stored records (no in-memory index to read
     # first), committed straight into the store file (no WAL to write it into it again)
     with Store.open(cfg.store_path, compress=cfg.store.compress, write_through=True) as store, console.status(f"ingesting {file.name} ...", spinner="dots"):
-        report = LiveIngest(store, cfg, in_memory=False).ingest(source, Steward(actor=f"cli:{os.environ.get('USER', 'unknown')}", role="admin"), path=file)
+        live = LiveIngest(store, cfg, in_memory=False)
+        provisional = live.model_is_provisional
+        if provisional:
+            counts, quarantined = live.log_for_batch(source, by, file)
+        else:
+            report = live.ingest(source, by, path=file)
+    if provisional:
+        console.print(
+            f"{counts.rows:,} rows from {file} ({source}): {counts.accepted:,} kept, {counts.quarantined:,} quarantined. "
+            "The model is provisional (it was trained on records without duplicates), so a batch run now trains it "
+            "on every record and matches them all:"
+        )
+        for row in quarantined:
+            err_console.print(f"[yellow]quarantined[/] {source}:line {row['line']}: {row['reason']}", highlight=False)
+        _run(config, retrain=False)
+        return
     counts = ", ".join(f"{name.replace('_', ' ')} {n:,}" for name, n in report.counts().items() if n)
     console.print(
         f"{report.rows:,} rows from {file} ({source}): {counts or 'nothing to do'}; "

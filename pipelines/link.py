@@ -147,7 +147,8 @@ def make_linker(
     table = db.register("linkable")
     wanted = settings(model_groups(config), config.shared_identifiers())
     model_path = config.model_path
-    if model_path.exists() and not retrain:
+    marker = provisional_marker(config)
+    if model_path.exists() and not retrain and not marker.exists():
         saved = _read_model(model_path)
         have = [c["output_column_name"] for c in saved.get("comparisons", [])]
         need = [c["output_column_name"] for c in wanted["comparisons"]]
@@ -174,11 +175,23 @@ def make_linker(
         ) from exc
     used_labels = train_on_labels(store, db, linker, config)
     _save_model(linker, model_path)
+    if assumed:  # nothing learnt of true matches: the next run trains again (see provisional_marker)
+        marker.write_text("\n".join(assumed) + "\n", encoding="utf-8")
+    else:
+        marker.unlink(missing_ok=True)
     trained = _read_model(model_path)
     if neutralize_untrained(trained):
         _write_model(trained, model_path)
         linker = Linker(table, trained)
     return db, linker, True, used_labels, assumed
+
+
+def provisional_marker(config: Config) -> Path:
+    """A file beside the model while the model is provisional: trained on data with no
+    true matches to learn from (one clean source), so it had to assume what it could not
+    learn. A provisional model is never reused: every batch run trains again until one
+    finds duplicates, and `unify ingest` of a file runs such a batch (pipelines.live)."""
+    return config.model_path.with_name(config.model_path.name + ".provisional")
 
 
 def model_groups(config: Config) -> set[str]:

@@ -33,7 +33,7 @@ from pipelines import rowwise
 from pipelines.comparisons import blocking_rules, identifier_column, model_veto_sql
 from pipelines.config import Config, SourceConfig
 from pipelines.ingest import SourceCounts, stage_live
-from pipelines.link import model_groups
+from pipelines.link import model_groups, provisional_marker
 from pipelines.match_index import KEY_HASH, MatchIndex, Plan, plans_of, probe_hashes_sql, stored_hashes_sql
 from pipelines.scoring import bound_sql, pairs_sql, pairs_table, score_sql, term_frequencies_relation, tf_columns
 from pipelines.standardize import MATCH_COLUMNS, DateFormats, standardize
@@ -144,6 +144,31 @@ class LiveIngest:
                 self._state.index = None  # a bulk file: read again when a few records come
         report.seconds = round(time.perf_counter() - started, 4)
         return report
+
+    @property
+    def model_is_provisional(self) -> bool:
+        """The published run's model had nothing to learn true matches from (one clean
+        source): see pipelines.link.provisional_marker."""
+        return provisional_marker(self.config).exists()
+
+    def log_for_batch(self, source_name: str, by: Steward, path: Path) -> tuple[SourceCounts, list[dict[str, Any]]]:
+        """Read the file at ``path`` for source ``source_name`` and keep its good rows in
+        the ingest log without matching them, for the batch run that follows: with a
+        provisional model, a file that may bring the first duplicates is matched by a run
+        that trains on every record, as a batch run over all sources would. Returns the
+        counts and the quarantined rows."""
+        source = self._source(source_name)
+        with self.store.exclusive(), self.store.workspace(name=f"live_{secrets.token_hex(4)}"):
+            counts = stage_live(self.store, source, path=path)
+            quarantined = self.store.dicts("SELECT * FROM quarantine ORDER BY line")
+            with self.store.transaction():
+                self.store.execute(
+                    f"""INSERT INTO {ident(self.store.catalog)}.main.ingest_log (seq, source, record_id, raw, ingested_at, actor)
+                        SELECT nextval('{ident(self.store.catalog)[1:-1]}.main.ingest_seq'), source, record_id, raw::JSON, now(), ?
+                        FROM ingested ORDER BY line""",
+                    [by.actor],
+                )
+        return counts, quarantined
 
     def warm(self) -> dict[str, float]:
         """Read in, before the first record comes, what live records need: the published
