@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RECORDS ?= 20000
 
-.PHONY: demo test lint bench bench-accuracy bench-api bench-ingest install clean
+.PHONY: demo test test-fast lint bench bench-accuracy bench-api bench-ingest install clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or: make PYTHON=python3 ...)"; exit 1; }
@@ -23,10 +23,14 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/lint-imports
-	$(BIN)/mypy profiles
+	$(BIN)/mypy profiles pipelines resolvers
 
 test: lint
 	$(BIN)/python -m pytest -n 2 -q
+
+# The inner loop: the suite without the tests marked slow (real servers, larger data).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -q -m "not slow"
 
 bench: $(STAMP)
 	$(BIN)/python bench/pipeline.py

@@ -45,10 +45,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 SEED = 42

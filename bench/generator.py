@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipelines.demo import generate  # noqa: E402
+from pipelines.demo import generate
 
 
 def main(sizes: list[int]) -> None:

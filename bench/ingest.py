@@ -283,11 +283,11 @@ class StatementTimer:
                 entry[0] += 1
                 entry[1] += time.perf_counter() - start
 
-        setattr(connection.Store, "_run", timed)
+        connection.Store._run = timed
         try:
             yield
         finally:
-            setattr(connection.Store, "_run", original)
+            connection.Store._run = original
 
 
 def sql_by_caller(spent: dict[str, list[float]], records: int, limit: int = 12) -> list[tuple[str, float, float]]:

@@ -115,7 +115,7 @@ def child_prepare(config_path: Path, parquet: Path) -> dict[str, Any]:
 
     config = load_config(config_path)
     seconds: dict[str, float] = {}
-    with tempfile.TemporaryDirectory(dir=parquet.parent) as tmp:
+    with tempfile.TemporaryDirectory(dir=parquet.parent) as tmp:  # noqa: SIM117 (the inner ones use tmp)
         with Store.open(Path(tmp) / "prepare.duckdb", threads=config.store.threads) as store:
             with store.workspace(spill_dir=Path(tmp) / "spill", memory_limit=config.store.memory_limit):
                 with timed(seconds, "ingest"):

@@ -209,7 +209,7 @@ def export(
 
     cfg = load_config(config)
     suffix = ExportFormat(format).value  # given by value when the server runs it for the CLI
-    written = do_export(cfg.store_path, out, suffix)
+    written = do_export(cfg.store_path, out, "csv" if suffix == "csv" else "parquet")
     for name, rows in written.items():
         console.print(f"{out / (name + '.' + suffix)}: {rows:,} rows")
 
@@ -247,9 +247,9 @@ def ingest(
             err_console.print(f"[yellow]quarantined[/] {source}:line {row['line']}: {row['reason']}", highlight=False)
         _run(config, retrain=False)
         return
-    counts = ", ".join(f"{name.replace('_', ' ')} {n:,}" for name, n in report.counts().items() if n)
+    outcomes = ", ".join(f"{name.replace('_', ' ')} {n:,}" for name, n in report.counts().items() if n)
     console.print(
-        f"{report.rows:,} rows from {file} ({source}): {counts or 'nothing to do'}; "
+        f"{report.rows:,} rows from {file} ({source}): {outcomes or 'nothing to do'}; "
         f"{report.field_issues:,} unreadable values left out; {report.seconds:.2f}s "
         f"({report.rows / report.seconds if report.seconds else 0:,.0f} records/s)"
     )
@@ -266,15 +266,12 @@ def review(
     limit: Annotated[int, typer.Option("--limit", min=1, max=100, help="Rows of each list.")] = 10,
 ) -> None:
     """Summarize the review queue and the stewards' recent decisions."""
-    from profiles.store import ProfileQueries, Store, Stewardship
+    from profiles.store import ProfileQueries, Stewardship, Store
 
     cfg = load_config(config)
     with Store.open(cfg.store_path, read_only=True) as store:
         pairs, total = ProfileQueries(store).review_queue(limit, None)
-        recent = Stewardship(
-            store, match_threshold=cfg.matching.match_threshold, rules=cfg.survivorship.fields,
-            default_rule=cfg.survivorship.default,
-        ).recent_actions(limit)
+        recent = Stewardship(store, **cfg.stewardship_settings()).recent_actions(limit)
     queue = Table(title=f"review queue: {total:,} open pairs (closest to the decision boundary first)", title_justify="left")
     for column in ("pair", "probability", "left record", "right record", "profiles"):
         queue.add_column(column, justify="right" if column == "probability" else "left", overflow="fold")
@@ -322,8 +319,8 @@ def demo(
         return
     host, port = "127.0.0.1", 8000
     query = (
-        '{ profileByIdentifier(kind: "phone", value: "%s") { id fullName email phone dateOfBirth '
-        "address { street houseNumber postcode city } sources records { source recordId } } }" % phone
+        f'{{ profileByIdentifier(kind: "phone", value: "{phone}") {{ id fullName email phone dateOfBirth '
+        "address { street houseNumber postcode city } sources records { source recordId } } }"
     )
     body = json.dumps({"query": query})
     console.print(

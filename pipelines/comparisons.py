@@ -9,9 +9,9 @@ at scale); Dutch postcodes get their own levels (splink's PostcodeComparison is 
 from __future__ import annotations
 
 import math
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
-
 
 #: Given name and surname entered in each other's fields (a common data-entry error).
 SWAPPED_NAMES = (
@@ -209,7 +209,7 @@ _GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 
-def available(mapped_fields: set[str]) -> set[str]:
+def available(mapped_fields: AbstractSet[str]) -> set[str]:
     return {group for group, fields in _GROUPS.items() if mapped_fields & set(fields)}
 
 

@@ -40,6 +40,10 @@ class StoreConfig(_Strict):
     )
 
 
+Veto = Literal["date_of_birth", "first_name"]
+VETOES: tuple[Veto, ...] = ("date_of_birth", "first_name")
+
+
 class RunConfig(_Strict):
     max_shrink: float = Field(
         0.2, ge=0, le=1,
@@ -59,8 +63,8 @@ class MatchingConfig(_Strict):
     u_max_pairs: int = Field(10_000_000, ge=10_000, description="Random pairs sampled to estimate u-probabilities.")
     em_max_pairs: int = Field(2_000_000, ge=10_000, description="Cap on pairs per EM training session (memory and time bound).")
     min_labels: int = Field(20, ge=1, description="Steward 'same' decisions on this run's records needed before training estimates m-probabilities from them.")
-    vetoes: list[Literal["date_of_birth", "first_name"]] = Field(
-        default_factory=lambda: ["date_of_birth", "first_name"],
+    vetoes: list[Veto] = Field(
+        default_factory=lambda: list(VETOES),
         description="Conflicts that keep two records apart whatever their score: birth dates that differ by more than a typo, clearly different given names.",
     )
 
@@ -172,6 +176,14 @@ class Config(_Strict):
 
     def resolve(self, path: Path) -> Path:
         return path if path.is_absolute() else (self.base_dir / path)
+
+    def stewardship_settings(self) -> dict[str, Any]:
+        """The keyword arguments of ``profiles.store.Stewardship`` (besides the store)."""
+        return {
+            "match_threshold": self.matching.match_threshold,
+            "rules": {str(k): str(v) for k, v in self.survivorship.fields.items()},
+            "default_rule": self.survivorship.default,
+        }
 
     @property
     def store_path(self) -> Path:

@@ -29,7 +29,6 @@ from profiles.errors import ConfigError, UnifyError
 from profiles.store import Store, ident
 
 
-
 def _quiet_splink() -> None:
     """splink logs every training step; the run summary says what matters (including
     the comparison levels training never observed, see ``untrained_levels``)."""
@@ -227,7 +226,7 @@ def train(
     assumed: list[str] = []
     prior_rules = deterministic_rules(groups, identifiers)
     if prior_rules:
-        linker.training.estimate_probability_two_random_records_match(prior_rules, recall=0.8)
+        linker.training.estimate_probability_two_random_records_match(list[Any](prior_rules), recall=0.8)
         model = linker.misc.save_model_to_json()
         floor = prior_floor(records)
         if float(model["probability_two_random_records_match"]) < floor:
@@ -266,7 +265,7 @@ def train_on_labels(store: Store, db: DuckDBAPI, linker: Linker, config: Config)
            SELECT record_key_l, record_key_r, 1.0 AS clerical_match_score FROM steward_labels WHERE kind = 'same'""",
         building="training_labels",
     )
-    linker.training.estimate_m_from_pairwise_labels(db.register("training_labels"))
+    linker.training.estimate_m_from_pairwise_labels(db.register("training_labels"))  # type: ignore[no-untyped-call]
     store.execute("DROP TABLE training_labels")
     return True
 
@@ -370,7 +369,7 @@ def run_linkage(store: Store, config: Config, *, retrain: bool, meanwhile: Calla
     with _splink_step("clustering the scored pairs"):
         cluster(store, db, linker, config)
     seconds["cluster"] = time.perf_counter() - t2
-    linker.table_management.delete_tables_created_by_splink_from_db()
+    linker.table_management.delete_tables_created_by_splink_from_db()  # type: ignore[no-untyped-call]
     model = _read_model(config.model_path)
     vetoes = {d.rule: d.reason for d in active_vetoes(model, list(config.matching.vetoes))}
     return LinkOutcome(

@@ -42,8 +42,18 @@ from profiles.constraints import STEWARD_LINK, constrained_components
 from profiles.errors import ConfigError, StoreError
 from profiles.identity import mint_profile_ids
 from profiles.store import (
-    SERVING_INDEXES, AuditEvent, ProfileQueries, Steward, Stewardship, Store, ensure_serving_indexes, ident, in_list,
-    match_probabilities, name_literal, published_run,
+    SERVING_INDEXES,
+    AuditEvent,
+    ProfileQueries,
+    Steward,
+    Stewardship,
+    Store,
+    ensure_serving_indexes,
+    ident,
+    in_list,
+    match_probabilities,
+    name_literal,
+    published_run,
 )
 
 #: Up to this many new records, candidates come from the in-memory index (pipelines.match_index)
@@ -118,10 +128,7 @@ class LiveIngest:
         self.warmed = 0  # warm-ups finished (warming())
         self.plans = plans_of(blocking_rules(model_groups(config), config.shared_identifiers()))  # the run's rules, per role
         self.queries = ProfileQueries(store)
-        self.stewardship = Stewardship(
-            store, match_threshold=config.matching.match_threshold,
-            rules=config.survivorship.fields, default_rule=config.survivorship.default,
-        )
+        self.stewardship = Stewardship(store, **config.stewardship_settings())
         self._prepared: _Prepared | None = None  # what was read of the published run, once per run
         self._published: list[Any] = []  # published_run's cache
 
@@ -435,7 +442,7 @@ class LiveIngest:
         stored_keys = "SELECT DISTINCT stored_key FROM candidates WHERE stored_key NOT IN (SELECT record_key FROM new_linkable)"
         keys = [k for (k,) in self.store.rows(f"{stored_keys} ORDER BY 1 LIMIT {_KEYS_LOOKUP_MAX + 1}")]
         if len(keys) > _KEYS_LOOKUP_MAX:  # one semi-join (the keys stay in the database)
-            in_stored, stored_params = f"s.record_key IN ({stored_keys})", []
+            in_stored, stored_params = f"s.record_key IN ({stored_keys})", list[Any]()
         else:  # a few: looked up by key (index scans)
             in_stored, stored_params = in_list("s.record_key", keys)
         self.store.execute(
@@ -491,7 +498,9 @@ class LiveIngest:
         ]
         index = self._state.index if staged.probes is not None else None
         # keys the store holds: all that the index does not know are new (no lookup for them)
-        known = keys if index is None else [k for k, h in zip(keys, staged.probes.column(KEY_HASH).to_pylist()) if index.holds(k, h)]
+        known = keys if index is None or staged.probes is None else [
+            k for k, h in zip(keys, staged.probes.column(KEY_HASH).to_pylist()) if index.holds(k, h)
+        ]
         in_keys, key_params = in_list("record_key", known)
         previous = {str(k): str(p) for k, p in self.store.rows(f"SELECT record_key, profile_id FROM records WHERE {in_keys}", key_params)} if known else {}
         self._replace_rows(r, staged, sorted(previous))
@@ -666,10 +675,10 @@ class LiveIngest:
         merged: dict[str, list[str]] = {}
         fresh = iter(mint_profile_ids(len(groups)))
         for g, ks in groups.items():
-            held = sorted(held_by.get(g, []), key=lambda p: (-overlap[p][g], str(created.get(p, "")), p))
-            name = held[0] if held else next(fresh)
-            if len(held) > 1:
-                merged[name] = held[1:]
+            holders = sorted(held_by.get(g, []), key=lambda p: (-overlap[p][g], str(created.get(p, "")), p))
+            name = holders[0] if holders else next(fresh)
+            if len(holders) > 1:
+                merged[name] = holders[1:]
             assignment.update({k: name for k in ks})
         return assignment, merged, model_links
 

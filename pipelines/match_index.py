@@ -163,7 +163,7 @@ class MatchIndex:
 
     def __len__(self) -> int:
         """Records held: the scan's, less those updated since, and those added since."""
-        return self.table.num_rows - len(self._shadowed) + len(self._added)
+        return int(self.table.num_rows) - len(self._shadowed) + len(self._added)
 
     def _base_rows(self, index: tuple[np.ndarray, np.ndarray], value: int) -> np.ndarray:
         hashes, rows = index

@@ -25,7 +25,7 @@ import hashlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import sqlglot
 from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler, Levenshtein
@@ -287,7 +287,7 @@ def condition(sql: str) -> Fn | None:
     """A boolean SQL condition over aliases ``l`` and ``r`` (the veto), as a function of
     a row holding ``<column>_l`` and ``<column>_r``; None when not implemented here."""
     try:
-        return compile_expression(sqlglot.parse_one(sql, read="duckdb"))
+        return compile_expression(cast(exp.Expression, sqlglot.parse_one(sql, read="duckdb")))
     except Unsupported:
         return None
 

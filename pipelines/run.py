@@ -20,9 +20,19 @@ from pipelines.ingest import SourceCounts, check_sources, guard_shrink, ingest_s
 from pipelines.link import LabelReport, run_linkage
 from pipelines.standardize import standardize
 from profiles import survivorship
+from profiles.store import (
+    RUN_TABLES,
+    Steward,
+    Stewardship,
+    Store,
+    begin_run,
+    current_run,
+    fail_run,
+    publish_run,
+    run_table,
+    write_run_table,
+)
 from profiles.store.connection import ident
-from profiles.store import RUN_TABLES, Steward, Store, Stewardship, begin_run, current_run, fail_run, publish_run, run_table, write_run_table
-
 
 #: How the served tables are laid out: records carry their profile id and identifiers so
 #: that a profile card reads one table; identifiers carry the profile id. They are not
@@ -121,7 +131,7 @@ def run_pipeline(
                 summary.ids_kept, summary.ids_new = counts["ids_kept"], counts["ids_new"]
                 with timer("survivorship"):
                     # written straight into the run: a workspace copy would be written twice
-                    rules = {k: v for k, v in config.survivorship.fields.items()}
+                    rules = config.stewardship_settings()["rules"]
                     golden = survivorship.golden_fields_sql("records", "membership", rules, config.survivorship.default)
                     write_run_table(store, run_id, "golden_fields", golden)
                     run_golden = run_table(store, run_id, "golden_fields")
@@ -228,10 +238,7 @@ def reapply_steward(store: Store, config: Config, known: set[str]) -> int:
     })
     if not keys:
         return 0
-    stewardship = Stewardship(
-        store, match_threshold=config.matching.match_threshold,
-        rules=config.survivorship.fields, default_rule=config.survivorship.default,
-    )
+    stewardship = Stewardship(store, **config.stewardship_settings())
     return stewardship.reconcile(keys)
 
 

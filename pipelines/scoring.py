@@ -14,18 +14,17 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 import sqlglot
-from sqlglot import exp
-
 from splink.internals.comparison import Comparison
 from splink.internals.dialects import SplinkDialect
 from splink.internals.input_column import InputColumn
 from splink.internals.predict import _combine_prior_and_mws
 from splink.internals.settings import Settings
 from splink.internals.settings_creator import SettingsCreator
+from sqlglot import exp
 
 from profiles.store import Store, ident, name_literal
 
@@ -230,14 +229,14 @@ def _cheap_part(condition: str) -> str | None:
     ``house_l = house_r AND TRUE``). None when ``condition`` calls none; ``TRUE`` when a
     costly call sits under anything else (NOT, CASE: taking it as true proves nothing)."""
     tree = sqlglot.parse_one(condition, read=_DIALECT)
-    calls = [node for node in tree.walk() if _is_costly(node)]
+    calls = [node for node in tree.walk() if _is_costly(cast(exp.Expression, node))]
     if not calls:
         return None
     for call in calls:
-        term = call
+        term: Any = call
         while term.parent is not None and not isinstance(term.parent, (exp.And, exp.Or, exp.Paren)):
             term = term.parent
-        above = term.parent
+        above: Any = term.parent
         while above is not None:
             if not isinstance(above, (exp.And, exp.Or, exp.Paren)):
                 return "TRUE"
@@ -292,7 +291,7 @@ def _bound_sql(model_json: str, pairs: str) -> str | None:
         def reachable(i: int) -> str:
             """The highest weight among the levels from ``i`` on that a pair may get."""
             level = levels[i]
-            if level._is_else_level or i == len(levels) - 1 and not costly[i]:
+            if level._is_else_level or (i == len(levels) - 1 and not costly[i]):
                 return weight(level) if level._is_else_level else f"CASE WHEN {level.sql_condition} THEN {weight(level)} END"
             if costly[i]:  # the level if its cheap part holds (the costly part may), and the next ones
                 this = weight(level) if cheap[i] == "TRUE" else f"CASE WHEN {cheap[i]} THEN {weight(level)} END"

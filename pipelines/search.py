@@ -4,6 +4,7 @@ scored with the trained linkage model's own comparison levels and weights."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from datetime import date
@@ -59,12 +60,10 @@ def parse_query(text: str, default_country: str, known_cities: set[str], known_s
         if _DATE.match(token):
             d = _DATE.match(token)
             assert d is not None
-            try:
+            with contextlib.suppress(ValueError):  # an impossible date is no date
                 values["dob"] = (
                     date(int(d[3]), int(d[2]), int(d[1])) if d[3] else date(int(d[4]), int(d[5]), int(d[6]))
                 )
-            except ValueError:
-                pass
         elif _YEAR.match(token):
             birth_year = int(token)
         elif _POSTCODE.match(token):

@@ -14,7 +14,11 @@ import pyarrow as pa
 
 from pipelines.config import Config
 from pipelines.contacts import (
-    DUTCH_INTERNATIONAL_PATTERN, DUTCH_NATIONAL_PATTERN, PLAIN_EMAIL_SQL_PATTERN, standardize_email, standardize_phone,
+    DUTCH_INTERNATIONAL_PATTERN,
+    DUTCH_NATIONAL_PATTERN,
+    PLAIN_EMAIL_SQL_PATTERN,
+    standardize_email,
+    standardize_phone,
 )
 from pipelines.ingest import FIELD_MAX_CHARS, SPACE_CHARS, UNWANTED_CHARS
 from pipelines.names import parse_given_name, parse_surname, split_full_name

@@ -94,7 +94,8 @@ def standardize_rows(
         ts_pattern = _strict(ts_format) if ts_format else None
         if ts_format and ts_format[:2] not in ("%d", "%m"):
             return None  # a format an ISO cast might also read (the SQL tries the cast first)
-        records, issues = [], []
+        records: list[dict[str, Any]] = []
+        issues: list[dict[str, Any]] = []
         seen: set[str] = set()
         today = date.today()
         for line, row in enumerate(rows, start=1):
@@ -373,6 +374,6 @@ def _datetime(*parts: int) -> datetime | None:
     if parts[0] < 1:
         raise _SqlOnly
     try:
-        return datetime(*parts)
+        return datetime(*parts)  # type: ignore[arg-type]  # (year, month, day[, hour, minute, second])
     except ValueError:
         return None

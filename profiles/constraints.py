@@ -52,7 +52,7 @@ def constrained_components(
         parent[small] = large
         members[large] |= members.pop(small)
     result: dict[K, K] = {}
-    for root, group in members.items():
+    for group in members.values():
         representative = min(group)
         for node in group:
             result[node] = representative

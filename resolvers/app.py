@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -31,9 +31,9 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
 from pipelines.config import Config, load_config
+from pipelines.control import socket_path
 from pipelines.live import LiveIngest
 from profiles.errors import StoreError
-from pipelines.control import socket_path
 from profiles.store import AuditEvent, ProfileQueries, Store
 from profiles.store.runs import publish_count
 from resolvers.auth import Keyring, Principal
@@ -99,7 +99,7 @@ class _GraphQL(GraphQL[Context, None]):
 
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
         response = await super().process_result(request, result)
-        for error in response.get("errors") or []:
+        for error in cast(list[dict[str, Any]], response.get("errors") or []):
             extensions = error.setdefault("extensions", {})
             if "code" not in extensions:
                 message = error.get("message", "")
@@ -109,7 +109,7 @@ class _GraphQL(GraphQL[Context, None]):
                 )
         return response
 
-    async def execute_operation(  # noqa: PLR0917 (strawberry's signature)
+    async def execute_operation(
         self, request: Any, request_adapter: Any, request_data: Any, context: Context, root_value: Any, sub_response: Any
     ) -> Any:
         result = await super().execute_operation(request, request_adapter, request_data, context, root_value, sub_response)

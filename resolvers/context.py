@@ -7,7 +7,7 @@ import asyncio
 import hashlib
 import hmac
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from strawberry.dataloader import DataLoader
 from strawberry.types import Info
@@ -66,10 +66,7 @@ class Context:
         self.request_state["committed"] = True
 
     def stewardship(self) -> Stewardship:
-        matching, rules = self.config.matching, self.config.survivorship
-        return Stewardship(
-            self.queries.store, match_threshold=matching.match_threshold, rules=rules.fields, default_rule=rules.default
-        )
+        return Stewardship(self.queries.store, **self.config.stewardship_settings())
 
     def pseudonymous_id(self, profile_id: str) -> str:
         return "u_" + hmac.new(self.pseudonym_key, profile_id.encode(), hashlib.sha256).hexdigest()[:24]
@@ -103,7 +100,10 @@ def require(info: Info[Context, Any], *roles: Role) -> Context:
     return ctx
 
 
-def pii(info: Info[Context, Any], profile_id: str, name: str, value: Any) -> Any:
+_V = TypeVar("_V")
+
+
+def pii(info: Info[Context, Any], profile_id: str, name: str, value: _V) -> _V | None:
     """A contact-PII value as the caller may see it: None for roles without access;
     otherwise the value, noted for the audit log (names only, never values)."""
     ctx = context_of(info)

@@ -9,15 +9,14 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
+from pipelines.config import Config
 from pipelines.live import IngestedRecord, LiveIngest
 from profiles.errors import ConfigError
-from pipelines.config import Config
 from profiles.store import ProfileQueries, Steward
 from resolvers.auth import Role
 from resolvers.context import Context, context_of, require
 from resolvers.errors import ApiError
 from resolvers.types import Profile
-
 
 #: One live ingester per served store: it keeps what it prepared for the published run.
 _LIVE: dict[int, LiveIngest] = {}

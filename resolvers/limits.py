@@ -9,7 +9,7 @@ times counts eight times)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from graphql import (
     DocumentNode,
@@ -46,7 +46,7 @@ class _Measure:
             elif isinstance(selection, InlineFragmentNode):
                 h = self.height(selection)
             else:
-                h = self._fragment(selection, self._heights, self.height)
+                h = self._fragment(cast(FragmentSpreadNode, selection), self._heights, self.height)
             best = max(best, min(h, self.height_cap))
             if best >= self.height_cap:
                 break
@@ -66,7 +66,7 @@ class _Measure:
             elif isinstance(selection, InlineFragmentNode):
                 total += again(selection)
             else:
-                total += self._fragment(selection, memo, again)
+                total += self._fragment(cast(FragmentSpreadNode, selection), memo, again)
             if total >= cap:
                 return cap
         return total

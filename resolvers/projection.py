@@ -38,7 +38,7 @@ _MADE_MAX = 512
 
 def projection(info: Any, type_name: str = "Profile") -> Projection | None:
     """The columns this field's selection (of ``type_name``) reads; None: whole rows."""
-    raw: GraphQLResolveInfo = info._raw_info
+    raw: GraphQLResolveInfo[Any] = info._raw_info
     nodes = raw.field_nodes
     made = _MADE.get(id(nodes[0])) if len(nodes) == 1 else None
     if made is not None and made[0] is nodes[0]:
@@ -59,7 +59,7 @@ def projection(info: Any, type_name: str = "Profile") -> Projection | None:
 
 
 def _read(
-    raw: GraphQLResolveInfo, type_name: str, selection_set: SelectionSetNode | None, into: set[str], records: set[str] | None,
+    raw: GraphQLResolveInfo[Any], type_name: str, selection_set: SelectionSetNode | None, into: set[str], records: set[str] | None,
     *, record_level: bool = False,
 ) -> set[str] | None:
     """Add the columns the selection reads of a row of ``type_name`` to ``into``; returns
@@ -87,7 +87,7 @@ def _read(
     return records
 
 
-def _fields(raw: GraphQLResolveInfo, type_name: str, selection_set: SelectionSetNode | None) -> Iterator[FieldNode]:
+def _fields(raw: GraphQLResolveInfo[Any], type_name: str, selection_set: SelectionSetNode | None) -> Iterator[FieldNode]:
     """The field nodes of a selection, fragments on this type expanded."""
     for selection in selection_set.selections if selection_set else ():
         if isinstance(selection, FieldNode):

@@ -26,8 +26,8 @@ from resolvers.context import Context, context_of, require
 from resolvers.errors import Ambiguous, ApiError, Forbidden
 from resolvers.ingest import IngestMutation
 from resolvers.limits import limit_rule
-from resolvers.steward import StewardMutation, StewardQuery
 from resolvers.projection import projection
+from resolvers.steward import StewardMutation, StewardQuery
 from resolvers.types import LEAN, Profile, declared_resolver
 
 MAX_IDS = 100
@@ -125,12 +125,8 @@ class Query(StewardQuery):
         resolved = await asyncio.to_thread(ctx.queries.resolve, [str(i) for i in ids])
         current = [resolved[str(i)].profile_id for i in ids if str(i) in resolved]
         rows = dict(zip(current, await ctx.loaders.profile_by_profile_id.load_many(current)))  # one batch
-        return [
-            Profile(row=rows[resolved[str(i)].profile_id], asked_id=str(i))
-            if str(i) in resolved and rows.get(resolved[str(i)].profile_id)
-            else None
-            for i in ids
-        ]
+        found = [(i, rows.get(resolved[str(i)].profile_id) if str(i) in resolved else None) for i in ids]  # repeats kept
+        return [Profile(row=row, asked_id=str(i)) if row else None for i, row in found]
 
     @strawberry.field(
         description='By an identifier in any format: kind "email", "phone", a configured identifier name, '

@@ -4,23 +4,23 @@ fragment or nesting can reach it without the check."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import strawberry
 from graphql import GraphQLField
 from strawberry.scalars import JSON
 from strawberry.schema.schema_converter import GraphQLCoreConverter
-from strawberry.types.field import StrawberryField
 from strawberry.types import Info
+from strawberry.types.field import StrawberryField
 
 from profiles.model import CONTACT_PII_FIELDS
 from profiles.store import identifiers_of
 from resolvers.auth import Role
 from resolvers.context import Context, context_of, pii, require
 from resolvers.explanations import MatchExplanation, explain, spanning_links
-
 
 LEAN = "_unify_lean"
 READS = "_unify_reads"
@@ -37,18 +37,21 @@ class Reads:
     nested: str | None = None
 
 
-def reads(*columns: str, nested: str | None = None) -> Any:
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def reads(*columns: str, nested: str | None = None) -> Callable[[_F], _F]:
     """Declare a resolver's :class:`Reads`. A field without one makes a query read whole
     rows, so a field added without a declaration is never served a missing column."""
 
-    def declare(resolver: Any) -> Any:
+    def declare(resolver: _F) -> _F:
         setattr(resolver, READS, Reads(columns, nested))
         return resolver
 
     return declare
 
 
-def lean(resolver: Any) -> Any:
+def lean(resolver: _F) -> _F:
     """Mark a resolver that takes no arguments and is called as ``resolver(root, info)``;
     ``resolvers.schema`` hands it to graphql-core as it is, without strawberry's per-call
     wrapping (an ``Info`` object, argument conversion, the extension chain: ~10 us a field,

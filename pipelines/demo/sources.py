@@ -6,7 +6,6 @@ Each system renders the same true facts differently, which is exactly what linka
 from __future__ import annotations
 
 import hashlib
-
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast

@@ -3,31 +3,39 @@
 from profiles.store.connection import WORK_CATALOG, Store, ident, in_list, name_literal, quote_column, sql_literal_path
 from profiles.store.queries import AuditEvent, ProfileQueries, Resolved, identifiers_of
 from profiles.store.runs import (
-    SERVING_INDEXES, begin_run, current_run, ensure_serving_indexes, fail_run, publish_run, published_run, run_table, write_run_table,
+    SERVING_INDEXES,
+    begin_run,
+    current_run,
+    ensure_serving_indexes,
+    fail_run,
+    publish_run,
+    published_run,
+    run_table,
+    write_run_table,
 )
 from profiles.store.schema import RUN_TABLES
 from profiles.store.stewardship import Action, Decision, Steward, Stewardship, match_probabilities
 
 __all__ = [
+    "RUN_TABLES",
     "SERVING_INDEXES",
+    "WORK_CATALOG",
     "Action",
+    "AuditEvent",
     "Decision",
+    "ProfileQueries",
+    "Resolved",
     "Steward",
     "Stewardship",
-    "match_probabilities",
-    "AuditEvent",
-    "ProfileQueries",
-    "identifiers_of",
-    "Resolved",
-    "RUN_TABLES",
-    "WORK_CATALOG",
     "Store",
     "begin_run",
     "current_run",
     "ensure_serving_indexes",
     "fail_run",
     "ident",
+    "identifiers_of",
     "in_list",
+    "match_probabilities",
     "name_literal",
     "publish_run",
     "published_run",

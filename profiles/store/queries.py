@@ -7,7 +7,7 @@ import json
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from profiles.model import CANONICAL_FIELDS
@@ -245,7 +245,7 @@ class ProfileQueries:
         """Append-only: rows are only ever inserted."""
         if not events:
             return
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         store = self.store.reader()  # inside a steward's or ingest's transaction: the store itself
         store.execute(  # one statement (one commit outside a transaction) for all of them
             "INSERT INTO audit_log (event_id, occurred_at, actor, role, action, subject, detail) VALUES "

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from profiles.errors import StoreError
@@ -16,7 +16,7 @@ from profiles.store.schema import RUN_TABLES
 
 
 def new_run_id(now: datetime | None = None) -> str:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     return f"run_{now:%Y%m%d_%H%M%S}_{secrets.token_hex(3)}"
 
 

@@ -23,7 +23,7 @@ import json
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 import pyarrow as pa
@@ -472,7 +472,7 @@ class Stewardship:
         if fresh:
             self.store.execute(
                 "INSERT INTO profile_registry (profile_id, created_run, created_at) SELECT unnest(?::VARCHAR[]), ?, ?",
-                [fresh, run, datetime.now(timezone.utc)],
+                [fresh, run, datetime.now(UTC)],
             )
         retired: dict[str, str] = {}
         taken_from: dict[str, dict[str, int]] = {}  # former profile -> new profile -> records it took
@@ -728,7 +728,7 @@ def _link(a: str, b: str, kind: Decision) -> tuple[str, str, Decision]:
 
 
 def _new_action_id() -> str:
-    return f"act_{datetime.now(timezone.utc):%Y%m%d%H%M%S}_{secrets.token_hex(4)}"
+    return f"act_{datetime.now(UTC):%Y%m%d%H%M%S}_{secrets.token_hex(4)}"
 
 
 __all__ = ["Action", "Decision", "Steward", "Stewardship"]

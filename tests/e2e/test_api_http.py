@@ -12,6 +12,8 @@ import pytest
 from tests.conftest import DemoRun
 from tests.e2e.serving import KEYS, copy_demo, unify_serve
 
+pytestmark = pytest.mark.slow  # real servers or larger data: `make test`, not `make test-fast`
+
 
 @pytest.fixture(scope="module")
 def server(small_demo: DemoRun, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:

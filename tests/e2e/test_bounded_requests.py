@@ -10,10 +10,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from profiles.store import Store, current_run
 from tests.conftest import DemoRun
 from tests.e2e.serving import KEYS, UNIFY, copy_demo, unify_serve
+
+pytestmark = pytest.mark.slow  # real servers or larger data: `make test`, not `make test-fast`
 
 
 def fragment_bomb(levels: int, fan: int = 8) -> str:

@@ -11,9 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.conftest import DemoRun
 from tests.e2e.serving import KEYS, UNIFY, copy_demo, unify_serve
+
+pytestmark = pytest.mark.slow  # real servers or larger data: `make test`, not `make test-fast`
 
 CARD = """query($kind: String!, $value: String!) { profileByIdentifier(kind: $kind, value: $value) {
   id pseudonymousId firstName identifiers { kind value } records { key recordId source } fields { name source recordId } } }"""

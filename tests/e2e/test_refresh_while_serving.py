@@ -11,10 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from pipelines.config import load_config
 from tests.conftest import DemoRun
 from tests.e2e.serving import KEYS, UNIFY, copy_demo, unify_serve
+
+pytestmark = pytest.mark.slow  # real servers or larger data: `make test`, not `make test-fast`
 
 INGEST = "mutation($record: JSON!) { ingestRecord(source: \"crm\", record: $record) { recordKey status } }"
 BY_RECORD = 'query($key: String!) { profileByIdentifier(kind: "record", value: $key) { id } }'

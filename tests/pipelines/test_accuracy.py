@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bench import plain_splink
 from pipelines.config import load_config
 from pipelines.run import RunSummary, run_pipeline
-from tests.accuracy import PairwiseScores, membership, merged_hard_negatives, pairwise
+from tests.accuracy import PairwiseScores, in_two_profiles, membership, membership_rows, merged_hard_negatives, pairwise
 from tests.conftest import DemoRun
 from tests.febrl import write_febrl1, write_febrl4
+
+pytestmark = pytest.mark.slow  # real servers or larger data: `make test`, not `make test-fast`
 
 
 def test_demo_pairwise_precision_and_recall(accuracy_demo: DemoRun) -> None:
@@ -30,13 +34,21 @@ def test_no_household_twin_or_father_son_is_merged(accuracy_demo: DemoRun) -> No
 
 
 def test_every_good_record_is_in_exactly_one_profile(accuracy_demo: DemoRun) -> None:
-    profiles = membership(accuracy_demo.store_path)
+    rows = membership_rows(accuracy_demo.store_path)
+    assert not in_two_profiles(rows)
+    profiles = dict(rows)
     truth = accuracy_demo.truth()
     # truth lists every record with an id except the ones with a row-level problem
     missing = set(truth) - set(profiles)
     quarantined = sum(accuracy_demo.manifest.injected_row_errors.values())
     assert len(missing) <= quarantined
     assert set(profiles) <= set(truth)
+
+
+def test_the_check_finds_a_record_in_two_profiles() -> None:
+    rows = [("crm:1", "p_a"), ("shop:1", "p_a"), ("crm:2", "p_b"), ("crm:1", "p_b")]
+    assert in_two_profiles(rows) == {"crm:1": {"p_a", "p_b"}}
+    assert in_two_profiles(rows[:3]) == {}
 
 
 def _febrl4(out: Path, *, social_security: bool) -> tuple[RunSummary, PairwiseScores]:

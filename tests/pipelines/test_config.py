@@ -3,8 +3,6 @@ reference (docs/config.md) that documents every key."""
 
 from __future__ import annotations
 
-import re
-import types
 import typing
 from pathlib import Path
 

@@ -18,11 +18,11 @@ import pytest
 
 import pipelines.live
 import profiles.store.stewardship
-from profiles import survivorship
 from pipelines.config import Config, load_config
 from pipelines.demo import DemoManifest, generate
 from pipelines.live import LiveIngest
 from pipelines.run import run_pipeline
+from profiles import survivorship
 from profiles.store import ProfileQueries, Steward, Store
 from tests.accuracy import membership, pairwise
 

@@ -11,9 +11,11 @@ import pytest
 from pipelines.config import Config, load_config
 from pipelines.live import LiveIngest
 from pipelines.run import run_pipeline
-from profiles.store import Steward, Stewardship, Store, current_run
+from profiles.store import Steward, Store, current_run
 from tests.conftest import DemoRun
 from tests.pipelines.test_steward_reruns import _profile_of, _stewardship, _triangle
+
+pytestmark = pytest.mark.slow  # real servers or larger data: `make test`, not `make test-fast`
 
 BY = Steward("test-steward", "steward")
 
@@ -31,7 +33,7 @@ def test_steward_actions_and_live_records_during_a_run_reach_the_published_run(c
     host.host()  # as `unify serve` does: the run below opens a guest of it
     try:
         before = current_run(host)
-        pair_id, a, b, c = _triangle(host, threshold)
+        pair_id, a, b, _ = _triangle(host, threshold)
         crm = next(s for s in config.sources if s.name == "crm")
         row = host.dicts("SELECT * FROM records WHERE record_key = ?", [a])[0]
         live_row = {crm.id: "DURING-RUN-1", crm.fields["first_name"]: "Quirijn", crm.fields["last_name"]: "Zwanenburg"}  # type: ignore[index]

@@ -4,7 +4,6 @@ frequencies, within 1e-9."""
 
 from __future__ import annotations
 
-import copy
 import math
 import random
 from pathlib import Path

@@ -14,6 +14,8 @@ from profiles.store import Store, current_run
 from tests.conftest import DemoRun
 from tests.pipelines.test_cli import _unify
 
+pytestmark = pytest.mark.slow  # real servers or larger data: `make test`, not `make test-fast`
+
 
 @pytest.fixture
 def demo(small_demo: DemoRun, tmp_path: Path) -> Path:

@@ -6,9 +6,9 @@ import duckdb
 import pytest
 
 from pipelines.contacts import standardize_email, standardize_phone
+from pipelines.names import parse_given_name, parse_surname, split_full_name
 from pipelines.standardize import street_sql
 from pipelines.standardize_rows import street_parts
-from pipelines.names import parse_given_name, parse_surname, split_full_name
 
 
 @pytest.mark.parametrize(

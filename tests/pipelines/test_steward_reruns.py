@@ -24,10 +24,7 @@ def config(small_demo: DemoRun, tmp_path: Path) -> Config:
 
 
 def _stewardship(store: Store, config: Config) -> Stewardship:
-    return Stewardship(
-        store, match_threshold=config.matching.match_threshold,
-        rules=config.survivorship.fields, default_rule=config.survivorship.default,
-    )
+    return Stewardship(store, **config.stewardship_settings())
 
 
 def _profile_of(store: Store, *keys: str) -> list[str]:
