@@ -22,6 +22,8 @@ demo: $(STAMP)
 	$(BIN)/unify demo --records $(RECORDS) --out demo
 
 lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy profiles pipelines resolvers
 

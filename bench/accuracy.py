@@ -39,8 +39,7 @@ def _demo(records: int) -> Callable[[Path], dict[str, str]]:
         manifest = generate(out, records=records, seed=2026)
         table = pq.read_table(manifest.truth_path)
         return {
-            f"{s}:{r}": p
-            for s, r, p in zip(table["source"].to_pylist(), table["record_id"].to_pylist(), table["person_id"].to_pylist())
+            f"{s}:{r}": p for s, r, p in zip(table["source"].to_pylist(), table["record_id"].to_pylist(), table["person_id"].to_pylist())
         }
 
     return write

@@ -153,8 +153,10 @@ def card(profile: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, An
         "email": profile.get("email"),
         "phone": profile.get("phone"),
         "dateOfBirth": profile.get("date_of_birth"),
-        "address": {k: profile.get(col) for k, col in
-                    (("street", "street"), ("houseNumber", "house_number"), ("postcode", "postcode"), ("city", "city"))},
+        "address": {
+            k: profile.get(col)
+            for k, col in (("street", "street"), ("houseNumber", "house_number"), ("postcode", "postcode"), ("city", "city"))
+        },
         "sources": list(profile["sources"]),
         "records": [{"source": str(r["source"]), "recordId": str(r["record_id"]), "updatedAt": r.get("updated_at")} for r in records],
         "identifiers": [{"kind": i["kind"], "value": i["value"]} for i in identifiers_of(records)],
@@ -234,8 +236,7 @@ def request_body(side: str, phone: str) -> dict[str, Any]:
     return {"phone": phone}
 
 
-STORE_METHODS = ("resolve", "profiles_with_identifier", "profiles", "records",
-                 "append_audit")
+STORE_METHODS = ("resolve", "profiles_with_identifier", "profiles", "records", "append_audit")
 
 
 def time_store_methods(spent: dict[str, float]) -> None:
@@ -308,8 +309,12 @@ def child_profile(side: str, config_path: str, lookups_path: str, count: str, pr
     seconds = asyncio.run(main())
     store_ms = {name: round(timed_spent[name] / n * 1000, 3) for name in STORE_METHODS if name in timed_spent}
     total_ms = seconds / n * 1000
-    return {"requests": n, "ms_per_request": round(total_ms, 3), "store_ms_per_request": store_ms,
-            "outside_store_ms_per_request": round(total_ms - sum(store_ms.values()), 3)}
+    return {
+        "requests": n,
+        "ms_per_request": round(total_ms, 3),
+        "store_ms_per_request": store_ms,
+        "outside_store_ms_per_request": round(total_ms - sum(store_ms.values()), 3),
+    }
 
 
 def child_main(mode: str, args: list[str]) -> None:
@@ -368,10 +373,16 @@ def ensure_store(out: Path, profiles: int) -> tuple[Path, dict[str, Any]]:
     start = time.perf_counter()
     built = run_child("build", str(manifest.config_path), log=out / "build.log")
     seen = {
-        "profiles_requested": profiles, "records_requested": records, "seed": SEED,
-        "config": manifest.config_path.name, "store": config.store_path.relative_to(out).as_posix(),
-        "generate_seconds": generate_seconds, "pipeline_seconds": round(time.perf_counter() - start, 1),
-        "pipeline_stages": built["seconds"], "records": built["records"], "profiles": built["profiles"],
+        "profiles_requested": profiles,
+        "records_requested": records,
+        "seed": SEED,
+        "config": manifest.config_path.name,
+        "store": config.store_path.relative_to(out).as_posix(),
+        "generate_seconds": generate_seconds,
+        "pipeline_seconds": round(time.perf_counter() - start, 1),
+        "pipeline_stages": built["seconds"],
+        "records": built["records"],
+        "profiles": built["profiles"],
     }
     marker.write_text(json.dumps(seen, indent=2) + "\n", encoding="utf-8")
     seen["reused"] = False
@@ -438,8 +449,22 @@ class Server:
     def __init__(self, side: str, config_path: Path, out: Path):
         self.side, self.port = side, free_port()
         app = SIDES[side][0]
-        command = [sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1", "--port", str(self.port),
-                   "--workers", "1", "--log-level", "warning", "--no-access-log"]
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            app,
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ]
         if side == "bare":
             command += ["--app-dir", str(REPO / "bench")]
         env = {**os.environ, "UNIFY_CONFIG": str(config_path), "UNIFY_API_KEYS": f"agent={API_KEY}"}
@@ -518,22 +543,46 @@ def write_wrk_files(out: Path, lookups: list[dict[str, str]]) -> dict[str, Path]
 def wrk(server: Server, bodies: Path, concurrency: int, seconds: int, out: Path) -> LoadResult:
     """One bounded wrk run against ``server``: ``seconds`` long, ``concurrency`` connections."""
     threads = min(concurrency, 2)
-    command = ["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{seconds}s", "--timeout", "60s",
-               "-s", str(out / "bench.lua"), server.url, "--", str(bodies), API_KEY]
+    command = [
+        "wrk",
+        "-t",
+        str(threads),
+        "-c",
+        str(concurrency),
+        "-d",
+        f"{seconds}s",
+        "--timeout",
+        "60s",
+        "-s",
+        str(out / "bench.lua"),
+        server.url,
+        "--",
+        str(bodies),
+        API_KEY,
+    ]
     cpu_before = server.cpu_seconds()
     done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=seconds + 120, check=False)
     cpu = server.cpu_seconds() - cpu_before
     lines = [line for line in done.stdout.splitlines() if line.startswith("WRKJSON ")]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}")
-    raw = json.loads(lines[-1][len("WRKJSON "):])
+    raw = json.loads(lines[-1][len("WRKJSON ") :])
     duration = raw["duration_us"] / 1e6
     n = raw["requests"]
     return LoadResult(
-        concurrency=concurrency, seconds=round(duration, 2), requests=n, rps=round(n / duration, 1),
-        p50_ms=raw["p50_us"] / 1000, p90_ms=raw["p90_us"] / 1000, p99_ms=raw["p99_us"] / 1000,
-        max_ms=raw["max_us"] / 1000, mean_ms=round(raw["mean_us"] / 1000, 3), non_200=raw["non_200"],
-        graphql_errors=raw["graphql_errors"], not_found=raw["not_found"], socket_errors=raw["socket_errors"],
+        concurrency=concurrency,
+        seconds=round(duration, 2),
+        requests=n,
+        rps=round(n / duration, 1),
+        p50_ms=raw["p50_us"] / 1000,
+        p90_ms=raw["p90_us"] / 1000,
+        p99_ms=raw["p99_us"] / 1000,
+        max_ms=raw["max_us"] / 1000,
+        mean_ms=round(raw["mean_us"] / 1000, 3),
+        non_200=raw["non_200"],
+        graphql_errors=raw["graphql_errors"],
+        not_found=raw["not_found"],
+        socket_errors=raw["socket_errors"],
         server_cpu_ms_per_request=round(cpu / max(n, 1) * 1000, 3),
     )
 
@@ -556,8 +605,9 @@ def sample_cards(server: Server, lookups: list[dict[str, str]], count: int) -> l
     return cards
 
 
-def measure_side(side: str, config_path: Path, out: Path, bodies: Path, lookups: list[dict[str, str]],
-                 args: argparse.Namespace) -> dict[str, Any]:
+def measure_side(
+    side: str, config_path: Path, out: Path, bodies: Path, lookups: list[dict[str, str]], args: argparse.Namespace
+) -> dict[str, Any]:
     server = Server(side, config_path, out)
     try:
         ready = server.wait_ready()
@@ -568,8 +618,11 @@ def measure_side(side: str, config_path: Path, out: Path, bodies: Path, lookups:
         for concurrency in (1, 8):
             result = wrk(server, bodies, concurrency, args.duration, out)
             runs[f"c{concurrency}"] = {**asdict(result), "failures": result.failures}
-            print(f"{side}: c={concurrency}: {result.rps:,.0f} req/s, p50 {result.p50_ms:.2f} ms, "
-                  f"p99 {result.p99_ms:.2f} ms, failures {result.failures}", flush=True)
+            print(
+                f"{side}: c={concurrency}: {result.rps:,.0f} req/s, p50 {result.p50_ms:.2f} ms, "
+                f"p99 {result.p99_ms:.2f} ms, failures {result.failures}",
+                flush=True,
+            )
         rss = server.rss_mib()
     finally:
         server.stop()
@@ -622,8 +675,12 @@ def profile_sides(config_path: Path, out: Path, requests: int) -> dict[str, Any]
         prof = out / f"profile-{side}.prof"
         result = run_child("profile", side, str(config_path), str(out / LOOKUPS), str(requests), str(prof))
         n = result["requests"]
-        profiled[side] = {**result, "hotspots_ms_per_request": hotspots(prof, n),
-                          "top_own_time_ms_per_request": top_functions(prof, n), "pstats": str(prof)}
+        profiled[side] = {
+            **result,
+            "hotspots_ms_per_request": hotspots(prof, n),
+            "top_own_time_ms_per_request": top_functions(prof, n),
+            "pstats": str(prof),
+        }
     return profiled
 
 
@@ -642,32 +699,43 @@ def summarize(graphql: dict[str, Any], bare: dict[str, Any]) -> dict[str, Any]:
         "ratio_rps_c1": round(g1["rps"] / b1["rps"], 3),
         "ratio_cpu_per_request_c8": round(g8["server_cpu_ms_per_request"] / b8["server_cpu_ms_per_request"], 3),
         "targets": {"graphql_p99_c1_ms": TARGET_P99_C1_MS, "graphql_rps_c8": TARGET_RPS_C8, "graphql_share_of_bare_c8": TARGET_SHARE},
-        "met": {"graphql_p99_c1_ms": g1["p99_ms"] <= TARGET_P99_C1_MS, "graphql_rps_c8": g8["rps"] >= TARGET_RPS_C8,
-                "graphql_share_of_bare_c8": share >= TARGET_SHARE},
+        "met": {
+            "graphql_p99_c1_ms": g1["p99_ms"] <= TARGET_P99_C1_MS,
+            "graphql_rps_c8": g8["rps"] >= TARGET_RPS_C8,
+            "graphql_share_of_bare_c8": share >= TARGET_SHARE,
+        },
     }
 
 
 def print_report(results: dict[str, Any]) -> None:
     store, sides, summary = results["store"], results["sides"], results["summary"]
-    print(f"\nprofiles in store {store['profiles']:,} (records {store['records']:,}); "
-          f"{results['lookups']:,} phone lookups; {results['duration_seconds']} s per measurement")
+    print(
+        f"\nprofiles in store {store['profiles']:,} (records {store['records']:,}); "
+        f"{results['lookups']:,} phone lookups; {results['duration_seconds']} s per measurement"
+    )
     print(f"\n{'':<22}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}{'CPU ms/req':>12}{'failures':>10}")
     for side in SIDES:
         for c in ("c1", "c8"):
             r = sides[side]["runs"][c]
             label = f"{side} {c.replace('c', 'c=')}"
-            print(f"{label:<22}{r['p50_ms']:9.2f}{r['p99_ms']:9.2f}{r['rps']:9.0f}{r['server_cpu_ms_per_request']:12.3f}{r['failures']:10d}")
+            print(
+                f"{label:<22}{r['p50_ms']:9.2f}{r['p99_ms']:9.2f}{r['rps']:9.0f}{r['server_cpu_ms_per_request']:12.3f}{r['failures']:10d}"
+            )
     g1, g8 = sides["graphql"]["runs"]["c1"], sides["graphql"]["runs"]["c8"]
     met = summary["met"]
     print(f"\nGraphQL p99 at c=1: {g1['p99_ms']:.2f} ms  (target <= {TARGET_P99_C1_MS:g} ms: {verdict(met['graphql_p99_c1_ms'])})")
     print(f"GraphQL req/s at c=8: {g8['rps']:,.0f}  (target >= {TARGET_RPS_C8:g}: {verdict(met['graphql_rps_c8'])})")
-    print(f"GraphQL / bare req/s at c=8: {summary['ratio_rps_c8']:.2f}  "
-          f"(target >= {TARGET_SHARE:.2f}: {verdict(met['graphql_share_of_bare_c8'])}); "
-          f"at c=1: {summary['ratio_rps_c1']:.2f}; server CPU per request at c=8: {summary['ratio_cpu_per_request_c8']:.2f}x bare")
+    print(
+        f"GraphQL / bare req/s at c=8: {summary['ratio_rps_c8']:.2f}  "
+        f"(target >= {TARGET_SHARE:.2f}: {verdict(met['graphql_share_of_bare_c8'])}); "
+        f"at c=1: {summary['ratio_rps_c1']:.2f}; server CPU per request at c=8: {summary['ratio_cpu_per_request_c8']:.2f}x bare"
+    )
     print(f"cards checked equal on both sides: {results['cards_equal']}/{results['cards_checked']}")
     for side, prof in results.get("profile", {}).items():
-        print(f"\n{side}, in-process ({prof['requests']} sequential requests, httpx ASGI transport): "
-              f"{prof['ms_per_request']:.2f} ms per request, of which store methods (wall ms per request):")
+        print(
+            f"\n{side}, in-process ({prof['requests']} sequential requests, httpx ASGI transport): "
+            f"{prof['ms_per_request']:.2f} ms per request, of which store methods (wall ms per request):"
+        )
         for name, ms in prof["store_ms_per_request"].items():
             print(f"  {name:<46}{ms:8.3f}")
         print(f"  {'everything outside the store':<46}{prof['outside_store_ms_per_request']:8.3f}")
@@ -699,8 +767,11 @@ def main(argv: list[str] | None = None) -> None:
     if built["reused"]:
         print(f"store: reused ({built['profiles']:,} profiles from {built['records']:,} records)", flush=True)
     else:
-        print(f"store: built in {built['generate_seconds'] + built['pipeline_seconds']:.0f} s "
-              f"(generate {built['generate_seconds']:.0f} s, pipeline {built['pipeline_seconds']:.0f} s)", flush=True)
+        print(
+            f"store: built in {built['generate_seconds'] + built['pipeline_seconds']:.0f} s "
+            f"(generate {built['generate_seconds']:.0f} s, pipeline {built['pipeline_seconds']:.0f} s)",
+            flush=True,
+        )
     lookups, facts = pick_lookups(config_path, args.lookups)
     print(f"profiles in store: {facts.profiles:,} (records {facts.records:,}); {len(lookups):,} lookups", flush=True)
     if args.build_only:
@@ -710,8 +781,10 @@ def main(argv: list[str] | None = None) -> None:
 
     sides = {side: measure_side(side, config_path, out, bodies[side], lookups, args) for side in SIDES}
     cards = {side: sides[side].pop("cards") for side in SIDES}
-    equal = sum(json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True, default=_json_default)
-                for a, b in zip(cards["graphql"], cards["bare"]))
+    equal = sum(
+        json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True, default=_json_default)
+        for a, b in zip(cards["graphql"], cards["bare"])
+    )
     results: dict[str, Any] = {
         "profiles_requested": args.profiles,
         "store": {**asdict(facts), "build": built},

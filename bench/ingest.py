@@ -137,8 +137,12 @@ def percentile(values: list[float], q: float) -> float:
 def latency_stats(seconds: list[float]) -> dict[str, float]:
     ms = [s * 1000 for s in seconds]
     return {
-        "n": len(ms), "p50_ms": round(percentile(ms, 50), 2), "p90_ms": round(percentile(ms, 90), 2),
-        "p99_ms": round(percentile(ms, 99), 2), "max_ms": round(max(ms), 2), "mean_ms": round(sum(ms) / len(ms), 2),
+        "n": len(ms),
+        "p50_ms": round(percentile(ms, 50), 2),
+        "p90_ms": round(percentile(ms, 90), 2),
+        "p99_ms": round(percentile(ms, 99), 2),
+        "max_ms": round(max(ms), 2),
+        "mean_ms": round(sum(ms) / len(ms), 2),
         "over_1s": sum(m > 1000 for m in ms),
     }
 
@@ -156,8 +160,7 @@ def build_digest() -> str:
     """Digest of the code that builds a store: pipelines/ (but the live ingest under test)
     and profiles/. A store built by other code is rebuilt."""
     files = sorted(
-        f for package in ("pipelines", "profiles") for f in (REPO / package).rglob("*.py")
-        if f != REPO / "pipelines" / "live.py"
+        f for package in ("pipelines", "profiles") for f in (REPO / package).rglob("*.py") if f != REPO / "pipelines" / "live.py"
     )
     data = b"".join(str(f.relative_to(REPO)).encode() + f.read_bytes() for f in files)
     return hashlib.sha256(data).hexdigest()[:12]
@@ -231,8 +234,13 @@ def child_build(config_path: str) -> dict[str, Any]:
     config = load_config(config_path)
     summary = run_pipeline(config, retrain=True)
     prepared = child_prepare(str(config.store_path))
-    return {"records": summary.records, "profiles": summary.profiles, "seconds": summary.seconds,
-            "serving_indexes": prepared["serving_indexes"], "serving_indexes_seconds": prepared["serving_indexes_seconds"]}
+    return {
+        "records": summary.records,
+        "profiles": summary.profiles,
+        "seconds": summary.seconds,
+        "serving_indexes": prepared["serving_indexes"],
+        "serving_indexes_seconds": prepared["serving_indexes_seconds"],
+    }
 
 
 def child_prepare(store_path: str) -> dict[str, Any]:
@@ -335,7 +343,7 @@ def child_inprocess(config_path: str, singles_path: str, warmup: str, count: str
             start = time.perf_counter()
             live.ingest(item["source"], by, rows=[item["record"]])
             warmup_seconds.append(time.perf_counter() - start)
-        for item in items[w:w + n]:
+        for item in items[w : w + n]:
             start = time.perf_counter()
             report = live.ingest(item["source"], by, rows=[item["record"]])
             seconds.append(time.perf_counter() - start)
@@ -345,7 +353,7 @@ def child_inprocess(config_path: str, singles_path: str, warmup: str, count: str
             statuses.append(outcome.status)
             slowest.append((seconds[-1], outcome.record_key, outcome.status, len(outcome.merged_profiles)))
         profile: dict[str, Any] = {}
-        rest = items[w + n:w + n + k]
+        rest = items[w + n : w + n + k]
         if rest:
             timer = StatementTimer()
             profiler = cProfile.Profile()
@@ -366,20 +374,32 @@ def child_inprocess(config_path: str, singles_path: str, warmup: str, count: str
                 "statements_per_record": round(sum(c for c, _ in timer.spent.values()) / len(rest), 1),
                 "sql_by_caller": sql_by_caller(timer.spent, len(rest)),
                 "top_statements": [
-                    {"statement": label, "calls_per_record": round(c / len(rest), 2),
-                     "ms_per_record": round(s / len(rest) * 1000, 2), "share_of_sql": round(s / sql_seconds, 3)}
+                    {
+                        "statement": label,
+                        "calls_per_record": round(c / len(rest), 2),
+                        "ms_per_record": round(s / len(rest) * 1000, 2),
+                        "share_of_sql": round(s / sql_seconds, 3),
+                    }
                     for label, (c, s) in top[:15]
                 ],
                 "phases_ms_per_record": phase_times(Path(prof_path), len(rest)),
                 "pstats": prof_path,
             }
-    return {"latency": latency_stats(seconds), "latency_inside_ingest": latency_stats(inside), "counts": counts,
-            "statuses": statuses, "store_open_seconds": round(open_seconds, 2),
-            "warm_seconds": round(warm_seconds, 2), "warm_steps": warm_steps, "peak_rss_mib_after_warm": warm_rss,
-            "first_ingest_ms": round(warmup_seconds[0] * 1000, 1) if warmup_seconds else None,
-            "slowest": [{"ms": round(t * 1000, 1), "record_key": k, "status": st, "merged": m}
-                        for t, k, st, m in sorted(slowest, reverse=True)[:5]],
-            "profile": profile}
+    return {
+        "latency": latency_stats(seconds),
+        "latency_inside_ingest": latency_stats(inside),
+        "counts": counts,
+        "statuses": statuses,
+        "store_open_seconds": round(open_seconds, 2),
+        "warm_seconds": round(warm_seconds, 2),
+        "warm_steps": warm_steps,
+        "peak_rss_mib_after_warm": warm_rss,
+        "first_ingest_ms": round(warmup_seconds[0] * 1000, 1) if warmup_seconds else None,
+        "slowest": [
+            {"ms": round(t * 1000, 1), "record_key": k, "status": st, "merged": m} for t, k, st, m in sorted(slowest, reverse=True)[:5]
+        ],
+        "profile": profile,
+    }
 
 
 def child_bulk(config_path: str, source: str, file: str, warm_source: str = "", warm_file: str = "") -> dict[str, Any]:
@@ -395,8 +415,14 @@ def child_bulk(config_path: str, source: str, file: str, warm_source: str = "", 
         live = LiveIngest(store, config)
         warm = live.ingest(warm_source, Steward(ACTOR, "admin"), path=Path(warm_file)) if warm_file else None
         report = live.ingest(source, Steward(ACTOR, "admin"), path=Path(file))
-    result = {"rows": report.rows, "quarantined": report.quarantined, "field_issues": report.field_issues,
-              "seconds": report.seconds, "records_per_second": round(report.rows / report.seconds, 1), "counts": report.counts()}
+    result = {
+        "rows": report.rows,
+        "quarantined": report.quarantined,
+        "field_issues": report.field_issues,
+        "seconds": report.seconds,
+        "records_per_second": round(report.rows / report.seconds, 1),
+        "counts": report.counts(),
+    }
     if warm is not None:
         result["warmup"] = {"source": warm_source, "rows": warm.rows, "seconds": warm.seconds}
     return result
@@ -405,7 +431,10 @@ def child_bulk(config_path: str, source: str, file: str, warm_source: str = "", 
 def child_main(mode: str, args: list[str]) -> None:
     """Run one child job; its result is the last line of stdout."""
     jobs: dict[str, Callable[..., dict[str, Any]]] = {
-        "build": child_build, "prepare": child_prepare, "inprocess": child_inprocess, "bulk": child_bulk,
+        "build": child_build,
+        "prepare": child_prepare,
+        "inprocess": child_inprocess,
+        "bulk": child_bulk,
     }
     start = time.perf_counter()
     result = jobs[mode](*args)
@@ -420,8 +449,7 @@ def run_child(mode: str, *args: str, log: Path, timeout: float | None = None, fa
     command = [sys.executable, str(Path(__file__).resolve()), CHILD, mode, *args]
     with log.open("w", encoding="utf-8") as sink:
         try:
-            done = subprocess.run(command, stdout=sink, stderr=subprocess.STDOUT, text=True, cwd=REPO, check=False,
-                                  timeout=timeout)
+            done = subprocess.run(command, stdout=sink, stderr=subprocess.STDOUT, text=True, cwd=REPO, check=False, timeout=timeout)
         except subprocess.TimeoutExpired:
             return {"timed_out": True, "timeout_seconds": timeout}
     output = log.read_text(encoding="utf-8")
@@ -465,8 +493,13 @@ def ensure_data(out: Path, profiles: int, holdout_every: int) -> tuple[Path, dic
     text = re.sub(r"(?m)^development = true$", "development = false", manifest.config_path.read_text(encoding="utf-8"))
     text = re.sub(r"(?m)^\[\[api\.keys\]\]\n(?:^(?!\[)(?!#).*\n)*", "", text)
     manifest.config_path.write_text(text, encoding="utf-8")
-    seen = {**want, "records_requested": records, "config": manifest.config_path.name,
-            "generate_seconds": round(time.perf_counter() - start, 1), "holdout": held}
+    seen = {
+        **want,
+        "records_requested": records,
+        "config": manifest.config_path.name,
+        "generate_seconds": round(time.perf_counter() - start, 1),
+        "holdout": held,
+    }
     marker.write_text(json.dumps(seen, indent=2) + "\n", encoding="utf-8")
     return manifest.config_path, seen
 
@@ -481,8 +514,12 @@ def ensure_store(out: Path, config_path: Path, seen: dict[str, Any], reuse: bool
     built = seen.get("store")
     if built and (out / PRISTINE).exists() and (built["build_digest"] == digest or reuse):
         prepared = run_child("prepare", str(out / PRISTINE), log=out / "prepare.log")
-        return {**built, "reused": True, "built_by_other_code": built["build_digest"] != digest,
-                "indexes_added_on_reuse": prepared["serving_indexes"]}
+        return {
+            **built,
+            "reused": True,
+            "built_by_other_code": built["build_digest"] != digest,
+            "indexes_added_on_reuse": prepared["serving_indexes"],
+        }
     store_path = load_config(config_path).store_path
     remove_store(store_path)
     (out / PRISTINE).unlink(missing_ok=True)
@@ -492,11 +529,17 @@ def ensure_store(out: Path, config_path: Path, seen: dict[str, Any], reuse: bool
     if store_path.with_name(store_path.name + ".wal").exists():
         sys.exit(f"{store_path} has a WAL after the build: copying the file alone would lose data")
     store_path.rename(out / PRISTINE)
-    built = {"build_digest": digest, "commit": git("rev-parse", "--short", "HEAD"),
-             "pipeline_seconds": round(time.perf_counter() - start, 1), "pipeline_stages": result["seconds"],
-             "records": result["records"], "profiles": result["profiles"],
-             "serving_indexes": result["serving_indexes"], "serving_indexes_seconds": result["serving_indexes_seconds"],
-             "size_mib": round((out / PRISTINE).stat().st_size / 2**20, 1)}
+    built = {
+        "build_digest": digest,
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "pipeline_seconds": round(time.perf_counter() - start, 1),
+        "pipeline_stages": result["seconds"],
+        "records": result["records"],
+        "profiles": result["profiles"],
+        "serving_indexes": result["serving_indexes"],
+        "serving_indexes_seconds": result["serving_indexes_seconds"],
+        "size_mib": round((out / PRISTINE).stat().st_size / 2**20, 1),
+    }
     seen["store"] = built
     (out / MARKER).write_text(json.dumps(seen, indent=2) + "\n", encoding="utf-8")
     return {**built, "reused": False, "built_by_other_code": False}
@@ -583,8 +626,11 @@ def measure_mutation(out: Path, config_path: Path, singles: list[dict[str, Any]]
             for i, item in enumerate(singles):
                 if i == warmup:
                     cpu_before = server.cpu_seconds()
-                body = {"query": INGEST_MUTATION, "variables": {"source": item["source"], "record": item["record"]},
-                        "operationName": "Ingest"}
+                body = {
+                    "query": INGEST_MUTATION,
+                    "variables": {"source": item["source"], "record": item["record"]},
+                    "operationName": "Ingest",
+                }
                 start = time.perf_counter()
                 reply = client.post(server.url, json=body)
                 elapsed = time.perf_counter() - start
@@ -602,9 +648,16 @@ def measure_mutation(out: Path, config_path: Path, singles: list[dict[str, Any]]
     counts: dict[str, int] = {}
     for s in statuses:
         counts[s] = counts.get(s, 0) + 1
-    return {"latency": latency_stats(seconds), "counts": counts, "statuses": statuses, "failures": len(failures),
-            "failure_examples": failures[:5], "server_cpu_ms_per_record": round(cpu / len(seconds) * 1000, 2),
-            "server_ready_seconds": round(ready, 1), "server_rss_mib": rss}
+    return {
+        "latency": latency_stats(seconds),
+        "counts": counts,
+        "statuses": statuses,
+        "failures": len(failures),
+        "failure_examples": failures[:5],
+        "server_cpu_ms_per_record": round(cpu / len(seconds) * 1000, 2),
+        "server_ready_seconds": round(ready, 1),
+        "server_rss_mib": rss,
+    }
 
 
 def measure_cli(config_path: Path, source: str, file: Path, rows: int, timeout: float) -> dict[str, Any]:
@@ -612,8 +665,7 @@ def measure_cli(config_path: Path, source: str, file: Path, rows: int, timeout: 
     command = [str(unify), "ingest", "--source", source, "--config", str(config_path), str(file)]
     start = time.perf_counter()
     try:
-        done = subprocess.run(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
-                              timeout=timeout)
+        done = subprocess.run(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"rows": rows, "timed_out": True, "timeout_seconds": timeout}
     wall = time.perf_counter() - start
@@ -621,9 +673,13 @@ def measure_cli(config_path: Path, source: str, file: Path, rows: int, timeout: 
         sys.exit(f"unify ingest failed ({done.returncode}):\n{done.stdout[-3000:]}")
     text = " ".join(done.stdout.split())  # rich wraps long lines
     said = re.search(r"([\d,.]+)s \(([\d,]+) records/s\)", text)
-    return {"rows": rows, "wall_seconds": round(wall, 2), "records_per_second": round(rows / wall, 1),
-            "ingest_seconds_reported": float(said.group(1).replace(",", "")) if said else None,
-            "output": text[:400]}
+    return {
+        "rows": rows,
+        "wall_seconds": round(wall, 2),
+        "records_per_second": round(rows / wall, 1),
+        "ingest_seconds_reported": float(said.group(1).replace(",", "")) if said else None,
+        "output": text[:400],
+    }
 
 
 @contextmanager
@@ -642,24 +698,36 @@ def phase(name: str, log: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 def print_report(results: dict[str, Any]) -> None:
     store, single, bulk = results["store"], results["single"], results["bulk"]
-    print(f"\nstore: {store['profiles']:,} profiles from {store['records']:,} records "
-          f"(commit {results['commit']}; {results['cores']} cores; load average {results['load_start']} at start)")
-    print(f"\nsingle records ({single['in_process']['latency']['n']} after {results['warmup']} warm-up)"
-          f"{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}{'max ms':>10}{'mean ms':>10}{'> 1 s':>7}")
+    print(
+        f"\nstore: {store['profiles']:,} profiles from {store['records']:,} records "
+        f"(commit {results['commit']}; {results['cores']} cores; load average {results['load_start']} at start)"
+    )
+    print(
+        f"\nsingle records ({single['in_process']['latency']['n']} after {results['warmup']} warm-up)"
+        f"{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}{'max ms':>10}{'mean ms':>10}{'> 1 s':>7}"
+    )
     for label, key in (("in process (LiveIngest.ingest)", "in_process"), ("through ingestRecord (HTTP)", "mutation")):
         s = single[key]["latency"]
-        print(f"  {label:<41}{s['p50_ms']:10.1f}{s['p90_ms']:10.1f}{s['p99_ms']:10.1f}{s['max_ms']:10.1f}{s['mean_ms']:10.1f}"
-              f"{s['over_1s']:7d}")
+        print(
+            f"  {label:<41}{s['p50_ms']:10.1f}{s['p90_ms']:10.1f}{s['p99_ms']:10.1f}{s['max_ms']:10.1f}{s['mean_ms']:10.1f}"
+            f"{s['over_1s']:7d}"
+        )
     ip = single["in_process"]
     if "warm_seconds" in ip:
-        print(f"  warm-up before the first record (LiveIngest.warm, as the server does): {ip['warm_seconds']:.1f} s "
-              f"({', '.join(f'{k} {v:.1f} s' for k, v in ip['warm_steps'].items())}); peak RSS then {ip['peak_rss_mib_after_warm']:,} MiB; "
-              f"server ready after {single['mutation']['server_ready_seconds']:.1f} s")
+        print(
+            f"  warm-up before the first record (LiveIngest.warm, as the server does): {ip['warm_seconds']:.1f} s "
+            f"({', '.join(f'{k} {v:.1f} s' for k, v in ip['warm_steps'].items())}); peak RSS then {ip['peak_rss_mib_after_warm']:,} MiB; "
+            f"server ready after {single['mutation']['server_ready_seconds']:.1f} s"
+        )
     counts = {k: v for k, v in single["in_process"]["counts"].items() if v}
-    print(f"  outcomes: {', '.join(f'{k} {v}' for k, v in counts.items())}; "
-          f"mutation failures {single['mutation']['failures']}; outcomes equal in both: {single['outcomes_equal']}")
-    print(f"  server CPU per record: {single['mutation']['server_cpu_ms_per_record']:.1f} ms; slowest in process: "
-          + ", ".join(f"{x['record_key']} {x['status']} {x['ms']:.0f} ms" for x in single["in_process"]["slowest"][:3]))
+    print(
+        f"  outcomes: {', '.join(f'{k} {v}' for k, v in counts.items())}; "
+        f"mutation failures {single['mutation']['failures']}; outcomes equal in both: {single['outcomes_equal']}"
+    )
+    print(
+        f"  server CPU per record: {single['mutation']['server_cpu_ms_per_record']:.1f} ms; slowest in process: "
+        + ", ".join(f"{x['record_key']} {x['status']} {x['ms']:.0f} ms" for x in single["in_process"]["slowest"][:3])
+    )
     for failure in single["mutation"]["failure_examples"]:
         print(f"  failed: {failure}")
     b, c = bulk["in_process"], bulk["cli"]
@@ -668,15 +736,21 @@ def print_report(results: dict[str, Any]) -> None:
         if entry.get("failed"):
             print(f"  {entry['rows']:>7,} rows: failed, {entry['failed']}")
         elif entry.get("timed_out"):
-            print(f"  {entry['rows']:>7,} rows: killed after {entry['timeout_seconds']:g} s "
-                  f"(< {entry['records_per_second_at_most']:,.1f} records/s)")
+            print(
+                f"  {entry['rows']:>7,} rows: killed after {entry['timeout_seconds']:g} s "
+                f"(< {entry['records_per_second_at_most']:,.1f} records/s)"
+            )
         else:
-            print(f"  {entry['rows']:>7,} rows: {entry['seconds']:8.2f} s, {entry['records_per_second']:8,.0f} records/s; "
-                  f"outcomes: {', '.join(f'{k} {v}' for k, v in entry['counts'].items() if v)}")
+            print(
+                f"  {entry['rows']:>7,} rows: {entry['seconds']:8.2f} s, {entry['records_per_second']:8,.0f} records/s; "
+                f"outcomes: {', '.join(f'{k} {v}' for k, v in entry['counts'].items() if v)}"
+            )
     w = bulk.get("in_process_warm") or {}
     if "records_per_second" in w:
-        print(f"  {w['rows']:>7,} rows after a warm-up file ({w['warmup']['rows']:,} rows of {w['warmup']['source']}, "
-              f"{w['warmup']['seconds']:.2f} s, not counted): {w['seconds']:8.2f} s, {w['records_per_second']:8,.0f} records/s")
+        print(
+            f"  {w['rows']:>7,} rows after a warm-up file ({w['warmup']['rows']:,} rows of {w['warmup']['source']}, "
+            f"{w['warmup']['seconds']:.2f} s, not counted): {w['seconds']:8.2f} s, {w['records_per_second']:8,.0f} records/s"
+        )
     elif w:
         print(f"  after a warm-up file: failed or killed ({w.get('failed') or 'timed out'})")
     if c.get("skipped"):
@@ -684,26 +758,43 @@ def print_report(results: dict[str, Any]) -> None:
     elif c.get("timed_out"):
         print(f"  unify ingest, {c['rows']:,} rows: killed after {c['timeout_seconds']:g} s")
     else:
-        print(f"  unify ingest, {c['rows']:,} rows (wall time, start-up and store open included): {c['wall_seconds']:.2f} s, "
-              f"{c['records_per_second']:,.0f} records/s")
+        print(
+            f"  unify ingest, {c['rows']:,} rows (wall time, start-up and store open included): {c['wall_seconds']:.2f} s, "
+            f"{c['records_per_second']:,.0f} records/s"
+        )
     met, note = results["met"], results["targets"]["note"]
     print(f"\ntargets ({note}):")
-    print(f"  p99 <= {TARGET_P99_MS:g} ms per record: through ingestRecord {single['mutation']['latency']['p99_ms']:.1f} ms "
-          f"{verdict(met['p99_mutation'])}; in process {single['in_process']['latency']['p99_ms']:.1f} ms "
-          f"{verdict(met['p99_in_process'])}")
-    cli_said = (f"unify ingest ({c['rows']:,} rows) {c['records_per_second']:,.0f} {verdict(met['bulk_cli'])}"
-                if "records_per_second" in c else f"unify ingest {verdict(False)} (did not finish or did not run)")
-    in_said = (f"{b['records_per_second']:,.0f} {verdict(met['bulk_in_process'])}" if "records_per_second" in b
-               else f"{verdict(False)} (did not finish)")
-    warm_said = (f"{w['records_per_second']:,.0f} {verdict(met['bulk_in_process_warm'])}" if "records_per_second" in w
-                 else f"{verdict(False)} (did not finish)")
-    print(f"  bulk >= {TARGET_BULK_RPS:,.0f} records/s ({bulk['rows']:,} rows): in process, first ingest after opening the "
-          f"store {in_said}; in process after a warm-up file {warm_said}; {cli_said}")
+    print(
+        f"  p99 <= {TARGET_P99_MS:g} ms per record: through ingestRecord {single['mutation']['latency']['p99_ms']:.1f} ms "
+        f"{verdict(met['p99_mutation'])}; in process {single['in_process']['latency']['p99_ms']:.1f} ms "
+        f"{verdict(met['p99_in_process'])}"
+    )
+    cli_said = (
+        f"unify ingest ({c['rows']:,} rows) {c['records_per_second']:,.0f} {verdict(met['bulk_cli'])}"
+        if "records_per_second" in c
+        else f"unify ingest {verdict(False)} (did not finish or did not run)"
+    )
+    in_said = (
+        f"{b['records_per_second']:,.0f} {verdict(met['bulk_in_process'])}"
+        if "records_per_second" in b
+        else f"{verdict(False)} (did not finish)"
+    )
+    warm_said = (
+        f"{w['records_per_second']:,.0f} {verdict(met['bulk_in_process_warm'])}"
+        if "records_per_second" in w
+        else f"{verdict(False)} (did not finish)"
+    )
+    print(
+        f"  bulk >= {TARGET_BULK_RPS:,.0f} records/s ({bulk['rows']:,} rows): in process, first ingest after opening the "
+        f"store {in_said}; in process after a warm-up file {warm_said}; {cli_said}"
+    )
     prof = single["in_process"].get("profile") or {}
     if prof:
-        print(f"\nwhere the time goes ({prof['records']} more records in process, SQL timed and under cProfile: "
-              f"{prof['ms_per_record_under_profiling']:.1f} ms per record, of which SQL {prof['sql_ms_per_record']:.1f} ms "
-              f"in {prof['statements_per_record']:.0f} statements):")
+        print(
+            f"\nwhere the time goes ({prof['records']} more records in process, SQL timed and under cProfile: "
+            f"{prof['ms_per_record_under_profiling']:.1f} ms per record, of which SQL {prof['sql_ms_per_record']:.1f} ms "
+            f"in {prof['statements_per_record']:.0f} statements):"
+        )
         for label, ms in prof["phases_ms_per_record"].items():
             print(f"  {label:<58}{ms:9.2f} ms")
         print("  SQL by the function that issued it (statements and ms per record):")
@@ -719,13 +810,16 @@ def print_report(results: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--profiles", type=int, default=1_000_000, help="profiles in the store (default 1,000,000)")
-    parser.add_argument("--out", type=Path, default=None, help="directory for data, store and results "
-                        "(default bench/out-ingest-<size>)")
+    parser.add_argument("--out", type=Path, default=None, help="directory for data, store and results (default bench/out-ingest-<size>)")
     parser.add_argument("--singles", type=int, default=300, help="records ingested one at a time and measured")
     parser.add_argument("--warmup", type=int, default=20, help="unmeasured single records first")
     parser.add_argument("--bulk", type=int, default=20_000, help="records in the bulk file (at most the held-out rows of its source)")
-    parser.add_argument("--bulk-probe", type=lambda v: [int(x) for x in v.split(",") if x], default=[500, 2000],
-                        help="smaller bulk files also measured in process, to show how throughput depends on size (comma-separated)")
+    parser.add_argument(
+        "--bulk-probe",
+        type=lambda v: [int(x) for x in v.split(",") if x],
+        default=[500, 2000],
+        help="smaller bulk files also measured in process, to show how throughput depends on size (comma-separated)",
+    )
     parser.add_argument("--bulk-timeout", type=float, default=900.0, help="seconds a bulk ingest may take before it is killed")
     parser.add_argument("--holdout-every", type=int, default=20, help="hold out every N-th record of each source")
     parser.add_argument("--profile-records", type=int, default=30, help="records ingested in process under profiling (0: skip)")
@@ -741,20 +835,29 @@ def main(argv: list[str] | None = None) -> None:
 
     config_path, seen = ensure_data(out, args.profiles, args.holdout_every)
     store = ensure_store(out, config_path, seen, args.reuse_store)
-    print(f"store: {'reused' if store['reused'] else 'built'} ({store['profiles']:,} profiles from {store['records']:,} records)",
-          flush=True)
+    print(
+        f"store: {'reused' if store['reused'] else 'built'} ({store['profiles']:,} profiles from {store['records']:,} records)", flush=True
+    )
     if args.build_only:
         return
     singles = pick_singles(out, seen, config_path, args.warmup + args.singles + args.profile_records)
     (out / SINGLES).write_text(json.dumps(singles), encoding="utf-8")
-    measured = singles[:args.warmup + args.singles]
+    measured = singles[: args.warmup + args.singles]
     bulk_source, bulk_files = write_bulk(out, seen, [*args.bulk_probe, args.bulk])
 
     phases: dict[str, Any] = {}
     with phase("single records, in process", phases) as p:
         p["copy_seconds"] = fresh_store(out, config_path)
-        in_process = run_child("inprocess", str(config_path), str(out / SINGLES), str(args.warmup), str(args.singles),
-                               str(args.profile_records), str(out / "profile-ingest.prof"), log=out / "inprocess.log")
+        in_process = run_child(
+            "inprocess",
+            str(config_path),
+            str(out / SINGLES),
+            str(args.warmup),
+            str(args.singles),
+            str(args.profile_records),
+            str(out / "profile-ingest.prof"),
+            log=out / "inprocess.log",
+        )
     with phase("single records, through ingestRecord", phases) as p:
         p["copy_seconds"] = fresh_store(out, config_path)
         mutation = measure_mutation(out, config_path, measured, args.warmup)
@@ -762,8 +865,9 @@ def main(argv: list[str] | None = None) -> None:
     for n, file in bulk_files.items():
         with phase(f"bulk, in process, {n:,} rows", phases) as p:
             p["copy_seconds"] = fresh_store(out, config_path)
-            result = run_child("bulk", str(config_path), bulk_source, str(file), log=out / f"bulk-{n}.log",
-                               timeout=args.bulk_timeout, fatal=False)
+            result = run_child(
+                "bulk", str(config_path), bulk_source, str(file), log=out / f"bulk-{n}.log", timeout=args.bulk_timeout, fatal=False
+            )
         if result.get("timed_out"):
             result["records_per_second_at_most"] = round(n / args.bulk_timeout, 1)
         by_size.append({"file": file.relative_to(out).as_posix(), **result, "rows": n})
@@ -771,8 +875,17 @@ def main(argv: list[str] | None = None) -> None:
     warm_source, warm_file = write_warmup(out, seen, bulk_source)
     with phase(f"bulk, in process, {bulk_rows:,} rows after a warm-up file", phases) as p:
         p["copy_seconds"] = fresh_store(out, config_path)
-        warm = run_child("bulk", str(config_path), bulk_source, str(bulk_files[bulk_rows]), warm_source, str(warm_file),
-                         log=out / f"bulk-{bulk_rows}-warm.log", timeout=args.bulk_timeout, fatal=False)
+        warm = run_child(
+            "bulk",
+            str(config_path),
+            bulk_source,
+            str(bulk_files[bulk_rows]),
+            warm_source,
+            str(warm_file),
+            log=out / f"bulk-{bulk_rows}-warm.log",
+            timeout=args.bulk_timeout,
+            fatal=False,
+        )
     completed = [b["rows"] for b in by_size if not b.get("timed_out") and not b.get("failed")]
     cli: dict[str, Any] = {"skipped": "no in-process bulk run finished"}
     if completed:
@@ -794,20 +907,38 @@ def main(argv: list[str] | None = None) -> None:
     if bulk_rows < args.bulk:
         warnings.append(f"the bulk file has {bulk_rows:,} rows (all held-out rows of {bulk_source}), not {args.bulk:,}")
     if store["built_by_other_code"]:
-        warnings.append(f"the store was built by other code ({store['build_digest']}, commit {store['commit']}; "
-                        f"now {build_digest()}): reused as asked (--reuse-store)")
+        warnings.append(
+            f"the store was built by other code ({store['build_digest']}, commit {store['commit']}; "
+            f"now {build_digest()}): reused as asked (--reuse-store)"
+        )
     if code_digest() != code:
         warnings.append("pipelines/, profiles/ or resolvers/ changed while the benchmark ran: rerun")
     if modified:
         warnings.append(f"measured with uncommitted changes: {', '.join(line[3:] for line in modified)}")
     at_size = "at this size" if args.profiles == TARGET_PROFILES else f"set for {TARGET_PROFILES:,} profiles; this store is smaller"
     results: dict[str, Any] = {
-        "profiles_requested": args.profiles, "commit": commit, "code_digest": code, "uncommitted": modified,
-        "date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count(), "load_start": load_start, "load_end": load_average(),
-        "store": store, "holdout": seen["holdout"], "holdout_every": args.holdout_every, "warmup": args.warmup,
+        "profiles_requested": args.profiles,
+        "commit": commit,
+        "code_digest": code,
+        "uncommitted": modified,
+        "date": time.strftime("%Y-%m-%d"),
+        "cores": os.cpu_count(),
+        "load_start": load_start,
+        "load_end": load_average(),
+        "store": store,
+        "holdout": seen["holdout"],
+        "holdout_every": args.holdout_every,
+        "warmup": args.warmup,
         "single": {"in_process": in_process, "mutation": mutation, "outcomes_equal": equal},
-        "bulk": {"source": bulk_source, "rows": bulk_rows, "timeout_seconds": args.bulk_timeout,
-                 "in_process": bulk, "in_process_by_size": by_size, "in_process_warm": warm, "cli": cli},
+        "bulk": {
+            "source": bulk_source,
+            "rows": bulk_rows,
+            "timeout_seconds": args.bulk_timeout,
+            "in_process": bulk,
+            "in_process_by_size": by_size,
+            "in_process_warm": warm,
+            "cli": cli,
+        },
         "targets": {"p99_ms": TARGET_P99_MS, "bulk_records_per_second": TARGET_BULK_RPS, "note": at_size},
         "met": {
             "p99_mutation": mutation["latency"]["p99_ms"] <= TARGET_P99_MS,

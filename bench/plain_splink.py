@@ -36,9 +36,7 @@ def records_of(store: Path) -> pd.DataFrame:
     """The standardized canonical fields of a store's published records; a column no
     record has is left out (the user compares only what their sources hold)."""
     with duckdb.connect(str(store), read_only=True) as con:
-        select = ", ".join(
-            f"lower(trim({c})) AS {n}" if c in ("address_line2", "region") else f"{c} AS {n}" for c, n in COLUMNS.items()
-        )
+        select = ", ".join(f"lower(trim({c})) AS {n}" if c in ("address_line2", "region") else f"{c} AS {n}" for c, n in COLUMNS.items())
         df = con.execute(f"SELECT record_key AS unique_id, {select} FROM records ORDER BY record_key").df()
     return df[[c for c in df.columns if c == "unique_id" or df[c].notna().any()]]
 

@@ -75,6 +75,7 @@ def delegable(fn: F) -> F:
 
     return wrapper  # type: ignore[return-value]
 
+
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Config file.", dir_okay=False)]
 
 
@@ -122,15 +123,16 @@ def _print_summary(summary: RunSummary, elapsed: float) -> None:
         scores = ", ".join(
             f"{name} {value:.3f}" for name, value in (("precision", labels.precision), ("recall", labels.recall)) if value is not None
         )
-        console.print(f"steward labels: {labels.same} same, {labels.different} different; model {scores or 'not measurable'}; {labels.note}")
+        console.print(
+            f"steward labels: {labels.same} same, {labels.different} different; model {scores or 'not measurable'}; {labels.note}"
+        )
     if summary.vetoes:
         console.print("vetoes: " + "; ".join(f"{rule} {why}" for rule, why in summary.vetoes.items()))
     for assumption in summary.assumptions:
         console.print(f"[yellow]assumed: {assumption}[/]")
     if summary.untrained_levels:
         console.print(
-            "[dim]comparison levels never observed in training (scored neutrally): "
-            + "; ".join(summary.untrained_levels) + "[/]"
+            "[dim]comparison levels never observed in training (scored neutrally): " + "; ".join(summary.untrained_levels) + "[/]"
         )
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in summary.seconds.items() if ": " not in k)  # stages, not their parts
     console.print(f"[dim]{stages}; total {elapsed:.1f}s[/]")
@@ -155,7 +157,11 @@ def run(
     retrain: Annotated[bool, typer.Option("--retrain", help="Train the model again even if one is saved.")] = False,
     accept_shrink: Annotated[
         list[str] | None,
-        typer.Option("--accept-shrink", metavar="SOURCE", help="Publish although SOURCE arrived empty or shrank by more than run.max_shrink (repeatable)."),
+        typer.Option(
+            "--accept-shrink",
+            metavar="SOURCE",
+            help="Publish although SOURCE arrived empty or shrank by more than run.max_shrink (repeatable).",
+        ),
     ] = None,
 ) -> None:
     """Batch pipeline: ingest -> standardize -> link -> cluster -> survivorship -> publish."""
@@ -230,7 +236,10 @@ def ingest(
     by = Steward(actor=f"cli:{os.environ.get('USER', 'unknown')}", role="admin")
     # one file, then exit: joined with the stored records (no in-memory index to read
     # first), committed straight into the store file (no WAL to write it into it again)
-    with Store.open(cfg.store_path, compress=cfg.store.compress, write_through=True) as store, console.status(f"ingesting {file.name} ...", spinner="dots"):
+    with (
+        Store.open(cfg.store_path, compress=cfg.store.compress, write_through=True) as store,
+        console.status(f"ingesting {file.name} ...", spinner="dots"),
+    ):
         live = LiveIngest(store, cfg, in_memory=False)
         provisional = live.model_is_provisional
         if provisional:
@@ -276,15 +285,21 @@ def review(
     for column in ("pair", "probability", "left record", "right record", "profiles"):
         queue.add_column(column, justify="right" if column == "probability" else "left", overflow="fold")
     for p in pairs:
-        queue.add_row(p["pair_id"], f"{p['match_probability']:.3f}", p["record_key_l"], p["record_key_r"],
-                      f"{p['profile_id_l']} / {p['profile_id_r']}")
+        queue.add_row(
+            p["pair_id"],
+            f"{p['match_probability']:.3f}",
+            p["record_key_l"],
+            p["record_key_r"],
+            f"{p['profile_id_l']} / {p['profile_id_r']}",
+        )
     console.print(queue)
     decisions = Table(title=f"recent steward actions ({len(recent)})", title_justify="left")
     for column in ("when", "action", "kind", "actor", "reason", "profiles after", "undone by"):
         decisions.add_column(column, overflow="fold")
     for a in recent:
-        decisions.add_row(f"{a.created_at:%Y-%m-%d %H:%M}", a.action_id, a.kind, a.actor, a.reason,
-                          ", ".join(a.profiles_after), a.undone_by or "-")
+        decisions.add_row(
+            f"{a.created_at:%Y-%m-%d %H:%M}", a.action_id, a.kind, a.actor, a.reason, ", ".join(a.profiles_after), a.undone_by or "-"
+        )
     console.print(decisions)
     console.print("[dim]decide in the API: decideCandidate(pairId, decision: SAME | DIFFERENT, reason)[/]")
 

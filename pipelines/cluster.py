@@ -53,9 +53,7 @@ def enforce_vetoes(store: Store, config: Config) -> int:
     )
     affected = int(store.scalar("SELECT count(*) FROM affected_clusters"))
     if affected:
-        nodes = [r[0] for r in store.rows(
-            "SELECT record_key FROM clusters WHERE cluster_id IN (SELECT cluster_id FROM affected_clusters)"
-        )]
+        nodes = [r[0] for r in store.rows("SELECT record_key FROM clusters WHERE cluster_id IN (SELECT cluster_id FROM affected_clusters)")]
         links = store.rows(
             """SELECT p.record_key_l, p.record_key_r, p.match_probability FROM predictions p
                JOIN clusters a ON a.record_key = p.record_key_l JOIN clusters b ON b.record_key = p.record_key_r
@@ -64,17 +62,18 @@ def enforce_vetoes(store: Store, config: Config) -> int:
             [config.matching.match_threshold],
         )
         # A steward's SAME is stronger than any model link: taken first, cut last.
-        same = [(left, right, STEWARD_LINK) for left, right in store.rows(
-            f"""SELECT d.record_key_l, d.record_key_r FROM ({decided}) d
+        same = [
+            (left, right, STEWARD_LINK)
+            for left, right in store.rows(
+                f"""SELECT d.record_key_l, d.record_key_r FROM ({decided}) d
                 JOIN clusters a ON a.record_key = d.record_key_l JOIN clusters b ON b.record_key = d.record_key_r
                 WHERE d.kind = 'same' AND a.cluster_id IN (SELECT cluster_id FROM affected_clusters)"""
-        )]
+            )
+        ]
         apart = store.rows("SELECT key_l, key_r FROM cluster_conflicts")
         groups = constrained_components(nodes, links + same, apart)
         store.register("_regrouped", pa.table({"record_key": list(groups), "cluster_id": list(groups.values())}))
-        store.execute(
-            "UPDATE clusters SET cluster_id = g.cluster_id FROM _regrouped g WHERE clusters.record_key = g.record_key"
-        )
+        store.execute("UPDATE clusters SET cluster_id = g.cluster_id FROM _regrouped g WHERE clusters.record_key = g.record_key")
         store.unregister("_regrouped")
     for table in ("cluster_conflicts", "cluster_joins", "affected_clusters"):
         store.execute(f"DROP TABLE {table}")
@@ -117,9 +116,7 @@ def assign_profiles(store: Store, config: Config, pairs: str = "pairs") -> dict[
         SELECT cluster_id, old_id AS profile_id FROM ranked WHERE by_cluster = 1 AND by_profile = 1""",
         building="inherited",
     )
-    fresh = store.rows(
-        "SELECT DISTINCT cluster_id FROM clusters WHERE cluster_id NOT IN (SELECT cluster_id FROM inherited) ORDER BY 1"
-    )
+    fresh = store.rows("SELECT DISTINCT cluster_id FROM clusters WHERE cluster_id NOT IN (SELECT cluster_id FROM inherited) ORDER BY 1")
     ids = _unused_ids(store, len(fresh))
     store.register("_fresh_ids", pa.table({"cluster_id": [r[0] for r in fresh], "profile_id": ids}))
     store.execute(
@@ -193,9 +190,7 @@ def _unused_ids(store: Store, count: int) -> list[str]:
     store.register("_candidate_ids", pa.table({"profile_id": ids}))
     taken = {
         r[0]
-        for r in store.rows(
-            f"SELECT profile_id FROM _candidate_ids JOIN {ident(store.catalog)}.main.profile_registry USING (profile_id)"
-        )
+        for r in store.rows(f"SELECT profile_id FROM _candidate_ids JOIN {ident(store.catalog)}.main.profile_registry USING (profile_id)")
     }
     store.unregister("_candidate_ids")
     if len(set(ids)) != len(ids) or taken:

@@ -78,8 +78,14 @@ def last_name() -> dict[str, Any]:
             # one swap is one piece of evidence: the first name's comparison weighs it,
             # here it weighs nothing (it counted twice: 26 bits, which chained FEBRL's
             # "lachlan nguyen" to a "nguyen lachlan" sharing only a postcode)
-            {"sql_condition": SWAPPED_NAMES, "label_for_charts": "first and last name swapped (weighed with the first name)",
-             "m_probability": 1.0, "u_probability": 1.0, "fix_m_probability": True, "fix_u_probability": True},
+            {
+                "sql_condition": SWAPPED_NAMES,
+                "label_for_charts": "first and last name swapped (weighed with the first name)",
+                "m_probability": 1.0,
+                "u_probability": 1.0,
+                "fix_m_probability": True,
+                "fix_u_probability": True,
+            },
             _ELSE,
         ],
     }
@@ -96,8 +102,10 @@ def date_of_birth() -> dict[str, Any]:
                 'year("dob_l") = year("dob_r") AND month("dob_l") = day("dob_r") AND day("dob_l") = month("dob_r")',
                 "day and month swapped",
             ),
-            _level(within_one_edit("strftime(\"dob_l\", '%Y%m%d')", "strftime(\"dob_r\", '%Y%m%d')"),
-                   "one digit differs or two adjacent swapped"),
+            _level(
+                within_one_edit("strftime(\"dob_l\", '%Y%m%d')", "strftime(\"dob_r\", '%Y%m%d')"),
+                "one digit differs or two adjacent swapped",
+            ),
             _ELSE,
         ],
     }
@@ -225,7 +233,10 @@ def blocking_rules(groups: set[str], shared_identifiers: list[str]) -> list[str]
         # Name alone pairs every "Jan de Vries" with every other one (130M pairs at 1M
         # records); a name plus birth year or plus city keeps the movers and the
         # number changers that share nothing else, at a hundredth of the cost.
-        ({"name", "date_of_birth"}, "l.first_name_std = r.first_name_std AND l.last_name_std = r.last_name_std AND year(l.dob) = year(r.dob)"),
+        (
+            {"name", "date_of_birth"},
+            "l.first_name_std = r.first_name_std AND l.last_name_std = r.last_name_std AND year(l.dob) = year(r.dob)",
+        ),
         ({"name", "locality"}, "l.first_name_std = r.first_name_std AND l.last_name_std = r.last_name_std AND l.city_std = r.city_std"),
         ({"name"}, "l.first_name_std = r.last_name_std AND l.last_name_std = r.first_name_std"),
         ({"date_of_birth", "address"}, "l.dob = r.dob AND l.postcode_std = r.postcode_std"),
@@ -242,8 +253,14 @@ def blocking_rules(groups: set[str], shared_identifiers: list[str]) -> list[str]
         ({"address", "name"}, "l.last_name_std = r.last_name_std AND l.postcode_std = r.postcode_std"),
         ({"date_of_birth", "locality"}, "l.dob = r.dob AND l.city_std = r.city_std"),
         ({"address", "locality"}, "l.address_line2_std = r.address_line2_std AND l.city_std = r.city_std"),
-        ({"name", "address", "locality"}, "l.last_name_std = r.last_name_std AND l.house_number_std = r.house_number_std AND l.region_std = r.region_std"),
-        ({"name", "address", "locality"}, "l.first_name_std = r.first_name_std AND l.street_std = r.street_std AND l.region_std = r.region_std"),
+        (
+            {"name", "address", "locality"},
+            "l.last_name_std = r.last_name_std AND l.house_number_std = r.house_number_std AND l.region_std = r.region_std",
+        ),
+        (
+            {"name", "address", "locality"},
+            "l.first_name_std = r.first_name_std AND l.street_std = r.street_std AND l.region_std = r.region_std",
+        ),
     ]
     rules = [rule for needs, rule in candidates if needs <= groups]
     rules += [f"l.{identifier_column(n)} = r.{identifier_column(n)}" for n in shared_identifiers]
@@ -349,8 +366,10 @@ class VetoDecision:
     @property
     def reason(self) -> str:
         if self.m_probability is None:
-            return "active: the model has no trained m-probability for the conflict, the rule stands" if self.active else (
-                "inactive: the model does not compare this field"
+            return (
+                "active: the model has no trained m-probability for the conflict, the rule stands"
+                if self.active
+                else ("inactive: the model does not compare this field")
             )
         share = f"{self.m_probability:.2%} of true matches conflict"
         return f"{'active' if self.active else 'inactive'}: {share} (bound {VETO_MAX_M:.0%})"

@@ -46,7 +46,9 @@ VETOES: tuple[Veto, ...] = ("date_of_birth", "first_name")
 
 class RunConfig(_Strict):
     max_shrink: float = Field(
-        0.2, ge=0, le=1,
+        0.2,
+        ge=0,
+        le=1,
         description="A batch run refuses to publish when a source has this share fewer accepted records than in the "
         "published run, or none at all (a truncated export must not delete a silo's customers); "
         "`unify run --accept-shrink SOURCE` publishes anyway.",
@@ -58,11 +60,15 @@ class MatchingConfig(_Strict):
     match_threshold: float = Field(0.95, gt=0, lt=1, description="Match probability at or above which two records are one profile.")
     review_threshold: float = Field(0.60, gt=0, lt=1, description="Pairs between this and match_threshold go to the steward review queue.")
     model: Path = Field(Path("unify-model.json"), description="Trained model (splink JSON); trained and saved when missing.")
-    default_country: str = Field("NL", pattern=r"^[A-Z]{2}$", description="Country assumed for phone numbers and postcodes without one (ISO 3166 alpha-2).")
+    default_country: str = Field(
+        "NL", pattern=r"^[A-Z]{2}$", description="Country assumed for phone numbers and postcodes without one (ISO 3166 alpha-2)."
+    )
     seed: int = Field(42, description="Seed for the random sampling in training, for reproducible models.")
     u_max_pairs: int = Field(10_000_000, ge=10_000, description="Random pairs sampled to estimate u-probabilities.")
     em_max_pairs: int = Field(2_000_000, ge=10_000, description="Cap on pairs per EM training session (memory and time bound).")
-    min_labels: int = Field(20, ge=1, description="Steward 'same' decisions on this run's records needed before training estimates m-probabilities from them.")
+    min_labels: int = Field(
+        20, ge=1, description="Steward 'same' decisions on this run's records needed before training estimates m-probabilities from them."
+    )
     vetoes: list[Veto] = Field(
         default_factory=lambda: list(VETOES),
         description="Conflicts that keep two records apart whatever their score: birth dates that differ by more than a typo, clearly different given names.",
@@ -76,12 +82,25 @@ class MatchingConfig(_Strict):
 
 
 class Constant(_Strict):
-    value: str = Field(description="A constant for every record of the source, e.g. country = { value = \"NL\" }.")
+    value: str = Field(description='A constant for every record of the source, e.g. country = { value = "NL" }.')
 
 
 CanonicalField = Literal[
-    "first_name", "middle_name", "last_name", "full_name", "gender", "date_of_birth", "email", "phone",
-    "street", "house_number", "address_line2", "postcode", "city", "region", "country",
+    "first_name",
+    "middle_name",
+    "last_name",
+    "full_name",
+    "gender",
+    "date_of_birth",
+    "email",
+    "phone",
+    "street",
+    "house_number",
+    "address_line2",
+    "postcode",
+    "city",
+    "region",
+    "country",
 ]
 
 
@@ -92,11 +111,13 @@ class SourceConfig(_Strict):
     trust: int = Field(1, description="Survivorship: a higher trust wins.")
     updated_at: str | None = Field(None, description="Column with the record's last update time (recency for survivorship).")
     updated_at_format: str | None = Field(None, description="strptime format of updated_at; default: ISO and common formats are detected.")
-    date_format: str | None = Field(None, description="strptime format of date fields; default: detected from the values (ISO and common formats).")
+    date_format: str | None = Field(
+        None, description="strptime format of date fields; default: detected from the values (ISO and common formats)."
+    )
     delimiter: str | None = Field(None, max_length=1, description="CSV delimiter; default ',' for .csv and tab for .tsv.")
-    fields: dict[CanonicalField, str | Constant] = Field(description="Canonical field = source column, or { value = \"...\" }.")
+    fields: dict[CanonicalField, str | Constant] = Field(description='Canonical field = source column, or { value = "..." }.')
     identifiers: dict[Annotated[str, Field(pattern=_NAME)], str] = Field(
-        default_factory=dict, description="Exact identifiers: name = column (e.g. customer_number = \"klantnummer\")."
+        default_factory=dict, description='Exact identifiers: name = column (e.g. customer_number = "klantnummer").'
     )
 
     @property
@@ -130,7 +151,8 @@ class SourceConfig(_Strict):
 
 class SurvivorshipConfig(_Strict):
     default: Literal["trust", "recent", "frequent"] = Field(
-        "trust", description="Rule for fields without one: trust (then recent, then frequent), recent (then trust, frequent) or frequent (then trust, recent)."
+        "trust",
+        description="Rule for fields without one: trust (then recent, then frequent), recent (then trust, frequent) or frequent (then trust, recent).",
     )
     fields: dict[CanonicalField | Literal["address"], Literal["trust", "recent", "frequent"]] = Field(
         default_factory=dict, description="Rule per golden field; 'address' sets the rule of the address, which survives as one unit."
@@ -144,7 +166,9 @@ class ApiKey(_Strict):
 
 
 class ApiConfig(_Strict):
-    keys: list[ApiKey] = Field(default_factory=list, description="[[api.keys]] tables; UNIFY_API_KEYS=\"role=KEY,...\" adds keys for development and tests.")
+    keys: list[ApiKey] = Field(
+        default_factory=list, description='[[api.keys]] tables; UNIFY_API_KEYS="role=KEY,..." adds keys for development and tests.'
+    )
     max_depth: int = Field(8, ge=2, description="Deepest nesting a query may have.")
     max_tokens: int = Field(2000, ge=100, description="Most tokens a query document may have.")
     max_aliases: int = Field(15, ge=1, description="Most aliases a query may use.")
@@ -152,7 +176,11 @@ class ApiConfig(_Strict):
         500, ge=20, description="Most fields a query may select, a fragment counted each time it is spread (the demo's card selects ~60)."
     )
     max_body_bytes: int = Field(65_536, ge=1024, description="Largest request body; larger gets HTTP 413.")
-    resolver_timeout: float = Field(2.0, gt=0, description="Seconds a request may take before it fails with a TIMEOUT error; a mutation whose write has committed answers with its outcome instead, however late.")
+    resolver_timeout: float = Field(
+        2.0,
+        gt=0,
+        description="Seconds a request may take before it fails with a TIMEOUT error; a mutation whose write has committed answers with its outcome instead, however late.",
+    )
     development: bool = Field(False, description="Enables GraphiQL, introspection and field suggestions (off in production).")
 
 

@@ -69,8 +69,7 @@ def _comparisons(model: dict[str, Any]) -> list[_Comparison]:
             _Comparison(
                 name=comparison["output_column_name"],
                 levels={
-                    level.comparison_vector_value: (level.label_for_charts, float(level._match_weight))
-                    for level in built.comparison_levels
+                    level.comparison_vector_value: (level.label_for_charts, float(level._match_weight)) for level in built.comparison_levels
                 },
                 has_tf=any(level.get("tf_adjustment_column") for level in comparison["comparison_levels"]),
             )
@@ -98,9 +97,7 @@ def explain_pairs(
     comparisons = _comparisons(model)
     columns = [*MATCH_COLUMNS, *(identifier_column(n) for n in identifiers)]
     # identifiers as the run compared them (see pipelines.link.prepare_linkable)
-    pivots = "".join(
-        f", list_max([i.value FOR i IN r.identifiers IF i.kind = ?]) AS {ident(identifier_column(n))}" for n in identifiers
-    )
+    pivots = "".join(f", list_max([i.value FOR i IN r.identifiers IF i.kind = ?]) AS {ident(identifier_column(n))}" for n in identifiers)
     sides = ", ".join(f"l.{ident(c)} AS {ident(c + '_l')}, r.{ident(c)} AS {ident(c + '_r')}" for c in columns)
     reached = "".join(f", {sql} AS level_{i}" for i, sql in enumerate(level_sql(model)))
     stored = "".join(
@@ -110,7 +107,7 @@ def explain_pairs(
     sql = f"""
         WITH asked AS (SELECT unnest(?::VARCHAR[]) AS key_l, unnest(?::VARCHAR[]) AS key_r),
         side AS (
-            SELECT r.record_key, {', '.join('r.' + ident(c) for c in MATCH_COLUMNS)}{pivots}
+            SELECT r.record_key, {", ".join("r." + ident(c) for c in MATCH_COLUMNS)}{pivots}
             FROM records r
             WHERE r.record_key IN (SELECT key_l FROM asked UNION SELECT key_r FROM asked)),
         compared AS (

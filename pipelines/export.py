@@ -53,7 +53,6 @@ def _csv_safe(store: Store, query: str) -> str:
     """CSV has no lists: join list columns (e.g. profiles.sources) with '|'."""
     described = store.rows(f"DESCRIBE {query}")
     cols = [
-        f"array_to_string({ident(name)}, '|') AS {ident(name)}" if str(kind).endswith("[]") else ident(name)
-        for name, kind, *_ in described
+        f"array_to_string({ident(name)}, '|') AS {ident(name)}" if str(kind).endswith("[]") else ident(name) for name, kind, *_ in described
     ]
     return f"SELECT {', '.join(cols)} FROM ({query})"

@@ -95,8 +95,7 @@ def _check_source(store: Store, source: SourceConfig, path: Path) -> None:
     for role, column in source.columns().items():
         if column not in available:
             raise SourceSchemaError(
-                f"source {source.name}: column {column!r} ({role}) is missing from {path}; "
-                f"the file has: {', '.join(sorted(available))}"
+                f"source {source.name}: column {column!r} ({role}) is missing from {path}; the file has: {', '.join(sorted(available))}"
             )
 
 
@@ -107,9 +106,7 @@ def stage_live(
     live ingest: JSON objects keyed by the source's column names (the API), or a file of
     any supported format (``unify ingest``; it replaces the configured file). The rows
     then go through the very mapping and standardization of a batch run."""
-    store.execute(
-        "CREATE OR REPLACE TABLE quarantine (source VARCHAR, line BIGINT, record_id VARCHAR, reason VARCHAR, content VARCHAR)"
-    )
+    store.execute("CREATE OR REPLACE TABLE quarantine (source VARCHAR, line BIGINT, record_id VARCHAR, reason VARCHAR, content VARCHAR)")
     raw_table = f"raw_{source.name}"
     if path is not None:
         source = source.model_copy(update={"path": path})
@@ -136,9 +133,7 @@ def ingest_sources(store: Store, config: Config, live_until: int = 0) -> dict[st
     ``quarantine`` (rejected rows) in the workspace. Records that live ingests accepted
     (``ingest_log`` up to sequence number ``live_until``) are included when the source
     file does not have them: the file, the source's full export, wins for the others."""
-    store.execute(
-        "CREATE OR REPLACE TABLE quarantine (source VARCHAR, line BIGINT, record_id VARCHAR, reason VARCHAR, content VARCHAR)"
-    )
+    store.execute("CREATE OR REPLACE TABLE quarantine (source VARCHAR, line BIGINT, record_id VARCHAR, reason VARCHAR, content VARCHAR)")
     selects: list[str] = []
     params: list[Any] = []
     counts: dict[str, SourceCounts] = {}
@@ -170,7 +165,7 @@ def _load_live(store: Store, source: SourceConfig, raw_table: str, until: int) -
         return 0
     file_ids = _value_sql(source.id, source.format == "ndjson")
     store.execute(
-        f"""CREATE OR REPLACE TABLE {ident('live_' + source.name)} AS
+        f"""CREATE OR REPLACE TABLE {ident("live_" + source.name)} AS
             SELECT NULL::BIGINT AS _line, raw::VARCHAR AS _raw FROM {ident(store.catalog)}.main.ingest_log
             WHERE source = ? AND seq <= ? AND record_id NOT IN (SELECT {file_ids} FROM {ident(raw_table)} WHERE {file_ids} IS NOT NULL)
             QUALIFY row_number() OVER (PARTITION BY record_id ORDER BY seq DESC) = 1
@@ -204,10 +199,7 @@ def _reader_sql(source: SourceConfig, path: Any, *, rejects: bool) -> str:
             " auto_detect = false, ignore_errors = true"
         )
         if rejects:
-            options += (
-                f", store_rejects = true, rejects_table = 'rejects_{source.name}',"
-                f" rejects_scan = 'rejscan_{source.name}'"
-            )
+            options += f", store_rejects = true, rejects_table = 'rejects_{source.name}', rejects_scan = 'rejscan_{source.name}'"
         return f"read_csv({p}, {options})"
     if source.format == "parquet":
         return f"read_parquet({p})"
@@ -298,9 +290,7 @@ def _load_raw(store: Store, source: SourceConfig, path: Any, raw_table: str) -> 
         f"""CREATE OR REPLACE TEMP TABLE rejected_lines AS
             SELECT line - row_number() OVER (ORDER BY line) AS good_before FROM (SELECT DISTINCT line FROM {rej})"""
     )
-    store.execute(
-        f"""UPDATE {t} SET _line = _line + 1 + (SELECT count(*) FROM rejected_lines WHERE good_before <= {t}._line)"""
-    )
+    store.execute(f"""UPDATE {t} SET _line = _line + 1 + (SELECT count(*) FROM rejected_lines WHERE good_before <= {t}._line)""")
     store.execute(f"DROP TABLE {rej}; DROP TABLE {ident(f'rejscan_{source.name}')}; DROP TABLE rejected_lines")
 
 
@@ -342,7 +332,11 @@ def _quarantine_rows(store: Store, source: SourceConfig, raw_table: str, as_json
         problems = []
         for role, column in source.columns().items():
             kind = f"json_type(_raw, {_json_path(column)})"
-            allowed = ("'VARCHAR'", "'NULL'", "'BIGINT'", "'UBIGINT'", "'DOUBLE'") if role.startswith("identifier ") or role in NUMBER_ROLES else ("'VARCHAR'", "'NULL'")
+            allowed = (
+                ("'VARCHAR'", "'NULL'", "'BIGINT'", "'UBIGINT'", "'DOUBLE'")
+                if role.startswith("identifier ") or role in NUMBER_ROLES
+                else ("'VARCHAR'", "'NULL'")
+            )
             expected = "text or a number" if len(allowed) > 2 else "text"
             problems.append(
                 f"WHEN {kind} NOT IN ({', '.join(allowed)}) THEN 'field ' || {name_literal(role.replace(' ', '_'))} || ' (column ' || "
@@ -351,7 +345,7 @@ def _quarantine_rows(store: Store, source: SourceConfig, raw_table: str, as_json
             )
         store.execute(
             f"""INSERT INTO quarantine SELECT ?, _line, NULL, problem, left(_raw, 500)
-                FROM (SELECT _line, _raw, CASE {' '.join(problems)} END AS problem FROM {t}) WHERE problem IS NOT NULL""",
+                FROM (SELECT _line, _raw, CASE {" ".join(problems)} END AS problem FROM {t}) WHERE problem IS NOT NULL""",
             [source.name],
         )
         store.execute(f"DELETE FROM {t} WHERE _line IN (SELECT line FROM quarantine WHERE source = ? AND record_id IS NULL)", [source.name])

@@ -307,7 +307,7 @@ def predict(store: Store, linker: Linker, config: Config) -> int:
     gammas = [c for c in store.columns(result.physical_name) if c.startswith(("gamma_", "mw_"))]
     store.execute(
         f"""CREATE OR REPLACE TABLE predictions AS
-            SELECT record_key_l, record_key_r, match_weight, match_probability{''.join(', ' + ident(g) for g in gammas)}
+            SELECT record_key_l, record_key_r, match_weight, match_probability{"".join(", " + ident(g) for g in gammas)}
             FROM {ident(result.physical_name)}""",
         building="predictions",
     )
@@ -316,18 +316,14 @@ def predict(store: Store, linker: Linker, config: Config) -> int:
     # predict), kept with the run so that ingest scores pairs as the run did.
     model = linker.misc.save_model_to_json()
     tf_tables = {c: linker.table_management.compute_tf_table(c).physical_name for c in tf_columns(model)}
-    store.execute(
-        f"CREATE OR REPLACE TABLE term_frequencies AS {term_frequencies_sql(tf_tables)}", building="term_frequencies"
-    )
+    store.execute(f"CREATE OR REPLACE TABLE term_frequencies AS {term_frequencies_sql(tf_tables)}", building="term_frequencies")
     return int(store.scalar("SELECT count(*) FROM predictions"))
 
 
 def cluster(store: Store, db: DuckDBAPI, linker: Linker, config: Config) -> None:
     """``clusters``: connected components of pairs at or above the match threshold."""
     df = db.register("predictions", table_name="predictions_for_clustering")
-    clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
-        df, threshold_match_probability=config.matching.match_threshold
-    )
+    clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(df, threshold_match_probability=config.matching.match_threshold)
     store.execute(
         f"CREATE OR REPLACE TABLE clusters AS SELECT record_key, cluster_id FROM {ident(clusters.physical_name)}",
         building="clusters",
@@ -373,8 +369,13 @@ def run_linkage(store: Store, config: Config, *, retrain: bool, meanwhile: Calla
     model = _read_model(config.model_path)
     vetoes = {d.rule: d.reason for d in active_vetoes(model, list(config.matching.vetoes))}
     return LinkOutcome(
-        trained=trained, candidate_pairs=pairs, labels=labels, untrained_levels=untrained_levels(model),
-        vetoes=vetoes, assumed=assumed, seconds=seconds
+        trained=trained,
+        candidate_pairs=pairs,
+        labels=labels,
+        untrained_levels=untrained_levels(model),
+        vetoes=vetoes,
+        assumed=assumed,
+        seconds=seconds,
     )
 
 

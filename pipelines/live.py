@@ -74,10 +74,15 @@ _WARM_KEYS = 20_000
 #: to 0.6 s cold at 1M; a statement per row group made the whole scan twice as long).
 _WARM_ROWS = 245_760
 #: A live record's quarantine table when none of its rows is quarantined (stage_live's columns).
-_NO_QUARANTINE = pa.table({
-    "source": pa.array([], pa.string()), "line": pa.array([], pa.int64()), "record_id": pa.array([], pa.string()),
-    "reason": pa.array([], pa.string()), "content": pa.array([], pa.string()),
-})
+_NO_QUARANTINE = pa.table(
+    {
+        "source": pa.array([], pa.string()),
+        "line": pa.array([], pa.int64()),
+        "record_id": pa.array([], pa.string()),
+        "reason": pa.array([], pa.string()),
+        "content": pa.array([], pa.string()),
+    }
+)
 STATUSES = ("attached", "new_profile", "review", "merged", "updated", "moved", "quarantined")
 
 
@@ -244,7 +249,7 @@ class LiveIngest:
             values = [v for (v,) in sample]
             for i in range(0, len(values), 1000):
                 started = time.perf_counter()
-                batch = values[i:i + 1000]
+                batch = values[i : i + 1000]
                 if statement(f"SELECT count(*) FROM {table} WHERE {ident(column)} IN ({', '.join('?' * len(batch))})", batch) is None:
                     return
                 yield "indexes", time.perf_counter() - started
@@ -256,7 +261,9 @@ class LiveIngest:
         if run is not None and (self._prepared is None or self._prepared.run != run):
             ensure_serving_indexes(self.store)  # once per run: keyed lookups instead of table scans
             self._prepared = _Prepared(
-                run=run, model=self.queries.published_model(), date_formats=self._date_formats(),
+                run=run,
+                model=self.queries.published_model(),
+                date_formats=self._date_formats(),
                 record_columns=frozenset(self.store.columns(f"{ident(self.store.catalog)}.{ident(run)}.records")),
                 term_frequencies=term_frequencies_relation(self.store),
             )
@@ -273,15 +280,18 @@ class LiveIngest:
         raise ConfigError(f"unknown source {name!r}; configured: {', '.join(s.name for s in self.config.sources)}")
 
     def _date_formats(self) -> DateFormats:
-        text = self.store.scalar(
-            "SELECT max_by(summary::VARCHAR, finished_at) FROM runs WHERE status = 'published'"
-        )
+        text = self.store.scalar("SELECT max_by(summary::VARCHAR, finished_at) FROM runs WHERE status = 'published'")
         formats = json.loads(text).get("date_formats", {}) if text else {}
         return {str(k): dict(v) for k, v in formats.items()}
 
     def _stage(
-        self, source: SourceConfig, model: dict[str, Any], formats: DateFormats, *,
-        rows: Sequence[Mapping[str, Any]] | None, path: Path | None,
+        self,
+        source: SourceConfig,
+        model: dict[str, Any],
+        formats: DateFormats,
+        *,
+        rows: Sequence[Mapping[str, Any]] | None,
+        path: Path | None,
     ) -> _Staged:
         cat = ident(self.store.catalog)
         ids = self.config.shared_identifiers()
@@ -340,7 +350,9 @@ class LiveIngest:
         if state.index is None:
             cat = ident(self.store.catalog)
             tf = f"{cat}.main.term_frequencies" if state.term_frequencies == "term_frequencies" else state.term_frequencies
-            state.index = MatchIndex.load(self.store, _stored_linkable(cat, self.config.shared_identifiers()), self.plans, tf_columns(model), tf)
+            state.index = MatchIndex.load(
+                self.store, _stored_linkable(cat, self.config.shared_identifiers()), self.plans, tf_columns(model), tf
+            )
         return state.index
 
     def _candidates(self, plans: list[Plan], identifiers: list[str]) -> None:
@@ -423,8 +435,11 @@ class LiveIngest:
         if tf == "term_frequencies" and columns_tf:
             self.store.execute(f"CREATE TABLE tf_needed AS {_term_frequencies_of(self.store.catalog, 'side', columns_tf)}")
             tf = "tf_needed"
+
         def of(candidates: str) -> str:
-            return pairs_sql(model, "SELECT * FROM side", "SELECT * FROM side", candidates=f"SELECT * FROM {candidates}", term_frequencies=tf)
+            return pairs_sql(
+                model, "SELECT * FROM side", "SELECT * FROM side", candidates=f"SELECT * FROM {candidates}", term_frequencies=tf
+            )
 
         bound = bound_sql(model, of("candidate_pairs"))
         if bound is None:
@@ -447,9 +462,9 @@ class LiveIngest:
             in_stored, stored_params = in_list("s.record_key", keys)
         self.store.execute(
             f"""CREATE TABLE side AS
-                SELECT {', '.join(columns)} FROM new_linkable
+                SELECT {", ".join(columns)} FROM new_linkable
                 UNION ALL
-                SELECT {', '.join('s.' + c for c in columns)} FROM ({stored} WHERE {in_stored}) s""",
+                SELECT {", ".join("s." + c for c in columns)} FROM ({stored} WHERE {in_stored}) s""",
             stored_params,
         )
         self.store.execute(
@@ -472,7 +487,9 @@ class LiveIngest:
             cache.clear()
         table = f"{ident(self.store.catalog)}.main.term_frequencies"
         if missing:
-            found = self.store.rows(" UNION ALL ".join(f"SELECT column_name, value, tf FROM {table} WHERE value = ?" for _ in missing), missing)
+            found = self.store.rows(
+                " UNION ALL ".join(f"SELECT column_name, value, tf FROM {table} WHERE value = ?" for _ in missing), missing
+            )
         else:
             found = []
         for v in missing:
@@ -488,31 +505,52 @@ class LiveIngest:
         keys = staged.records.column("record_key").to_pylist()
         quarantined = [
             IngestedRecord(
-                record_key=f"{source.name}:{rid}" if rid else f"{source.name}:line {line}", status="quarantined",
-                profile_id=None, match_probability=None, problem=str(reason),
+                record_key=f"{source.name}:{rid}" if rid else f"{source.name}:line {line}",
+                status="quarantined",
+                profile_id=None,
+                match_probability=None,
+                problem=str(reason),
             )
             for rid, line, reason in zip(
-                staged.quarantine.column("record_id").to_pylist(), staged.quarantine.column("line").to_pylist(),
+                staged.quarantine.column("record_id").to_pylist(),
+                staged.quarantine.column("line").to_pylist(),
                 staged.quarantine.column("reason").to_pylist(),
             )
         ]
         index = self._state.index if staged.probes is not None else None
         # keys the store holds: all that the index does not know are new (no lookup for them)
-        known = keys if index is None or staged.probes is None else [
-            k for k, h in zip(keys, staged.probes.column(KEY_HASH).to_pylist()) if index.holds(k, h)
-        ]
+        known = (
+            keys
+            if index is None or staged.probes is None
+            else [k for k, h in zip(keys, staged.probes.column(KEY_HASH).to_pylist()) if index.holds(k, h)]
+        )
         in_keys, key_params = in_list("record_key", known)
-        previous = {str(k): str(p) for k, p in self.store.rows(f"SELECT record_key, profile_id FROM records WHERE {in_keys}", key_params)} if known else {}
+        previous = (
+            {str(k): str(p) for k, p in self.store.rows(f"SELECT record_key, profile_id FROM records WHERE {in_keys}", key_params)}
+            if known
+            else {}
+        )
         self._replace_rows(r, staged, sorted(previous))
-        linked = sorted({
-            k for a, b, p in zip(
-                staged.pairs.column("record_key_l").to_pylist(), staged.pairs.column("record_key_r").to_pylist(),
-                staged.pairs.column("match_probability").to_pylist(),
-            ) if p >= self.config.matching.match_threshold for k in (a, b)
-        } - set(keys))
+        linked = sorted(
+            {
+                k
+                for a, b, p in zip(
+                    staged.pairs.column("record_key_l").to_pylist(),
+                    staged.pairs.column("record_key_r").to_pylist(),
+                    staged.pairs.column("match_probability").to_pylist(),
+                )
+                if p >= self.config.matching.match_threshold
+                for k in (a, b)
+            }
+            - set(keys)
+        )
         in_linked, linked_params = in_list("record_key", linked)
         touched = sorted(
-            {str(p) for (p,) in (self.store.rows(f"SELECT profile_id FROM records WHERE {in_linked}", linked_params) if linked else []) if p}
+            {
+                str(p)
+                for (p,) in (self.store.rows(f"SELECT profile_id FROM records WHERE {in_linked}", linked_params) if linked else [])
+                if p
+            }
             | set(previous.values())
         )
         # the touched profiles' records: their profile and probability (what reassign
@@ -543,7 +581,8 @@ class LiveIngest:
         review = self._queue_reviews(r, staged, assignment)
         issues: dict[str, list[str]] = {}
         for rid, name, reason in zip(
-            staged.issues.column("record_id").to_pylist(), staged.issues.column("field").to_pylist(),
+            staged.issues.column("record_id").to_pylist(),
+            staged.issues.column("field").to_pylist(),
             staged.issues.column("reason").to_pylist(),
         ):
             issues.setdefault(f"{source.name}:{rid}", []).append(f"{name}: {reason}")
@@ -568,20 +607,29 @@ class LiveIngest:
             finally:
                 self.store.unregister("_live_records")
         report = IngestReport(
-            source=source.name, rows=staged.rows, quarantined=staged.quarantined,
-            field_issues=staged.issues.num_rows, records=outcome + quarantined,
+            source=source.name,
+            rows=staged.rows,
+            quarantined=staged.quarantined,
+            field_issues=staged.issues.num_rows,
+            records=outcome + quarantined,
         )
-        self.queries.append_audit([
-            AuditEvent(
-                actor=by.actor, role=by.role, action="ingest", subject=source.name,
-                detail={
-                    "records": keys, "counts": report.counts(),
-                    "profiles": sorted({o.profile_id for o in outcome if o.profile_id} | set(touched)),
-                    "merged": {old: new for o in outcome for old in o.merged_profiles for new in [o.profile_id]},
-                    "moved": {o.record_key: [o.previous_profile_id, o.profile_id] for o in outcome if o.status == "moved"},
-                },
-            )
-        ])
+        self.queries.append_audit(
+            [
+                AuditEvent(
+                    actor=by.actor,
+                    role=by.role,
+                    action="ingest",
+                    subject=source.name,
+                    detail={
+                        "records": keys,
+                        "counts": report.counts(),
+                        "profiles": sorted({o.profile_id for o in outcome if o.profile_id} | set(touched)),
+                        "merged": {old: new for o in outcome for old in o.merged_profiles for new in [o.profile_id]},
+                        "moved": {o.record_key: [o.previous_profile_id, o.profile_id] for o in outcome if o.status == "moved"},
+                    },
+                )
+            ]
+        )
         return report
 
     def _replace_rows(self, r: str, staged: _Staged, updated: list[str]) -> None:
@@ -601,9 +649,7 @@ class LiveIngest:
         """``rows`` into the run's ``table``, by column name (the table's other columns NULL)."""
         self.store.append(f"{r}.{table}", rows)
 
-    def _insert_records(
-        self, r: str, staged: _Staged, assignment: Mapping[str, str], probabilities: Mapping[str, float]
-    ) -> None:
+    def _insert_records(self, r: str, staged: _Staged, assignment: Mapping[str, str], probabilities: Mapping[str, float]) -> None:
         """The staged records, their membership and identifiers into the run's tables,
         each with its new profile id and match probability."""
         # a run published before a column was added lacks it
@@ -614,8 +660,10 @@ class LiveIngest:
         identifier_profiles = pa.array([assignment.get(k) for k in staged.identifiers.column("record_key").to_pylist()], pa.string())
         self._insert_rows(r, "records", records.append_column("profile_id", profile_ids).append_column("match_probability", probability))
         self._insert_rows(
-            r, "membership",
-            staged.records.select(["record_key", "source", "record_id"]).append_column("profile_id", profile_ids)
+            r,
+            "membership",
+            staged.records.select(["record_key", "source", "record_id"])
+            .append_column("profile_id", profile_ids)
             .append_column("match_probability", probability),
         )
         self._insert_rows(r, "identifiers", staged.identifiers.append_column("profile_id", identifier_profiles))
@@ -647,9 +695,12 @@ class LiveIngest:
         # (a group's representative is its smallest key, whatever else is computed).
         held = {loose[k] for pair in apart for k in pair}
         inside = {k for k in keys if loose[k] in held}
-        grouping = {**loose, **constrained_components(
-            sorted(inside), [link for link in links if link[0] in inside], [pair for pair in apart if pair[0] in inside]
-        )}
+        grouping = {
+            **loose,
+            **constrained_components(
+                sorted(inside), [link for link in links if link[0] in inside], [pair for pair in apart if pair[0] in inside]
+            ),
+        }
         groups: dict[str, list[str]] = {}
         for key, representative in grouping.items():
             groups.setdefault(representative, []).append(key)
@@ -668,9 +719,11 @@ class LiveIngest:
             held_by.setdefault(min(counts, key=lambda g: (-counts[g], g)), []).append(pid)
         created: dict[str, Any] = {}
         if any(len(held) > 1 for held in held_by.values()):  # their ages decide a tie
-            created = dict(self.store.rows(
-                "SELECT profile_id, created_at FROM profile_registry WHERE profile_id IN (SELECT unnest(?::VARCHAR[]))", [list(members)]
-            ))
+            created = dict(
+                self.store.rows(
+                    "SELECT profile_id, created_at FROM profile_registry WHERE profile_id IN (SELECT unnest(?::VARCHAR[]))", [list(members)]
+                )
+            )
         assignment: dict[str, str] = {}
         merged: dict[str, list[str]] = {}
         fresh = iter(mint_profile_ids(len(groups)))
@@ -707,16 +760,17 @@ class LiveIngest:
             if not missing:
                 columns = ["record_key", *MATCH_COLUMNS, *(identifier_column(n) for n in ids)]
                 rows = {
-                    row["record_key"]: row
-                    for part in (staged.probes, held) if part is not None for row in part.select(columns).to_pylist()
+                    row["record_key"]: row for part in (staged.probes, held) if part is not None for row in part.select(columns).to_pylist()
                 }
                 return [
-                    (a, b) for a, b in pairs
+                    (a, b)
+                    for a, b in pairs
                     if vetoes({**{f"{c}_l": rows[a][c] for c in columns}, **{f"{c}_r": rows[b][c] for c in columns}}) is True
                 ]
-        parts, params = [f"{_stored_linkable('', ids, source='_live_vnew')} WHERE s.record_key IN (SELECT unnest(?::VARCHAR[]))"], [
-            [k for k in involved if k in new_keys]
-        ]
+        parts, params = (
+            [f"{_stored_linkable('', ids, source='_live_vnew')} WHERE s.record_key IN (SELECT unnest(?::VARCHAR[]))"],
+            [[k for k in involved if k in new_keys]],
+        )
         if stored_keys:
             in_stored, stored_params = in_list("s.record_key", stored_keys)
             parts.append(f"{_stored_linkable('', ids, source='records')} WHERE {in_stored}")
@@ -732,7 +786,7 @@ class LiveIngest:
         if len(pairs) <= _LOOKUP_MAX * 10:  # a few: one statement, the pairs as bound values
             found = self.store.rows(
                 f"""WITH v AS MATERIALIZED ({involved})
-                    SELECT p.a, p.b FROM (VALUES {', '.join('(?, ?)' for _ in pairs)}) p(a, b)
+                    SELECT p.a, p.b FROM (VALUES {", ".join("(?, ?)" for _ in pairs)}) p(a, b)
                     JOIN v l ON l.record_key = p.a JOIN v r ON r.record_key = p.b WHERE {condition}""",
                 [*params, *(k for pair in pairs for k in pair)],
             )
@@ -751,25 +805,36 @@ class LiveIngest:
 
     def _queue_reviews(self, r: str, staged: _Staged, assignment: Mapping[str, str]) -> dict[str, list[str]]:
         """Review-band pairs of the new records that now join two profiles go to the queue."""
-        threshold, midpoint = self.config.matching.match_threshold, (self.config.matching.match_threshold + self.config.matching.review_threshold) / 2
+        threshold, midpoint = (
+            self.config.matching.match_threshold,
+            (self.config.matching.match_threshold + self.config.matching.review_threshold) / 2,
+        )
         band = [p for p in staged.pairs.to_pylist() if p["match_probability"] < threshold]
         others = sorted({k for p in band for k in (p["record_key_l"], p["record_key_r"]) if k not in assignment})
         in_others, params = in_list("record_key", others)
         profile_of = dict(assignment)
         if others:
-            profile_of.update({str(k): str(v) for k, v in self.store.rows(f"SELECT record_key, profile_id FROM records WHERE {in_others}", params)})
+            profile_of.update(
+                {str(k): str(v) for k, v in self.store.rows(f"SELECT record_key, profile_id FROM records WHERE {in_others}", params)}
+            )
         queued = [p for p in band if profile_of.get(p["record_key_l"]) != profile_of.get(p["record_key_r"])]
         if queued:
-            self._insert_rows(r, "review_queue", pa.table({
-                "pair_id": [p["pair_id"] for p in queued],
-                "record_key_l": [p["record_key_l"] for p in queued],
-                "record_key_r": [p["record_key_r"] for p in queued],
-                "profile_id_l": [profile_of.get(p["record_key_l"]) for p in queued],
-                "profile_id_r": [profile_of.get(p["record_key_r"]) for p in queued],
-                "match_probability": [p["match_probability"] for p in queued],
-                "match_weight": [p["match_weight"] for p in queued],
-                "distance_to_boundary": [abs(p["match_probability"] - midpoint) for p in queued],
-            }))
+            self._insert_rows(
+                r,
+                "review_queue",
+                pa.table(
+                    {
+                        "pair_id": [p["pair_id"] for p in queued],
+                        "record_key_l": [p["record_key_l"] for p in queued],
+                        "record_key_r": [p["record_key_r"] for p in queued],
+                        "profile_id_l": [profile_of.get(p["record_key_l"]) for p in queued],
+                        "profile_id_r": [profile_of.get(p["record_key_r"]) for p in queued],
+                        "match_probability": [p["match_probability"] for p in queued],
+                        "match_weight": [p["match_weight"] for p in queued],
+                        "distance_to_boundary": [abs(p["match_probability"] - midpoint) for p in queued],
+                    }
+                ),
+            )
         out: dict[str, list[str]] = {}
         for p in queued:
             for key in (p["record_key_l"], p["record_key_r"]):
@@ -777,8 +842,14 @@ class LiveIngest:
         return out
 
     def _outcomes(
-        self, keys: list[str], assignment: dict[str, str], previous: Mapping[str, str],
-        merged: dict[str, list[str]], review: dict[str, list[str]], existing: set[str], probability: Mapping[str, float],
+        self,
+        keys: list[str],
+        assignment: dict[str, str],
+        previous: Mapping[str, str],
+        merged: dict[str, list[str]],
+        review: dict[str, list[str]],
+        existing: set[str],
+        probability: Mapping[str, float],
         issues: Mapping[str, list[str]],
     ) -> list[IngestedRecord]:
         joined = {assignment[k] for k in existing if k in assignment}  # profiles holding records from before
@@ -794,12 +865,18 @@ class LiveIngest:
                 status = "attached"
             else:
                 status = "review" if review.get(key) else "new_profile"
-            out.append(IngestedRecord(
-                record_key=key, status=status, profile_id=pid,
-                match_probability=float(probability[key]) if probability.get(key) is not None else None,
-                previous_profile_id=before, merged_profiles=list(merged.get(pid, [])), review_pairs=review.get(key, []),
-                field_issues=issues.get(key, []),
-            ))
+            out.append(
+                IngestedRecord(
+                    record_key=key,
+                    status=status,
+                    profile_id=pid,
+                    match_probability=float(probability[key]) if probability.get(key) is not None else None,
+                    previous_profile_id=before,
+                    merged_profiles=list(merged.get(pid, [])),
+                    review_pairs=review.get(key, []),
+                    field_issues=issues.get(key, []),
+                )
+            )
         return out
 
 
@@ -833,7 +910,7 @@ def _term_frequencies_of(catalog: str, relation: str, columns: list[str]) -> str
     of ``relation`` hold: one semi-join, for values too many to look up one by one."""
     values = f"SELECT DISTINCT unnest([{', '.join(f'CAST({ident(c)} AS VARCHAR)' for c in columns)}]) AS value FROM {relation}"
     return f"""SELECT column_name, value, tf FROM {ident(catalog)}.main.term_frequencies
-               WHERE value IN ({values}) AND column_name IN ({', '.join(name_literal(c) for c in columns)})"""
+               WHERE value IN ({values}) AND column_name IN ({", ".join(name_literal(c) for c in columns)})"""
 
 
 def _fast_linkable(fast: StandardizedRows, identifiers: list[str]) -> pa.Table:

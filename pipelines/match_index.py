@@ -113,8 +113,12 @@ class MatchIndex:
     :func:`stored_hashes_sql`)."""
 
     def __init__(
-        self, table: pa.Table, plans: Sequence[Plan], tf_columns: Sequence[str],
-        preloaded: Mapping[tuple[str, str], float], preloaded_columns: Iterable[str],
+        self,
+        table: pa.Table,
+        plans: Sequence[Plan],
+        tf_columns: Sequence[str],
+        preloaded: Mapping[tuple[str, str], float],
+        preloaded_columns: Iterable[str],
     ):
         self.plans = list(plans)
         self.tf_columns = list(tf_columns)
@@ -134,9 +138,7 @@ class MatchIndex:
         self._shadowed: set[str] = set()  # keys of the scan whose row there is out of date
 
     @classmethod
-    def load(
-        cls, store: Store, linkable: str, plans: Sequence[Plan], tf_columns: Sequence[str], term_frequencies: str
-    ) -> MatchIndex:
+    def load(cls, store: Store, linkable: str, plans: Sequence[Plan], tf_columns: Sequence[str], term_frequencies: str) -> MatchIndex:
         """Scan ``linkable`` (a SELECT of record_key and the model's input columns from
         the published records) with each record's term frequencies (as scoring joins
         them) and hashes. The tf values of a column no plan compares alone are read
@@ -168,7 +170,7 @@ class MatchIndex:
     def _base_rows(self, index: tuple[np.ndarray, np.ndarray], value: int) -> np.ndarray:
         hashes, rows = index
         h = np.uint64(value)
-        return rows[np.searchsorted(hashes, h, "left"):np.searchsorted(hashes, h, "right")]
+        return rows[np.searchsorted(hashes, h, "left") : np.searchsorted(hashes, h, "right")]
 
     def candidates(self, probes: pa.Table) -> tuple[list[tuple[str, str]], pa.Table]:
         """(new key, other key) for every record a plan pairs with a probe, and the
@@ -216,7 +218,7 @@ class MatchIndex:
         columns: dict[str, pa.Array | pa.ChunkedArray] = {}
         for name in self.schema.names:
             if name.startswith(TF_PREFIX):
-                column = name[len(TF_PREFIX):]
+                column = name[len(TF_PREFIX) :]
                 values = probes.column(column).to_pylist()
                 columns[name] = pa.array([tf.get((column, str(v))) if v is not None else None for v in values], pa.float64())
             else:

@@ -80,7 +80,9 @@ def _strftime_format(fmt: str) -> str:
 
 #: SQL functions (lower case) -> the helper the written Python calls.
 _FUNCTIONS = {
-    "jaro_winkler_similarity": "_jaro_winkler", "damerau_levenshtein": "_damerau_levenshtein", "list_intersect": "_list_intersect",
+    "jaro_winkler_similarity": "_jaro_winkler",
+    "damerau_levenshtein": "_damerau_levenshtein",
+    "list_intersect": "_list_intersect",
 }
 
 
@@ -142,12 +144,16 @@ class _Writer:
             return out
         if isinstance(node, exp.And):
             a, b = self.temp(), self.temp()
-            return (f"(False if ({a} := {self.write(node.this)}) is False or ({b} := {self.write(node.expression)}) is False"
-                    f" else (None if {a} is None or {b} is None else True))")
+            return (
+                f"(False if ({a} := {self.write(node.this)}) is False or ({b} := {self.write(node.expression)}) is False"
+                f" else (None if {a} is None or {b} is None else True))"
+            )
         if isinstance(node, exp.Or):
             a, b = self.temp(), self.temp()
-            return (f"(True if ({a} := {self.write(node.this)}) is True or ({b} := {self.write(node.expression)}) is True"
-                    f" else (None if {a} is None or {b} is None else False))")
+            return (
+                f"(True if ({a} := {self.write(node.this)}) is True or ({b} := {self.write(node.expression)}) is True"
+                f" else (None if {a} is None or {b} is None else False))"
+            )
         if isinstance(node, exp.Not):
             return self.strict([node.this], lambda v: f"(not {v[0]})")
         if isinstance(node, exp.Is):
@@ -203,8 +209,13 @@ def _greatest(*values: Any) -> Any:
 
 
 _NAMESPACE: dict[str, Any] = {
-    "_pow": math.pow, "_log2": math.log2, "_greatest": _greatest,
-    "_jaro_winkler": _jaro_winkler, "_damerau_levenshtein": _damerau_levenshtein, "_levenshtein": _levenshtein, "_list_intersect": _list_intersect,
+    "_pow": math.pow,
+    "_log2": math.log2,
+    "_greatest": _greatest,
+    "_jaro_winkler": _jaro_winkler,
+    "_damerau_levenshtein": _damerau_levenshtein,
+    "_levenshtein": _levenshtein,
+    "_list_intersect": _list_intersect,
 }
 
 

@@ -171,9 +171,7 @@ def run_pipeline(
 
 def _published_counts(store: Store) -> dict[str, int]:
     """Accepted records per source in the published run's summary."""
-    text = store.scalar(
-        f"SELECT max_by(summary, finished_at)::VARCHAR FROM {ident(store.catalog)}.main.runs WHERE status = 'published'"
-    )
+    text = store.scalar(f"SELECT max_by(summary, finished_at)::VARCHAR FROM {ident(store.catalog)}.main.runs WHERE status = 'published'")
     sources = (json.loads(text) if text else {}).get("sources") or {}
     return {name: int(c.get("accepted") or 0) for name, c in sources.items()}
 
@@ -230,12 +228,14 @@ def reapply_steward(store: Store, config: Config, known: set[str]) -> int:
     """Apply to the just published run the steward actions taken while it was running
     (the run read the decisions before them): the profiles holding their records are
     regrouped with the decisions as they stand. Returns how many records moved."""
-    keys = sorted({
-        str(k)
-        for action_id, records in store.rows("SELECT action_id, records FROM steward_actions")
-        if action_id not in known
-        for k in records or []
-    })
+    keys = sorted(
+        {
+            str(k)
+            for action_id, records in store.rows("SELECT action_id, records FROM steward_actions")
+            if action_id not in known
+            for k in records or []
+        }
+    )
     if not keys:
         return 0
     stewardship = Stewardship(store, **config.stewardship_settings())

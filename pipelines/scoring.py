@@ -145,9 +145,7 @@ def pairs_sql(
     return f"(WITH l AS ({side(left, '_l')}), r AS ({side(right, '_r')}) SELECT l.*, r.* FROM {paired})"
 
 
-def pairs_table(
-    model: dict[str, Any], side: pa.Table, pairs: Sequence[tuple[str, str]], tf: Mapping[tuple[str, str], float]
-) -> pa.Table:
+def pairs_table(model: dict[str, Any], side: pa.Table, pairs: Sequence[tuple[str, str]], tf: Mapping[tuple[str, str], float]) -> pa.Table:
     """What :func:`pairs_sql` selects for ``pairs`` of ``side``'s records, made here for a
     few pairs: the same columns and values (each side's columns by row, the tf value of
     (column, CAST(value AS VARCHAR)) from ``tf``, None where it has none, as the left join
@@ -166,7 +164,8 @@ def pairs_table(
             values = picked.column(name).to_pylist()
             columns[tf_l if suffix == "_l" else tf_r] = pa.array(
                 # str() writes text and dates as CAST(... AS VARCHAR) does
-                [tf.get((name, str(v))) if v is not None else None for v in values], pa.float64(),
+                [tf.get((name, str(v))) if v is not None else None for v in values],
+                pa.float64(),
             )
     return pa.table(columns)
 
@@ -214,7 +213,9 @@ def _score_sql(model_json: str, pairs: str) -> str:
 
 #: A level whose condition calls one of these is costly to evaluate (string similarity,
 #: each a loop over both strings): :func:`bound_sql` does not evaluate them.
-_COSTLY = frozenset({"jaro_winkler_similarity", "jarowinkler_similarity", "jaro_similarity", "damerau_levenshtein", "levenshtein", "jaccard"})
+_COSTLY = frozenset(
+    {"jaro_winkler_similarity", "jarowinkler_similarity", "jaro_similarity", "damerau_levenshtein", "levenshtein", "jaccard"}
+)
 
 
 def _is_costly(node: exp.Expression) -> bool:
@@ -299,7 +300,8 @@ def _bound_sql(model_json: str, pairs: str) -> str | None:
             return f"CASE WHEN {level.sql_condition} THEN {weight(level)} ELSE {reachable(i + 1)} END"
 
         exact = "\n".join(
-            f"ELSE {weight(level)}" if level._is_else_level else f"WHEN {level.sql_condition} THEN {weight(level)}" for level in levels[:cut]
+            f"ELSE {weight(level)}" if level._is_else_level else f"WHEN {level.sql_condition} THEN {weight(level)}"
+            for level in levels[:cut]
         )
         rest = f"ELSE {reachable(cut)}" if cut < len(levels) else ""
         bounds.append(f"CASE\n{exact}\n{rest}\nEND AS __bound_{len(bounds)}")

@@ -61,9 +61,7 @@ def parse_query(text: str, default_country: str, known_cities: set[str], known_s
             d = _DATE.match(token)
             assert d is not None
             with contextlib.suppress(ValueError):  # an impossible date is no date
-                values["dob"] = (
-                    date(int(d[3]), int(d[2]), int(d[1])) if d[3] else date(int(d[4]), int(d[5]), int(d[6]))
-                )
+                values["dob"] = date(int(d[3]), int(d[2]), int(d[1])) if d[3] else date(int(d[4]), int(d[5]), int(d[6]))
         elif _YEAR.match(token):
             birth_year = int(token)
         elif _POSTCODE.match(token):
@@ -148,9 +146,9 @@ def search(store: Store, model: dict[str, Any], identifiers: list[str], query: Q
     sql = f"""
         WITH candidates AS (
             SELECT r.record_key, {record_columns},
-                   {'(year(r.dob) = ?)' if year else 'NULL'} AS year_agrees,
-                   {'(r.city_std = ?)' if query.city else 'NULL'} AS city_agrees
-            FROM records r WHERE {' OR '.join(f'({c})' for c in conditions)}
+                   {"(year(r.dob) = ?)" if year else "NULL"} AS year_agrees,
+                   {"(r.city_std = ?)" if query.city else "NULL"} AS city_agrees
+            FROM records r WHERE {" OR ".join(f"({c})" for c in conditions)}
             LIMIT {CANDIDATE_LIMIT}),  -- a bound on pathological queries; a common surname is ~1% of records
         scored AS (
             SELECT c.record_key, c.year_agrees, c.city_agrees, {total} + ? AS match_weight
@@ -164,7 +162,14 @@ def search(store: Store, model: dict[str, Any], identifiers: list[str], query: Q
         -- a birth year or a city in the text is not a model comparison: it orders ties
         ORDER BY s.year_agrees IS TRUE DESC, s.match_weight DESC, s.city_agrees IS TRUE DESC, m.profile_id
         LIMIT ?"""
-    bound = ([year] if year else []) + ([query.city] if query.city else []) + params + [prior_weight(model)] + [v[c] for c in MATCH_COLUMNS] + [first]
+    bound = (
+        ([year] if year else [])
+        + ([query.city] if query.city else [])
+        + params
+        + [prior_weight(model)]
+        + [v[c] for c in MATCH_COLUMNS]
+        + [first]
+    )
     return [
         SearchHit(r["profile_id"], r["record_key"], float(r["match_weight"]), float(r["match_probability"]))
         for r in store.dicts(sql, bound)

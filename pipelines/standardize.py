@@ -28,15 +28,42 @@ from profiles.store import Store, ident
 DATE_FORMATS = ("%Y-%m-%d", "%d-%m-%Y", "%d/%m/%Y", "%m/%d/%Y", "%Y%m%d", "%d.%m.%Y", "%Y/%m/%d", "%d-%m-%y", "%m-%d-%Y")
 TIMESTAMP_FORMATS = ("%d-%m-%Y %H:%M", "%d-%m-%Y %H:%M:%S", "%d/%m/%Y %H:%M", "%m/%d/%Y %H:%M", "%Y%m%d%H%M%S", *DATE_FORMATS)
 COUNTRIES = {
-    "nederland": "NL", "netherlands": "NL", "the netherlands": "NL", "holland": "NL", "belgie": "BE", "belgië": "BE",
-    "belgium": "BE", "belgique": "BE", "deutschland": "DE", "germany": "DE", "duitsland": "DE", "france": "FR",
-    "frankrijk": "FR", "united kingdom": "GB", "uk": "GB", "engeland": "GB", "luxembourg": "LU", "luxemburg": "LU",
+    "nederland": "NL",
+    "netherlands": "NL",
+    "the netherlands": "NL",
+    "holland": "NL",
+    "belgie": "BE",
+    "belgië": "BE",
+    "belgium": "BE",
+    "belgique": "BE",
+    "deutschland": "DE",
+    "germany": "DE",
+    "duitsland": "DE",
+    "france": "FR",
+    "frankrijk": "FR",
+    "united kingdom": "GB",
+    "uk": "GB",
+    "engeland": "GB",
+    "luxembourg": "LU",
+    "luxemburg": "LU",
 }
 
 #: Columns of ``records`` used for matching (the model's inputs), besides the display fields.
 MATCH_COLUMNS = (
-    "first_name_std", "first_initial", "last_name_std", "surname_tokens", "dob", "email_std", "phone_std",
-    "postcode_std", "house_number_std", "street_std", "city_std", "address_line2_std", "region_std", "dwelling_key",
+    "first_name_std",
+    "first_initial",
+    "last_name_std",
+    "surname_tokens",
+    "dob",
+    "email_std",
+    "phone_std",
+    "postcode_std",
+    "house_number_std",
+    "street_std",
+    "city_std",
+    "address_line2_std",
+    "region_std",
+    "dwelling_key",
 )
 
 
@@ -64,9 +91,7 @@ def street_sql(street: str, house_number: str) -> tuple[str, str]:
         f"coalesce(nullif(regexp_extract({words}, '{STREET_NUMBER_LEADING}', 1), ''),"
         f" nullif(regexp_extract({words}, '{STREET_NUMBER_TRAILING}', 1), ''))"
     )
-    stripped = (
-        f"nullif(trim(regexp_replace(regexp_replace({words}, '{STREET_NUMBER_LEADING}', ''), '{STREET_NUMBER_TRAILING}', '')), '')"
-    )
+    stripped = f"nullif(trim(regexp_replace(regexp_replace({words}, '{STREET_NUMBER_LEADING}', ''), '{STREET_NUMBER_TRAILING}', '')), '')"
     street_std = f"CASE WHEN {inside} IS NOT NULL AND coalesce({number} = {inside}, true) THEN {stripped} ELSE {words} END"
     return street_std, f"coalesce({number}, {inside})"
 
@@ -105,8 +130,11 @@ def standardize(store: Store, config: Config, date_formats: DateFormats | None =
         _phone_keys(store, config.matching.default_country)
         default_region = config.matching.default_country
         _map_distinct(
-            store, "phone_map", "SELECT DISTINCT digits, region FROM phone_keys WHERE fast IS NULL",
-            lambda digits, region: standardize_phone(digits, region or default_region), ("value", "problem"),
+            store,
+            "phone_map",
+            "SELECT DISTINCT digits, region FROM phone_keys WHERE fast IS NULL",
+            lambda digits, region: standardize_phone(digits, region or default_region),
+            ("value", "problem"),
         )
         _parse_dates(store, config, date_formats or {})
         _name_maps(store, names.result())
@@ -128,7 +156,7 @@ def standardize(store: Store, config: Config, date_formats: DateFormats | None =
             CASE WHEN regexp_full_match(upper(replace(i.postcode, ' ', '')), '[0-9]{{4}}[A-Z]{{2}}')
                  THEN substr(upper(replace(i.postcode, ' ', '')), 1, 4) || ' ' || substr(upper(replace(i.postcode, ' ', '')), 5, 2)
                  ELSE upper(trim(i.postcode)) END AS postcode,
-            i.city, i.region, {_country_sql('i.country')} AS country,
+            i.city, i.region, {_country_sql("i.country")} AS country,
             -- matching keys
             g.folded AS first_name_std, g.initial AS first_initial,
             s.core AS last_name_std, s.tokens AS surname_tokens,
@@ -136,9 +164,9 @@ def standardize(store: Store, config: Config, date_formats: DateFormats | None =
             e.value AS email_std, coalesce(pk.fast, p.value) AS phone_std,
             {postcode_std} AS postcode_std,
             {house_number_std} AS house_number_std, {street_std} AS street_std,
-            {_words_sql('i.city')} AS city_std,
-            {_words_sql('i.address_line2')} AS address_line2_std,
-            {_words_sql('i.region')} AS region_std,
+            {_words_sql("i.city")} AS city_std,
+            {_words_sql("i.address_line2")} AS address_line2_std,
+            {_words_sql("i.region")} AS region_std,
             {dwelling_key_sql(postcode_std, house_number_std)} AS dwelling_key,
             -- the full name as one key: live ingest looks up the name rules by it (a
             -- surname alone matches a tenth of the records: "vries" 121,529 of 2.2M)
@@ -202,7 +230,9 @@ def _clean_values(store: Store) -> None:
     )
     values = [*CANONICAL_FIELDS, "updated_at_raw"]
     identifier_values = "list_transform(source_identifiers, x -> x.value)"
-    unclean = " OR ".join([*(f"_unclean({ident(f)})" for f in values), f"list_bool_or(list_transform({identifier_values}, v -> _unclean(v)))"])
+    unclean = " OR ".join(
+        [*(f"_unclean({ident(f)})" for f in values), f"list_bool_or(list_transform({identifier_values}, v -> _unclean(v)))"]
+    )
     store.execute(f"CREATE OR REPLACE TEMP TABLE _unclean_rows AS SELECT rowid AS row_id, * FROM ingested WHERE {unclean}")
     if store.scalar("SELECT count(*) FROM _unclean_rows"):
         reason = (
@@ -212,12 +242,12 @@ def _clean_values(store: Store) -> None:
         for f in values:
             name = "updated_at" if f == "updated_at_raw" else f
             store.execute(
-                f"""INSERT INTO field_issues SELECT source, record_id, line, ?, {reason.replace('(v)', f'({ident(f)})')}
+                f"""INSERT INTO field_issues SELECT source, record_id, line, ?, {reason.replace("(v)", f"({ident(f)})")}
                     FROM _unclean_rows WHERE _unclean({ident(f)})""",
                 [name],
             )
         store.execute(
-            f"""INSERT INTO field_issues SELECT source, record_id, line, 'identifier ' || x.kind, {reason.replace('(v)', '(x.value)')}
+            f"""INSERT INTO field_issues SELECT source, record_id, line, 'identifier ' || x.kind, {reason.replace("(v)", "(x.value)")}
                 FROM (SELECT source, record_id, line, unnest(source_identifiers) AS x FROM _unclean_rows) WHERE _unclean(x.value)"""
         )
         sets = ", ".join(f"{ident(f)} = _clean({ident(f)})" for f in values)
@@ -242,7 +272,7 @@ def _phone_keys(store: Store, default_country: str) -> None:
                         WHEN coalesce(region, ?) = 'NL' AND regexp_full_match(digits, '{DUTCH_NATIONAL_PATTERN}')
                         THEN '+31' || right(digits, 9) END AS fast
             FROM (SELECT source, record_id, regexp_replace(phone, '[^0-9+]', '', 'g') AS digits,
-                         {_country_sql('country')} AS region
+                         {_country_sql("country")} AS region
                   FROM ingested WHERE phone IS NOT NULL)""",
         [default_country],
         building="phone_keys",
@@ -251,10 +281,7 @@ def _phone_keys(store: Store, default_country: str) -> None:
 
 def _country_sql(column: str) -> str:
     cases = " ".join(f"WHEN '{name}' THEN '{code}'" for name, code in COUNTRIES.items())
-    return (
-        f"(CASE WHEN length(trim({column})) = 2 THEN upper(trim({column})) "
-        f"ELSE (CASE lower(trim({column})) {cases} END) END)"
-    )
+    return f"(CASE WHEN length(trim({column})) = 2 THEN upper(trim({column})) ELSE (CASE lower(trim({column})) {cases} END) END)"
 
 
 def _email_map(store: Store) -> None:
@@ -263,8 +290,11 @@ def _email_map(store: Store) -> None:
     pattern = PLAIN_EMAIL_SQL_PATTERN.replace("'", "''")  # our constant, written as a literal so it compiles once
     plain = f"regexp_full_match(trim(email), '{pattern}') AND NOT contains(email, '..')"
     _map_distinct(
-        store, "email_map", f"SELECT DISTINCT email FROM ingested WHERE email IS NOT NULL AND NOT ({plain})",
-        standardize_email, ("value", "problem"),
+        store,
+        "email_map",
+        f"SELECT DISTINCT email FROM ingested WHERE email IS NOT NULL AND NOT ({plain})",
+        standardize_email,
+        ("value", "problem"),
     )
     store.execute(
         f"""INSERT INTO email_map SELECT email, lower(trim(email)), NULL
@@ -278,6 +308,7 @@ _NameMap = tuple[list[str], list[tuple[Any, ...]]]  # distinct values, what each
 def _distinct_names(store: Store) -> tuple[list[str], list[str], list[str]]:
     """The distinct full names to split (of records lacking a first or last name), given
     names and surnames of the source columns."""
+
     def distinct(sql: str) -> list[str]:
         return [str(v) for (v,) in store.rows(sql)]
 
@@ -318,7 +349,11 @@ def _name_maps(store: Store, maps: dict[str, _NameMap]) -> None:
     store.execute("DROP TABLE fullname_map")
     _map_table(store, "given_map", {"key": maps["given_map"][0]}, maps["given_map"][1], ("display", "folded", "initial"))
     _map_table(
-        store, "surname_map", {"key": maps["surname_map"][0]}, maps["surname_map"][1], ("display", "core", "tokens"),
+        store,
+        "surname_map",
+        {"key": maps["surname_map"][0]},
+        maps["surname_map"][1],
+        ("display", "core", "tokens"),
         {"tokens": pa.list_(pa.string())},
     )
 
@@ -352,7 +387,11 @@ def _map_distinct(
 
 
 def _map_table(
-    store: Store, table: str, keys: dict[str, Any], results: list[tuple[Any, ...]], outputs: tuple[str, ...],
+    store: Store,
+    table: str,
+    keys: dict[str, Any],
+    results: list[tuple[Any, ...]],
+    outputs: tuple[str, ...],
     types: dict[str, pa.DataType] | None = None,
 ) -> None:
     """A temp table of the ``keys`` columns (the inputs) and the ``outputs`` of each result."""
@@ -381,16 +420,18 @@ def _parse_dates(store: Store, config: Config, given: DateFormats) -> None:
             known["updated_at"] if known else _detect_format(store, source.name, "updated_at_raw", TIMESTAMP_FORMATS, iso_first=True)
         )
         used.append((source.name, dob_format, ts_format))
-        ts_sql = "coalesce(try_cast(updated_at_raw AS TIMESTAMP), try_strptime(updated_at_raw, ?))" if ts_format else "try_cast(updated_at_raw AS TIMESTAMP)"
+        ts_sql = (
+            "coalesce(try_cast(updated_at_raw AS TIMESTAMP), try_strptime(updated_at_raw, ?))"
+            if ts_format
+            else "try_cast(updated_at_raw AS TIMESTAMP)"
+        )
         selects.append(
             f"""SELECT source, record_id, line, date_of_birth AS dob_raw, updated_at_raw,
                        try_strptime(date_of_birth, ?)::DATE AS dob_parsed, {ts_sql} AS updated_at, ? AS dob_format
                 FROM ingested WHERE source = ?"""
         )
         params.extend([dob_format or "%Y-%m-%d", *([ts_format] if ts_format else []), dob_format or "%Y-%m-%d", source.name])
-    store.execute(
-        f"""CREATE OR REPLACE TEMP TABLE dates_raw AS {' UNION ALL '.join(selects)}""", params, building="dates_raw"
-    )
+    store.execute(f"""CREATE OR REPLACE TEMP TABLE dates_raw AS {" UNION ALL ".join(selects)}""", params, building="dates_raw")
     store.execute(
         """CREATE OR REPLACE TEMP TABLE parsed_dates AS
            SELECT source, record_id, updated_at,
@@ -410,7 +451,9 @@ def _parse_dates(store: Store, config: Config, given: DateFormats) -> None:
     )
     store.execute("DROP TABLE dates_raw")
     store.execute("CREATE OR REPLACE TABLE date_formats (source VARCHAR, date_of_birth VARCHAR, updated_at VARCHAR)")
-    store.execute("INSERT INTO date_formats SELECT * FROM (VALUES " + ", ".join("(?, ?, ?)" for _ in used) + ")", [v for row in used for v in row])
+    store.execute(
+        "INSERT INTO date_formats SELECT * FROM (VALUES " + ", ".join("(?, ?, ?)" for _ in used) + ")", [v for row in used for v in row]
+    )
 
 
 def _detect_format(store: Store, source: str, column: str, formats: tuple[str, ...], iso_first: bool = False) -> str | None:

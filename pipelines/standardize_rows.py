@@ -32,27 +32,66 @@ from profiles.model import CANONICAL_FIELDS
 
 #: ``records`` as pipelines.standardize builds it: column and DuckDB type, in order.
 RECORD_TYPES: tuple[tuple[str, str], ...] = (
-    ("record_key", "VARCHAR"), ("source", "VARCHAR"), ("record_id", "VARCHAR"), ("line", "BIGINT"), ("trust", "INTEGER"),
-    ("raw", "JSON"), ("updated_at", "TIMESTAMP"), ("first_name", "VARCHAR"), ("middle_name", "VARCHAR"),
-    ("last_name", "VARCHAR"), ("full_name", "VARCHAR"), ("gender", "VARCHAR"), ("date_of_birth", "DATE"),
-    ("email", "VARCHAR"), ("phone", "VARCHAR"), ("street", "VARCHAR"), ("house_number", "VARCHAR"),
-    ("address_line2", "VARCHAR"), ("postcode", "VARCHAR"), ("city", "VARCHAR"), ("region", "VARCHAR"),
-    ("country", "VARCHAR"), ("first_name_std", "VARCHAR"), ("first_initial", "VARCHAR"), ("last_name_std", "VARCHAR"),
-    ("surname_tokens", "VARCHAR[]"), ("dob", "DATE"), ("email_std", "VARCHAR"), ("phone_std", "VARCHAR"),
-    ("postcode_std", "VARCHAR"), ("house_number_std", "VARCHAR"), ("street_std", "VARCHAR"), ("city_std", "VARCHAR"),
-    ("address_line2_std", "VARCHAR"), ("region_std", "VARCHAR"), ("dwelling_key", "VARCHAR"),
-    ("name_key", "VARCHAR"), ("identifiers", "STRUCT(kind VARCHAR, value VARCHAR)[]"),
+    ("record_key", "VARCHAR"),
+    ("source", "VARCHAR"),
+    ("record_id", "VARCHAR"),
+    ("line", "BIGINT"),
+    ("trust", "INTEGER"),
+    ("raw", "JSON"),
+    ("updated_at", "TIMESTAMP"),
+    ("first_name", "VARCHAR"),
+    ("middle_name", "VARCHAR"),
+    ("last_name", "VARCHAR"),
+    ("full_name", "VARCHAR"),
+    ("gender", "VARCHAR"),
+    ("date_of_birth", "DATE"),
+    ("email", "VARCHAR"),
+    ("phone", "VARCHAR"),
+    ("street", "VARCHAR"),
+    ("house_number", "VARCHAR"),
+    ("address_line2", "VARCHAR"),
+    ("postcode", "VARCHAR"),
+    ("city", "VARCHAR"),
+    ("region", "VARCHAR"),
+    ("country", "VARCHAR"),
+    ("first_name_std", "VARCHAR"),
+    ("first_initial", "VARCHAR"),
+    ("last_name_std", "VARCHAR"),
+    ("surname_tokens", "VARCHAR[]"),
+    ("dob", "DATE"),
+    ("email_std", "VARCHAR"),
+    ("phone_std", "VARCHAR"),
+    ("postcode_std", "VARCHAR"),
+    ("house_number_std", "VARCHAR"),
+    ("street_std", "VARCHAR"),
+    ("city_std", "VARCHAR"),
+    ("address_line2_std", "VARCHAR"),
+    ("region_std", "VARCHAR"),
+    ("dwelling_key", "VARCHAR"),
+    ("name_key", "VARCHAR"),
+    ("identifiers", "STRUCT(kind VARCHAR, value VARCHAR)[]"),
 )
 _ARROW_TYPES = {
-    "VARCHAR": pa.string(), "BIGINT": pa.int64(), "INTEGER": pa.int32(), "JSON": pa.string(), "TIMESTAMP": pa.timestamp("us"),
-    "DATE": pa.date32(), "VARCHAR[]": pa.list_(pa.string()),
+    "VARCHAR": pa.string(),
+    "BIGINT": pa.int64(),
+    "INTEGER": pa.int32(),
+    "JSON": pa.string(),
+    "TIMESTAMP": pa.timestamp("us"),
+    "DATE": pa.date32(),
+    "VARCHAR[]": pa.list_(pa.string()),
     "STRUCT(kind VARCHAR, value VARCHAR)[]": pa.list_(pa.struct([("kind", pa.string()), ("value", pa.string())])),
 }
 RECORDS_SCHEMA = pa.schema([(name, _ARROW_TYPES[kind]) for name, kind in RECORD_TYPES])
 IDENTIFIERS_SCHEMA = pa.schema([("record_key", pa.string()), ("source", pa.string()), ("kind", pa.string()), ("value", pa.string())])
-ISSUES_SCHEMA = pa.schema([
-    ("source", pa.string()), ("record_id", pa.string()), ("line", pa.int64()), ("field", pa.string()), ("reason", pa.string()),
-])
+ISSUES_SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("record_id", pa.string()),
+        ("line", pa.int64()),
+        ("field", pa.string()),
+        ("reason", pa.string()),
+    ]
+)
 
 _PLAIN_EMAIL = re.compile(PLAIN_EMAIL_SQL_PATTERN)
 _NOT_PHONE = re.compile(r"[^0-9+]")
@@ -108,7 +147,8 @@ def standardize_rows(
         return None
     identifiers = [
         {"record_key": r["record_key"], "source": r["source"], "kind": x["kind"], "value": x["value"]}
-        for r in records for x in r["identifiers"] or []
+        for r in records
+        for x in r["identifiers"] or []
     ]
     return StandardizedRows(
         records=pa.Table.from_pylist(records, schema=RECORDS_SCHEMA),
@@ -118,8 +158,15 @@ def standardize_rows(
 
 
 def _standardize(
-    source: SourceConfig, row: Mapping[str, Any], line: int, dob_format: str, dob_pattern: _Format,
-    ts_pattern: _Format | None, issues: list[dict[str, Any]], config: Config, today: date,
+    source: SourceConfig,
+    row: Mapping[str, Any],
+    line: int,
+    dob_format: str,
+    dob_pattern: _Format,
+    ts_pattern: _Format | None,
+    issues: list[dict[str, Any]],
+    config: Config,
+    today: date,
 ) -> dict[str, Any]:
     mapped: dict[str, str | None] = {}
     for name in CANONICAL_FIELDS:
@@ -190,20 +237,43 @@ def _standardize(
     postcode_std = _NOT_ALNUM.sub("", postcode).upper() or None if postcode is not None else None
     raw = json.dumps(dict(row), default=str)
     return {
-        "record_key": key, "source": source.name, "record_id": record_id, "line": line, "trust": source.trust,
-        "raw": raw, "updated_at": updated_at,
-        "first_name": first_display, "middle_name": middle_raw, "last_name": last_display,
-        "full_name": mapped["full_name"] if mapped["full_name"] is not None
+        "record_key": key,
+        "source": source.name,
+        "record_id": record_id,
+        "line": line,
+        "trust": source.trust,
+        "raw": raw,
+        "updated_at": updated_at,
+        "first_name": first_display,
+        "middle_name": middle_raw,
+        "last_name": last_display,
+        "full_name": mapped["full_name"]
+        if mapped["full_name"] is not None
         else " ".join(p for p in (first_display, middle_raw, last_display) if p is not None),
         "gender": _gender(mapped["gender"]),
         "date_of_birth": dob_ok,
-        "email": email, "phone": phone,
-        "street": street, "house_number": house_number, "address_line2": mapped["address_line2"],
-        "postcode": _postcode_display(postcode), "city": city, "region": mapped["region"], "country": country,
-        "first_name_std": folded, "first_initial": initial, "last_name_std": core, "surname_tokens": tokens,
-        "dob": dob_ok, "email_std": email, "phone_std": phone,
-        "postcode_std": postcode_std, "house_number_std": house_number_std, "street_std": street_std, "city_std": _words(city),
-        "address_line2_std": _words(mapped["address_line2"]), "region_std": _words(mapped["region"]),
+        "email": email,
+        "phone": phone,
+        "street": street,
+        "house_number": house_number,
+        "address_line2": mapped["address_line2"],
+        "postcode": _postcode_display(postcode),
+        "city": city,
+        "region": mapped["region"],
+        "country": country,
+        "first_name_std": folded,
+        "first_initial": initial,
+        "last_name_std": core,
+        "surname_tokens": tokens,
+        "dob": dob_ok,
+        "email_std": email,
+        "phone_std": phone,
+        "postcode_std": postcode_std,
+        "house_number_std": house_number_std,
+        "street_std": street_std,
+        "city_std": _words(city),
+        "address_line2_std": _words(mapped["address_line2"]),
+        "region_std": _words(mapped["region"]),
         "dwelling_key": dwelling_key(postcode_std, house_number_std),
         "name_key": f"{folded}|{core}" if folded is not None and core is not None else None,
         "identifiers": identifiers or None,

@@ -27,9 +27,7 @@ CANONICAL_FIELDS: Final[tuple[str, ...]] = (
 ADDRESS_FIELDS: Final[tuple[str, ...]] = CANONICAL_FIELDS[CANONICAL_FIELDS.index("street") :]
 
 #: Fields that are contact PII (masked for roles that may not see raw contact data).
-CONTACT_PII_FIELDS: Final[frozenset[str]] = frozenset(
-    {"email", "phone", "date_of_birth", *ADDRESS_FIELDS}
-)
+CONTACT_PII_FIELDS: Final[frozenset[str]] = frozenset({"email", "phone", "date_of_birth", *ADDRESS_FIELDS})
 
 #: Identifier kinds every record can carry besides configured source identifiers.
 BUILTIN_IDENTIFIER_KINDS: Final[tuple[str, ...]] = ("email", "phone")

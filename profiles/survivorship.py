@@ -31,13 +31,11 @@ _ORDER: Final[dict[str, tuple[str, ...]]] = {
 _BITS: Final[dict[str, int]] = {"quality": 2, "trust": 16, "time": 32, "freq": 32, "rn": 32}
 _MASK32: Final[int] = (1 << 32) - 1
 #: Fields chosen one by one (the address is chosen as a unit; full_name is derived).
-SINGLE_FIELDS: Final[tuple[str, ...]] = tuple(
-    f for f in CANONICAL_FIELDS if f not in ADDRESS_FIELDS and f != "full_name"
-)
+SINGLE_FIELDS: Final[tuple[str, ...]] = tuple(f for f in CANONICAL_FIELDS if f not in ADDRESS_FIELDS and f != "full_name")
 #: The columns of ``records`` that survivorship reads (golden fields and profiles).
-RECORD_COLUMNS: Final[tuple[str, ...]] = tuple(dict.fromkeys(
-    ["record_key", "source", "record_id", "trust", "updated_at", "first_name_std", *SINGLE_FIELDS, *ADDRESS_FIELDS]
-))
+RECORD_COLUMNS: Final[tuple[str, ...]] = tuple(
+    dict.fromkeys(["record_key", "source", "record_id", "trust", "updated_at", "first_name_std", *SINGLE_FIELDS, *ADDRESS_FIELDS])
+)
 #: Before any rule a complete value beats a partial one (0 = best).
 _QUALITY: Final[dict[str, str]] = {"first_name": "CASE WHEN length(first_name_std) > 1 THEN 0 ELSE 1 END"}
 _ADDRESS_QUALITY: Final[str] = "3 - ((postcode IS NOT NULL)::INT + (street IS NOT NULL)::INT + (house_number IS NOT NULL)::INT)"
@@ -69,11 +67,15 @@ def _pick(field: str, rule: str, quality: str, where: str, group: str) -> str:
     sort key (see _BITS), rather than sorts or struct comparisons."""
     sh = _shifts(rule)
     within = " + ".join(
-        [f"(({quality})::HUGEINT << {sh['quality']})", f"(trust_rank::HUGEINT << {sh['trust']})",
-         f"(time_rank::HUGEINT << {sh['time']})", "rn::HUGEINT"]
+        [
+            f"(({quality})::HUGEINT << {sh['quality']})",
+            f"(trust_rank::HUGEINT << {sh['trust']})",
+            f"(time_rank::HUGEINT << {sh['time']})",
+            "rn::HUGEINT",
+        ]
     )
     return f"""SELECT pno, '{field}' AS field, '{rule}' AS rule,
-                      min(k + (({_MASK32} - freq)::HUGEINT << {sh['freq']})) AS k
+                      min(k + (({_MASK32} - freq)::HUGEINT << {sh["freq"]})) AS k
                FROM (SELECT pno, count(*) AS freq, min({within}) AS k FROM ranked WHERE {where} GROUP BY pno, {group})
                GROUP BY pno"""
 
@@ -90,13 +92,17 @@ def golden_fields_sql(records: str, membership: str, rules: Mapping[str, str], d
     records than unnesting a one-element list for every field)."""
     columns = ", ".join(f"r.{c}" for c in RECORD_COLUMNS)
     parts = [
-        _pick(field, rule_for(field, rules, default), _QUALITY.get(field, "0"), f"{field} IS NOT NULL", field)
-        for field in SINGLE_FIELDS
+        _pick(field, rule_for(field, rules, default), _QUALITY.get(field, "0"), f"{field} IS NOT NULL", field) for field in SINGLE_FIELDS
     ]
-    parts.append(_pick(
-        "address", rule_for("street", rules, default), _ADDRESS_QUALITY,
-        "postcode IS NOT NULL OR street IS NOT NULL", "postcode, house_number, street, city",
-    ))
+    parts.append(
+        _pick(
+            "address",
+            rule_for("street", rules, default),
+            _ADDRESS_QUALITY,
+            "postcode IS NOT NULL OR street IS NOT NULL",
+            "postcode, house_number, street, city",
+        )
+    )
     single = " ".join(f"WHEN '{f}' THEN CAST(m.{f} AS VARCHAR)" for f in SINGLE_FIELDS)
     address = ", ".join(f"{{'field': '{f}', 'value': CAST(m.{f} AS VARCHAR)}}" for f in ADDRESS_FIELDS)
     winners = "\nUNION ALL\n".join(parts)
@@ -178,19 +184,29 @@ def golden_records(
                 if value is None:
                     continue
                 chosen[name] = value
-                golden.append({
-                    "profile_id": profile_id, "field": name, "value": str(value),  # as CAST(... AS VARCHAR): dates ISO
-                    "source": winner["source"], "record_id": winner["record_id"], "rule": rule, "updated_at": winner["updated_at"],
-                })
+                golden.append(
+                    {
+                        "profile_id": profile_id,
+                        "field": name,
+                        "value": str(value),  # as CAST(... AS VARCHAR): dates ISO
+                        "source": winner["source"],
+                        "record_id": winner["record_id"],
+                        "rule": rule,
+                        "updated_at": winner["updated_at"],
+                    }
+                )
         times = [r["updated_at"] for r in rows if r["updated_at"] is not None]
-        profiles.append({
-            "profile_id": profile_id,
-            **{f: chosen.get(f) for f in CANONICAL_FIELDS if f != "full_name"},
-            "full_name": " ".join(str(chosen[f]) for f in ("first_name", "middle_name", "last_name") if chosen.get(f) is not None) or None,
-            "record_count": len(rows),
-            "sources": sorted({str(r["source"]) for r in rows}),
-            "updated_at": max(times) if times else None,
-        })
+        profiles.append(
+            {
+                "profile_id": profile_id,
+                **{f: chosen.get(f) for f in CANONICAL_FIELDS if f != "full_name"},
+                "full_name": " ".join(str(chosen[f]) for f in ("first_name", "middle_name", "last_name") if chosen.get(f) is not None)
+                or None,
+                "record_count": len(rows),
+                "sources": sorted({str(r["source"]) for r in rows}),
+                "updated_at": max(times) if times else None,
+            }
+        )
     return golden, profiles
 
 

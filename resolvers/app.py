@@ -93,7 +93,11 @@ class _GraphQL(GraphQL[Context, None]):
     async def get_context(self, request: Any, response: Any = None) -> Context:
         principal: Principal = request.scope["unify.principal"]
         return Context(
-            principal, self.queries, self.config, self.pseudonym_key, make_loaders(self.queries),
+            principal,
+            self.queries,
+            self.config,
+            self.pseudonym_key,
+            make_loaders(self.queries),
             request_state=request.scope.get("unify.state", {}),
         )
 
@@ -104,9 +108,7 @@ class _GraphQL(GraphQL[Context, None]):
             if "code" not in extensions:
                 message = error.get("message", "")
                 limit = any(word in message for word in ("depth", "token", "aliases", "too many fields"))
-                extensions["code"] = "LIMIT_EXCEEDED" if limit else (
-                    "INTERNAL" if message == "Unexpected error." else "BAD_REQUEST"
-                )
+                extensions["code"] = "LIMIT_EXCEEDED" if limit else ("INTERNAL" if message == "Unexpected error." else "BAD_REQUEST")
         return response
 
     async def execute_operation(

@@ -43,9 +43,7 @@ class Keyring:
 
     @classmethod
     def from_config(cls, config: Config, environ: dict[str, str] | None = None) -> Keyring:
-        principals = {
-            key.sha256: Principal(Role(key.role), key.name or f"key:{key.sha256[:8]}") for key in config.api.keys
-        }
+        principals = {key.sha256: Principal(Role(key.role), key.name or f"key:{key.sha256[:8]}") for key in config.api.keys}
         spec = (environ if environ is not None else dict(os.environ)).get("UNIFY_API_KEYS", "")
         for item in filter(None, (part.strip() for part in spec.split(","))):
             role, sep, key = item.partition("=")

@@ -55,8 +55,11 @@ def _explanation(found: Explanation, decision: str | None) -> MatchExplanation:
         scored_in_run=found.scored_in_run,
         comparisons=[
             ComparisonEvidence(
-                comparison=c.comparison, level=c.level, level_value=c.level_value,
-                match_weight=c.match_weight, term_frequency_adjustment=c.tf_adjustment,
+                comparison=c.comparison,
+                level=c.level,
+                level_value=c.level_value,
+                match_weight=c.match_weight,
+                term_frequency_adjustment=c.tf_adjustment,
             )
             for c in found.comparisons
         ],
@@ -71,10 +74,7 @@ def explain(ctx: Context, pairs: list[tuple[str, str]]) -> list[MatchExplanation
         return [None for _ in pairs]
     found = explain_pairs(ctx.queries.store, model, ctx.config.shared_identifiers(), pairs)
     decisions = ctx.queries.decisions(pairs)
-    return [
-        _explanation(e, decisions.get((min(a, b), max(a, b)))) if e else None
-        for (a, b), e in zip(pairs, found)
-    ]
+    return [_explanation(e, decisions.get((min(a, b), max(a, b)))) if e else None for (a, b), e in zip(pairs, found)]
 
 
 def spanning_links(keys: list[str], links: list[tuple[str, str]]) -> list[tuple[str, str]]:

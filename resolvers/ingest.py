@@ -55,7 +55,9 @@ class IngestResult:
     @classmethod
     def of(cls, outcome: IngestedRecord) -> IngestResult:
         return cls(
-            profile_id=outcome.profile_id, record_key=outcome.record_key, status=outcome.status,
+            profile_id=outcome.profile_id,
+            record_key=outcome.record_key,
+            status=outcome.status,
             match_probability=outcome.match_probability,
             merged_profile_ids=[strawberry.ID(p) for p in outcome.merged_profiles],
             previous_profile_id=strawberry.ID(outcome.previous_profile_id) if outcome.previous_profile_id else None,

@@ -108,7 +108,11 @@ def limit_rule(max_depth: int, max_aliases: int, max_fields: int) -> type[Valida
                 if aliases > max_aliases:
                     self.report_error(GraphQLError(f"more than {max_aliases} aliases found (allowed: {max_aliases})", definition))
                 if fields > max_fields:
-                    self.report_error(GraphQLError(f"'{name}' selects more than {max_fields} fields (fragments counted where spread): too many fields", definition))
+                    self.report_error(
+                        GraphQLError(
+                            f"'{name}' selects more than {max_fields} fields (fragments counted where spread): too many fields", definition
+                        )
+                    )
             return self.SKIP  # nothing below needs visiting: the measure has seen it all
 
     return LimitRule

@@ -59,8 +59,13 @@ def projection(info: Any, type_name: str = "Profile") -> Projection | None:
 
 
 def _read(
-    raw: GraphQLResolveInfo[Any], type_name: str, selection_set: SelectionSetNode | None, into: set[str], records: set[str] | None,
-    *, record_level: bool = False,
+    raw: GraphQLResolveInfo[Any],
+    type_name: str,
+    selection_set: SelectionSetNode | None,
+    into: set[str],
+    records: set[str] | None,
+    *,
+    record_level: bool = False,
 ) -> set[str] | None:
     """Add the columns the selection reads of a row of ``type_name`` to ``into``; returns
     the records' columns (None while no field asks for records)."""

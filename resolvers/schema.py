@@ -166,7 +166,6 @@ class Query(StewardQuery):
             )
         return profile
 
-
     @strawberry.field(
         description='Free text ("jan de vries 1985 utrecht", "j. devries 3511"): candidates ranked by the '
         f"linkage model's own comparisons; first <= {MAX_FIRST}."
@@ -177,8 +176,10 @@ class Query(StewardQuery):
         ctx = require(info, Role.AGENT, Role.STEWARD, Role.ADMIN)  # names and places in, people out: not for personalization
         model = ctx.queries.published_model()
         parsed = parse_query(
-            query, ctx.config.matching.default_country,
-            ctx.queries.known_values("city_std"), ctx.queries.known_values("last_name_std"),
+            query,
+            ctx.config.matching.default_country,
+            ctx.queries.known_values("city_std"),
+            ctx.queries.known_values("last_name_std"),
         )
         hits = search(ctx.queries.store, model, ctx.config.shared_identifiers(), parsed, first) if model else []
         rows = await ctx.loaders.profile_by_profile_id.load_many([h.profile_id for h in hits])

@@ -126,8 +126,12 @@ class StewardAction:
     @classmethod
     def of(cls, action: Action) -> StewardAction:
         return cls(
-            id=strawberry.ID(action.action_id), kind=action.kind, actor=action.actor, role=action.role,
-            reason=action.reason, created_at=action.created_at,
+            id=strawberry.ID(action.action_id),
+            kind=action.kind,
+            actor=action.actor,
+            role=action.role,
+            reason=action.reason,
+            created_at=action.created_at,
             profiles_before=[strawberry.ID(p) for p in action.profiles_before],
             profiles_after=[strawberry.ID(p) for p in action.profiles_after],
             records=action.records,
@@ -179,10 +183,7 @@ class StewardQuery:
         rows, total = ctx.queries.review_queue(size + 1, key)
         page = rows[:size]
         ctx.pending_explanations = [(r["record_key_l"], r["record_key_r"]) for r in page]
-        edges = [
-            CandidatePairEdge(node=CandidatePair(row=r), cursor=_cursor(r["distance_to_boundary"], r["pair_id"]))
-            for r in page
-        ]
+        edges = [CandidatePairEdge(node=CandidatePair(row=r), cursor=_cursor(r["distance_to_boundary"], r["pair_id"])) for r in page]
         return CandidatePairConnection(
             edges=edges,
             page_info=PageInfo(has_next_page=len(rows) > size, end_cursor=edges[-1].cursor if edges else None),
@@ -236,8 +237,13 @@ class StewardQuery:
         edges = [
             AuditEntryEdge(
                 node=AuditEntry(
-                    id=strawberry.ID(r["event_id"]), occurred_at=r["occurred_at"], actor=r["actor"], role=r["role"],
-                    action=r["action"], subject=r["subject"], detail=json.loads(r["detail"]) if r["detail"] else None,
+                    id=strawberry.ID(r["event_id"]),
+                    occurred_at=r["occurred_at"],
+                    actor=r["actor"],
+                    role=r["role"],
+                    action=r["action"],
+                    subject=r["subject"],
+                    detail=json.loads(r["detail"]) if r["detail"] else None,
                 ),
                 cursor=_cursor(r["occurred_at"].isoformat(), r["event_id"]),
             )
@@ -260,26 +266,42 @@ def _act(info: Info[Context, Any], mutation: str, arguments: dict[str, Any], do:
         return StewardAction.of(action)
     except (ConflictError, NotFoundError, InvalidActionError) as exc:
         error: ApiError = (
-            Conflict(str(exc)) if isinstance(exc, ConflictError)
-            else NotFound(str(exc)) if isinstance(exc, NotFoundError)
+            Conflict(str(exc))
+            if isinstance(exc, ConflictError)
+            else NotFound(str(exc))
+            if isinstance(exc, NotFoundError)
             else ApiError(str(exc))
         )
-        ctx.queries.append_audit([
-            AuditEvent(
-                actor=by.actor, role=by.role, action="steward.refused", subject=None,
-                detail={"mutation": mutation, "arguments": arguments, "code": error.code, "message": str(exc),
-                        "profiles": [p for p in arguments.get("ids", []) if isinstance(p, str)]},
-            )
-        ])
+        ctx.queries.append_audit(
+            [
+                AuditEvent(
+                    actor=by.actor,
+                    role=by.role,
+                    action="steward.refused",
+                    subject=None,
+                    detail={
+                        "mutation": mutation,
+                        "arguments": arguments,
+                        "code": error.code,
+                        "message": str(exc),
+                        "profiles": [p for p in arguments.get("ids", []) if isinstance(p, str)],
+                    },
+                )
+            ]
+        )
         raise error from None
 
 
 @strawberry.type
 class StewardMutation:
-    @strawberry.mutation(description="Decide a candidate pair: SAME merges their profiles, DIFFERENT keeps (or splits) them apart, now and in every later run.")
+    @strawberry.mutation(
+        description="Decide a candidate pair: SAME merges their profiles, DIFFERENT keeps (or splits) them apart, now and in every later run."
+    )
     def decide_candidate(self, info: Info[Context, Any], pair_id: strawberry.ID, decision: Decision, reason: str) -> StewardAction:
         return _act(
-            info, "decideCandidate", {"pairId": str(pair_id), "decision": decision.name, "reason": reason},
+            info,
+            "decideCandidate",
+            {"pairId": str(pair_id), "decision": decision.name, "reason": reason},
             lambda s, by: s.decide(str(pair_id), decision.value, reason, by),
         )
 
@@ -290,21 +312,29 @@ class StewardMutation:
         names = [str(i) for i in ids]
         return _act(info, "mergeProfiles", {"ids": names, "reason": reason}, lambda s, by: s.merge(names, reason, by))
 
-    @strawberry.mutation(description='Take a record ("source:record_id") out of its profile: it forms a new profile, or joins `into`; it is kept apart from the records it leaves.')
+    @strawberry.mutation(
+        description='Take a record ("source:record_id") out of its profile: it forms a new profile, or joins `into`; it is kept apart from the records it leaves.'
+    )
     def split_record(self, info: Info[Context, Any], record_key: str, reason: str, into: strawberry.ID | None = None) -> StewardAction:
         target = str(into) if into else None
         return _act(
-            info, "splitRecord", {"recordKey": record_key, "reason": reason, "into": target},
+            info,
+            "splitRecord",
+            {"recordKey": record_key, "reason": reason, "into": target},
             lambda s, by: s.split([record_key], reason, by, into=target),
         )
 
     @strawberry.mutation(description="Take several records of one profile out together (see splitRecord).")
-    def split_records(self, info: Info[Context, Any], record_keys: list[str], reason: str, into: strawberry.ID | None = None) -> StewardAction:
+    def split_records(
+        self, info: Info[Context, Any], record_keys: list[str], reason: str, into: strawberry.ID | None = None
+    ) -> StewardAction:
         if len(record_keys) > MAX_FIRST:
             raise ApiError(f"at most {MAX_FIRST} records per split", limit=MAX_FIRST)
         target = str(into) if into else None
         return _act(
-            info, "splitRecords", {"recordKeys": record_keys, "reason": reason, "into": target},
+            info,
+            "splitRecords",
+            {"recordKeys": record_keys, "reason": reason, "into": target},
             lambda s, by: s.split(record_keys, reason, by, into=target),
         )
 

@@ -148,7 +148,9 @@ class SourceRecord:
 
     key: str | None = row_field("record_key", contact_pii=True, description='"source:record_id" (PII: null for the personalization role).')
     source: str = row_field("source")
-    record_id: str | None = row_field("record_id", contact_pii=True, description="The source's id (PII: null for the personalization role).")
+    record_id: str | None = row_field(
+        "record_id", contact_pii=True, description="The source's id (PII: null for the personalization role)."
+    )
     match_probability: float | None = row_field("match_probability")
     updated_at: datetime | None = row_field("updated_at")
     first_name: str | None = row_field("first_name")
@@ -238,8 +240,15 @@ class Profile:
         pid = self.row["profile_id"]
         rows = await context_of(info).loaders.golden_fields_by_profile_id.load(pid)
         return [
-            GoldenField(profile_id=pid, name=r["field"], raw_value=r["value"], source=r["source"],
-                        raw_record_id=r["record_id"], rule=r["rule"], updated_at=r["updated_at"])
+            GoldenField(
+                profile_id=pid,
+                name=r["field"],
+                raw_value=r["value"],
+                source=r["source"],
+                raw_record_id=r["record_id"],
+                rule=r["rule"],
+                updated_at=r["updated_at"],
+            )
             for r in rows
         ]
 

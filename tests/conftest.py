@@ -26,8 +26,7 @@ class DemoRun:
     def truth(self) -> dict[str, str]:
         table = pq.read_table(self.manifest.truth_path)
         return {
-            f"{s}:{r}": p
-            for s, r, p in zip(table["source"].to_pylist(), table["record_id"].to_pylist(), table["person_id"].to_pylist())
+            f"{s}:{r}": p for s, r, p in zip(table["source"].to_pylist(), table["record_id"].to_pylist(), table["person_id"].to_pylist())
         }
 
     def hard_negatives(self) -> list[tuple[str, str, str]]:

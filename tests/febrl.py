@@ -99,9 +99,17 @@ def write_febrl4(out: Path, *, social_security: bool = True) -> dict[str, str]:
     src = _source_dir()
     truth = _write_registry(out, _rows(src / "dataset4a.csv"))
     renames = {
-        "rec_id": "claimant", "given_name": "voornaam", "surname": "achternaam", "street_number": "huisnummer",
-        "address_1": "straat", "address_2": "toevoeging", "suburb": "woonplaats", "postcode": "pc",
-        "state": "provincie", "date_of_birth": "geboren", "soc_sec_id": "bsn",
+        "rec_id": "claimant",
+        "given_name": "voornaam",
+        "surname": "achternaam",
+        "street_number": "huisnummer",
+        "address_1": "straat",
+        "address_2": "toevoeging",
+        "suburb": "woonplaats",
+        "postcode": "pc",
+        "state": "provincie",
+        "date_of_birth": "geboren",
+        "soc_sec_id": "bsn",
     }
     with (out / "claims.ndjson").open("w", encoding="utf-8") as fh:
         for row in _rows(src / "dataset4b.csv"):

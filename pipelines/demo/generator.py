@@ -97,12 +97,21 @@ def _true_view(pop: Population, person: np.ndarray, ts: np.ndarray, rng: np.rand
     father_son = np.array(sorted({m for kind, a, b in pop.hard_negatives if kind == "father_son" for m in (a, b)}), dtype=np.int64)
     return TrueView(
         dob_required=np.isin(person, father_son),
-        person=person, ts=ts, first=first, particle=particle, surname=surname,
-        dob=pop.dob[person].astype(np.int64), email=email,
-        calling_code=[pop.calling_code[p] for p in person], mobile=mobile,
+        person=person,
+        ts=ts,
+        first=first,
+        particle=particle,
+        surname=surname,
+        dob=pop.dob[person].astype(np.int64),
+        email=email,
+        calling_code=[pop.calling_code[p] for p in person],
+        mobile=mobile,
         landline=[pop.landline[p] for p in person],
-        street=[book.street[a] for a in addr], house=[book.house[a] for a in addr],
-        postcode=[book.postcode[a] for a in addr], city=city, city_alias=[_ALIAS.get(c, "") for c in city],
+        street=[book.street[a] for a in addr],
+        house=[book.house[a] for a in addr],
+        postcode=[book.postcode[a] for a in addr],
+        city=city,
+        city_alias=[_ALIAS.get(c, "") for c in city],
         country=[book.country[a] for a in addr],
     )
 
@@ -129,7 +138,7 @@ def _inject(spec: SourceSpec, r: Rendered, ids: list[Any], noise: Noise) -> tupl
     if spec.row_errors and n >= 10:
         k = max(1, round(n * ROW_ERROR_RATE))
         empty = set(order[:k].tolist())
-        broken = set(order[k:2 * k].tolist())
+        broken = set(order[k : 2 * k].tolist())
         pos = 2 * k
     for i in empty:
         ids[i] = None if spec.name == "webshop" else ""
@@ -206,17 +215,26 @@ def generate(out_dir: Path, records: int = 20_000, seed: int = 42) -> DemoManife
     truth_path = out_dir / "truth.parquet"
     writers.write_table(truth_path, truth)
     hn_path = out_dir / "hard_negatives.parquet"
-    writers.write_table(hn_path, {
-        "kind": [h[0] for h in pop.hard_negatives],
-        "person_a": [pop.person_id[h[1]] for h in pop.hard_negatives],
-        "person_b": [pop.person_id[h[2]] for h in pop.hard_negatives],
-    })
+    writers.write_table(
+        hn_path,
+        {
+            "kind": [h[0] for h in pop.hard_negatives],
+            "person_a": [pop.person_id[h[1]] for h in pop.hard_negatives],
+            "person_b": [pop.person_id[h[2]] for h in pop.hard_negatives],
+        },
+    )
     config_path = out_dir / "unify.toml"
     config_path.write_text(config_text(), encoding="utf-8")
     return DemoManifest(
-        out_dir=out_dir, config_path=config_path, truth_path=truth_path, hard_negatives_path=hn_path,
-        source_paths=paths, records_per_source=sizes, persons=len(set(truth["person_id"])),
-        injected_row_errors=row_errors, injected_field_errors=field_errors,
+        out_dir=out_dir,
+        config_path=config_path,
+        truth_path=truth_path,
+        hard_negatives_path=hn_path,
+        source_paths=paths,
+        records_per_source=sizes,
+        persons=len(set(truth["person_id"])),
+        injected_row_errors=row_errors,
+        injected_field_errors=field_errors,
         demo_phone_lookup=_lookup(pop, phone_rows),
     )
 
@@ -236,8 +254,13 @@ def _lookup(pop: Population, phone_rows: dict[int, list[tuple[str, int]]]) -> tu
     for p in sorted(phone_rows):
         rows = phone_rows[p]
         nsns = {nsn for nsn, _ in rows}
-        if (len(rows) >= 2 and pop.calling_code[p] == "31" and len(nsns) == 1 and next(iter(nsns)).startswith("6")
-                and any(si == _CONTACT for _, si in rows)):
+        if (
+            len(rows) >= 2
+            and pop.calling_code[p] == "31"
+            and len(nsns) == 1
+            and next(iter(nsns)).startswith("6")
+            and any(si == _CONTACT for _, si in rows)
+        ):
             return lookup_phone(next(iter(nsns))), pop.person_id[p]
         if best is None and pop.calling_code[p] == "31":
             mob = [nsn for nsn, _ in rows if nsn.startswith("6")]

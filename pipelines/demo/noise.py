@@ -15,23 +15,46 @@ from pipelines.demo.names import DUTCH_PARTICLES
 from pipelines.demo.people import ascii_fold
 
 # Phone styles. The demo lookup uses "06 12 34 56 78", which no source ever writes.
-DASH = "dash"            # 06-12345678 / 020-1234567
-SPACED = "spaced"        # +31 6 1234 5678 / +31 20 123 4567
+DASH = "dash"  # 06-12345678 / 020-1234567
+SPACED = "spaced"  # +31 6 1234 5678 / +31 20 123 4567
 ZERO_ZERO = "zero_zero"  # 0031612345678
-NATIONAL = "national"    # 0612345678
-E164 = "e164"            # +31612345678
+NATIONAL = "national"  # 0612345678
+E164 = "e164"  # +31612345678
 PHONE_STYLES = (DASH, SPACED, ZERO_ZERO, NATIONAL, E164)
 
 # Surname display styles.
-PARTICLE_FIRST = 0   # van der Berg
-PARTICLE_AFTER = 1   # Berg, van der
+PARTICLE_FIRST = 0  # van der Berg
+PARTICLE_AFTER = 1  # Berg, van der
 PARTICLE_ABBREV = 2  # v.d. Berg
-PARTICLE_CAPS = 3    # Van der Berg
+PARTICLE_CAPS = 3  # Van der Berg
 
 _NEIGHBOURS = {
-    "a": "sqz", "b": "vn", "c": "xv", "d": "sf", "e": "wr", "f": "dg", "g": "fh", "h": "gj", "i": "uo",
-    "j": "hk", "k": "jl", "l": "k", "m": "n", "n": "bm", "o": "ip", "p": "o", "q": "w", "r": "et",
-    "s": "ad", "t": "ry", "u": "yi", "v": "cb", "w": "qe", "x": "zc", "y": "tu", "z": "x",
+    "a": "sqz",
+    "b": "vn",
+    "c": "xv",
+    "d": "sf",
+    "e": "wr",
+    "f": "dg",
+    "g": "fh",
+    "h": "gj",
+    "i": "uo",
+    "j": "hk",
+    "k": "jl",
+    "l": "k",
+    "m": "n",
+    "n": "bm",
+    "o": "ip",
+    "p": "o",
+    "q": "w",
+    "r": "et",
+    "s": "ad",
+    "t": "ry",
+    "u": "yi",
+    "v": "cb",
+    "w": "qe",
+    "x": "zc",
+    "y": "tu",
+    "z": "x",
 }
 
 
@@ -72,12 +95,12 @@ class Noise:
         c = text[i]
         if op < 0.4:
             sub = self.r.choice(_NEIGHBOURS.get(c.lower(), "e"))
-            return text[:i] + (sub.upper() if c.isupper() else sub) + text[i + 1:]
+            return text[:i] + (sub.upper() if c.isupper() else sub) + text[i + 1 :]
         if op < 0.65 and len(text) > 3:
-            return text[:i] + text[i + 1:]
+            return text[:i] + text[i + 1 :]
         if op < 0.85 or i + 1 >= len(text) or text[i + 1] == c:
             return text[:i] + c + text[i:]
-        return text[:i] + text[i + 1] + c + text[i + 2:]
+        return text[:i] + text[i + 1] + c + text[i + 2 :]
 
     def email_case(self, email: str) -> str:
         """Mixed case as typed into a form, e.g. 'Jan.de.Vries@Gmail.com'."""
@@ -103,7 +126,7 @@ class Noise:
         digits = d.strftime("%Y%m%d")
         for _ in range(8):
             pos = self.r.choice((2, 3, 3, 5, 6, 7, 7))
-            new = digits[:pos] + str(self.r.randrange(10)) + digits[pos + 1:]
+            new = digits[:pos] + str(self.r.randrange(10)) + digits[pos + 1 :]
             try:
                 nd = dt.datetime.strptime(new, "%Y%m%d").date()
             except ValueError:
@@ -161,7 +184,7 @@ def format_phone(calling_code: str, nsn: str, style: str) -> str:
             return f"+{cc} {nsn[:3]} {nsn[3:5]} {nsn[5:7]} {nsn[7:]}"
         return f"+{cc}{nsn}"
     area = nsn[:1] if nsn[0] == "6" else nsn[:2]
-    rest = nsn[len(area):]
+    rest = nsn[len(area) :]
     if style == DASH:
         return f"0{area}-{rest}"
     if style == SPACED:

@@ -96,8 +96,9 @@ class _Builder:
 
     def __init__(self, rng: np.random.Generator) -> None:
         self.rng = rng
-        self.cols: dict[str, list[Any]] = {k: [] for k in (
-            "gender", "first", "particle", "surname", "dob", "landline", "family_email", "addr", "foreign")}
+        self.cols: dict[str, list[Any]] = {
+            k: [] for k in ("gender", "first", "particle", "surname", "dob", "landline", "family_email", "addr", "foreign")
+        }
         self.book = AddressBook()
         self.hard: list[tuple[str, int, int]] = []
 
@@ -105,8 +106,17 @@ class _Builder:
     def n(self) -> int:
         return len(self.cols["first"])
 
-    def add(self, gender: int, first: str, surname: Surname, dob: int, addr: int,
-            landline: str = "", family_email: str = "", foreign: bool = False) -> int:
+    def add(
+        self,
+        gender: int,
+        first: str,
+        surname: Surname,
+        dob: int,
+        addr: int,
+        landline: str = "",
+        family_email: str = "",
+        foreign: bool = False,
+    ) -> int:
         c = self.cols
         c["gender"].append(gender)
         c["first"].append(first)
@@ -121,7 +131,7 @@ class _Builder:
 
     def pairs(self, kind: str, members: list[int]) -> None:
         for i, a in enumerate(members):
-            for b in members[i + 1:]:
+            for b in members[i + 1 :]:
                 self.hard.append((kind, a, b))
 
     def landline(self, addr: int) -> str:
@@ -156,9 +166,9 @@ def _build_groups(b: _Builder, n_target: int) -> None:
     """Hard negatives: households, twins, father/son namesakes and common names in one city."""
     rng = b.rng
     scale = n_target / 1000.0
-    n_house = max(1, round(scale * 8))     # ~2.4% of persons
-    n_twins = max(1, round(scale * 2.5))   # ~0.5%
-    n_father = max(1, round(scale * 3))    # ~0.6%
+    n_house = max(1, round(scale * 8))  # ~2.4% of persons
+    n_twins = max(1, round(scale * 2.5))  # ~0.5%
+    n_father = max(1, round(scale * 3))  # ~0.6%
     n_common = max(1, round(scale * 2.5))  # ~1.1%
     for _ in range(n_house):
         o = _origin(rng)
@@ -180,8 +190,7 @@ def _build_groups(b: _Builder, n_target: int) -> None:
             g = int(genders[k])
             name = next(x for x in (names_m if g else names_f) + names_m + names_f if x[0] not in used)
             used.add(name[0])
-            dob = parent_dob if k == 0 else min(
-                parent_dob + int(rng.integers(20 * 365, 32 * 365)) + k * 500, _day("2006-12-31") - k * 200)
+            dob = parent_dob if k == 0 else min(parent_dob + int(rng.integers(20 * 365, 32 * 365)) + k * 500, _day("2006-12-31") - k * 200)
             members.append(b.add(g, name, sur, dob, addr, line, fam))
         b.pairs("household", members)
     for _ in range(n_twins):
@@ -264,8 +273,9 @@ def unique_numbers(rng: np.random.Generator, n: int, lo: int, hi: int) -> np.nda
 _CROWDED = 600
 
 
-def _emails(rng: np.random.Generator, first: list[str], particle: list[str], surname: list[str],
-            dob: np.ndarray, taken: set[str]) -> list[str]:
+def _emails(
+    rng: np.random.Generator, first: list[str], particle: list[str], surname: list[str], dob: np.ndarray, taken: set[str]
+) -> list[str]:
     """One personal address per person, unique across the population (namesakes get digits)."""
     n = len(first)
     pattern = rng.integers(0, 6, size=n)

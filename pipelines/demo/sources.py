@@ -55,61 +55,149 @@ class SourceSpec:
 
 
 CRM = SourceSpec(
-    name="crm", file="data/crm.csv", id_column="klantnummer", trust=3,
-    updated_at="gewijzigd", updated_at_format="%d-%m-%Y %H:%M", date_format="%d-%m-%Y",
-    columns=("klantnummer", "voornaam", "achternaam", "geboortedatum", "email", "telefoon", "straat",
-             "huisnummer", "postcode", "plaats", "gewijzigd"),
-    fields={"first_name": "voornaam", "last_name": "achternaam", "email": "email", "phone": "telefoon",
-            "date_of_birth": "geboortedatum", "street": "straat", "house_number": "huisnummer",
-            "postcode": "postcode", "city": "plaats"},
-    identifiers={"customer_number": "klantnummer"}, constant_country="NL",
-    missing={"first": 0.01, "dob": 0.03, "email": 0.08, "phone": 0.10, "street": 0.02, "house": 0.02,
-             "postcode": 0.02, "city": 0.02},
-    initials=0.03, fold=0.05, particle_styles=(0.80, 0.15, 0.02, 0.03),
-    phone_styles=(0.55, 0.05, 0.05, 0.30, 0.05), street_abbrev=0.05,
+    name="crm",
+    file="data/crm.csv",
+    id_column="klantnummer",
+    trust=3,
+    updated_at="gewijzigd",
+    updated_at_format="%d-%m-%Y %H:%M",
+    date_format="%d-%m-%Y",
+    columns=(
+        "klantnummer",
+        "voornaam",
+        "achternaam",
+        "geboortedatum",
+        "email",
+        "telefoon",
+        "straat",
+        "huisnummer",
+        "postcode",
+        "plaats",
+        "gewijzigd",
+    ),
+    fields={
+        "first_name": "voornaam",
+        "last_name": "achternaam",
+        "email": "email",
+        "phone": "telefoon",
+        "date_of_birth": "geboortedatum",
+        "street": "straat",
+        "house_number": "huisnummer",
+        "postcode": "postcode",
+        "city": "plaats",
+    },
+    identifiers={"customer_number": "klantnummer"},
+    constant_country="NL",
+    missing={"first": 0.01, "dob": 0.03, "email": 0.08, "phone": 0.10, "street": 0.02, "house": 0.02, "postcode": 0.02, "city": 0.02},
+    initials=0.03,
+    fold=0.05,
+    particle_styles=(0.80, 0.15, 0.02, 0.03),
+    phone_styles=(0.55, 0.05, 0.05, 0.30, 0.05),
+    street_abbrev=0.05,
 )
 
 WEBSHOP = SourceSpec(
-    name="webshop", file="data/webshop.ndjson", id_column="customerId", trust=2,
-    updated_at="updatedAt", updated_at_format=None, date_format="%Y-%m-%d",
-    columns=("customerId", "firstName", "lastName", "email", "phone", "birthDate", "street", "houseNumber",
-             "zip", "city", "country", "updatedAt"),
-    fields={"first_name": "firstName", "last_name": "lastName", "email": "email", "phone": "phone",
-            "date_of_birth": "birthDate", "street": "street", "house_number": "houseNumber", "postcode": "zip",
-            "city": "city", "country": "country"},
-    missing={"first": 0.005, "dob": 0.25, "email": 0.005, "phone": 0.20, "street": 0.04, "house": 0.04,
-             "postcode": 0.04, "city": 0.04},
-    initials=0.01, fold=0.12, particle_styles=(0.90, 0.05, 0.0, 0.05),
-    phone_styles=(0.05, 0.30, 0.0, 0.15, 0.50), landline_share=0.1, email_case=0.02, email_space=0.01,
-    city_alias=0.2, house_styles=(0.7, 0.1, 0.2), postcode_styles=(0.5, 0.45, 0.05),
+    name="webshop",
+    file="data/webshop.ndjson",
+    id_column="customerId",
+    trust=2,
+    updated_at="updatedAt",
+    updated_at_format=None,
+    date_format="%Y-%m-%d",
+    columns=(
+        "customerId",
+        "firstName",
+        "lastName",
+        "email",
+        "phone",
+        "birthDate",
+        "street",
+        "houseNumber",
+        "zip",
+        "city",
+        "country",
+        "updatedAt",
+    ),
+    fields={
+        "first_name": "firstName",
+        "last_name": "lastName",
+        "email": "email",
+        "phone": "phone",
+        "date_of_birth": "birthDate",
+        "street": "street",
+        "house_number": "houseNumber",
+        "postcode": "zip",
+        "city": "city",
+        "country": "country",
+    },
+    missing={"first": 0.005, "dob": 0.25, "email": 0.005, "phone": 0.20, "street": 0.04, "house": 0.04, "postcode": 0.04, "city": 0.04},
+    initials=0.01,
+    fold=0.12,
+    particle_styles=(0.90, 0.05, 0.0, 0.05),
+    phone_styles=(0.05, 0.30, 0.0, 0.15, 0.50),
+    landline_share=0.1,
+    email_case=0.02,
+    email_space=0.01,
+    city_alias=0.2,
+    house_styles=(0.7, 0.1, 0.2),
+    postcode_styles=(0.5, 0.45, 0.05),
 )
 
 CONTACT_CENTER = SourceSpec(
-    name="contact_center", file="data/contact_center.parquet", id_column="caller_id", trust=1,
-    updated_at="last_contact", updated_at_format=None, date_format="%m/%d/%Y",
+    name="contact_center",
+    file="data/contact_center.parquet",
+    id_column="caller_id",
+    trust=1,
+    updated_at="last_contact",
+    updated_at_format=None,
+    date_format="%m/%d/%Y",
     columns=("caller_id", "full_name", "phone_number", "email_address", "dob", "postal_code", "last_contact"),
-    fields={"full_name": "full_name", "email": "email_address", "phone": "phone_number",
-            "date_of_birth": "dob", "postcode": "postal_code"},
+    fields={"full_name": "full_name", "email": "email_address", "phone": "phone_number", "date_of_birth": "dob", "postcode": "postal_code"},
     row_errors=False,
     missing={"dob": 0.30, "email": 0.35, "phone": 0.02, "postcode": 0.15},
-    initials=0.10, name_typo=0.03, fold=0.35, particle_styles=(0.85, 0.10, 0.03, 0.02),
-    phone_styles=(0.0, 0.0, 0.40, 0.60, 0.0), landline_share=0.3, email_case=0.10, email_space=0.03,
-    postcode_styles=(0.2, 0.75, 0.05), dob_typo=0.02, dob_swap=0.005,
+    initials=0.10,
+    name_typo=0.03,
+    fold=0.35,
+    particle_styles=(0.85, 0.10, 0.03, 0.02),
+    phone_styles=(0.0, 0.0, 0.40, 0.60, 0.0),
+    landline_share=0.3,
+    email_case=0.10,
+    email_space=0.03,
+    postcode_styles=(0.2, 0.75, 0.05),
+    dob_typo=0.02,
+    dob_swap=0.005,
 )
 
 LOYALTY = SourceSpec(
-    name="loyalty", file="data/loyalty.tsv", id_column="card_number", trust=2,
-    updated_at="member_since", updated_at_format=None, date_format="%Y%m%d",
-    columns=("card_number", "first", "surname", "birth", "mail", "mobile", "zip", "house_no", "town",
-             "member_since"),
-    fields={"first_name": "first", "last_name": "surname", "email": "mail", "phone": "mobile",
-            "date_of_birth": "birth", "postcode": "zip", "house_number": "house_no", "city": "town"},
-    identifiers={"loyalty_card": "card_number"}, constant_country="NL",
-    missing={"first": 0.01, "dob": 0.10, "email": 0.10, "phone": 0.15, "postcode": 0.03, "house": 0.03,
-             "city": 0.03},
-    initials=0.03, fold=0.5, particle_styles=(0.65, 0.30, 0.03, 0.02),
-    phone_styles=(0.20, 0.10, 0.0, 0.70, 0.0), landline_share=0.0, city_upper=0.2,
-    house_styles=(0.6, 0.4, 0.0), postcode_styles=(0.6, 0.2, 0.2),
+    name="loyalty",
+    file="data/loyalty.tsv",
+    id_column="card_number",
+    trust=2,
+    updated_at="member_since",
+    updated_at_format=None,
+    date_format="%Y%m%d",
+    columns=("card_number", "first", "surname", "birth", "mail", "mobile", "zip", "house_no", "town", "member_since"),
+    fields={
+        "first_name": "first",
+        "last_name": "surname",
+        "email": "mail",
+        "phone": "mobile",
+        "date_of_birth": "birth",
+        "postcode": "zip",
+        "house_number": "house_no",
+        "city": "town",
+    },
+    identifiers={"loyalty_card": "card_number"},
+    constant_country="NL",
+    missing={"first": 0.01, "dob": 0.10, "email": 0.10, "phone": 0.15, "postcode": 0.03, "house": 0.03, "city": 0.03},
+    initials=0.03,
+    fold=0.5,
+    particle_styles=(0.65, 0.30, 0.03, 0.02),
+    phone_styles=(0.20, 0.10, 0.0, 0.70, 0.0),
+    landline_share=0.0,
+    city_upper=0.2,
+    house_styles=(0.6, 0.4, 0.0),
+    postcode_styles=(0.6, 0.2, 0.2),
 )
 
 SPECS: tuple[SourceSpec, ...] = (CRM, WEBSHOP, CONTACT_CENTER, LOYALTY)
@@ -192,8 +280,7 @@ def render(spec: SourceSpec, v: TrueView, noise: Noise) -> Rendered:
     nsn = [v.landline[i] if use_line[i] and v.landline[i] else v.mobile[i] for i in range(n)]
     noise.blank(nsn, miss.get("phone", 0.0))
     pstyle = _styles(noise, n, spec.phone_styles)
-    phone = [nz.format_phone(v.calling_code[i], nsn[i], nz.PHONE_STYLES[pstyle[i]]) if nsn[i] else ""
-             for i in range(n)]
+    phone = [nz.format_phone(v.calling_code[i], nsn[i], nz.PHONE_STYLES[pstyle[i]]) if nsn[i] else "" for i in range(n)]
     # address
     street = list(v.street)
     noise.apply(street, spec.street_abbrev, nz.street_abbrev)
@@ -213,8 +300,16 @@ def render(spec: SourceSpec, v: TrueView, noise: Noise) -> Rendered:
     noise.blank(city, miss.get("city", 0.0))
     ts = v.ts
     canonical: dict[str, list[str]] = {
-        "first": first, "last": last, "dob": dob_text, "email": email, "phone": phone, "street": street,
-        "house": house, "postcode": postcode, "city": city, "country": list(v.country),
+        "first": first,
+        "last": last,
+        "dob": dob_text,
+        "email": email,
+        "phone": phone,
+        "street": street,
+        "house": house,
+        "postcode": postcode,
+        "city": city,
+        "country": list(v.country),
     }
     cols = _source_columns(spec, canonical, ts, noise)
     years = dob.astype("datetime64[D]").astype("datetime64[Y]").astype(np.int64) + 1970
@@ -241,20 +336,52 @@ def _full_names(first: list[str], last: list[str], noise: Noise) -> list[str]:
 def _source_columns(spec: SourceSpec, c: dict[str, list[str]], ts: np.ndarray, noise: Noise) -> dict[str, Any]:
     """Map canonical lists to this system's column names and timestamp representation."""
     if spec.name == "crm":
-        return {"voornaam": c["first"], "achternaam": c["last"], "geboortedatum": c["dob"], "email": c["email"],
-                "telefoon": c["phone"], "straat": c["street"], "huisnummer": c["house"],
-                "postcode": c["postcode"], "plaats": c["city"],
-                "gewijzigd": _strftime(ts, "%d-%m-%Y %H:%M")}
+        return {
+            "voornaam": c["first"],
+            "achternaam": c["last"],
+            "geboortedatum": c["dob"],
+            "email": c["email"],
+            "telefoon": c["phone"],
+            "straat": c["street"],
+            "huisnummer": c["house"],
+            "postcode": c["postcode"],
+            "plaats": c["city"],
+            "gewijzigd": _strftime(ts, "%d-%m-%Y %H:%M"),
+        }
     if spec.name == "webshop":
-        return {"firstName": c["first"], "lastName": c["last"], "email": c["email"], "phone": c["phone"],
-                "birthDate": c["dob"], "street": c["street"], "houseNumber": c["house"], "zip": c["postcode"],
-                "city": c["city"], "country": c["country"], "updatedAt": _strftime(ts, "%Y-%m-%dT%H:%M:%S")}
+        return {
+            "firstName": c["first"],
+            "lastName": c["last"],
+            "email": c["email"],
+            "phone": c["phone"],
+            "birthDate": c["dob"],
+            "street": c["street"],
+            "houseNumber": c["house"],
+            "zip": c["postcode"],
+            "city": c["city"],
+            "country": c["country"],
+            "updatedAt": _strftime(ts, "%Y-%m-%dT%H:%M:%S"),
+        }
     if spec.name == "contact_center":
-        return {"full_name": _full_names(c["first"], c["last"], noise), "phone_number": c["phone"],
-                "email_address": c["email"], "dob": c["dob"], "postal_code": c["postcode"], "last_contact": ts}
-    return {"first": c["first"], "surname": c["last"], "birth": c["dob"], "mail": c["email"], "mobile": c["phone"],
-            "zip": c["postcode"], "house_no": c["house"], "town": c["city"],
-            "member_since": _strftime(ts.astype("datetime64[D]"), "%Y-%m-%d")}
+        return {
+            "full_name": _full_names(c["first"], c["last"], noise),
+            "phone_number": c["phone"],
+            "email_address": c["email"],
+            "dob": c["dob"],
+            "postal_code": c["postcode"],
+            "last_contact": ts,
+        }
+    return {
+        "first": c["first"],
+        "surname": c["last"],
+        "birth": c["dob"],
+        "mail": c["email"],
+        "mobile": c["phone"],
+        "zip": c["postcode"],
+        "house_no": c["house"],
+        "town": c["city"],
+        "member_since": _strftime(ts.astype("datetime64[D]"), "%Y-%m-%d"),
+    }
 
 
 #: Well-known keys of the demo (never use them elsewhere): role -> key.
@@ -290,8 +417,15 @@ def config_text() -> str:
         digest = hashlib.sha256(key.encode()).hexdigest()
         out += ["[[api.keys]]", f'role = "{role}"', f'name = "demo {role}"', f'sha256 = "{digest}"']
     for s in SPECS:
-        out += ["", "[[sources]]", f'name = "{s.name}"', f'path = "{s.file}"', f'id = "{s.id_column}"',
-                f"trust = {s.trust}", f'updated_at = "{s.updated_at}"']
+        out += [
+            "",
+            "[[sources]]",
+            f'name = "{s.name}"',
+            f'path = "{s.file}"',
+            f'id = "{s.id_column}"',
+            f"trust = {s.trust}",
+            f'updated_at = "{s.updated_at}"',
+        ]
         if s.updated_at_format:
             out.append(f'updated_at_format = "{s.updated_at_format}"')
         out.append(f'date_format = "{s.date_format}"')

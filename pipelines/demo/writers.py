@@ -18,8 +18,9 @@ EXTRA_FIELD = "achterom"
 """A stray value inserted mid-row, giving a CSV/TSV row one column too many (like an unquoted comma)."""
 
 
-def write_delimited(path: Path, header: tuple[str, ...], ids: list[str], columns: list[list[str]],
-                    delimiter: str, extra_column_rows: set[int]) -> None:
+def write_delimited(
+    path: Path, header: tuple[str, ...], ids: list[str], columns: list[list[str]], delimiter: str, extra_column_rows: set[int]
+) -> None:
     """CSV/TSV with a header; missing values are empty strings; some rows get an extra field."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8", newline="") as fh:
@@ -35,8 +36,7 @@ def write_delimited(path: Path, header: tuple[str, ...], ids: list[str], columns
                 w.writerow(row)
 
 
-def write_ndjson(path: Path, header: tuple[str, ...], ids: list[int | None], columns: list[list[str]],
-                 truncated_rows: set[int]) -> None:
+def write_ndjson(path: Path, header: tuple[str, ...], ids: list[int | None], columns: list[list[str]], truncated_rows: set[int]) -> None:
     """One JSON object per line; missing values are null; some lines are cut off (invalid JSON)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     keys = header

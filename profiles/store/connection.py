@@ -72,8 +72,14 @@ class Store:
 
     @classmethod
     def open(
-        cls, path: Path | str, *, read_only: bool = False, threads: int | None = None, compress: bool = True,
-        checkpoint_wal: str | None = None, write_through: bool = False,
+        cls,
+        path: Path | str,
+        *,
+        read_only: bool = False,
+        threads: int | None = None,
+        compress: bool = True,
+        checkpoint_wal: str | None = None,
+        write_through: bool = False,
     ) -> Store:
         """Open (or create) the store file. ``compress=False`` writes new table data
         uncompressed: about 3x the disk, but faster to write and to read by key.
@@ -95,8 +101,7 @@ class Store:
             _configure(con)
         except duckdb.IOException as exc:
             raise StoreError(
-                f"cannot open store {path}: {exc}. Only one process may own the store; "
-                "is `unify serve` or another run using it?"
+                f"cannot open store {path}: {exc}. Only one process may own the store; is `unify serve` or another run using it?"
             ) from exc
         if threads:
             con.execute(f"SET threads = {int(threads)}")
@@ -324,9 +329,7 @@ class Store:
             self._con.execute("COMMIT")
 
     @contextmanager
-    def workspace(
-        self, spill_dir: Path | None = None, memory_limit: str | None = None, name: str = WORK_CATALOG
-    ) -> Iterator[str]:
+    def workspace(self, spill_dir: Path | None = None, memory_limit: str | None = None, name: str = WORK_CATALOG) -> Iterator[str]:
         """Attach an in-memory database for a run's intermediate tables and make it the
         default catalog, so scratch work (splink's included) never touches the store file.
         Connections to one store file share attached names: a live ingest beside a batch

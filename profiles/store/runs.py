@@ -84,9 +84,7 @@ def write_run_table(store: Store, run_id: str, table: str, select_sql: str) -> N
     store.execute(f"CREATE OR REPLACE TABLE {target} AS {select_sql}", building=target)
 
 
-def publish_run(
-    store: Store, run_id: str, summary: Mapping[str, Any], model_json: str | None = None, keep_previous: int = 1
-) -> None:
+def publish_run(store: Store, run_id: str, summary: Mapping[str, Any], model_json: str | None = None, keep_previous: int = 1) -> None:
     """Swap the views of ``main`` to this run, register new profile ids and retire the
     ones no longer in use, all in one transaction; then drop runs older than needed."""
     missing = [t for t in RUN_TABLES if not store.table_exists(t, schema=run_id)]
@@ -184,7 +182,9 @@ def ensure_serving_indexes(store: Store) -> int:
         if name.startswith("ix_"):  # ours; any other index is the owner's business
             store.execute(f"DROP INDEX {ident(store.catalog)}.{ident(run)}.{ident(name)}")
     made = 0
-    if not store.scalar("SELECT count(*) FROM duckdb_indexes() WHERE database_name = ? AND index_name = 'ix_registry_profile_id'", [store.catalog]):
+    if not store.scalar(
+        "SELECT count(*) FROM duckdb_indexes() WHERE database_name = ? AND index_name = 'ix_registry_profile_id'", [store.catalog]
+    ):
         store.execute("CREATE INDEX ix_registry_profile_id ON profile_registry (profile_id)")
         made += 1
     for table, columns in SERVING_INDEXES.items():

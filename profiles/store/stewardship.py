@@ -52,13 +52,20 @@ _SNAPSHOTS: Final[dict[str, str]] = {
 #: regrouping's updates take bound values and its golden records are computed in Python.
 _FEW_RECORDS = 300
 #: ``golden_fields`` and ``profiles`` rows as :func:`survivorship.golden_records` gives them.
-_GOLDEN_SCHEMA = pa.schema([
-    *((c, pa.string()) for c in survivorship.GOLDEN_FIELD_COLUMNS if c != "updated_at"), ("updated_at", pa.timestamp("us")),
-])
+_GOLDEN_SCHEMA = pa.schema(
+    [
+        *((c, pa.string()) for c in survivorship.GOLDEN_FIELD_COLUMNS if c != "updated_at"),
+        ("updated_at", pa.timestamp("us")),
+    ]
+)
 _PROFILE_TYPES = {
-    "date_of_birth": pa.date32(), "record_count": pa.int64(), "sources": pa.list_(pa.string()), "updated_at": pa.timestamp("us"),
+    "date_of_birth": pa.date32(),
+    "record_count": pa.int64(),
+    "sources": pa.list_(pa.string()),
+    "updated_at": pa.timestamp("us"),
 }
 _PROFILE_SCHEMA = pa.schema([(c, _PROFILE_TYPES.get(c, pa.string())) for c in PROFILE_COLUMNS])
+
 
 @dataclass(frozen=True)
 class Steward:
@@ -143,9 +150,7 @@ class Stewardship:
                 "SELECT kind, action_id FROM link_constraints WHERE active AND record_key_l = ? AND record_key_r = ?", [a, b]
             )
             if decided:
-                raise ConflictError(
-                    f"pair {pair_id} was already decided {decided[0][0].upper()} (action {decided[0][1]}); undo that first"
-                )
+                raise ConflictError(f"pair {pair_id} was already decided {decided[0][0].upper()} (action {decided[0][1]}); undo that first")
             members = self._members_of_records([a, b])
             pa_, pb_ = members[a], members[b]
             records = self.records_of([pa_, pb_])
@@ -156,9 +161,7 @@ class Stewardship:
             else:
                 self._refuse_if_held_together(a, b)
                 assignment = (
-                    self._repartition(records[pa_], pa_, apart=[(a, b)])
-                    if pa_ == pb_
-                    else {k: p for p in (pa_, pb_) for k in records[p]}
+                    self._repartition(records[pa_], pa_, apart=[(a, b)]) if pa_ == pb_ else {k: p for p in (pa_, pb_) for k in records[p]}
                 )
             plan = _Plan(sorted({pa_, pb_}), assignment, [_link(a, b, decision)], [], {"pair_id": pair_id, "records": [a, b]})
             return self._apply(decision, plan, reason, by)
@@ -191,7 +194,9 @@ class Stewardship:
             members = self._members_of_records(keys)
             sources = set(members.values())
             if len(sources) > 1:
-                raise InvalidActionError(f"the records belong to different profiles ({', '.join(sorted(sources))}); split them one profile at a time")
+                raise InvalidActionError(
+                    f"the records belong to different profiles ({', '.join(sorted(sources))}); split them one profile at a time"
+                )
             (origin,) = sources
             if into is not None:
                 self._require_current([into])
@@ -239,9 +244,7 @@ class Stewardship:
             if target.undone_by:
                 raise ConflictError(f"action {action_id} was already undone by {target.undone_by}")
             if not self._state_matches(target.action_id, "after", target):
-                raise ConflictError(
-                    f"the profiles of action {action_id} have changed since; undo the later actions first"
-                )
+                raise ConflictError(f"the profiles of action {action_id} have changed since; undo the later actions first")
             new_id = _new_action_id()
             self._snapshot(new_id, "before", target.profiles_before + target.profiles_after, target.records)
             self._restore(target)
@@ -250,9 +253,17 @@ class Stewardship:
             self._snapshot(new_id, "after", target.profiles_before + target.profiles_after, target.records)
             self.store.execute("UPDATE steward_actions SET undone_by = ? WHERE action_id = ?", [new_id, action_id])
             return self._record(
-                new_id, "undo", by, reason, {"action_id": action_id},
-                before=target.profiles_after, after=target.profiles_before, records=target.records,
-                added=target.constraints_removed, removed=target.constraints_added, undoes=action_id,
+                new_id,
+                "undo",
+                by,
+                reason,
+                {"action_id": action_id},
+                before=target.profiles_after,
+                after=target.profiles_before,
+                records=target.records,
+                added=target.constraints_removed,
+                removed=target.constraints_added,
+                undoes=action_id,
             )
 
     # ---- reads ---------------------------------------------------------------------
@@ -433,12 +444,24 @@ class Stewardship:
         self._set_active(plan.remove, False)
         self._snapshot(action_id, "after", touched, records)
         return self._record(
-            action_id, kind, by, reason, plan.subject, before=plan.profiles_before, after=after,
-            records=records, added=added, removed=plan.remove, undoes=None,
+            action_id,
+            kind,
+            by,
+            reason,
+            plan.subject,
+            before=plan.profiles_before,
+            after=after,
+            records=records,
+            added=added,
+            removed=plan.remove,
+            undoes=None,
         )
 
     def reassign(
-        self, profiles_before: Sequence[str], assignment: Mapping[str, str], previous: Mapping[str, str] | None = None,
+        self,
+        profiles_before: Sequence[str],
+        assignment: Mapping[str, str],
+        previous: Mapping[str, str] | None = None,
         links: Sequence[tuple[str, str, float]] | None = None,
         current: Mapping[str, tuple[str | None, float | None]] | None = None,
     ) -> dict[str, str]:
@@ -462,7 +485,9 @@ class Stewardship:
             in_records, record_params = in_list("record_key", records)
             current = {  # (profile, probability) of each record as the store holds it now
                 str(k): (p, q)
-                for k, p, q in self.store.rows(f"SELECT record_key, profile_id, match_probability FROM records WHERE {in_records}", record_params)
+                for k, p, q in self.store.rows(
+                    f"SELECT record_key, profile_id, match_probability FROM records WHERE {in_records}", record_params
+                )
             }
         was = {k: str(p) for k, (p, _) in current.items() if p is not None}
         was.update(previous or {})  # a live update's row already carries its new profile
@@ -483,17 +508,19 @@ class Stewardship:
         for old in (p for p in profiles_before if p not in after):
             taken = taken_from.get(old, {})
             survivor = min(taken, key=lambda p: (-taken[p], p)) if taken else None
-            self.store.execute(
-                "UPDATE profile_registry SET retired_run = ?, redirect_to = ? WHERE profile_id = ?", [run, survivor, old]
-            )
+            self.store.execute("UPDATE profile_registry SET retired_run = ?, redirect_to = ? WHERE profile_id = ?", [run, survivor, old])
             if survivor is not None:
                 self.store.execute("UPDATE profile_registry SET redirect_to = ? WHERE redirect_to = ?", [survivor, old])
                 retired[old] = survivor
         return retired
 
     def _regroup(
-        self, run: str, assignment: Mapping[str, str], touched: Sequence[str],
-        current: Mapping[str, tuple[str | None, float | None]], links: Sequence[tuple[str, str, float]] | None,
+        self,
+        run: str,
+        assignment: Mapping[str, str],
+        touched: Sequence[str],
+        current: Mapping[str, tuple[str | None, float | None]],
+        links: Sequence[tuple[str, str, float]] | None,
     ) -> None:
         """Move the records to their new profiles and rebuild the touched profiles'
         golden records with the batch run's own survivorship SQL. ``current`` is each
@@ -505,15 +532,17 @@ class Stewardship:
         if links is None:
             # Links to records outside the assignment are in profiles it does not touch:
             # they never count. One lookup per side: an OR of the two would scan the table.
-            links = list(dict.fromkeys(
-                (str(a), str(b), float(p))
-                for side in ("record_key_l", "record_key_r")
-                for a, b, p in self.store.rows(
-                    f"SELECT record_key_l, record_key_r, match_probability FROM pairs WHERE {in_records.replace('record_key', side)}",
-                    params,
+            links = list(
+                dict.fromkeys(
+                    (str(a), str(b), float(p))
+                    for side in ("record_key_l", "record_key_r")
+                    for a, b, p in self.store.rows(
+                        f"SELECT record_key_l, record_key_r, match_probability FROM pairs WHERE {in_records.replace('record_key', side)}",
+                        params,
+                    )
+                    if p >= self.match_threshold and a in assignment and b in assignment
                 )
-                if p >= self.match_threshold and a in assignment and b in assignment
-            ))
+            )
         best = match_probabilities(assignment, links)
         # a few profiles: golden records in Python, the updates with bound values; more: the
         # assignment registered once for the updates and the survivorship SQL
@@ -521,11 +550,13 @@ class Stewardship:
         if not few:
             self.store.register(
                 "_sw_assignment",
-                pa.table({
-                    "record_key": records,
-                    "profile_id": [assignment[k] for k in records],
-                    "match_probability": pa.array([best.get(k) for k in records], pa.float64()),
-                }),
+                pa.table(
+                    {
+                        "record_key": records,
+                        "profile_id": [assignment[k] for k in records],
+                        "match_probability": pa.array([best.get(k) for k in records], pa.float64()),
+                    }
+                ),
             )
         try:
             # Only rows that change are written, each by key: a record that moves gets its
@@ -543,7 +574,9 @@ class Stewardship:
                 if keys:
                     in_keys, key_params = in_list(f"{table}.record_key", keys)
                     if few:  # bound values (registering an Arrow table costs ~0.5 ms)
-                        source = "(VALUES " + ", ".join("(?, ?, ?::DOUBLE)" for _ in keys) + ") a(record_key, profile_id, match_probability)"
+                        source = (
+                            "(VALUES " + ", ".join("(?, ?, ?::DOUBLE)" for _ in keys) + ") a(record_key, profile_id, match_probability)"
+                        )
                         key_params = [v for k in keys for v in (k, assignment[k], best.get(k))] + key_params
                     else:
                         source = "_sw_assignment a"
@@ -642,12 +675,14 @@ class Stewardship:
         if links:
             self.store.register(
                 "_sw_constraints",
-                pa.table({
-                    "constraint_id": ids,
-                    "record_key_l": [min(a, b) for a, b, _ in links],
-                    "record_key_r": [max(a, b) for a, b, _ in links],
-                    "kind": [k for _, _, k in links],
-                }),
+                pa.table(
+                    {
+                        "constraint_id": ids,
+                        "record_key_l": [min(a, b) for a, b, _ in links],
+                        "record_key_r": [max(a, b) for a, b, _ in links],
+                        "kind": [k for _, _, k in links],
+                    }
+                ),
             )
             try:
                 self.store.execute(
@@ -665,9 +700,19 @@ class Stewardship:
             self.store.execute(f"UPDATE link_constraints SET active = ? WHERE constraint_id IN ({marks(ids)})", [active, *ids])
 
     def _record(
-        self, action_id: str, kind: ActionKind, by: Steward, reason: str, subject: dict[str, Any], *,
-        before: Sequence[str], after: Sequence[str], records: Sequence[str],
-        added: Sequence[str], removed: Sequence[str], undoes: str | None,
+        self,
+        action_id: str,
+        kind: ActionKind,
+        by: Steward,
+        reason: str,
+        subject: dict[str, Any],
+        *,
+        before: Sequence[str],
+        after: Sequence[str],
+        records: Sequence[str],
+        added: Sequence[str],
+        removed: Sequence[str],
+        undoes: str | None,
     ) -> Action:
         """The action row and its audit event (ids and record keys only, no PII values)."""
         run = ident(self._run())
@@ -683,19 +728,43 @@ class Stewardship:
         }
         self.store.execute(
             """INSERT INTO steward_actions VALUES (?, ?, ?, ?, ?, ?, now(), ?, ?, ?, ?, ?, ?, ?, NULL)""",
-            [action_id, self._run(), kind, by.actor, by.role, reason, json.dumps(subject), list(before), list(after),
-             list(records), list(added), list(removed), undoes],
+            [
+                action_id,
+                self._run(),
+                kind,
+                by.actor,
+                by.role,
+                reason,
+                json.dumps(subject),
+                list(before),
+                list(after),
+                list(records),
+                list(added),
+                list(removed),
+                undoes,
+            ],
         )
-        ProfileQueries(self.store).append_audit([
-            AuditEvent(
-                actor=by.actor, role=by.role, action=f"steward.{kind}", subject=action_id,
-                detail={
-                    "reason": reason, "subject": subject, "profiles": sorted(set(before) | set(after)),
-                    "profiles_before": list(before), "profiles_after": list(after), "moved": moved,
-                    "constraints_added": list(added), "constraints_removed": list(removed), "undoes": undoes,
-                },
-            )
-        ])
+        ProfileQueries(self.store).append_audit(
+            [
+                AuditEvent(
+                    actor=by.actor,
+                    role=by.role,
+                    action=f"steward.{kind}",
+                    subject=action_id,
+                    detail={
+                        "reason": reason,
+                        "subject": subject,
+                        "profiles": sorted(set(before) | set(after)),
+                        "profiles_before": list(before),
+                        "profiles_after": list(after),
+                        "moved": moved,
+                        "constraints_added": list(added),
+                        "constraints_removed": list(removed),
+                        "undoes": undoes,
+                    },
+                )
+            ]
+        )
         found = self.action(action_id)
         assert found is not None
         return found

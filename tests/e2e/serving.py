@@ -102,7 +102,9 @@ def unify_serve(config: Path, env: dict[str, str] | None = None) -> Iterator[Ser
     port = free_port()
     process = subprocess.Popen(
         [UNIFY, "serve", "--config", str(config), "--port", str(port)],
-        env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     try:

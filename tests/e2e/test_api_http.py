@@ -30,7 +30,7 @@ def _post(base: str, query: str, key: str | None = KEYS["agent"], **kw: object) 
 def test_no_key_or_unknown_key_is_401(server: tuple[str, Path]) -> None:
     base, _ = server
     for key in (None, "wrong-key"):
-        response = _post(base, "{ profile(id: \"x\") { id } }", key=key)
+        response = _post(base, '{ profile(id: "x") { id } }', key=key)
         assert response.status_code == 401
         assert response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
 
@@ -48,9 +48,17 @@ def test_other_methods_and_paths_are_refused(server: tuple[str, Path]) -> None:
 def test_every_malformed_body_gets_a_json_400(server: tuple[str, Path]) -> None:
     base, _ = server
     auth = {"Authorization": f"Bearer {KEYS['agent']}", "Content-Type": "application/json"}
-    bodies = [b"null", b"42", b'"query"', b"[" * 5000 + b"]" * 5000, b'{"query": 7}', b'{"query": "{ __typename }", "variables": [1]}',
-              b"\xff\xfe", b'{"query": "{ profileByIdentifier(kind: \\"email\\", value: \\"\\ud800\\") { id } }"}',
-              b'{"query": "mutation($r: JSON!) { ingestRecord(source: \\"crm\\", record: $r) { status } }", "variables": {"r": {"x": "\\udc00"}}}']
+    bodies = [
+        b"null",
+        b"42",
+        b'"query"',
+        b"[" * 5000 + b"]" * 5000,
+        b'{"query": 7}',
+        b'{"query": "{ __typename }", "variables": [1]}',
+        b"\xff\xfe",
+        b'{"query": "{ profileByIdentifier(kind: \\"email\\", value: \\"\\ud800\\") { id } }"}',
+        b'{"query": "mutation($r: JSON!) { ingestRecord(source: \\"crm\\", record: $r) { status } }", "variables": {"r": {"x": "\\udc00"}}}',
+    ]
     for body in bodies:
         response = httpx.post(f"{base}/graphql", content=body, headers=auth, timeout=10)
         assert response.status_code == 400, (body[:60], response.status_code, response.text[:200])
@@ -64,14 +72,16 @@ def test_env_keys_work_too(server: tuple[str, Path]) -> None:
 
 def test_oversized_body_is_413(server: tuple[str, Path]) -> None:
     base, _ = server
-    response = _post(base, "{ profile(id: \"" + "x" * 70_000 + "\") { id } }")
+    response = _post(base, '{ profile(id: "' + "x" * 70_000 + '") { id } }')
     assert response.status_code == 413
 
 
 def test_caller_found_by_a_phone_written_differently(server: tuple[str, Path], small_demo: DemoRun) -> None:
     base, _ = server
     phone, person = small_demo.manifest.demo_phone_lookup
-    response = _post(base, f'{{ profileByIdentifier(kind: "phone", value: "{phone}") {{ id fullName phone records {{ source recordId }} }} }}')
+    response = _post(
+        base, f'{{ profileByIdentifier(kind: "phone", value: "{phone}") {{ id fullName phone records {{ source recordId }} }} }}'
+    )
     assert response.status_code == 200
     profile = response.json()["data"]["profileByIdentifier"]
     truth = small_demo.truth()
@@ -83,7 +93,9 @@ def test_personalization_gets_no_contact_pii_over_http(server: tuple[str, Path],
     phone, _ = small_demo.manifest.demo_phone_lookup
     agent = _post(base, f'{{ profileByIdentifier(kind: "phone", value: "{phone}") {{ pseudonymousId }} }}').json()["data"]
     pseudonym = agent["profileByIdentifier"]["pseudonymousId"]
-    query = f'{{ p: profileByIdentifier(kind: "pseudonymous_id", value: "{pseudonym}") {{ pseudonymousId phone e: email records {{ raw }} }} }}'
+    query = (
+        f'{{ p: profileByIdentifier(kind: "pseudonymous_id", value: "{pseudonym}") {{ pseudonymousId phone e: email records {{ raw }} }} }}'
+    )
     data = _post(base, query, key=KEYS["personalization"]).json()["data"]["p"]
     assert data["pseudonymousId"] == pseudonym and data["phone"] is None and data["e"] is None
     assert all(r["raw"] is None for r in data["records"])
@@ -94,11 +106,11 @@ def test_limits_and_production_hardening_answer_with_codes(server: tuple[str, Pa
     aliases = "{ " + " ".join(f'p{i}: profile(id: "x") {{ id }}' for i in range(16)) + " }"
     error = _post(base, aliases).json()["errors"][0]
     assert error["extensions"]["code"] == "LIMIT_EXCEEDED"
-    deep = "{ profile(id: \"x\") { records { address { street } } } }"
+    deep = '{ profile(id: "x") { records { address { street } } } }'
     assert "errors" not in _post(base, deep).json()
     introspection = _post(base, "{ __schema { types { name } } }").json()
     assert introspection["errors"]
-    suggestion = _post(base, "{ profile(id: \"x\") { fulName } }").json()["errors"][0]["message"]
+    suggestion = _post(base, '{ profile(id: "x") { fulName } }').json()["errors"][0]["message"]
     assert "Did you mean" not in suggestion
 
 
@@ -112,7 +124,9 @@ def test_two_stewards_deciding_one_pair_at_once_one_wins_one_conflicts_both_audi
 
     def decide(decision: str) -> None:
         start.wait()
-        query = f'mutation {{ decideCandidate(pairId: "{pair["id"]}", decision: {decision}, reason: "concurrent {decision}") {{ id kind }} }}'
+        query = (
+            f'mutation {{ decideCandidate(pairId: "{pair["id"]}", decision: {decision}, reason: "concurrent {decision}") {{ id kind }} }}'
+        )
         answers[decision] = _post(base, query, key=steward).json()
 
     threads = [threading.Thread(target=decide, args=(d,)) for d in ("SAME", "DIFFERENT")]
@@ -140,7 +154,10 @@ def test_concurrent_pii_reads_are_each_audited_before_their_answer(server: tuple
 
     def lookup(i: int) -> None:
         start.wait()
-        body = {"query": f'query Card{i} {{ profileByIdentifier(kind: "phone", value: "{phone}") {{ id phone }} }}', "operationName": f"Card{i}"}
+        body = {
+            "query": f'query Card{i} {{ profileByIdentifier(kind: "phone", value: "{phone}") {{ id phone }} }}',
+            "operationName": f"Card{i}",
+        }
         reply = httpx.post(f"{base}/graphql", json=body, headers={"Authorization": f"Bearer {KEYS['agent']}"}, timeout=30)
         answers[i] = reply.json()["data"]["profileByIdentifier"]["id"]
 

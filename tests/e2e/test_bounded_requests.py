@@ -92,7 +92,9 @@ def test_sigterm_stops_a_busy_server_within_5_seconds(small_demo: DemoRun, tmp_p
     phone, _ = small_demo.manifest.demo_phone_lookup
     with unify_serve(config) as server:
         base, process = server
-        run = subprocess.Popen([UNIFY, "run", "--retrain", "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        run = subprocess.Popen(
+            [UNIFY, "run", "--retrain", "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         server.wait_for_log("running `unify run` for the CLI")
         stop = threading.Event()
 
@@ -101,8 +103,10 @@ def test_sigterm_stops_a_busy_server_within_5_seconds(small_demo: DemoRun, tmp_p
                 while not stop.is_set():
                     try:
                         client.post(
-                            f"{base}/graphql", json={"query": f'{{ searchProfiles(query: "{phone} jan") {{ score }} }}'},
-                            headers={"Authorization": f"Bearer {KEYS['agent']}"}, timeout=10,
+                            f"{base}/graphql",
+                            json={"query": f'{{ searchProfiles(query: "{phone} jan") {{ score }} }}'},
+                            headers={"Authorization": f"Bearer {KEYS['agent']}"},
+                            timeout=10,
                         )
                     except httpx.TransportError:
                         return

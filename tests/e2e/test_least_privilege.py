@@ -24,7 +24,10 @@ CARD = """query($kind: String!, $value: String!) { profileByIdentifier(kind: $ki
 
 def _post(base: str, query: str, role: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
     response = httpx.post(
-        f"{base}/graphql", json={"query": query, "variables": variables or {}}, headers={"Authorization": f"Bearer {KEYS[role]}"}, timeout=30
+        f"{base}/graphql",
+        json={"query": query, "variables": variables or {}},
+        headers={"Authorization": f"Bearer {KEYS[role]}"},
+        timeout=30,
     )
     assert response.status_code == 200, response.text
     return response.json()  # type: ignore[no-any-return]
@@ -45,7 +48,9 @@ def test_personalization_sees_no_identifiers_record_keys_or_lookups_by_contact_d
             assert errors[0]["extensions"]["code"] == "FORBIDDEN", errors
         search = _post(base, '{ searchProfiles(query: "jan utrecht") { score } }', "personalization")
         assert search["errors"][0]["extensions"]["code"] == "FORBIDDEN"
-        card = _post(base, CARD, "personalization", {"kind": "pseudonymous_id", "value": agent["pseudonymousId"]})["data"]["profileByIdentifier"]
+        card = _post(base, CARD, "personalization", {"kind": "pseudonymous_id", "value": agent["pseudonymousId"]})["data"][
+            "profileByIdentifier"
+        ]
         assert card["id"] == agent["id"] and card["firstName"] == agent["firstName"]
         assert card["identifiers"] and all(i["value"] is None for i in card["identifiers"])
         assert card["records"] and all(r["key"] is None and r["recordId"] is None and r["source"] for r in card["records"])
@@ -57,7 +62,7 @@ def test_personalization_sees_no_identifiers_record_keys_or_lookups_by_contact_d
         for query, variables in (
             (CARD, {"kind": "no_such_kind", "value": phone}),
             ('{ profileByIdentifier(kind: "phone", value: "' + phone + '") { id ', None),  # syntax error quoting the phone
-            ("{ profile(id: \"" + phone + "\") { id nosuchfield } }", None),
+            ('{ profile(id: "' + phone + '") { id nosuchfield } }', None),
             ('mutation { decideCandidate(pairId: "' + phone + '", decision: SAME, reason: "r") { id } }', None),
         ):
             body = _post(base, query, "steward" if "decide" in query else "agent", variables)

@@ -19,14 +19,16 @@ from tests.e2e.serving import KEYS, UNIFY, copy_demo, unify_serve
 
 pytestmark = pytest.mark.slow  # real servers or larger data: `make test`, not `make test-fast`
 
-INGEST = "mutation($record: JSON!) { ingestRecord(source: \"crm\", record: $record) { recordKey status } }"
+INGEST = 'mutation($record: JSON!) { ingestRecord(source: "crm", record: $record) { recordKey status } }'
 BY_RECORD = 'query($key: String!) { profileByIdentifier(kind: "record", value: $key) { id } }'
 
 
 def _gql(client: httpx.Client, base: str, query: str, variables: dict[str, Any] | None = None, role: str = "agent") -> httpx.Response:
     return client.post(
-        f"{base}/graphql", json={"query": query, "variables": variables or {}},
-        headers={"Authorization": f"Bearer {KEYS[role]}"}, timeout=30,
+        f"{base}/graphql",
+        json={"query": query, "variables": variables or {}},
+        headers={"Authorization": f"Bearer {KEYS[role]}"},
+        timeout=30,
     )
 
 
@@ -76,9 +78,14 @@ def test_a_batch_run_beside_a_serving_server_loses_nothing(small_demo: DemoRun, 
             before = answered[0]
             run = subprocess.run([UNIFY, "run", "--config", str(config_path)], capture_output=True, text=True, timeout=300)
             during = answered[0] - before
-            review = subprocess.run([UNIFY, "review", "--config", str(config_path), "--limit", "3"], capture_output=True, text=True, timeout=60)
+            review = subprocess.run(
+                [UNIFY, "review", "--config", str(config_path), "--limit", "3"], capture_output=True, text=True, timeout=60
+            )
             export = subprocess.run(
-                [UNIFY, "export", "--config", str(config_path), "--out", str(tmp_path / "export")], capture_output=True, text=True, timeout=60
+                [UNIFY, "export", "--config", str(config_path), "--out", str(tmp_path / "export")],
+                capture_output=True,
+                text=True,
+                timeout=60,
             )
             time.sleep(1.0)
         finally:

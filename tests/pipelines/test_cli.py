@@ -41,7 +41,7 @@ def test_export_writes_the_contract_files(small_demo: DemoRun, tmp_path: Path) -
 
 
 def test_errors_are_one_red_line_and_exit_1(tmp_path: Path) -> None:
-    (tmp_path / "unify.toml").write_text('[matching]\nthreshold = 2\n', encoding="utf-8")
+    (tmp_path / "unify.toml").write_text("[matching]\nthreshold = 2\n", encoding="utf-8")
     result = _unify("run", "--config", str(tmp_path / "unify.toml"))
     assert result.returncode == 1
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -74,7 +74,7 @@ def test_review_and_export_show_only_open_pairs_after_a_decision(small_demo: Dem
     shutil.copytree(small_demo.manifest.out_dir, target, ignore=shutil.ignore_patterns("*.tmp"))
     config = load_config(target / "unify.toml")
     with Store.open(config.store_path) as store:
-        (pair_id, total), = store.rows("SELECT min(pair_id), count(*) FROM review_queue")
+        ((pair_id, total),) = store.rows("SELECT min(pair_id), count(*) FROM review_queue")
         Stewardship(store, match_threshold=config.matching.match_threshold, rules={}, default_rule="trust").decide(
             pair_id, "different", "checked by phone", Steward("cli-test", "steward")
         )

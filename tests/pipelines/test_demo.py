@@ -20,25 +20,74 @@ from pipelines.demo import DemoManifest, generate
 
 SOURCES = ("crm", "webshop", "contact_center", "loyalty")
 HEADERS = {
-    "crm": ["klantnummer", "voornaam", "achternaam", "geboortedatum", "email", "telefoon", "straat", "huisnummer",
-            "postcode", "plaats", "gewijzigd"],
-    "webshop": ["customerId", "firstName", "lastName", "email", "phone", "birthDate", "street", "houseNumber", "zip",
-                "city", "country", "updatedAt"],
-    "contact_center": ["caller_id", "full_name", "phone_number", "email_address", "dob", "postal_code",
-                       "last_contact"],
-    "loyalty": ["card_number", "first", "surname", "birth", "mail", "mobile", "zip", "house_no", "town",
-                "member_since"],
+    "crm": [
+        "klantnummer",
+        "voornaam",
+        "achternaam",
+        "geboortedatum",
+        "email",
+        "telefoon",
+        "straat",
+        "huisnummer",
+        "postcode",
+        "plaats",
+        "gewijzigd",
+    ],
+    "webshop": [
+        "customerId",
+        "firstName",
+        "lastName",
+        "email",
+        "phone",
+        "birthDate",
+        "street",
+        "houseNumber",
+        "zip",
+        "city",
+        "country",
+        "updatedAt",
+    ],
+    "contact_center": ["caller_id", "full_name", "phone_number", "email_address", "dob", "postal_code", "last_contact"],
+    "loyalty": ["card_number", "first", "surname", "birth", "mail", "mobile", "zip", "house_no", "town", "member_since"],
 }
 # canonical name -> column, per source ("": the source lacks it)
 COLS: dict[str, dict[str, str]] = {
-    "crm": dict(id="klantnummer", dob="geboortedatum", email="email", phone="telefoon", postcode="postcode",
-                first="voornaam", last="achternaam", full="", fmt="%d-%m-%Y"),
-    "webshop": dict(id="customerId", dob="birthDate", email="email", phone="phone", postcode="zip",
-                    first="firstName", last="lastName", full="", fmt="%Y-%m-%d"),
-    "contact_center": dict(id="caller_id", dob="dob", email="email_address", phone="phone_number",
-                           postcode="postal_code", first="", last="", full="full_name", fmt="%m/%d/%Y"),
-    "loyalty": dict(id="card_number", dob="birth", email="mail", phone="mobile", postcode="zip", first="first",
-                    last="surname", full="", fmt="%Y%m%d"),
+    "crm": dict(
+        id="klantnummer",
+        dob="geboortedatum",
+        email="email",
+        phone="telefoon",
+        postcode="postcode",
+        first="voornaam",
+        last="achternaam",
+        full="",
+        fmt="%d-%m-%Y",
+    ),
+    "webshop": dict(
+        id="customerId",
+        dob="birthDate",
+        email="email",
+        phone="phone",
+        postcode="zip",
+        first="firstName",
+        last="lastName",
+        full="",
+        fmt="%Y-%m-%d",
+    ),
+    "contact_center": dict(
+        id="caller_id",
+        dob="dob",
+        email="email_address",
+        phone="phone_number",
+        postcode="postal_code",
+        first="",
+        last="",
+        full="full_name",
+        fmt="%m/%d/%Y",
+    ),
+    "loyalty": dict(
+        id="card_number", dob="birth", email="mail", phone="mobile", postcode="zip", first="first", last="surname", full="", fmt="%Y%m%d"
+    ),
 }
 Demo = tuple[DemoManifest, dict[str, dict[str, Any]], dict[tuple[str, str], str]]
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
@@ -56,9 +105,13 @@ def load(m: DemoManifest) -> dict[str, dict[str, Any]]:
     for name in ("crm", "loyalty"):
         header, rows = _read_delimited(m.source_paths[name], "," if name == "crm" else "\t")
         good = [dict(zip(header, r)) for r in rows if len(r) == len(header) and r[0] != ""]
-        out[name] = dict(header=header, rows=good, total=len(rows),
-                         wrong_width=sum(len(r) != len(header) for r in rows),
-                         empty_id=sum(len(r) == len(header) and r[0] == "" for r in rows))
+        out[name] = dict(
+            header=header,
+            rows=good,
+            total=len(rows),
+            wrong_width=sum(len(r) != len(header) for r in rows),
+            empty_id=sum(len(r) == len(header) and r[0] == "" for r in rows),
+        )
     lines = m.source_paths["webshop"].read_text(encoding="utf-8").splitlines()
     parsed, invalid = [], 0
     for line in lines:
@@ -67,12 +120,12 @@ def load(m: DemoManifest) -> dict[str, dict[str, Any]]:
         except json.JSONDecodeError:
             invalid += 1
     good = [{k: ("" if v is None else str(v)) for k, v in o.items()} for o in parsed if o["customerId"] is not None]
-    out["webshop"] = dict(header=list(parsed[0]), rows=good, total=len(lines), wrong_width=invalid,
-                          empty_id=sum(o["customerId"] is None for o in parsed))
+    out["webshop"] = dict(
+        header=list(parsed[0]), rows=good, total=len(lines), wrong_width=invalid, empty_id=sum(o["customerId"] is None for o in parsed)
+    )
     table = pq.read_table(m.source_paths["contact_center"])
     cc = [{k: ("" if v is None else v) for k, v in r.items()} for r in table.to_pylist()]
-    out["contact_center"] = dict(header=table.column_names, rows=cc, total=len(cc), wrong_width=0, empty_id=0,
-                                 schema=table.schema)
+    out["contact_center"] = dict(header=table.column_names, rows=cc, total=len(cc), wrong_width=0, empty_id=0, schema=table.schema)
     return out
 
 
@@ -162,8 +215,7 @@ def test_hard_negatives_of_every_kind(demo: Demo) -> None:
     names: dict[str, set[tuple[str, str]]] = defaultdict(set)  # person -> crm names, to check father/son and common names really collide
     for r in data["crm"]["rows"]:
         names[truth["crm", r["klantnummer"]]].add((r["voornaam"], r["achternaam"]))
-    same = [h for h in hn if h["kind"] in ("father_son", "common_name")
-            and names[h["person_a"]] & names[h["person_b"]]]
+    same = [h for h in hn if h["kind"] in ("father_son", "common_name") and names[h["person_a"]] & names[h["person_b"]]]
     assert same, "namesakes should share a name in the CRM"
     grouped = {p for h in hn for p in (h["person_a"], h["person_b"])}
     assert 0.01 < len(grouped) / len(persons) < 0.10
@@ -211,7 +263,7 @@ def _nsn(phone: str) -> str:
     digits = re.sub(r"\D", "", phone)
     for prefix in ("0031", "31", "0"):
         if digits.startswith(prefix) and len(digits) - len(prefix) == 9:
-            return digits[len(prefix):]
+            return digits[len(prefix) :]
     return digits
 
 
@@ -271,13 +323,15 @@ def test_true_pairs_keep_enough_evidence(demo: Demo) -> None:
             text = r[c["full"]] if c["full"] else f"{r[c['first']]} {r[c['last']]}"
             tokens = {t for t in re.split(r"[\s,.\-]+", _fold(text).lower()) if len(t) > 2} - {"van", "der", "den"}
             dob = r[c["dob"]] if _valid_date(r[c["dob"]], c["fmt"]) else ""
-            recs[truth[name, str(r[c["id"]])]].append((
-                tokens,
-                datetime.strptime(dob, c["fmt"]).date() if dob else None,
-                r[c["email"]].strip().lower() or None,
-                _nsn(r[c["phone"]]) or None,
-                r[c["postcode"]].replace(" ", "").upper() or None,
-            ))
+            recs[truth[name, str(r[c["id"]])]].append(
+                (
+                    tokens,
+                    datetime.strptime(dob, c["fmt"]).date() if dob else None,
+                    r[c["email"]].strip().lower() or None,
+                    _nsn(r[c["phone"]]) or None,
+                    r[c["postcode"]].replace(" ", "").upper() or None,
+                )
+            )
     pairs = weak = 0
     for rs in recs.values():
         for a, b in itertools.combinations(rs, 2):
@@ -307,6 +361,11 @@ def test_thousands_of_namesakes_get_unique_addresses_deterministically() -> None
     # every number below 1000 already held by other local parts ("jan.jansen85" is one)
     from pipelines.demo.names import EMAIL_DOMAINS
 
-    held = {f"{local}{k}@{d}" for d, _ in EMAIL_DOMAINS for local in ("jan.jansen", "j.jansen", "janjansen", "jan_jansen", "jansen.jan") for k in range(1000)}
+    held = {
+        f"{local}{k}@{d}"
+        for d, _ in EMAIL_DOMAINS
+        for local in ("jan.jansen", "j.jansen", "janjansen", "jan_jansen", "jansen.jan")
+        for k in range(1000)
+    }
     few = _emails(np.random.default_rng(7), ["Jan"] * 50, [""] * 50, ["Jansen"] * 50, dob[:50], set(held))
     assert len(set(few)) == 50 and not set(few) & held

@@ -95,7 +95,7 @@ def test_a_pair_never_scored_gets_splink_s_weights(store: Store, model: dict[str
         assert e is not None and not e.scored_in_run
         _assert_adds_up(e)
         assert all(c.tf_adjustment == 0.0 for c in e.comparisons)
-        assert e.match_probability == pytest.approx(1 / (1 + 2 ** -e.match_weight), rel=1e-12)
+        assert e.match_probability == pytest.approx(1 / (1 + 2**-e.match_weight), rel=1e-12)
         row = by_splink[pair]
         tf = sum(v for k, v in row.items() if k.startswith("mw_tf_adj_"))
         assert e.match_weight == pytest.approx(row["match_weight"] - tf, abs=TOLERANCE)

@@ -63,9 +63,7 @@ def test_row_problems_are_quarantined_with_line_and_reason(tmp_path: Path, train
     assert "TOO MANY COLUMNS" in rows[1][3]
     assert rows[2][2] == "5" and "duplicate record id (first seen at line 7)" in rows[2][3]
     # every good record is kept, with its own line
-    assert con.execute("SELECT record_id, line FROM records ORDER BY line").fetchall() == [
-        ("1", 2), ("2", 3), ("4", 6), ("5", 7)
-    ]
+    assert con.execute("SELECT record_id, line FROM records ORDER BY line").fetchall() == [("1", 2), ("2", 3), ("4", 6), ("5", 7)]
 
 
 def test_field_problems_null_the_field_and_are_counted(tmp_path: Path, trained_model: Path) -> None:
@@ -84,9 +82,7 @@ def test_values_are_standardized(tmp_path: Path, trained_model: Path) -> None:
         "SELECT email, phone, postcode, last_name, last_name_std, first_name_std FROM records WHERE record_id = '1'"
     ).fetchall()[0]
     assert row == ("jan.de.vries@example.com", "+31612345678", "3511 AB", "de Vries", "vries", "jan")
-    assert con.execute("SELECT last_name, phone FROM records WHERE record_id = '4'").fetchall() == [
-        ("van der Berg", "+31612345671")
-    ]
+    assert con.execute("SELECT last_name, phone FROM records WHERE record_id = '4'").fetchall() == [("van der Berg", "+31612345671")]
     kinds = con.execute("SELECT kind, value FROM identifiers WHERE record_key = 'shop:1' ORDER BY kind").fetchall()
     assert kinds == [("email", "jan.de.vries@example.com"), ("phone", "+31612345678")]
 
@@ -118,9 +114,7 @@ def test_demo_counts_match_what_the_generator_injected(small_demo: DemoRun) -> N
 
 def test_ndjson_bad_lines_are_quarantined_with_their_line(small_demo: DemoRun) -> None:
     with duckdb.connect(str(small_demo.store_path), read_only=True) as con:
-        rows = con.execute(
-            "SELECT line, reason FROM quarantine WHERE source = 'webshop' ORDER BY line"
-        ).fetchall()
+        rows = con.execute("SELECT line, reason FROM quarantine WHERE source = 'webshop' ORDER BY line").fetchall()
     lines = small_demo.manifest.source_paths["webshop"].read_text(encoding="utf-8").splitlines()
     for line, reason in rows:
         text = lines[line - 1]

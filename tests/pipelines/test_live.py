@@ -98,10 +98,7 @@ def split(tmp_path_factory: pytest.TempPathFactory) -> Split:
 
 def _truth(manifest: DemoManifest) -> dict[str, str]:
     table = pq.read_table(manifest.truth_path)
-    return {
-        f"{s}:{r}": p
-        for s, r, p in zip(table["source"].to_pylist(), table["record_id"].to_pylist(), table["person_id"].to_pylist())
-    }
+    return {f"{s}:{r}": p for s, r, p in zip(table["source"].to_pylist(), table["record_id"].to_pylist(), table["person_id"].to_pylist())}
 
 
 def _same_profile_pairs(profiles: dict[str, str], keys: set[str]) -> set[tuple[str, str]]:
@@ -349,7 +346,8 @@ def test_candidates_from_memory_agree_with_the_store_through_updates(split: Spli
     ids = {s.name: s.id for s in split.full.sources}
     new = [  # held-out people again, under ids the store does not have
         (source, {**row, ids[source]: f"NEW{i}{row[ids[source]]}"})
-        for source, rows in sorted(split.held_out.items()) for i, row in enumerate(rows[:8])
+        for source, rows in sorted(split.held_out.items())
+        for i, row in enumerate(rows[:8])
     ]
     with Store.open(stores["store"].store_path, read_only=True) as store:
         stored = [

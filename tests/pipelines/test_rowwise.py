@@ -141,7 +141,10 @@ def test_the_veto_condition_holds_for_the_pairs_duckdb_vetoes(
 def test_string_functions_work_on_characters_as_duckdb_s() -> None:
     rng = random.Random(3)
     alphabet = "abcdeéüijklmnzoë-' "
-    pairs = [("".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12))), "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))) for _ in range(5000)]
+    pairs = [
+        ("".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12))), "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12))))
+        for _ in range(5000)
+    ]
     pairs += [("", ""), ("", "a"), ("martha", "marhta"), ("zoë", "zoe")]
     expression = rowwise.condition("jaro_winkler_similarity(l.s, r.s) + damerau_levenshtein(l.s, r.s) + length(l.s) + length(left(l.s, 3))")
     assert expression is not None

@@ -28,8 +28,7 @@ def records_sql(small_demo: DemoRun) -> str:
     max(value) per kind (see pipelines.link.prepare_linkable)."""
     identifiers = load_config(small_demo.manifest.config_path).shared_identifiers()
     pivots = "".join(
-        f", list_max([i.value FOR i IN identifiers IF i.kind = '{name}']) AS {ident(identifier_column(name))}"
-        for name in identifiers
+        f", list_max([i.value FOR i IN identifiers IF i.kind = '{name}']) AS {ident(identifier_column(name))}" for name in identifiers
     )
     return f"SELECT record_key, {', '.join(MATCH_COLUMNS)}{pivots} FROM records"
 
@@ -38,7 +37,8 @@ def _scored_against_stored(store: Store, model: dict[str, Any], pairs: str) -> t
     """Score ``pairs`` and join the stored pair (keys in the stored order) as ``stored_*``.
     Returns (compared columns, rows)."""
     stored = [c for c in store.columns("pairs") if c.startswith("mw_")] + ["match_weight", "match_probability"]
-    sql = f"""SELECT s.*, {', '.join(f'p.{ident(c)} AS {ident("stored_" + c)}' for c in stored)}
+    columns = ", ".join(f"p.{ident(c)} AS {ident('stored_' + c)}" for c in stored)
+    sql = f"""SELECT s.*, {columns}
               FROM ({score_sql(model, pairs)}) s
               JOIN pairs p ON p.record_key_l = least(s.record_key_l, s.record_key_r)
                           AND p.record_key_r = greatest(s.record_key_l, s.record_key_r)"""
@@ -58,9 +58,7 @@ def test_every_stored_pair_scores_as_the_run_scored_it(store: Store, model: dict
     names = [c["output_column_name"] for c in model["comparisons"]]
     tf_names = [n for n in names if f"mw_tf_adj_{n}" in columns]
     assert set(columns) == {"match_weight", "match_probability", *(f"mw_{n}" for n in names), *(f"mw_tf_adj_{n}" for n in tf_names)}
-    assert set(rows[0]) - {f"stored_{c}" for c in columns} == {
-        "record_key_l", "record_key_r", *columns, *(f"gamma_{n}" for n in names)
-    }
+    assert set(rows[0]) - {f"stored_{c}" for c in columns} == {"record_key_l", "record_key_r", *columns, *(f"gamma_{n}" for n in names)}
     assert tf_names and all(any(r[f"mw_tf_adj_{n}"] != 0 for r in rows) for n in tf_names), "tf adjustments are exercised"
     _assert_same(columns, rows)
 
@@ -94,10 +92,7 @@ def test_term_frequencies_hold_each_distinct_value_of_each_tf_column(store: Stor
     columns = tf_columns(model)
     in_model = {lv["tf_adjustment_column"] for c in model["comparisons"] for lv in c["comparison_levels"] if lv.get("tf_adjustment_column")}
     assert columns and set(columns) == in_model
-    stats = {
-        name: (n, total)
-        for name, n, total in store.rows("SELECT column_name, count(*), sum(tf) FROM term_frequencies GROUP BY ALL")
-    }
+    stats = {name: (n, total) for name, n, total in store.rows("SELECT column_name, count(*), sum(tf) FROM term_frequencies GROUP BY ALL")}
     assert set(stats) == set(columns)
     for column in columns:
         distinct = store.scalar(f"SELECT count(DISTINCT {ident(column)}) FROM records")

@@ -43,9 +43,21 @@ def test_one_source_without_duplicates_then_the_second_by_ingest(tmp_path: Path)
 
     config.write_text(both, encoding="utf-8")
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "ingest", "--config", str(config),
-         "--source", "claims", str(tmp_path / "ingest" / "claims.ndjson")],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"},
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "ingest",
+            "--config",
+            str(config),
+            "--source",
+            "claims",
+            str(tmp_path / "ingest" / "claims.ndjson"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200"},
     )
     assert result.returncode == 0, result.stderr
     assert "The model is provisional" in result.stdout and "records ->" in result.stdout, result.stdout

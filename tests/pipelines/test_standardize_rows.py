@@ -39,10 +39,7 @@ def _by_sql(
     with Store.scratch() as store, store.workspace(name="sql_path"):
         stage_live(store, source, rows=rows)
         standardize(store, config, formats)
-        return {
-            t: (store.arrow(f"SELECT * FROM {t}"), store.rows(f"SELECT column_name, column_type FROM (DESCRIBE {t})"))
-            for t in TABLES
-        }
+        return {t: (store.arrow(f"SELECT * FROM {t}"), store.rows(f"SELECT column_name, column_type FROM (DESCRIBE {t})")) for t in TABLES}
 
 
 @pytest.mark.parametrize("source_name", ["crm", "webshop", "contact_center", "loyalty"])
@@ -66,10 +63,14 @@ def test_python_standardization_equals_the_batch_sql(small_demo: DemoRun, config
             store.execute(f"CREATE TABLE py AS SELECT * {cast} FROM ours")
             store.execute(f"CREATE TABLE db AS SELECT * {cast} FROM theirs")
             assert store.rows("SELECT column_name, column_type FROM (DESCRIBE py)") == types, table
-            assert store.scalar("SELECT count(*) FROM py") == store.scalar("SELECT count(*) FROM db") == (
-                len(fast) if table == "records" else store.scalar("SELECT count(*) FROM db")
+            assert (
+                store.scalar("SELECT count(*) FROM py")
+                == store.scalar("SELECT count(*) FROM db")
+                == (len(fast) if table == "records" else store.scalar("SELECT count(*) FROM db"))
             )
-            differ = store.rows("(SELECT * FROM py EXCEPT ALL SELECT * FROM db) UNION ALL (SELECT * FROM db EXCEPT ALL SELECT * FROM py) LIMIT 5")
+            differ = store.rows(
+                "(SELECT * FROM py EXCEPT ALL SELECT * FROM db) UNION ALL (SELECT * FROM db EXCEPT ALL SELECT * FROM py) LIMIT 5"
+            )
             assert differ == [], f"{table}: {differ}"
             for name in ("py", "db"):
                 store.execute(f"DROP TABLE {name}")

@@ -87,10 +87,17 @@ def test_sql_fast_path_for_dutch_numbers_agrees_with_phonenumbers() -> None:
     shapes = ["06-{}", "+31 6 {}", "00316{}", "06{}", "+316{}", "030-{}", "+31 30 {}", "0031 20 {}"]
     phones = [rng.choice(shapes).format(f"{rng.randrange(10**8):08d}"[: 8 if "6" in s else 7]) for s in shapes for _ in range(50)]
     with Store.scratch() as store:
-        store.register("_in", pa.table({
-            "source": ["s"] * len(phones), "record_id": [str(i) for i in range(len(phones))],
-            "phone": phones, "country": pa.array([None] * len(phones), pa.string()),
-        }))
+        store.register(
+            "_in",
+            pa.table(
+                {
+                    "source": ["s"] * len(phones),
+                    "record_id": [str(i) for i in range(len(phones))],
+                    "phone": phones,
+                    "country": pa.array([None] * len(phones), pa.string()),
+                }
+            ),
+        )
         store.execute("CREATE TABLE ingested AS SELECT * FROM _in")
         _phone_keys(store, "NL")
         fast = dict(store.rows("SELECT record_id, fast FROM phone_keys WHERE fast IS NOT NULL"))
@@ -109,8 +116,13 @@ def test_dutch_numbers_read_without_phonenumbers_are_what_phonenumbers_reads() -
     rng = random.Random(5)
     for _ in range(3_000):
         nine = str(rng.randint(1, 9)) + "".join(rng.choice("0123456789") for _ in range(8))
-        for written, region in ((f"0{nine}", "NL"), (f"+31{nine}", "NL"), (f"0031{nine}", "NL"), (f"+31 {nine}", "BE"),
-                                (f"0{nine[:1]}-{nine[1:]}", "NL")):
+        for written, region in (
+            (f"0{nine}", "NL"),
+            (f"+31{nine}", "NL"),
+            (f"0031{nine}", "NL"),
+            (f"+31 {nine}", "BE"),
+            (f"0{nine[:1]}-{nine[1:]}", "NL"),
+        ):
             parsed = phonenumbers.parse("+" + written[2:] if written.startswith("00") else written, region)
             expected = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
             assert phonenumbers.is_possible_number(parsed), written
@@ -124,9 +136,20 @@ def test_dutch_numbers_read_without_phonenumbers_are_what_phonenumbers_reads() -
 
 
 STREETS = [
-    ("12 oak street", None), ("12a Oak Street", None), ("Kerkstraat 12", None), ("Kerkstraat 12a", "12a"),
-    ("Kerkstraat 12", "14"), ("2e Helmersstraat", None), ("2e Helmersstraat 7", None), ("Villa 2", "8"),
-    ("12", None), (None, "5"), ("Straße 3", None), ("12 oak street 5", None), ("  ", "1"), ("12-14 Main Rd", None),
+    ("12 oak street", None),
+    ("12a Oak Street", None),
+    ("Kerkstraat 12", None),
+    ("Kerkstraat 12a", "12a"),
+    ("Kerkstraat 12", "14"),
+    ("2e Helmersstraat", None),
+    ("2e Helmersstraat 7", None),
+    ("Villa 2", "8"),
+    ("12", None),
+    (None, "5"),
+    ("Straße 3", None),
+    ("12 oak street 5", None),
+    ("  ", "1"),
+    ("12-14 Main Rd", None),
 ]
 
 

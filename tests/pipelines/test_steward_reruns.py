@@ -75,9 +75,7 @@ def test_different_stays_apart_through_a_rerun_even_when_a_third_record_links_bo
 
 def test_merge_stays_one_profile_through_a_rerun_and_the_old_id_redirects(config: Config) -> None:
     with Store.open(config.store_path) as store:
-        ids = [r[0] for r in store.rows(
-            "SELECT profile_id FROM profiles WHERE record_count >= 2 ORDER BY profile_id LIMIT 2"
-        )]
+        ids = [r[0] for r in store.rows("SELECT profile_id FROM profiles WHERE record_count >= 2 ORDER BY profile_id LIMIT 2")]
         action = _stewardship(store, config).merge(ids, "same customer, two accounts", BY)
         (survivor,) = action.profiles_after
         (retired,) = [i for i in ids if i != survivor]
@@ -87,9 +85,7 @@ def test_merge_stays_one_profile_through_a_rerun_and_the_old_id_redirects(config
     run_pipeline(config)
 
     with Store.open(config.store_path) as store:
-        after = {r[0] for r in store.rows(
-            f"SELECT profile_id FROM records WHERE record_key IN ({', '.join('?' * len(members))})", members
-        )}
+        after = {r[0] for r in store.rows(f"SELECT profile_id FROM records WHERE record_key IN ({', '.join('?' * len(members))})", members)}
         assert after == {survivor}, "a rerun split a steward's merge"
         resolved = ProfileQueries(store).resolve([retired])[retired]
         assert resolved.profile_id == survivor and resolved.redirected

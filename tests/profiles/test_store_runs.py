@@ -32,7 +32,7 @@ def test_publish_swaps_every_view_and_registers_ids(tmp_path: Path) -> None:
         second = begin_run(store, "cfg", "model")
         _fill(store, second, "p_b")
         assert store.rows("SELECT profile_id FROM profiles") == [("p_a",)], "unpublished run must not be visible"
-        store.execute(f'UPDATE "{second}".membership SET previous_profile_id = \'p_a\'')
+        store.execute(f"UPDATE \"{second}\".membership SET previous_profile_id = 'p_a'")
         publish_run(store, second, {"n": 2})
         assert store.rows("SELECT profile_id FROM profiles") == [("p_b",)]
         registry = dict(store.rows("SELECT profile_id, redirect_to FROM profile_registry"))
@@ -124,9 +124,7 @@ def test_keyed_inserts_after_writes_in_one_transaction_do_not_invalidate_the_sto
     multiple collections") and invalidates the database; inside ``Store.unordered`` it
     does not. Without ``unordered`` this failed within 40 rounds when it was written."""
     with Store.open(tmp_path / "s.duckdb", compress=False) as store:
-        store.execute(
-            "CREATE TABLE t AS SELECT 'k' || i AS k, 'p' || (i // 3) AS pid, repeat('x', 50) AS v FROM range(200000) r(i)"
-        )
+        store.execute("CREATE TABLE t AS SELECT 'k' || i AS k, 'p' || (i // 3) AS pid, repeat('x', 50) AS v FROM range(200000) r(i)")
         store.execute("CREATE INDEX ix_k ON t (k)")
         store.execute("CREATE INDEX ix_pid ON t (pid)")
         store.execute("CHECKPOINT")
@@ -138,9 +136,7 @@ def test_keyed_inserts_after_writes_in_one_transaction_do_not_invalidate_the_sto
                 store.execute("INSERT INTO t SELECT unnest(?::VARCHAR[]), 'new', 'y'", [new])
                 with store.unordered():
                     store.execute(f"INSERT INTO copied SELECT * FROM t WHERE k IN ({', '.join('?' * len(keys))})", keys)
-        assert store.scalar("SELECT count(*) FROM copied") == sum(
-            (1 + r % 5) + (1 + r % 4) for r in range(60)
-        )
+        assert store.scalar("SELECT count(*) FROM copied") == sum((1 + r % 5) + (1 + r % 4) for r in range(60))
         assert store.scalar("SELECT current_setting('preserve_insertion_order')") is True
 
 

@@ -63,8 +63,10 @@ def test_the_address_survives_as_one_unit(store: Store) -> None:
     # the most recent record (cc) has only a postcode: the most complete recent address wins whole
     parts = {f: golden[f][:2] for f in ("street", "house_number", "postcode", "city")}
     assert parts == {
-        "street": ("Dorpsweg", "shop"), "house_number": ("9", "shop"),
-        "postcode": ("1011 AA", "shop"), "city": ("Amsterdam", "shop"),
+        "street": ("Dorpsweg", "shop"),
+        "house_number": ("9", "shop"),
+        "postcode": ("1011 AA", "shop"),
+        "city": ("Amsterdam", "shop"),
     }
 
 
@@ -123,6 +125,4 @@ def test_python_golden_records_equal_the_sql(small_demo: DemoRun, default: str |
             with Store.open(small_demo.store_path, read_only=True) as published:
                 published_golden = published.arrow("SELECT * FROM golden_fields")
             store.register("published_golden", published_golden)
-            assert store.scalar(
-                "SELECT count(*) FROM (SELECT * FROM py_golden EXCEPT ALL SELECT * FROM published_golden)"
-            ) == 0
+            assert store.scalar("SELECT count(*) FROM (SELECT * FROM py_golden EXCEPT ALL SELECT * FROM published_golden)") == 0

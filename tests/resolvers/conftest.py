@@ -26,9 +26,7 @@ class Api:
 
     def run(self, query: str, role: Role = Role.AGENT, variables: dict[str, Any] | None = None) -> Any:
         schema = build_schema(self.config.api)
-        context = Context(
-            Principal(role, f"test:{role.value}"), self.queries, self.config, b"k" * 32, make_loaders(self.queries)
-        )
+        context = Context(Principal(role, f"test:{role.value}"), self.queries, self.config, b"k" * 32, make_loaders(self.queries))
         result = asyncio.run(schema.execute(query, variable_values=variables, context_value=context))
         event = context.audit_event(None)
         if event:

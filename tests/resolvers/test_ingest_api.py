@@ -15,8 +15,13 @@ def _crm_row(api: Api) -> dict[str, Any]:
     crm = next(s for s in api.config.sources if s.name == "crm")
     key = api.store.scalar("SELECT record_key FROM records WHERE source = 'crm' AND email IS NOT NULL ORDER BY record_key LIMIT 1")
     row = api.store.dicts("SELECT * FROM records WHERE record_key = ?", [key])[0]
-    return {crm.id: "API-1", crm.fields["first_name"]: row["first_name"], crm.fields["last_name"]: row["last_name"],  # type: ignore[index]
-            crm.fields["email"]: row["email"].upper(), "profile_id": row["profile_id"]}  # type: ignore[index]
+    return {
+        crm.id: "API-1",
+        crm.fields["first_name"]: row["first_name"],
+        crm.fields["last_name"]: row["last_name"],  # type: ignore[index]
+        crm.fields["email"]: row["email"].upper(),
+        "profile_id": row["profile_id"],
+    }  # type: ignore[index]
 
 
 def test_a_new_record_joins_its_customer_and_the_next_lookup_sees_it(api: Api) -> None:

@@ -15,13 +15,14 @@ CARD = "{ id fullName email phone dateOfBirth sources records { source recordId 
 
 
 def _a_record(api: Api, where: str) -> dict[str, object]:
-    return api.store.dicts(
-        f"SELECT r.*, m.profile_id FROM records r JOIN membership m USING (record_key) WHERE {where} LIMIT 1"
-    )[0]
+    return api.store.dicts(f"SELECT r.*, m.profile_id FROM records r JOIN membership m USING (record_key) WHERE {where} LIMIT 1")[0]
 
 
 def test_phone_in_any_format_finds_the_profile(api: Api) -> None:
-    row = _a_record(api, "r.phone LIKE '+316%' AND m.profile_id IN (SELECT m2.profile_id FROM membership m2 JOIN identifiers i USING (record_key) WHERE i.kind = 'phone' GROUP BY 1 HAVING count(DISTINCT i.value) = 1) AND r.phone NOT IN (SELECT value FROM identifiers i JOIN membership m3 USING (record_key) GROUP BY value HAVING count(DISTINCT m3.profile_id) > 1)")
+    row = _a_record(
+        api,
+        "r.phone LIKE '+316%' AND m.profile_id IN (SELECT m2.profile_id FROM membership m2 JOIN identifiers i USING (record_key) WHERE i.kind = 'phone' GROUP BY 1 HAVING count(DISTINCT i.value) = 1) AND r.phone NOT IN (SELECT value FROM identifiers i JOIN membership m3 USING (record_key) GROUP BY value HAVING count(DISTINCT m3.profile_id) > 1)",
+    )
     national = "06" + str(row["phone"])[4:]
     for written in (f"{national[:2]}-{national[2:]}", f"+31 6 {national[2:6]} {national[6:]}", "0031" + national[1:], national):
         result = api.run(f'{{ profileByIdentifier(kind: "phone", value: "{written}") {CARD} }}')
@@ -157,7 +158,7 @@ def test_pii_reads_are_audited_without_values(api: Api) -> None:
 @pytest.mark.parametrize(
     "query",
     [
-        "{ profile(id: \"x\") { records { source } " + "".join(f"a{i}: fullName " for i in range(20)) + "} }",
+        '{ profile(id: "x") { records { source } ' + "".join(f"a{i}: fullName " for i in range(20)) + "} }",
         "{ " + " ".join(f'p{i}: profile(id: "x") {{ id }}' for i in range(16)) + " }",
     ],
 )
@@ -171,12 +172,26 @@ def test_every_record_field_shows_the_stored_value(api: Api) -> None:
     column that list misses would come back null instead of its value."""
     row = _a_record(api, "r.email IS NOT NULL AND r.phone IS NOT NULL AND r.street IS NOT NULL AND r.date_of_birth IS NOT NULL")
     fields = {
-        "key": "record_key", "source": "source", "recordId": "record_id", "matchProbability": "match_probability",
-        "firstName": "first_name", "lastName": "last_name", "fullName": "full_name", "email": "email", "phone": "phone",
+        "key": "record_key",
+        "source": "source",
+        "recordId": "record_id",
+        "matchProbability": "match_probability",
+        "firstName": "first_name",
+        "lastName": "last_name",
+        "fullName": "full_name",
+        "email": "email",
+        "phone": "phone",
         "dateOfBirth": "date_of_birth",
     }
-    address = {"street": "street", "houseNumber": "house_number", "addressLine2": "address_line2", "postcode": "postcode",
-               "city": "city", "region": "region", "country": "country"}
+    address = {
+        "street": "street",
+        "houseNumber": "house_number",
+        "addressLine2": "address_line2",
+        "postcode": "postcode",
+        "city": "city",
+        "region": "region",
+        "country": "country",
+    }
     result = api.run(
         f'{{ profile(id: "{row["profile_id"]}") {{ records {{ {" ".join(fields)} updatedAt address {{ {" ".join(address)} }} }} }} }}'
     )
@@ -187,7 +202,6 @@ def test_every_record_field_shows_the_stored_value(api: Api) -> None:
         assert shown[name] == expected, name
     assert all(shown["address"][name] == row[column] for name, column in address.items())
     assert (shown["updatedAt"] is None) == (row["updated_at"] is None)
-
 
 
 @strawberry.type

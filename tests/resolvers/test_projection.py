@@ -46,7 +46,8 @@ def _document(selection: str) -> str:
 def phones(api: Api) -> list[str]:
     """Phones that identify one profile each, of profiles with several records."""
     return [
-        value for (value,) in api.store.rows(
+        value
+        for (value,) in api.store.rows(
             """SELECT i.value FROM identifiers i JOIN profiles p USING (profile_id)
                WHERE i.kind = 'phone' AND p.record_count > 1 GROUP BY i.value
                HAVING count(DISTINCT i.profile_id) = 1 ORDER BY i.value LIMIT 12"""
@@ -56,16 +57,19 @@ def phones(api: Api) -> list[str]:
 
 @pytest.mark.parametrize("selection", QUERIES)
 @pytest.mark.parametrize("role", [Role.STEWARD, Role.PERSONALIZATION])
-def test_answers_equal_whole_row_answers(
-    api: Api, phones: list[str], selection: str, role: Role, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_answers_equal_whole_row_answers(api: Api, phones: list[str], selection: str, role: Role, monkeypatch: pytest.MonkeyPatch) -> None:
     if "explanation" in selection and role is not Role.STEWARD:
         selection = selection.replace("explanation { recordA recordB matchWeight }", "")
     values = phones
     if role is Role.PERSONALIZATION:  # it looks profiles up by pseudonymous id, never by contact data
         selection = selection.replace('kind: "phone"', 'kind: "pseudonymous_id"')
         ids = [api.store.scalar("SELECT profile_id FROM identifiers WHERE kind = 'phone' AND value = ?", [v]) for v in phones]
-        values = [api.run('query($p: ID!) { profile(id: $p) { pseudonymousId } }', role=role, variables={"p": i}).data["profile"]["pseudonymousId"] for i in ids]
+        values = [
+            api.run("query($p: ID!) { profile(id: $p) { pseudonymousId } }", role=role, variables={"p": i}).data["profile"][
+                "pseudonymousId"
+            ]
+            for i in ids
+        ]
     answers: dict[str, list[Any]] = {}
     for mode in ("projected", "whole"):
         if mode == "whole":

@@ -36,15 +36,18 @@ def _code(result: Any) -> str:
 
 
 def _queue(api: Api, first: int = 5, after: str | None = None) -> dict[str, Any]:
-    return _ok(api.run(
-        """query($first: Int!, $after: String) { reviewQueue(first: $first, after: $after) {
+    return _ok(
+        api.run(
+            """query($first: Int!, $after: String) { reviewQueue(first: $first, after: $after) {
              totalCount pageInfo { hasNextPage endCursor }
              edges { node { id matchProbability matchWeight leftProfileId rightProfileId
                             left { key source recordId firstName raw } right { key firstName }
                             explanation { recordA recordB priorWeight matchWeight matchProbability scoredInRun
                                           comparisons { comparison level levelValue matchWeight termFrequencyAdjustment } } } } } }""",
-        Role.STEWARD, {"first": first, "after": after},
-    ))["reviewQueue"]
+            Role.STEWARD,
+            {"first": first, "after": after},
+        )
+    )["reviewQueue"]
 
 
 def test_review_queue_pages_through_every_open_pair_with_explanations_that_add_up(api: Api) -> None:
@@ -95,11 +98,14 @@ def test_every_steward_field_and_mutation_is_forbidden_to_other_roles(api: Api) 
 
 def test_decide_same_merges_at_once_and_a_second_decision_on_the_pair_conflicts(api: Api) -> None:
     pair = _queue(api, first=1)["edges"][0]["node"]
-    data = _ok(api.run(
-        'mutation($p: ID!) { decideCandidate(pairId: $p, decision: SAME, reason: "same phone, moved") '
-        "{ id kind profilesBefore profilesAfter profiles { id records { key } explanation { recordA recordB decision } } } }",
-        Role.STEWARD, {"p": pair["id"]},
-    ))["decideCandidate"]
+    data = _ok(
+        api.run(
+            'mutation($p: ID!) { decideCandidate(pairId: $p, decision: SAME, reason: "same phone, moved") '
+            "{ id kind profilesBefore profilesAfter profiles { id records { key } explanation { recordA recordB decision } } } }",
+            Role.STEWARD,
+            {"p": pair["id"]},
+        )
+    )["decideCandidate"]
     assert data["kind"] == "same" and len(data["profilesBefore"]) == 2 and len(data["profilesAfter"]) == 1
     (merged,) = data["profiles"]
     keys = {r["key"] for r in merged["records"]}
@@ -107,30 +113,49 @@ def test_decide_same_merges_at_once_and_a_second_decision_on_the_pair_conflicts(
     # the links that hold the profile together connect all its records (a spanning tree)
     links = [(e["recordA"], e["recordB"]) for e in merged["explanation"]]
     assert len(links) == len(keys) - 1 and {k for link in links for k in link} == keys
-    decided = _ok(api.run('query($a: String!, $b: String!) { explainMatch(a: $a, b: $b) { decision scoredInRun } }',
-                          Role.STEWARD, {"a": pair["right"]["key"], "b": pair["left"]["key"]}))["explainMatch"]
+    decided = _ok(
+        api.run(
+            "query($a: String!, $b: String!) { explainMatch(a: $a, b: $b) { decision scoredInRun } }",
+            Role.STEWARD,
+            {"a": pair["right"]["key"], "b": pair["left"]["key"]},
+        )
+    )["explainMatch"]
     assert decided == {"decision": "SAME", "scoredInRun": True}
     assert pair["id"] not in [e["node"]["id"] for e in _queue(api, first=100)["edges"]]
-    again = api.run('mutation($p: ID!) { decideCandidate(pairId: $p, decision: DIFFERENT, reason: "no") { id } }',
-                    Role.STEWARD, {"p": pair["id"]})
+    again = api.run(
+        'mutation($p: ID!) { decideCandidate(pairId: $p, decision: DIFFERENT, reason: "no") { id } }', Role.STEWARD, {"p": pair["id"]}
+    )
     assert _code(again) == "CONFLICT"
     assert _code(api.run('mutation { decideCandidate(pairId: "nope", decision: SAME, reason: "r") { id } }', Role.STEWARD)) == "NOT_FOUND"
-    assert _code(api.run('mutation($p: ID!) { decideCandidate(pairId: $p, decision: SAME, reason: " ") { id } }',
-                         Role.STEWARD, {"p": pair["id"]})) == "BAD_REQUEST"
+    assert (
+        _code(
+            api.run(
+                'mutation($p: ID!) { decideCandidate(pairId: $p, decision: SAME, reason: " ") { id } }', Role.STEWARD, {"p": pair["id"]}
+            )
+        )
+        == "BAD_REQUEST"
+    )
 
 
 def test_merge_redirects_the_younger_id_and_undo_restores_it(api: Api) -> None:
     ids = [r[0] for r in api.store.rows("SELECT profile_id FROM profiles WHERE record_count = 1 ORDER BY profile_id LIMIT 2")]
     before = _state(api)
-    action = _ok(api.run('mutation($ids: [ID!]!) { mergeProfiles(ids: $ids, reason: "same person") { id profilesAfter } }',
-                         Role.STEWARD, {"ids": ids}))["mergeProfiles"]
+    action = _ok(
+        api.run(
+            'mutation($ids: [ID!]!) { mergeProfiles(ids: $ids, reason: "same person") { id profilesAfter } }', Role.STEWARD, {"ids": ids}
+        )
+    )["mergeProfiles"]
     (survivor,) = action["profilesAfter"]
     (retired,) = [i for i in ids if i != survivor]
-    found = _ok(api.run('query($id: ID!) { profile(id: $id) { id redirectedFrom recordCount } }', Role.STEWARD, {"id": retired}))
+    found = _ok(api.run("query($id: ID!) { profile(id: $id) { id redirectedFrom recordCount } }", Role.STEWARD, {"id": retired}))
     assert found["profile"] == {"id": survivor, "redirectedFrom": retired, "recordCount": 2}
     # merging a retired id again is a stale view of the data
-    assert _code(api.run('mutation($ids: [ID!]!) { mergeProfiles(ids: $ids, reason: "r") { id } }',
-                         Role.STEWARD, {"ids": [retired, survivor]})) == "CONFLICT"
+    assert (
+        _code(
+            api.run('mutation($ids: [ID!]!) { mergeProfiles(ids: $ids, reason: "r") { id } }', Role.STEWARD, {"ids": [retired, survivor]})
+        )
+        == "CONFLICT"
+    )
     _ok(api.run('mutation($a: ID!) { undo(actionId: $a, reason: "wrong pair") { id undoes } }', Role.STEWARD, {"a": action["id"]}))
     assert _state(api) == before
 
@@ -139,16 +164,19 @@ def test_split_then_undo_restores_byte_identical_state_and_undoing_the_undo_redo
     (pid,) = api.store.rows("SELECT profile_id FROM profiles WHERE record_count >= 3 ORDER BY profile_id LIMIT 1")[0]
     key = api.store.rows("SELECT record_key FROM records WHERE profile_id = ? ORDER BY record_key LIMIT 1", [pid])[0][0]
     before = _state(api)
-    split = _ok(api.run('mutation($k: String!) { splitRecord(recordKey: $k, reason: "another person") { id profilesAfter } }',
-                        Role.STEWARD, {"k": key}))["splitRecord"]
+    split = _ok(
+        api.run(
+            'mutation($k: String!) { splitRecord(recordKey: $k, reason: "another person") { id profilesAfter } }', Role.STEWARD, {"k": key}
+        )
+    )["splitRecord"]
     assert pid in split["profilesAfter"] and len(split["profilesAfter"]) >= 2
     after_split = _state(api)
     assert after_split != before
-    undo = _ok(api.run('mutation($a: ID!) { undo(actionId: $a) { id undoes } }', Role.STEWARD, {"a": split["id"]}))["undo"]
+    undo = _ok(api.run("mutation($a: ID!) { undo(actionId: $a) { id undoes } }", Role.STEWARD, {"a": split["id"]}))["undo"]
     assert undo["undoes"] == split["id"]
     assert _state(api) == before, "undo did not restore golden fields, ids and lineage exactly"
-    assert _code(api.run('mutation($a: ID!) { undo(actionId: $a) { id } }', Role.STEWARD, {"a": split["id"]})) == "CONFLICT"
-    _ok(api.run('mutation($a: ID!) { undo(actionId: $a) { id } }', Role.STEWARD, {"a": undo["id"]}))
+    assert _code(api.run("mutation($a: ID!) { undo(actionId: $a) { id } }", Role.STEWARD, {"a": split["id"]})) == "CONFLICT"
+    _ok(api.run("mutation($a: ID!) { undo(actionId: $a) { id } }", Role.STEWARD, {"a": undo["id"]}))
     assert _state(api) == after_split, "undoing the undo did not redo the split"
 
 
@@ -157,20 +185,35 @@ def test_undo_is_refused_while_a_later_action_changed_the_same_profile(api: Api)
     keys = [r[0] for r in api.store.rows("SELECT record_key FROM records WHERE profile_id = ? ORDER BY record_key", [pid])]
     first = _ok(api.run('mutation($k: String!) { splitRecord(recordKey: $k, reason: "r1") { id } }', Role.STEWARD, {"k": keys[0]}))
     second = _ok(api.run('mutation($k: String!) { splitRecord(recordKey: $k, reason: "r2") { id } }', Role.STEWARD, {"k": keys[-1]}))
-    assert _code(api.run('mutation($a: ID!) { undo(actionId: $a) { id } }', Role.STEWARD, {"a": first["splitRecord"]["id"]})) == "CONFLICT"
-    _ok(api.run('mutation($a: ID!) { undo(actionId: $a) { id } }', Role.STEWARD, {"a": second["splitRecord"]["id"]}))
-    _ok(api.run('mutation($a: ID!) { undo(actionId: $a) { id } }', Role.STEWARD, {"a": first["splitRecord"]["id"]}))
+    assert _code(api.run("mutation($a: ID!) { undo(actionId: $a) { id } }", Role.STEWARD, {"a": first["splitRecord"]["id"]})) == "CONFLICT"
+    _ok(api.run("mutation($a: ID!) { undo(actionId: $a) { id } }", Role.STEWARD, {"a": second["splitRecord"]["id"]}))
+    _ok(api.run("mutation($a: ID!) { undo(actionId: $a) { id } }", Role.STEWARD, {"a": first["splitRecord"]["id"]}))
 
 
 def test_explain_match_by_profile_ids_and_every_action_is_in_the_audit_log(api: Api) -> None:
     pair = _queue(api, first=1)["edges"][0]["node"]
-    explained = _ok(api.run('query($a: String!, $b: String!) { explainMatch(a: $a, b: $b) { recordA recordB matchWeight } }',
-                            Role.STEWARD, {"a": pair["leftProfileId"], "b": pair["rightProfileId"]}))["explainMatch"]
+    explained = _ok(
+        api.run(
+            "query($a: String!, $b: String!) { explainMatch(a: $a, b: $b) { recordA recordB matchWeight } }",
+            Role.STEWARD,
+            {"a": pair["leftProfileId"], "b": pair["rightProfileId"]},
+        )
+    )["explainMatch"]
     assert explained["matchWeight"] >= pair["matchWeight"] - 1e-9  # the strongest pair between the two profiles
-    action = _ok(api.run('mutation($p: ID!) { decideCandidate(pairId: $p, decision: DIFFERENT, reason: "twins") { id profilesAfter } }',
-                         Role.STEWARD, {"p": pair["id"]}))["decideCandidate"]
-    log = _ok(api.run('query($p: ID!) { auditLog(profileId: $p, first: 50) { edges { node { action actor role subject detail } } } }',
-                      Role.ADMIN, {"p": pair["leftProfileId"]}))["auditLog"]["edges"]
+    action = _ok(
+        api.run(
+            'mutation($p: ID!) { decideCandidate(pairId: $p, decision: DIFFERENT, reason: "twins") { id profilesAfter } }',
+            Role.STEWARD,
+            {"p": pair["id"]},
+        )
+    )["decideCandidate"]
+    log = _ok(
+        api.run(
+            "query($p: ID!) { auditLog(profileId: $p, first: 50) { edges { node { action actor role subject detail } } } }",
+            Role.ADMIN,
+            {"p": pair["leftProfileId"]},
+        )
+    )["auditLog"]["edges"]
     entry = next(e["node"] for e in log if e["node"]["subject"] == action["id"])
     assert entry["action"] == "steward.different" and entry["role"] == "steward" and entry["actor"] == "test:steward"
     assert entry["detail"]["reason"] == "twins"
