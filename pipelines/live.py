@@ -157,6 +157,14 @@ class LiveIngest:
         report.seconds = round(time.perf_counter() - started, 4)
         return report
 
+    def forget(self) -> None:
+        """Read the published records again when the next records come: another writer
+        changed them (a `unify ingest` that a server ran for the CLI, beside this one)."""
+        with self.store.exclusive():
+            if self._prepared is not None:
+                self._prepared.index = None
+                self._prepared.tf_rows.clear()
+
     @property
     def model_is_provisional(self) -> bool:
         """The published run's model had nothing to learn true matches from (one clean

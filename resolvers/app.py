@@ -263,7 +263,7 @@ IDLE_SECONDS = 2.0
 IDLE_CHECKPOINT_BYTES = 4 * 1024 * 1024
 
 
-async def _checkpoint_when_idle(store: Store, guard: _Guard, live: LiveIngest) -> None:
+async def _checkpoint_when_idle(store: Store, guard: _Guard, live: LiveIngest, reread: asyncio.Event | None = None) -> None:
     """Write the WAL into the store file while no request waits. A checkpoint stops the
     world and rewrites the indexes of every changed table (3 to 6 s at 1M records): left to
     DuckDB, it runs inside whichever commit crosses the WAL limit, i.e. inside a request.
@@ -274,9 +274,11 @@ async def _checkpoint_when_idle(store: Store, guard: _Guard, live: LiveIngest) -
     published = publish_count(store)
     while True:
         await asyncio.sleep(IDLE_SECONDS / 2)
-        if publish_count(store) != published:  # a batch run the server ran for the CLI
+        if publish_count(store) != published or (reread is not None and reread.is_set()):  # the CLI's run or ingest
             published = publish_count(store)
-            rewarm = live.warming()  # the new run's index, tables and indexes, between requests
+            if reread is not None:
+                reread.clear()
+            rewarm = live.warming()  # the records in memory, tables and indexes, between requests
         if guard.idle_for() >= IDLE_SECONDS:
             try:
                 if await asyncio.to_thread(store.checkpoint_if_due, IDLE_CHECKPOINT_BYTES):
@@ -319,8 +321,15 @@ def create_app(config_path: str | Path | None = None) -> ASGIApp:
         # with 2 threads, 403-418 (bench/api.py's card query at 1M, several runs each).
         loop = asyncio.get_running_loop()
         loop.set_default_executor(ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="unify-store"))
-        checkpoints = asyncio.create_task(_checkpoint_when_idle(store, guarded, live))
-        control = ControlServer(store, socket_path(config.store_path))
+        rewarm = asyncio.Event()  # the server's live index is to be read again (a CLI ingest changed the records)
+
+        def changed(command: str) -> None:
+            if command == "ingest":
+                live.forget()
+                loop.call_soon_threadsafe(rewarm.set)
+
+        checkpoints = asyncio.create_task(_checkpoint_when_idle(store, guarded, live, rewarm))
+        control = ControlServer(store, socket_path(config.store_path), on_changed=changed)
         await control.start()
         try:
             yield

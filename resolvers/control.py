@@ -15,6 +15,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -55,10 +56,14 @@ class _Lines:
 class ControlServer:
     """Listens on the store's control socket (mode 0600) while the server runs."""
 
-    def __init__(self, store: Store, path: Path, on_published: Callable[[], None] = lambda: None):
-        self.store, self.path, self.on_published = store, path, on_published
+    def __init__(self, store: Store, path: Path, on_changed: Callable[[str], None] = lambda command: None):
+        """``on_changed(command)``: called after a command that may have changed the
+        store (run, ingest) has ended, on the thread that ran it."""
+        self.store, self.path, self.on_changed = store, path, on_changed
         self._server: asyncio.AbstractServer | None = None
         self._runs = threading.Lock()  # one batch run at a time
+        # threads of their own: the default executor's are the requests' store readers
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="unify-control")
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -80,6 +85,7 @@ class ControlServer:
         if self._tasks:
             self.store.interrupt_guests()
             await asyncio.wait(list(self._tasks), timeout=grace)
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -109,7 +115,7 @@ class ControlServer:
             loop.call_soon_threadsafe(writer.write, data)
 
         _log.warning("running `unify %s` for the CLI", command)
-        code = await asyncio.to_thread(self._execute, command, params, emit)
+        code = await loop.run_in_executor(self._pool, self._execute, command, params, emit)
         _log.warning("`unify %s` for the CLI ended with exit code %d", command, code)
         writer.write(frame({"exit": code}))
         await writer.drain()
@@ -135,7 +141,8 @@ class ControlServer:
             err.file.flush()
             if command == "run":
                 self._runs.release()
-                self.on_published()
+            if command in ("run", "ingest"):
+                self.on_changed(command)
 
 
 __all__ = ["COMMANDS", "ControlServer"]

@@ -104,3 +104,31 @@ def test_a_batch_run_beside_a_serving_server_loses_nothing(small_demo: DemoRun, 
         assert _gql(client, base, BY_RECORD, {"key": "crm:K0999001"}).json()["data"]["profileByIdentifier"] is not None
         missing = [k for k in acknowledged if _gql(client, base, BY_RECORD, {"key": k}).json()["data"]["profileByIdentifier"] is None]
         assert not missing, f"{len(missing)} of {len(acknowledged)} acknowledged ingests are gone: {missing[:5]}"
+
+
+def test_records_the_cli_ingests_meet_the_next_live_record(small_demo: DemoRun, tmp_path: Path) -> None:
+    """`unify ingest` run by the server beside its own live path: the server's records in
+    memory learn of them, so the next live record of that person joins their profile."""
+    config_path = copy_demo(small_demo.manifest.out_dir, tmp_path / "demo")
+    config = load_config(config_path)
+    crm = next(s for s in config.sources if s.name == "crm")
+    shop = next(s for s in config.sources if s.name == "webshop")
+    person = {"first_name": "Ysolde", "last_name": "Brandsma", "email": "ysolde.brandsma@example.nl", "phone": "0612093847"}
+    crm_file = config.base_dir / crm.path
+    header = crm_file.read_text(encoding="utf-8").splitlines()[0].split(",")
+    row = {crm.id: "K0999002", **{crm.fields[f]: v for f, v in person.items()}}
+    new_file = tmp_path / "crm-new.csv"
+    new_file.write_text(",".join(header) + "\n" + ",".join(row.get(c, "") for c in header) + "\n", encoding="utf-8")
+    with unify_serve(config_path) as (base, _server), httpx.Client() as client:
+        warm = {crm.id: "WARM-1", crm.fields["first_name"]: "Warm", crm.fields["last_name"]: "Up"}
+        assert _gql(client, base, INGEST, {"record": warm}).json()["data"]["ingestRecord"]  # the server reads its index
+        done = subprocess.run(
+            [UNIFY, "ingest", str(new_file), "--source", "crm", "--config", str(config_path)], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0 and "1 rows" in done.stdout, done.stdout + done.stderr
+        owner = _gql(client, base, BY_RECORD, {"key": "crm:K0999002"}).json()["data"]["profileByIdentifier"]
+        assert owner is not None
+        live = {shop.id: "SHOP-YB-1", **{shop.fields[f]: v for f, v in person.items() if f in shop.fields}}
+        mutation = 'mutation($record: JSON!) { ingestRecord(source: "webshop", record: $record) { status profile { id } } }'
+        outcome = _gql(client, base, mutation, {"record": live}).json()["data"]["ingestRecord"]
+        assert outcome["status"] == "attached" and outcome["profile"]["id"] == owner["id"], outcome
