@@ -244,8 +244,8 @@ class _Schema(strawberry.Schema):
 
 
 def quiet_traceback(exc: BaseException) -> str:
-    """``exc``'s traceback (its causes first) with the exception types and without their
-    messages, which may carry values."""
+    """``exc``'s traceback (its causes first): the frames and exception types, without the
+    messages or source lines, which may carry values."""
     chain: list[BaseException] = []
     seen: BaseException | None = exc
     while seen is not None and seen not in chain:
@@ -253,7 +253,8 @@ def quiet_traceback(exc: BaseException) -> str:
         seen = seen.__cause__ or seen.__context__
     parts = []
     for e in reversed(chain):
-        parts.append("".join(traceback.format_tb(e.__traceback__)) + f"{type(e).__module__}.{type(e).__qualname__} (message withheld)\n")
+        frames = "".join(f'  File "{f.filename}", line {f.lineno}, in {f.name}\n' for f in traceback.extract_tb(e.__traceback__))
+        parts.append(frames + f"{type(e).__module__}.{type(e).__qualname__} (message withheld)\n")
     return "caused:\n".join(parts)
 
 
