@@ -463,6 +463,15 @@ def run_child(mode: str, *args: str, log: Path, timeout: float | None = None, fa
 # --------------------------------------------------------------------------- data and store
 
 
+def _production(config_path: Path) -> None:
+    """Production mode: no GraphiQL, no introspection (the demo config is a development
+    one), and no published demo keys, which production refuses (the server gets
+    bench/api.py's key)."""
+    text = re.sub(r"(?m)^development = true$", "development = false", config_path.read_text(encoding="utf-8"))
+    text = re.sub(r"(?m)^\[\[api\.keys\]\]\n(?:^(?!\[)(?!#).*\n)*", "", text)
+    config_path.write_text(text, encoding="utf-8")
+
+
 def ensure_data(out: Path, profiles: int, holdout_every: int) -> tuple[Path, dict[str, Any]]:
     """Demo data with every ``holdout_every``-th record of each source moved to
     ``<out>/holdout/``, unless the marker says it is there. Returns (config, marker)."""
@@ -471,6 +480,7 @@ def ensure_data(out: Path, profiles: int, holdout_every: int) -> tuple[Path, dic
     if marker.exists():
         seen = json.loads(marker.read_text(encoding="utf-8"))
         if all(seen.get(k) == v for k, v in want.items()) and (out / seen["config"]).exists():
+            _production(out / seen["config"])  # data made before production refused the demo keys
             return out / seen["config"], seen
     from pipelines.demo import generate
 
@@ -488,11 +498,7 @@ def ensure_data(out: Path, profiles: int, holdout_every: int) -> tuple[Path, dic
         write_rows(target, path, header, out_rows)
         write_rows(path, path, header, kept)  # the store is built from the rest
         held[name] = {"file": target.relative_to(out).as_posix(), "rows": len(out_rows), "kept": len(kept)}
-    # Production mode: no GraphiQL, no introspection (the demo config is a development one),
-    # and no published demo keys, which production refuses (the server gets bench/api.py's key).
-    text = re.sub(r"(?m)^development = true$", "development = false", manifest.config_path.read_text(encoding="utf-8"))
-    text = re.sub(r"(?m)^\[\[api\.keys\]\]\n(?:^(?!\[)(?!#).*\n)*", "", text)
-    manifest.config_path.write_text(text, encoding="utf-8")
+    _production(manifest.config_path)
     seen = {
         **want,
         "records_requested": records,
