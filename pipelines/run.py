@@ -7,6 +7,7 @@ killed run leaves the previous run serving."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -20,6 +21,7 @@ from pipelines.ingest import SourceCounts, check_sources, guard_shrink, ingest_s
 from pipelines.link import LabelReport, run_linkage
 from pipelines.standardize import standardize
 from profiles import survivorship
+from profiles.errors import UnifyError
 from profiles.store import (
     RUN_TABLES,
     Steward,
@@ -88,6 +90,19 @@ def run_pipeline(
     """Run the whole batch pipeline for ``config`` and publish the result. A source that
     arrived empty or shrank by more than ``run.max_shrink`` fails the run before anything
     is published, unless named in ``accept_shrink``."""
+    if not _RUNNING.acquire(blocking=False):  # a server runs the CLI's commands side by side
+        raise UnifyError("a batch run is already running on this store; run again when it has finished")
+    try:
+        return _run_pipeline(config, retrain, on_stage, accept_shrink)
+    finally:
+        _RUNNING.release()
+
+
+#: One batch run at a time per process: runs share the workspace's name and the model file.
+_RUNNING = threading.Lock()
+
+
+def _run_pipeline(config: Config, retrain: bool, on_stage: StageCallback | None, accept_shrink: Sequence[str]) -> RunSummary:
     notify = on_stage or (lambda _stage: None)
     with Store.scratch() as scratch:
         check_sources(scratch, config)  # nothing is written when a source is unusable
