@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from tests.conftest import DemoRun
 
@@ -57,6 +58,7 @@ def test_export_without_a_run_says_what_to_do(tmp_path: Path) -> None:
     assert result.returncode == 1 and "run `unify run` first" in result.stderr
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     result = _unify("demo", "--records", "3000", "--out", str(tmp_path / "demo"), "--no-serve")
     assert result.returncode == 0, result.stderr

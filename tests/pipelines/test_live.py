@@ -26,6 +26,8 @@ from profiles import survivorship
 from profiles.store import ProfileQueries, Steward, Store
 from tests.accuracy import membership, pairwise
 
+pytestmark = pytest.mark.slow  # a demo split and run of its own (~1 min): `make test`, not `make test-fast`
+
 BY = Steward("test-ingest", "agent")
 HOLDOUT_EVERY = 10  # every 10th record of every source is held out of the batch
 

@@ -89,6 +89,7 @@ def test_served_records_and_identifiers_carry_their_profile(demo_copy: Path) -> 
     assert wrong == (0, 0)
 
 
+@pytest.mark.slow
 def test_saved_model_is_reused_and_retrain_trains_again(demo_copy: Path) -> None:
     config = load_config(demo_copy)
     model = config.model_path.read_text(encoding="utf-8")

@@ -15,6 +15,8 @@ from pipelines.config import load_config
 from pipelines.demo import generate
 from pipelines.run import run_pipeline
 
+pytestmark = pytest.mark.slow  # two full runs: `make test`, not `make test-fast`
+
 
 def _memberships(store: Path) -> dict[str, str]:
     with duckdb.connect(str(store), read_only=True) as con:
