@@ -55,24 +55,10 @@ from profiles.store import (
     name_literal,
     published_run,
 )
+from profiles.tuning import TUNING
 
-#: Up to this many new records, candidates come from the in-memory index (pipelines.match_index)
-#: when the ingester keeps one; more are joined with the stored records rule by rule (hash joins).
-_LOOKUP_MAX = 50
-#: Up to this many candidate pairs of a few records are scored row by row in Python
-#: (pipelines.rowwise, 6-20 us a pair); more by DuckDB (~6 ms to plan, ~2 us a pair).
-_ROWWISE_MAX = 400
-#: Up to this many stored candidates of a bulk file are read by key (index scans); more by one semi-join.
-_KEYS_LOOKUP_MAX = 1000
-#: Term frequencies looked up in the store and kept per run (values; the cache starts over beyond this).
-_TF_CACHE_MAX = 500_000
 #: The published run's tables a live record's profile is read from and written to (warm()).
 _WARM_TABLES = ("records", "membership", "identifiers", "pairs", "profiles", "golden_fields")
-#: Keys of each serving index looked up by warm(): enough to have read its nodes in.
-_WARM_KEYS = 20_000
-#: Rows of a table read by one statement of warm(): two DuckDB row groups (one took up
-#: to 0.6 s cold at 1M; a statement per row group made the whole scan twice as long).
-_WARM_ROWS = 245_760
 #: A live record's quarantine table when none of its rows is quarantined (stage_live's columns).
 _NO_QUARANTINE = pa.table(
     {
@@ -239,10 +225,10 @@ class LiveIngest:
                 return
             yield "tables", time.perf_counter() - started
             low, high = bounds[0]
-            for start in range(low or 0, (high if high is not None else -1) + 1, _WARM_ROWS):
+            for start in range(low or 0, (high if high is not None else -1) + 1, TUNING.warm_rows):
                 started = time.perf_counter()
                 sql = f"SELECT bit_xor(hash(COLUMNS(*))) FROM {table} WHERE rowid BETWEEN ? AND ?"
-                if statement(sql, [start, start + _WARM_ROWS - 1]) is None:
+                if statement(sql, [start, start + TUNING.warm_rows - 1]) is None:
                     return
                 yield "tables", time.perf_counter() - started
         # An index is read in as it is searched: a key lookup that finds its nodes unread
@@ -251,7 +237,7 @@ class LiveIngest:
         indexed = [(f"{r}.{ident(t)}", c) for t, columns in SERVING_INDEXES.items() for c in columns if t in _WARM_TABLES]
         for table, column in [*indexed, ("profile_registry", "profile_id")]:
             started = time.perf_counter()
-            if (sample := statement(f"SELECT {ident(column)} FROM {table} USING SAMPLE {_WARM_KEYS} ROWS")) is None:
+            if (sample := statement(f"SELECT {ident(column)} FROM {table} USING SAMPLE {TUNING.warm_keys} ROWS")) is None:
                 return
             yield "indexes", time.perf_counter() - started
             values = [v for (v,) in sample]
@@ -308,7 +294,7 @@ class LiveIngest:
         fast = standardize_rows(source, rows, formats, self.config) if rows is not None and path is None else None
         types = dict(RECORD_TYPES)
         columns = [("record_key", "VARCHAR"), *((c, types[c]) for c in MATCH_COLUMNS), *((identifier_column(n), "VARCHAR") for n in ids)]
-        if fast is not None and self.in_memory and fast.records.num_rows <= _LOOKUP_MAX:
+        if fast is not None and self.in_memory and fast.records.num_rows <= TUNING.live_lookup_max:
             # a few records standardized in Python: their hashes from their values, bound
             # (no workspace, no table: ~3 ms less a record)
             linkable = _fast_linkable(fast, ids)
@@ -339,7 +325,7 @@ class LiveIngest:
                 )
             count = fast.records.num_rows if fast is not None else int(self.store.scalar("SELECT count(*) FROM new_linkable"))
             probes = None
-            if self.in_memory and count <= _LOOKUP_MAX:
+            if self.in_memory and count <= TUNING.live_lookup_max:
                 pairs, probes = self._score_few(model, self._index(model), self.store.arrow(_probes_sql(self.plans, "new_linkable n")))
             else:
                 self._candidates(self.plans, ids)
@@ -414,7 +400,7 @@ class LiveIngest:
         new = index.conform(probes, known)
         side = pa.concat_tables([new.select(index.schema.names), stored])
         pairs = pairs_table(model, side, sorted({(min(a, b), max(a, b)) for a, b in found}), {**index.term_frequencies(stored), **known})
-        compiled = rowwise.scorer(score_sql(model, "_live_pairs")) if pairs.num_rows <= _ROWWISE_MAX else None
+        compiled = rowwise.scorer(score_sql(model, "_live_pairs")) if pairs.num_rows <= TUNING.rowwise_max else None
         if compiled is None:  # many pairs (DuckDB's vectors win), or SQL the row-wise evaluator does not know
             self.store.register("_live_pairs", pairs)
             try:
@@ -463,8 +449,8 @@ class LiveIngest:
         """``side`` (the new records and their stored candidates, as the model reads them)
         and ``candidate_pairs`` of a bulk file, in the workspace."""
         stored_keys = "SELECT DISTINCT stored_key FROM candidates WHERE stored_key NOT IN (SELECT record_key FROM new_linkable)"
-        keys = [k for (k,) in self.store.rows(f"{stored_keys} ORDER BY 1 LIMIT {_KEYS_LOOKUP_MAX + 1}")]
-        if len(keys) > _KEYS_LOOKUP_MAX:  # one semi-join (the keys stay in the database)
+        keys = [k for (k,) in self.store.rows(f"{stored_keys} ORDER BY 1 LIMIT {TUNING.keys_lookup_max + 1}")]
+        if len(keys) > TUNING.keys_lookup_max:  # one semi-join (the keys stay in the database)
             in_stored, stored_params = f"s.record_key IN ({stored_keys})", list[Any]()
         else:  # a few: looked up by key (index scans)
             in_stored, stored_params = in_list("s.record_key", keys)
@@ -491,7 +477,7 @@ class LiveIngest:
         each value is an indexed equality (an ``IN`` list of them scans the table)."""
         cache = self._state.tf_rows
         missing = [v for v in values if v not in cache]
-        if len(cache) + len(missing) > _TF_CACHE_MAX:
+        if len(cache) + len(missing) > TUNING.tf_cache_max:
             cache.clear()
         table = f"{ident(self.store.catalog)}.main.term_frequencies"
         if missing:
@@ -598,7 +584,7 @@ class LiveIngest:
         logged = staged.records.select(["source", "record_id", "raw", "line"]).sort_by("line")
         if not logged.num_rows:
             pass  # every row quarantined
-        elif logged.num_rows <= _LOOKUP_MAX:  # a few: bound values (an Arrow scan costs ~1 ms more)
+        elif logged.num_rows <= TUNING.live_lookup_max:  # a few: bound values (an Arrow scan costs ~1 ms more)
             self.store.execute(
                 "INSERT INTO ingest_log (seq, source, record_id, raw, ingested_at, actor) VALUES "
                 + ", ".join("(nextval('ingest_seq'), ?, ?, ?, now(), ?)" for _ in range(logged.num_rows)),
@@ -791,7 +777,7 @@ class LiveIngest:
 
     def _vetoed(self, pairs: list[tuple[str, str]], involved: str, params: list[Any], condition: str) -> list[tuple[str, str]]:
         """The ``pairs`` whose records (rows of the query ``involved``) meet the veto ``condition``."""
-        if len(pairs) <= _LOOKUP_MAX * 10:  # a few: one statement, the pairs as bound values
+        if len(pairs) <= TUNING.live_lookup_max * 10:  # a few: one statement, the pairs as bound values
             found = self.store.rows(
                 f"""WITH v AS MATERIALIZED ({involved})
                     SELECT p.a, p.b FROM (VALUES {", ".join("(?, ?)" for _ in pairs)}) p(a, b)

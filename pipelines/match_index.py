@@ -31,9 +31,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from profiles.store import Store, ident, name_literal
+from profiles.tuning import TUNING
 
-#: Term frequencies of a column no plan compares alone are held when there are at most this many.
-_PRELOAD_MAX = 500_000
 #: Prefix of the index's term-frequency columns: ``__tf_<input column>``.
 TF_PREFIX = "__tf_"
 #: The column of DuckDB's hash of record_key (the scan's rows are found by it).
@@ -142,7 +141,7 @@ class MatchIndex:
         """Scan ``linkable`` (a SELECT of record_key and the model's input columns from
         the published records) with each record's term frequencies (as scoring joins
         them) and hashes. The tf values of a column no plan compares alone are read
-        too, when there are at most ``_PRELOAD_MAX`` (names: thousands)."""
+        too, when there are at most ``TUNING.preload_tf_max`` (names: thousands)."""
         joins = "".join(
             f" LEFT JOIN {term_frequencies} t{i} ON t{i}.column_name = {name_literal(c)} AND t{i}.value = CAST(o.{ident(c)} AS VARCHAR)"
             for i, c in enumerate(tf_columns)
@@ -156,7 +155,7 @@ class MatchIndex:
         if rest:
             names = ", ".join(name_literal(c) for c in rest)
             count = store.scalar(f"SELECT count(*) FROM {term_frequencies} WHERE column_name IN ({names})")
-            if count <= _PRELOAD_MAX:
+            if count <= TUNING.preload_tf_max:
                 rows = store.rows(f"SELECT column_name, value, tf FROM {term_frequencies} WHERE column_name IN ({names})")
                 preloaded = {(str(c), str(v)): float(t) for c, v, t in rows}
             else:

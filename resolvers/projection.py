@@ -14,6 +14,7 @@ from typing import Any
 from graphql import GraphQLField, GraphQLResolveInfo, get_named_type
 from graphql.language import FieldNode, FragmentSpreadNode, InlineFragmentNode, SelectionSetNode
 
+from profiles.tuning import TUNING
 from resolvers.types import READS, Reads, declared_resolver
 
 #: What each record is read with whatever is asked: grouped by profile, ordered by time.
@@ -33,7 +34,6 @@ class _Whole(Exception):
 #: Projections by the field node they were made for (kept in the value, so an id is not
 #: reused while its entry lives); the parser cache hands out the same nodes for a text.
 _MADE: dict[int, tuple[FieldNode, Projection | None]] = {}
-_MADE_MAX = 512
 
 
 def projection(info: Any, type_name: str = "Profile") -> Projection | None:
@@ -52,7 +52,7 @@ def projection(info: Any, type_name: str = "Profile") -> Projection | None:
     except _Whole:
         result = None
     if len(nodes) == 1:
-        if len(_MADE) >= _MADE_MAX:
+        if len(_MADE) >= TUNING.projections_max:
             _MADE.clear()
         _MADE[id(nodes[0])] = (nodes[0], result)
     return result

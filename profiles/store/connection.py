@@ -16,6 +16,7 @@ import duckdb
 import pyarrow as pa
 
 from profiles.errors import StoreError
+from profiles.tuning import TUNING
 
 # Store.arrow asks an executed statement for its Arrow table only when it has parameters,
 # mostly a few records' rows (see Store._run): the copy DuckDB 2 warns about is negligible.
@@ -254,7 +255,7 @@ class Store:
         if not rows.num_rows:
             return
         columns = ", ".join(quote_column(c) for c in rows.column_names)
-        if rows.num_rows * rows.num_columns > _VALUES_MAX:
+        if rows.num_rows * rows.num_columns > TUNING.values_max:
             with self._lock:
                 self._con.register("_append_rows", rows)
                 try:
@@ -397,27 +398,20 @@ class Store:
 #: short texts: an IN list or a VALUES insert of hundreds of parameters has a parse tree
 #: many times its text, and each length of the list is a text of its own.
 _PARSED: dict[str, Any] = {}
-_PARSED_MAX = 2_000
-_PARSED_TEXT_MAX = 4_096
 
 
 def _parsed(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
-    if len(sql) > _PARSED_TEXT_MAX:
+    if len(sql) > TUNING.parsed_text_max:
         return sql
     statement = _PARSED.get(sql)
     if statement is None:
         statements = con.extract_statements(sql)
         if len(statements) != 1:
             return sql
-        if len(_PARSED) >= _PARSED_MAX:
+        if len(_PARSED) >= TUNING.parsed_max:
             _PARSED.clear()
         statement = _PARSED[sql] = statements[0]
     return statement
-
-
-#: Up to this many keys go into a query as an ``IN`` list of bound parameters, which
-#: DuckDB answers from an ART index; more are passed as one list parameter.
-_IN_LIST_MAX = 1000
 
 
 def marks(values: Sequence[object]) -> str:
@@ -425,10 +419,6 @@ def marks(values: Sequence[object]) -> str:
     list parameter or a subquery makes it a join that scans); values stay bound
     parameters."""
     return ", ".join("?" * len(values)) or "NULL"
-
-
-#: Values (rows x columns) up to which :meth:`Store.append` binds them as parameters.
-_VALUES_MAX = 2_000
 
 
 def _configure(con: duckdb.DuckDBPyConnection) -> None:
@@ -443,7 +433,7 @@ def in_list(expression: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
     values = list(values)
     if not values:
         return "false", []
-    if len(values) <= _IN_LIST_MAX:
+    if len(values) <= TUNING.in_list_max:
         return f"{expression} IN ({marks(values)})", values
     return f"{expression} IN (SELECT unnest(?))", [values]
 

@@ -35,6 +35,7 @@ from profiles.identity import mint_profile_ids
 from profiles.store.connection import Store, ident, in_list, marks
 from profiles.store.queries import PROFILE_COLUMNS, AuditEvent, ProfileQueries
 from profiles.store.runs import published_run
+from profiles.tuning import TUNING
 
 Decision = Literal["same", "different"]
 ActionKind = Literal["same", "different", "merge", "split", "undo"]
@@ -48,9 +49,6 @@ _SNAPSHOTS: Final[dict[str, str]] = {
 }
 
 
-#: Up to this many records (in at most survivorship.PYTHON_MAX_PROFILES profiles), a
-#: regrouping's updates take bound values and its golden records are computed in Python.
-_FEW_RECORDS = 300
 #: ``golden_fields`` and ``profiles`` rows as :func:`survivorship.golden_records` gives them.
 _GOLDEN_SCHEMA = pa.schema(
     [
@@ -546,7 +544,7 @@ class Stewardship:
         best = match_probabilities(assignment, links)
         # a few profiles: golden records in Python, the updates with bound values; more: the
         # assignment registered once for the updates and the survivorship SQL
-        few = len(set(assignment.values())) <= survivorship.PYTHON_MAX_PROFILES and len(records) <= _FEW_RECORDS
+        few = len(set(assignment.values())) <= survivorship.PYTHON_MAX_PROFILES and len(records) <= TUNING.few_records
         if not few:
             self.store.register(
                 "_sw_assignment",

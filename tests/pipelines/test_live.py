@@ -16,14 +16,13 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-import pipelines.live
-import profiles.store.stewardship
 from pipelines.config import Config, load_config
 from pipelines.demo import DemoManifest, generate
 from pipelines.live import LiveIngest
 from pipelines.run import run_pipeline
 from profiles import survivorship
 from profiles.store import ProfileQueries, Steward, Store
+from profiles.tuning import TUNING
 from tests.accuracy import membership, pairwise
 
 pytestmark = pytest.mark.slow  # a demo split and run of its own (~1 min): `make test`, not `make test-fast`
@@ -168,7 +167,7 @@ def test_ingesting_a_record_again_updates_it_and_reproduces_the_batch_scores(
     in Python (or by DuckDB, as a record with hundreds of candidates is), or everything
     by joins in the store: the batch's scores either way."""
     if "DuckDB" in mode:
-        monkeypatch.setattr(pipelines.live, "_ROWWISE_MAX", 0)
+        monkeypatch.setattr(TUNING, "rowwise_max", 0)
     target = tmp_path / "full"
     shutil.copytree(split.full.base_dir, target, ignore=shutil.ignore_patterns("*.tmp"))
     config = load_config(target / "unify.toml")
@@ -310,8 +309,8 @@ def test_bulk_files_agree_with_records_ingested_one_at_a_time(
     """Each source's held-out rows as one file (the bulk path: candidates by hash joins,
     stored candidates by one semi-join) give the pairs, scores and profiles that ingesting
     the same rows one at a time gives."""
-    monkeypatch.setattr(pipelines.live, "_KEYS_LOOKUP_MAX", 20)  # the semi-join, also at this size
-    monkeypatch.setattr(profiles.store.stewardship, "_FEW_RECORDS", 10)  # golden records by SQL, rewritten by key
+    monkeypatch.setattr(TUNING, "keys_lookup_max", 20)  # the semi-join, also at this size
+    monkeypatch.setattr(TUNING, "few_records", 10)  # golden records by SQL, rewritten by key
     with Store.open(split.bulk.store_path) as store:
         live = LiveIngest(store, split.bulk)
         reports = [live.ingest(source, BY, path=path) for source, path in split.held_files.items()]
