@@ -39,13 +39,12 @@ from profiles.store.connection import ident
 #: How the served tables are laid out: records carry their profile id and identifiers so
 #: that a profile card reads one table; identifiers carry the profile id. They are not
 #: sorted: the serving indexes answer the lookups (profiles.store.runs.SERVING_INDEXES),
-#: and at 1M records a sorted copy read a phone number in 0.29 ms against 0.30 unsorted,
-#: a profile's records in 0.73 against 0.81 ms, while sorting cost 0.6 and 0.7 s a run.
+#: and sorting cost a run more than it saved the reads (docs/benchmarks.md, "Figures
+#: behind the code's choices").
 #:
 #: Their rows are known once standardized, so they are written into the run while splink
-#: samples pairs for u (1.3 of 2 cores busy at 1M records: about half of its statements
-#: run on one core), without profile ids; after clustering one UPDATE per table sets the
-#: ids (0.3 s each at 1M). Every record is in ``membership`` (clusters hold every linkable record);
+#: samples pairs for u (which leaves part of a core idle), without profile ids; after
+#: clustering one UPDATE per table sets the ids. Every record is in ``membership`` (clusters hold every linkable record);
 #: a row the UPDATE would miss is deleted, as the join that wrote them before left it out.
 EARLY_TABLES: dict[str, tuple[str, str]] = {
     "records": (

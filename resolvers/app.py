@@ -306,7 +306,7 @@ def create_app(config_path: str | Path | None = None) -> ASGIApp:
     queries = ProfileQueries(store)
     # before serving (it also makes the published run's serving indexes, once per run):
     # live records then find their candidates in memory and their profiles' blocks and
-    # index nodes read in (~21-23 s and ~3 GiB more at 1,000,000 profiles; docs/benchmarks.md)
+    # index nodes read in (its time and memory at 1M: docs/benchmarks.md, real-time ingest)
     live = live_ingester(queries, config)
     live.warm()
     graphql = _GraphQL(config, queries, queries.secret("pseudonym_key").encode())
@@ -316,9 +316,9 @@ def create_app(config_path: str | Path | None = None) -> ASGIApp:
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         # Store reads (and audit writes) run on as many threads as there are cores. More
-        # only wait for the GIL between their queries, and the waiting costs CPU: with
-        # asyncio's default of cores + 4, 344-364 requests/s at concurrency 8 on 2 cores;
-        # with 2 threads, 403-418 (bench/api.py's card query at 1M, several runs each).
+        # only wait for the GIL between their queries, and the waiting costs CPU (asyncio's
+        # default of cores + 4 served fewer requests: docs/benchmarks.md, "Figures behind
+        # the code's choices").
         loop = asyncio.get_running_loop()
         loop.set_default_executor(ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="unify-store"))
         rewarm = asyncio.Event()  # the server's live index is to be read again (a CLI ingest changed the records)

@@ -393,7 +393,7 @@ class Store:
 
 #: Parsed statements by their text, for those run with parameters (the ones a server or
 #: a live ingest runs again and again): parsing is a quarter of a point lookup's time
-#: (0.16 -> 0.12 ms a phone lookup at 1M). A statement object is copied by each execution,
+#: (docs/benchmarks.md, "Figures behind the code's choices"). A statement object is copied by each execution,
 #: so cursors on any thread share it; a statement's names are bound when it runs. Only
 #: short texts: an IN list or a VALUES insert of hundreds of parameters has a parse tree
 #: many times its text, and each length of the list is a text of its own.

@@ -265,8 +265,8 @@ class ProfileQueries:
 
 
 #: What the API reads of a record: the columns it shows (the matching columns stay in the
-#: store) and its identifiers; the source row only when asked (:meth:`ProfileQueries.raw_rows`).
-#: At 1M records: 0.64 ms a profile's records, against 0.73 with the source row, 1.1 with all.
+#: store) and its identifiers; the source row only when asked (:meth:`ProfileQueries.raw_rows`):
+#: each column read costs a lookup time (docs/benchmarks.md, "Figures behind the code's choices").
 SERVED_RECORD_COLUMNS = (
     "profile_id",
     "record_key",

@@ -22,7 +22,7 @@ def new_run_id(now: datetime | None = None) -> str:
 
 #: Publishes made by this process, per store file. Only one process can open a store file,
 #: so every change of its published run is counted here: readers that name the run's
-#: tables directly (binding a ``main`` view costs 0.1-0.2 ms a query) look the run up
+#: tables directly (binding a ``main`` view costs a fraction of a lookup's time) look the run up
 #: again when this changes (:func:`published_tables`).
 _publishes: dict[str, int] = {}
 
@@ -149,7 +149,7 @@ def _drop_old_runs(store: Store, keep_previous: int) -> None:
 #: ART indexes on the published run's tables for what serving and live ingest look up
 #: by key: a profile's rows, a record's rows and pairs, an identifier's records. Built
 #: once per run (they are kept in the store file), by the process that serves it. Every
-#: index costs each live record's commit (~0.4 ms a column in records at 1,000,000):
+#: index costs each live record's commit (docs/benchmarks.md, "Figures behind the code's choices"):
 #: live candidates come from memory (pipelines.match_index), not from indexes on the
 #: blocking columns.
 SERVING_INDEXES: Final[dict[str, tuple[str, ...]]] = {
