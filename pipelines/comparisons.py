@@ -230,9 +230,9 @@ def blocking_rules(groups: set[str], shared_identifiers: list[str]) -> list[str]
         ({"date_of_birth", "name"}, "l.dob = r.dob AND l.first_initial = r.first_initial"),
         ({"date_of_birth", "name"}, "l.dob = r.dob AND left(l.last_name_std, 3) = left(r.last_name_std, 3)"),
         ({"address", "name"}, "l.postcode_std = r.postcode_std AND l.first_initial = r.first_initial"),
-        # Name alone pairs every "Jan de Vries" with every other one (130M pairs at 1M
-        # records); a name plus birth year or plus city keeps the movers and the
-        # number changers that share nothing else, at a hundredth of the cost.
+        # Name alone pairs every "Jan de Vries" with every other one (docs/benchmarks.md,
+        # "Figures behind the code's choices"); a name plus birth year or plus city keeps
+        # the movers and the number changers that share nothing else, at a hundredth of the cost.
         (
             {"name", "date_of_birth"},
             "l.first_name_std = r.first_name_std AND l.last_name_std = r.last_name_std AND year(l.dob) = year(r.dob)",
@@ -241,10 +241,9 @@ def blocking_rules(groups: set[str], shared_identifiers: list[str]) -> list[str]
         ({"name"}, "l.first_name_std = r.last_name_std AND l.last_name_std = r.first_name_std"),
         ({"date_of_birth", "address"}, "l.dob = r.dob AND l.postcode_std = r.postcode_std"),
         # One dwelling or one place, whatever was retyped in the names and the birth date
-        # (FEBRL4: 132 of 147 missed true pairs were no candidate before these rules).
-        # Never a street name with a number or a given name alone: the demo's 600 street
-        # names repeat in every town (a given name and a street: +38,000 pairs at 50,000
-        # records, ~400x that at 1M). A rule on a field no source maps (the demo's region,
+        # (most of FEBRL4's missed true pairs were no candidate before these rules).
+        # Never a street name with a number or a given name alone: street names repeat in
+        # every town, and such a rule grows with the square of the data. A rule on a field no source maps (the demo's region,
         # address line 2) pairs nothing.
         ({"address"}, "l.postcode_std = r.postcode_std AND l.house_number_std = r.house_number_std"),
         ({"address"}, "l.street_std = r.street_std AND l.postcode_std = r.postcode_std"),

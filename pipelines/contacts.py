@@ -43,7 +43,7 @@ def phone_digits(value: str) -> str:
 #: The unambiguous shapes of a Dutch number, on a value's digits and plus signs: +31/0031
 #: and nine digits, or (read in NL) 0 and nine digits. Their E.164 form is "+31" and the
 #: nine digits, as phonenumbers gives it (tests/pipelines/test_standardize_values.py);
-#: phonenumbers takes ~0.1 ms a number. For Python and SQL (RE2, whole-string match)
+#: phonenumbers is slow for millions of numbers. For Python and SQL (RE2, whole-string match)
 #: alike: the pipeline's SQL applies the same rule (pipelines.standardize._phone_keys).
 #: ASCII digits only, as the SQL reads them; other digits go to phonenumbers.
 DUTCH_INTERNATIONAL_PATTERN = r"(\+31|0031)[1-9][0-9]{8}"

@@ -232,8 +232,8 @@ class LiveIngest:
                     return
                 yield "tables", time.perf_counter() - started
         # An index is read in as it is searched: a key lookup that finds its nodes unread
-        # took 0.5-1.7 ms at 1M records, 0.2-0.35 ms after 20,000 keys had been looked up
-        # (in lists of 1,000, which DuckDB answers from the index).
+        # takes several times as long as one after many keys have been looked up (in
+        # lists of 1,000, which DuckDB answers from the index).
         indexed = [(f"{r}.{ident(t)}", c) for t, columns in SERVING_INDEXES.items() for c in columns if t in _WARM_TABLES]
         for table, column in [*indexed, ("profile_registry", "profile_id")]:
             started = time.perf_counter()
@@ -296,7 +296,7 @@ class LiveIngest:
         columns = [("record_key", "VARCHAR"), *((c, types[c]) for c in MATCH_COLUMNS), *((identifier_column(n), "VARCHAR") for n in ids)]
         if fast is not None and self.in_memory and fast.records.num_rows <= TUNING.live_lookup_max:
             # a few records standardized in Python: their hashes from their values, bound
-            # (no workspace, no table: ~3 ms less a record)
+            # (no workspace, no table: fewer statements a record)
             linkable = _fast_linkable(fast, ids)
             values = ", ".join("(" + ", ".join(f"?::{t}" for _, t in columns) + ")" for _ in range(linkable.num_rows))
             relation = f"(VALUES {values}) n({', '.join(ident(c) for c, _ in columns)})"

@@ -124,7 +124,7 @@ def standardize(store: Store, config: Config, date_formats: DateFormats | None =
     _clean_values(store)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="unify-names") as pool:
         # the names are parsed in Python on a thread of their own while the SQL below runs
-        # (DuckDB lets go of the GIL while it works): at 1M records ~0.6 s of Python
+        # (DuckDB lets go of the GIL while it works)
         names = pool.submit(_parse_names, *_distinct_names(store))
         _email_map(store)
         _phone_keys(store, config.matching.default_country)

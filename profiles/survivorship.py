@@ -151,11 +151,6 @@ def profiles_sql(golden_fields: str, records: str, membership: str) -> str:
         FROM s LEFT JOIN g USING (profile_id)"""
 
 
-#: Up to this many profiles, :func:`golden_records` computes them in Python (a steward's
-#: merge, a live record: the SQL above is ~15 ms to plan and run for one profile); more
-#: (a bulk file's thousands) go through the SQL.
-PYTHON_MAX_PROFILES: Final[int] = 200
-
 GOLDEN_FIELD_COLUMNS: Final[tuple[str, ...]] = ("profile_id", "field", "value", "source", "record_id", "rule", "updated_at")
 
 

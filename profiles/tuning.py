@@ -32,6 +32,10 @@ class Tuning:
     #: Up to this many records, a regrouping's updates take bound values and its golden
     #: records are computed in Python; more by the batch's survivorship SQL.
     few_records: int = 300
+    #: Up to this many profiles, profiles.survivorship.golden_records computes them in
+    #: Python (a steward's merge, a live record: the SQL costs more to plan than to run for
+    #: a few); more (a bulk file's thousands) go through the SQL.
+    python_max_profiles: int = 200
 
     # ---- the store (profiles.store.connection) ----
     #: Up to this many keys go into a query as an IN list of bound parameters, which DuckDB

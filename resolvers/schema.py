@@ -277,7 +277,8 @@ class _MaskErrors(MaskErrors):
 
 def build_schema(api: ApiConfig) -> strawberry.Schema:
     # The limit rule is made once per schema: the validation cache is keyed by the rule
-    # classes, and a class per request would never hit (validation was ~6 ms a request).
+    # classes, and a class per request would never hit (then validation was most of a
+    # request's time).
     limits = (limit_rule(api.max_depth, api.max_aliases, api.max_fields),)
     extensions: list[Any] = [
         lambda: ParserCache(maxsize=256),

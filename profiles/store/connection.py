@@ -116,8 +116,8 @@ class Store:
         if not read_only:
             # No vacuum at checkpoints: DuckDB 2 rewrites each row group that lost rows. A
             # live file or steward action deletes the old golden rows of profiles spread
-            # over every row group (1M profiles, 9.4M golden fields), so that rewrote whole
-            # tables: the checkpoint after 20,000 records at 1M took 6.7 s instead of 1.2.
+            # over every row group, so that rewrote whole tables and made checkpoints several
+            # times as long (docs/benchmarks.md, "Figures behind the code's choices").
             # The deleted rows stay marked as such until the next run writes its tables anew.
             con.execute("SET max_vacuum_tasks = 0")
         store = cls(con, path, read_only)

@@ -544,7 +544,7 @@ class Stewardship:
         best = match_probabilities(assignment, links)
         # a few profiles: golden records in Python, the updates with bound values; more: the
         # assignment registered once for the updates and the survivorship SQL
-        few = len(set(assignment.values())) <= survivorship.PYTHON_MAX_PROFILES and len(records) <= TUNING.few_records
+        few = len(set(assignment.values())) <= TUNING.python_max_profiles and len(records) <= TUNING.few_records
         if not few:
             self.store.register(
                 "_sw_assignment",
