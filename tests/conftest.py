@@ -3,6 +3,7 @@ pipeline runs on them, built once per test session in real DuckDB files."""
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,12 @@ class DemoRun:
     def hard_negatives(self) -> list[tuple[str, str, str]]:
         table = pq.read_table(self.manifest.hard_negatives_path)
         return list(zip(table["kind"].to_pylist(), table["person_a"].to_pylist(), table["person_b"].to_pylist()))
+
+
+def copy_demo_dir(run: DemoRun, target: Path) -> Path:
+    """A writable copy of a demo run's directory (sources, config, store); returns its config."""
+    shutil.copytree(run.manifest.out_dir, target, ignore=shutil.ignore_patterns("*.tmp", "*.sock"))
+    return target / "unify.toml"
 
 
 def demo_run(out: Path, records: int, seed: int) -> DemoRun:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -19,6 +18,7 @@ import httpx
 
 from pipelines.demo.sources import DEMO_API_KEYS
 from resolvers.auth import digest
+from tests.conftest import DemoRun, copy_demo_dir
 
 #: The `unify` command of the environment the tests run in.
 UNIFY = str(Path(sys.executable).with_name("unify"))
@@ -42,10 +42,9 @@ def production_config(config: Path) -> None:
     config.write_text(text, encoding="utf-8")
 
 
-def copy_demo(source: Path, target: Path, *, production: bool = True) -> Path:
-    """A copy of a demo directory; returns its config (``production``: see :func:`production_config`)."""
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns("*.tmp", "*.sock"))
-    config = target / "unify.toml"
+def copy_demo(run: DemoRun, target: Path, *, production: bool = True) -> Path:
+    """A copy of a demo run's directory; returns its config (``production``: see :func:`production_config`)."""
+    config = copy_demo_dir(run, target)
     if production:
         production_config(config)
     return config

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow  # real servers or larger data: `make test`, not `
 
 @pytest.fixture(scope="module")
 def server(small_demo: DemoRun, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    config = copy_demo(small_demo.manifest.out_dir, tmp_path_factory.mktemp("e2e") / "demo")
+    config = copy_demo(small_demo, tmp_path_factory.mktemp("e2e") / "demo")
     with unify_serve(config, env={"UNIFY_API_KEYS": "steward=env-steward-key"}) as running:
         yield running.base, config.parent / "unify.duckdb"
 

@@ -33,7 +33,7 @@ def _post(base: str, query: str, role: str = "personalization", timeout: float =
 
 
 def test_a_fragment_bomb_is_refused_at_once_and_health_answers_meanwhile(small_demo: DemoRun, tmp_path: Path) -> None:
-    config = copy_demo(small_demo.manifest.out_dir, tmp_path / "demo")
+    config = copy_demo(small_demo, tmp_path / "demo")
     with unify_serve(config) as (base, _):
         _post(base, '{ profile(id: "p_x") { id } }')  # connection and first request out of the way
         health: list[float] = []
@@ -73,7 +73,7 @@ def test_a_fragment_bomb_is_refused_at_once_and_health_answers_meanwhile(small_d
 
 
 def test_depth_and_alias_limits_still_count_through_fragments(small_demo: DemoRun, tmp_path: Path) -> None:
-    config = copy_demo(small_demo.manifest.out_dir, tmp_path / "demo")
+    config = copy_demo(small_demo, tmp_path / "demo")
     aliases = " ".join(f"a{i}: id" for i in range(8))
     twice = 'query { profile(id: "p_x") { ...A ...A } } fragment A on Profile { ' + aliases + " }"
     deep = 'query { profile(id: "p_x") { ...R } } fragment R on Profile { ' + "records { profile { " * 5 + "id" + " } }" * 5 + " }"
@@ -88,7 +88,7 @@ def test_depth_and_alias_limits_still_count_through_fragments(small_demo: DemoRu
 def test_sigterm_stops_a_busy_server_within_5_seconds(small_demo: DemoRun, tmp_path: Path) -> None:
     """Busy with requests and with a batch run it runs for the CLI: the run fails, the
     previous run stays published, and the store opens again."""
-    config = copy_demo(small_demo.manifest.out_dir, tmp_path / "demo")
+    config = copy_demo(small_demo, tmp_path / "demo")
     phone, _ = small_demo.manifest.demo_phone_lookup
     with unify_serve(config) as server:
         base, process = server

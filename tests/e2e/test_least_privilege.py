@@ -34,7 +34,7 @@ def _post(base: str, query: str, role: str, variables: dict[str, Any] | None = N
 
 
 def test_personalization_sees_no_identifiers_record_keys_or_lookups_by_contact_data(small_demo: DemoRun, tmp_path: Path) -> None:
-    config = copy_demo(small_demo.manifest.out_dir, tmp_path / "demo")
+    config = copy_demo(small_demo, tmp_path / "demo")
     phone, _ = small_demo.manifest.demo_phone_lookup
     digits = re.sub(r"\D", "", phone)[-6:]
     with unify_serve(config) as server:
@@ -75,7 +75,7 @@ def test_personalization_sees_no_identifiers_record_keys_or_lookups_by_contact_d
 
 
 def test_a_production_config_refuses_the_published_demo_keys(small_demo: DemoRun, tmp_path: Path) -> None:
-    config = copy_demo(small_demo.manifest.out_dir, tmp_path / "demo", production=False)
+    config = copy_demo(small_demo, tmp_path / "demo", production=False)
     config.write_text(config.read_text(encoding="utf-8").replace("development = true", "development = false"), encoding="utf-8")
     refused = subprocess.run([UNIFY, "serve", "--config", str(config), "--port", "1"], capture_output=True, text=True, timeout=60)
     assert refused.returncode == 1

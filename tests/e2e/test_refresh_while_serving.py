@@ -33,7 +33,7 @@ def _gql(client: httpx.Client, base: str, query: str, variables: dict[str, Any] 
 
 
 def test_a_batch_run_beside_a_serving_server_loses_nothing(small_demo: DemoRun, tmp_path: Path) -> None:
-    config_path = copy_demo(small_demo.manifest.out_dir, tmp_path / "demo")
+    config_path = copy_demo(small_demo, tmp_path / "demo")
     config = load_config(config_path)
     crm = next(s for s in config.sources if s.name == "crm")
     fields = crm.fields
@@ -109,7 +109,7 @@ def test_a_batch_run_beside_a_serving_server_loses_nothing(small_demo: DemoRun, 
 def test_records_the_cli_ingests_meet_the_next_live_record(small_demo: DemoRun, tmp_path: Path) -> None:
     """`unify ingest` run by the server beside its own live path: the server's records in
     memory learn of them, so the next live record of that person joins their profile."""
-    config_path = copy_demo(small_demo.manifest.out_dir, tmp_path / "demo")
+    config_path = copy_demo(small_demo, tmp_path / "demo")
     config = load_config(config_path)
     crm = next(s for s in config.sources if s.name == "crm")
     shop = next(s for s in config.sources if s.name == "webshop")

@@ -5,7 +5,6 @@ values left out and counted, and a broken CSV row is quarantined with its line."
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ from pipelines.ingest import FIELD_MAX_CHARS, SPACE_CHARS, UNCLEAN_TEXT, UNWANTE
 from pipelines.live import LiveIngest
 from pipelines.run import run_pipeline
 from profiles.store import Steward, Store
-from tests.conftest import DemoRun
 
 BY = Steward("test", "admin")
 DIRTY = "Ja\x00n\u202e\u200b"  # NUL, a right-to-left override, a zero-width space
@@ -35,10 +33,8 @@ def test_python_and_sql_agree_on_every_unwanted_character() -> None:
 
 
 @pytest.fixture
-def config(small_demo: DemoRun, tmp_path: Path) -> Config:
-    target = tmp_path / "demo"
-    shutil.copytree(small_demo.manifest.out_dir, target, ignore=shutil.ignore_patterns("*.tmp", "*.sock"))
-    return load_config(target / "unify.toml")
+def config(demo_copy: Path) -> Config:
+    return load_config(demo_copy)
 
 
 def _crm(config: Config) -> tuple[str, dict[str, Any]]:

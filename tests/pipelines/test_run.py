@@ -4,7 +4,6 @@ is recorded; the saved model is reused unless a retrain is asked for."""
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import duckdb
@@ -14,14 +13,6 @@ from pipelines import run as run_module
 from pipelines.config import load_config
 from pipelines.run import run_pipeline
 from profiles.errors import ConfigError
-from tests.conftest import DemoRun
-
-
-@pytest.fixture
-def demo_copy(small_demo: DemoRun, tmp_path: Path) -> Path:
-    target = tmp_path / "demo"
-    shutil.copytree(small_demo.manifest.out_dir, target, ignore=shutil.ignore_patterns("*.tmp"))
-    return target / "unify.toml"
 
 
 def _profiles(store: Path) -> list[tuple[str, str]]:

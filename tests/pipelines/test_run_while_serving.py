@@ -3,7 +3,6 @@ and live ingests do while it runs is applied to the run it publishes."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,6 @@ from pipelines.config import Config, load_config
 from pipelines.live import LiveIngest
 from pipelines.run import run_pipeline
 from profiles.store import Steward, Store, current_run
-from tests.conftest import DemoRun
 from tests.pipelines.test_steward_reruns import _profile_of, _stewardship, _triangle
 
 pytestmark = pytest.mark.slow  # real servers or larger data: `make test`, not `make test-fast`
@@ -21,10 +19,8 @@ BY = Steward("test-steward", "steward")
 
 
 @pytest.fixture
-def config(small_demo: DemoRun, tmp_path: Path) -> Config:
-    target = tmp_path / "demo"
-    shutil.copytree(small_demo.manifest.out_dir, target, ignore=shutil.ignore_patterns("*.tmp"))
-    return load_config(target / "unify.toml")
+def config(demo_copy: Path) -> Config:
+    return load_config(demo_copy)
 
 
 def test_steward_actions_and_live_records_during_a_run_reach_the_published_run(config: Config) -> None:

@@ -4,24 +4,20 @@ the operator accepts it."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from pipelines.config import load_config
 from profiles.store import Store, current_run
-from tests.conftest import DemoRun
 from tests.pipelines.test_cli import _unify
 
 pytestmark = pytest.mark.slow  # real servers or larger data: `make test`, not `make test-fast`
 
 
 @pytest.fixture
-def demo(small_demo: DemoRun, tmp_path: Path) -> Path:
-    target = tmp_path / "demo"
-    shutil.copytree(small_demo.manifest.out_dir, target, ignore=shutil.ignore_patterns("*.tmp", "*.sock"))
-    return target / "unify.toml"
+def demo(demo_copy: Path) -> Path:
+    return demo_copy
 
 
 def _crm_records(config: Path) -> tuple[str | None, int]:
