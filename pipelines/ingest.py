@@ -42,16 +42,16 @@ def guard_shrink(counts: Mapping[str, SourceCounts], previous: Mapping[str, int]
     """Refuse (before anything is published) a run in which a source has no accepted
     records or ``max_shrink`` fewer than the published run had, unless it is named in
     ``accept``; sets each source's ``previous`` count for the summary."""
-    refused = []
+    refused: dict[str, str] = {}  # source -> why
     for name, c in counts.items():
         c.previous = previous.get(name)
         if name in accept:
             continue
         if c.accepted == 0:
             was = f"; the published run has {c.previous:,}" if c.previous else ""
-            refused.append(f"source {name} has no records ({c.rows:,} rows read, {c.quarantined:,} quarantined{was})")
+            refused[name] = f"source {name} has no records ({c.rows:,} rows read, {c.quarantined:,} quarantined{was})"
         elif c.previous and c.accepted < c.previous * (1 - max_shrink):
-            refused.append(
+            refused[name] = (
                 f"source {name} has {c.accepted:,} records against {c.previous:,} in the published run "
                 f"({(c.accepted - c.previous) / c.previous:+.0%}; at most -{max_shrink:.0%} is accepted, run.max_shrink)"
             )
@@ -59,9 +59,9 @@ def guard_shrink(counts: Mapping[str, SourceCounts], previous: Mapping[str, int]
     if unknown:
         raise SourceShrunkError(f"--accept-shrink names no configured source: {', '.join(unknown)}")
     if refused:
-        names = " ".join(f"--accept-shrink {n}" for n, c in counts.items() if any(r.startswith(f"source {n} ") for r in refused))
+        names = " ".join(f"--accept-shrink {n}" for n in refused)
         raise SourceShrunkError(
-            "refusing to publish: " + "; ".join(refused) + f". Nothing was changed. If that is right, run again with {names}"
+            "refusing to publish: " + "; ".join(refused.values()) + f". Nothing was changed. If that is right, run again with {names}"
         )
 
 
@@ -328,8 +328,8 @@ def _json_path(column: str) -> str:
 def _quarantine_rows(store: Store, source: SourceConfig, raw_table: str, as_json: bool) -> None:
     t = ident(raw_table)
     rid = _value_sql(source.id, as_json)
+    problems = []  # CASE branches, the first that holds names the row's problem
     if as_json:  # values of JSON rows must be text (or numbers where a number can stand for it)
-        problems = []
         for role, column in source.columns().items():
             kind = f"json_type(_raw, {_json_path(column)})"
             allowed = (
@@ -343,18 +343,14 @@ def _quarantine_rows(store: Store, source: SourceConfig, raw_table: str, as_json
                 f"{_string_literal(column)} || '): ' || CASE {kind} WHEN 'OBJECT' THEN 'an object' WHEN 'ARRAY' THEN 'an array' "
                 f"WHEN 'BOOLEAN' THEN 'true or false' ELSE 'a number' END || ' where {expected} was expected'"
             )
-        store.execute(
-            f"""INSERT INTO quarantine SELECT ?, _line, NULL, problem, left(_raw, 500)
-                FROM (SELECT _line, _raw, CASE {" ".join(problems)} END AS problem FROM {t}) WHERE problem IS NOT NULL""",
-            [source.name],
-        )
-        store.execute(f"DELETE FROM {t} WHERE _line IN (SELECT line FROM quarantine WHERE source = ? AND record_id IS NULL)", [source.name])
+    problems.append(f"WHEN length({rid}) > {FIELD_MAX_CHARS} THEN 'record id longer than {FIELD_MAX_CHARS} characters'")
+    problems.append(
+        f"WHEN regexp_matches({rid}, $unwanted) OR regexp_matches({rid}, $spaces) THEN 'record id contains control or invisible characters'"
+    )
     store.execute(
-        f"""INSERT INTO quarantine SELECT ?, _line, NULL, CASE
-                WHEN length({rid}) > {FIELD_MAX_CHARS} THEN 'record id longer than {FIELD_MAX_CHARS} characters'
-                ELSE 'record id contains control or invisible characters' END, left(_raw, 500)
-            FROM {t} WHERE length({rid}) > {FIELD_MAX_CHARS} OR regexp_matches({rid}, ?) OR regexp_matches({rid}, ?)""",
-        [source.name, UNWANTED_CHARS, SPACE_CHARS],
+        f"""INSERT INTO quarantine SELECT $source, _line, NULL, problem, left(_raw, 500)
+            FROM (SELECT _line, _raw, CASE {" ".join(problems)} END AS problem FROM {t}) WHERE problem IS NOT NULL""",
+        {"source": source.name, "unwanted": UNWANTED_CHARS, "spaces": SPACE_CHARS},
     )
     store.execute(f"DELETE FROM {t} WHERE _line IN (SELECT line FROM quarantine WHERE source = ? AND record_id IS NULL)", [source.name])
     store.execute(

@@ -13,7 +13,6 @@ import contextlib
 import json
 import logging
 import os
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,6 +24,7 @@ from rich.console import Console
 from pipelines import cli
 from pipelines.control import decode_params, frame
 from profiles.store import Store
+from resolvers.schema import quiet_traceback
 
 _log = logging.getLogger("unify.server")
 
@@ -61,7 +61,6 @@ class ControlServer:
         store (run, ingest) has ended, on the thread that ran it."""
         self.store, self.path, self.on_changed = store, path, on_changed
         self._server: asyncio.AbstractServer | None = None
-        self._runs = threading.Lock()  # one batch run at a time
         # threads of their own: the default executor's are the requests' store readers
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="unify-control")
         self._tasks: set[asyncio.Task[None]] = set()
@@ -123,24 +122,19 @@ class ControlServer:
     def _execute(self, command: str, params: dict[str, Any], emit: Callable[[bytes], None]) -> int:
         out = Console(file=_Lines(emit, stderr=False), width=120, no_color=True, force_terminal=False)  # type: ignore[arg-type]
         err = Console(file=_Lines(emit, stderr=True), width=120, no_color=True, force_terminal=False)  # type: ignore[arg-type]
-        if command == "run" and not self._runs.acquire(blocking=False):
-            err.print("error: a batch run is already running in the server; wait for it to finish")
-            return 1
         try:
             with cli.output_to(out, err):
                 getattr(cli, command)(**params)
             return 0
         except typer.Exit as exc:
             return int(exc.exit_code)
-        except Exception as exc:  # a server fault: the traceback is the server log's, one line is the CLI's
-            _log.exception("`unify %s` for the CLI failed", command)
+        except Exception as exc:  # a server fault: the traceback is the server log's (no values), one line is the CLI's
+            _log.error("`unify %s` for the CLI failed:\n%s", command, quiet_traceback(exc))
             err.print(f"error: {type(exc).__name__} in the server while running `unify {command}` (see the server's log)")
             return 1
         finally:
             out.file.flush()
             err.file.flush()
-            if command == "run":
-                self._runs.release()
             if command in ("run", "ingest"):
                 self.on_changed(command)
 
