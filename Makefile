@@ -25,7 +25,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
-	$(BIN)/mypy profiles pipelines resolvers
+	$(BIN)/mypy profiles pipelines resolvers unify
 
 test: lint
 	$(BIN)/python -m pytest -n 2 -q

@@ -27,9 +27,9 @@ sys.path[:0] = [str(REPO), str(REPO / "bench")]
 import plain_splink  # noqa: E402  (bench/, on the path above)
 import pyarrow.parquet as pq  # noqa: E402
 
+from pipelines.batch.run import run_pipeline  # noqa: E402
 from pipelines.config import load_config  # noqa: E402
 from pipelines.demo import generate  # noqa: E402
-from pipelines.run import run_pipeline  # noqa: E402
 from tests.accuracy import PairwiseScores, membership, merged_hard_negatives, pairwise  # noqa: E402
 from tests.febrl import write_febrl1, write_febrl4  # noqa: E402
 

@@ -78,8 +78,8 @@ CARD_QUERY = """query Card($v: String!) {
 
 #: The two sides: (uvicorn app, its request path).
 SIDES: dict[str, tuple[str, str]] = {
-    "graphql": ("resolvers.app:create_app", "/graphql"),
-    "bare": ("api:create_bare_app", "/lookup"),  # this file, imported with --app-dir bench
+    "graphql": ("api:create_graphql_app", "/graphql"),  # this file, imported with --app-dir bench
+    "bare": ("api:create_bare_app", "/lookup"),
 }
 
 # wrk's Lua script: cycles through one JSON body per line of a file, checks every response
@@ -169,7 +169,7 @@ CARD_RECORD_COLUMNS = ("source", "record_id", "updated_at", "identifiers")
 
 def bare_lookup(queries: Any, phone: str) -> dict[str, Any] | None:
     """The store work of the card query for one phone number, without GraphQL."""
-    from pipelines.contacts import standardize_phone
+    from pipelines.standardize.contacts import standardize_phone
 
     value = standardize_phone(phone, REGION)[0]
     if value is None:
@@ -182,6 +182,13 @@ def bare_lookup(queries: Any, phone: str) -> dict[str, Any] | None:
     if profile is None:
         return None
     return card(profile, queries.records([pid], CARD_RECORD_COLUMNS).get(pid, []))
+
+
+def create_graphql_app() -> Any:
+    """uvicorn factory: unify's app (as `unify serve` builds it, without the control socket)."""
+    from resolvers.app import create_app
+
+    return create_app(os.environ["UNIFY_CONFIG"])
 
 
 def create_bare_app(config_path: str | None = None) -> Any:
@@ -223,8 +230,8 @@ def create_bare_app(config_path: str | None = None) -> Any:
 
 def child_build(config_path: str) -> dict[str, Any]:
     """The pipeline on the demo data, as `unify run` runs it."""
+    from pipelines.batch.run import run_pipeline
     from pipelines.config import load_config
-    from pipelines.run import run_pipeline
 
     summary = run_pipeline(load_config(config_path))
     return {"records": summary.records, "profiles": summary.profiles, "seconds": summary.seconds}
@@ -411,7 +418,7 @@ def pick_lookups(config_path: Path, count: int) -> tuple[list[dict[str, str]], S
     """``count`` Dutch mobile numbers that identify exactly one profile, in national
     format, with the profile each must find (read-only; closed before serving)."""
     from pipelines.config import load_config
-    from pipelines.contacts import standardize_phone
+    from pipelines.standardize.contacts import standardize_phone
     from profiles.store import Store
 
     with Store.open(load_config(config_path).store_path, read_only=True) as store:
@@ -465,8 +472,7 @@ class Server:
             "warning",
             "--no-access-log",
         ]
-        if side == "bare":
-            command += ["--app-dir", str(REPO / "bench")]
+        command += ["--app-dir", str(REPO / "bench")]
         env = {**os.environ, "UNIFY_CONFIG": str(config_path), "UNIFY_API_KEYS": f"agent={API_KEY}"}
         self.log = (out / f"server-{side}.log").open("w", encoding="utf-8")
         self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT)

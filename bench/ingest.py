@@ -1,5 +1,5 @@
 """Real-time ingest benchmark: single-record latency (in process and through the
-``ingestRecord`` mutation) and bulk throughput of the live ingest (pipelines.live).
+``ingestRecord`` mutation) and bulk throughput of the live ingest (pipelines.live.ingest).
 
 Why: a source system pushes a new or changed customer record and expects it matched into
 the profiles at once; a nightly export of one source should go in without a batch run.
@@ -11,7 +11,7 @@ record, and bulk ingest >= 2,000 records/s.
 How:
 1. Data: demo data for about ``--profiles`` profiles (2.27 records per profile); every
    ``--holdout-every``-th record of each source file is held out (as
-   tests/pipelines/test_live.py does) and written to ``<out>/holdout/``; the pipeline
+   tests/pipelines/live/test_live.py does) and written to ``<out>/holdout/``; the pipeline
    builds the store from the rest (``run_pipeline``, in a subprocess logging to
    ``<out>/build.log``) and the store is kept as ``<out>/pristine.duckdb``. A marker file,
    ``bench-ingest-store.json``, records what is there and a digest of the code that
@@ -228,8 +228,8 @@ def child_build(config_path: str) -> dict[str, Any]:
     """The pipeline on the kept records, as `unify run --retrain` runs it; then the store
     prepared as serving prepares it (its serving indexes, where the code has them) and
     checkpointed, so that the store file alone is the whole store."""
+    from pipelines.batch.run import run_pipeline
     from pipelines.config import load_config
-    from pipelines.run import run_pipeline
 
     config = load_config(config_path)
     summary = run_pipeline(config, retrain=True)
@@ -318,7 +318,7 @@ def child_inprocess(config_path: str, singles_path: str, warmup: str, count: str
     """One record at a time through ``LiveIngest``: ``warmup`` unmeasured, ``count``
     measured, then ``profile_count`` more with SQL statements timed and under cProfile."""
     from pipelines.config import load_config
-    from pipelines.live import STATUSES, LiveIngest
+    from pipelines.live.ingest import STATUSES, LiveIngest
     from profiles.store import Steward, Store
 
     config = load_config(config_path)
@@ -407,7 +407,7 @@ def child_bulk(config_path: str, source: str, file: str, warm_source: str = "", 
     after that file of ``warm_source`` (not timed), as in a process that has ingested
     before: the first ingest after opening a store reads its indexes and tables in."""
     from pipelines.config import load_config
-    from pipelines.live import LiveIngest
+    from pipelines.live.ingest import LiveIngest
     from profiles.store import Steward, Store
 
     config = load_config(config_path)

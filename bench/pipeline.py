@@ -78,8 +78,8 @@ def code_digest() -> str:
 
 def model_digest(config: Any) -> str:
     """Digest of the splink settings (comparisons, blocking rules) for ``config``."""
-    from pipelines.comparisons import settings
-    from pipelines.link import model_groups
+    from pipelines.batch.link import model_groups
+    from pipelines.matching.comparisons import settings
 
     wanted = settings(model_groups(config), config.shared_identifiers())
     return digest(json.dumps(wanted, sort_keys=True).encode())
@@ -96,8 +96,8 @@ def timed(seconds: dict[str, float], step: str) -> Iterator[None]:
 
 def child_ours(config_path: Path) -> dict[str, Any]:
     """Our pipeline, exactly as `unify run --config <config_path> --retrain` runs it."""
+    from pipelines.batch.run import run_pipeline
     from pipelines.config import load_config
-    from pipelines.run import run_pipeline
 
     config = load_config(config_path)
     summary = run_pipeline(config, retrain=True)
@@ -107,10 +107,10 @@ def child_ours(config_path: Path) -> dict[str, Any]:
 
 def child_prepare(config_path: Path, parquet: Path) -> dict[str, Any]:
     """Plain splink's input: our ``linkable`` table (ingest + standardize + pivot), as Parquet."""
+    from pipelines.batch.ingest import ingest_sources
+    from pipelines.batch.link import prepare_linkable
     from pipelines.config import load_config
-    from pipelines.ingest import ingest_sources
-    from pipelines.link import prepare_linkable
-    from pipelines.standardize import standardize
+    from pipelines.standardize.batch import standardize
     from profiles.store import Store, sql_literal_path
 
     config = load_config(config_path)
@@ -132,13 +132,13 @@ def child_prepare(config_path: Path, parquet: Path) -> dict[str, Any]:
 
 def child_splink(config_path: Path, parquet: Path) -> dict[str, Any]:
     """Plain splink on ``parquet``: same settings, training calls and thresholds as
-    ``pipelines.link``, written against splink's public API only."""
+    ``pipelines.batch.link``, written against splink's public API only."""
     import duckdb
     from splink import DuckDBAPI, Linker
 
-    from pipelines.comparisons import deterministic_rules, em_training_rules, settings
+    from pipelines.batch.link import model_groups
     from pipelines.config import load_config
-    from pipelines.link import model_groups
+    from pipelines.matching.comparisons import deterministic_rules, em_training_rules, settings
 
     quiet_splink()
     config = load_config(config_path)

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 
 @dataclass
 class Tuning:
-    # ---- the live path (pipelines.live, pipelines.match_index) ----
+    # ---- the live path (pipelines.live.ingest, pipelines.live.match_index) ----
     #: Up to this many new records, candidates come from the in-memory index when the
     #: ingester keeps one; more are joined with the stored records rule by rule (hash joins).
     live_lookup_max: int = 50
     #: Up to this many candidate pairs of a few records are scored row by row in Python
-    #: (pipelines.rowwise); more by DuckDB, which costs more to plan and less per pair.
+    #: (pipelines.matching.rowwise); more by DuckDB, which costs more to plan and less per pair.
     rowwise_max: int = 400
     #: Up to this many stored candidates of a bulk file are read by key (index scans); more by one semi-join.
     keys_lookup_max: int = 1000

@@ -1,8 +1,8 @@
 """The ASGI app: one process owns the store; every request is authenticated by API key,
 bounded in size and time, and audited when it returns PII.
 
-`unify serve` runs ``uvicorn resolvers.app:create_app --factory`` with the config path in
-``UNIFY_CONFIG``."""
+`unify serve` (unify.cli) builds it with ``create_app`` and serves it with uvicorn; the
+server's control socket, through which the CLI's commands run here, is its sidecar."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import os
 import re
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import Any, cast
 
@@ -31,18 +31,21 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
 from pipelines.config import Config, load_config
-from pipelines.control import socket_path
-from pipelines.live import LiveIngest
+from pipelines.live.ingest import LiveIngest
 from profiles.errors import StoreError
 from profiles.store import AuditEvent, ProfileQueries, Store
 from profiles.store.runs import publish_count
 from resolvers.auth import Keyring, Principal
 from resolvers.context import Context, make_loaders
-from resolvers.control import ControlServer
 from resolvers.ingest import live_ingester
 from resolvers.schema import build_schema
 
 _log = logging.getLogger("unify.server")
+
+#: Runs beside the server while it serves: given the store and a function that says which
+#: command changed the store's records ("run", "ingest"), an async context manager
+#: (unify.control's ControlServer.running).
+Sidecar = Callable[[Store, Callable[[str], None]], AbstractAsyncContextManager[None]]
 
 
 class _AuditWriter:
@@ -294,15 +297,17 @@ async def _health(_: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-def create_app(config_path: str | Path | None = None) -> ASGIApp:
-    """App factory (uvicorn ``--factory``): opens the store named by the config."""
-    config = load_config(config_path or os.environ.get("UNIFY_CONFIG", "unify.toml"))
+def create_app(config: Config | str | Path, *, sidecar: Sidecar | None = None) -> ASGIApp:
+    """Opens the store named by the config (a Config, or the path of its file) and warms
+    the live path; ``sidecar`` runs beside the server while it serves."""
+    if not isinstance(config, Config):
+        config = load_config(config)
     # Store reads run on worker threads while the event loop goes on; a thread that
     # finished its query waits for the GIL at most this long (default 5 ms).
     sys.setswitchinterval(0.0005)
     keyring = Keyring.from_config(config)
     store = Store.open(config.store_path, compress=config.store.compress, checkpoint_wal=config.store.checkpoint_wal)
-    store.host()  # the CLI's commands on this store run in here (resolvers.control)
+    store.host()  # the CLI's commands on this store run in here (the sidecar, unify.control)
     queries = ProfileQueries(store)
     # before serving (it also makes the published run's serving indexes, once per run):
     # live records then find their candidates in memory and their profiles' blocks and
@@ -329,12 +334,10 @@ def create_app(config_path: str | Path | None = None) -> ASGIApp:
                 loop.call_soon_threadsafe(rewarm.set)
 
         checkpoints = asyncio.create_task(_checkpoint_when_idle(store, guarded, live, rewarm))
-        control = ControlServer(store, socket_path(config.store_path), on_changed=changed)
-        await control.start()
         try:
-            yield
+            async with sidecar(store, changed) if sidecar else nullcontext():
+                yield
         finally:
-            await control.close(grace=1.5)
             checkpoints.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await checkpoints

@@ -1,5 +1,5 @@
 """Match explanations in the API: the model's evidence for a pair of records, with the
-numbers the published run used (see pipelines.explain)."""
+numbers the published run used (see pipelines.matching.explain)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import enum
 
 import strawberry
 
-from pipelines.explain import Explanation, explain_pairs
+from pipelines.matching.explain import Explanation, explain_pairs
 from resolvers.context import Context
 
 

@@ -1,5 +1,5 @@
 """Real-time recognition through the API: ``ingestRecord`` matches a new or changed
-source record into the profiles at once (see pipelines.live)."""
+source record into the profiles at once (see pipelines.live.ingest)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from pipelines.config import Config
-from pipelines.live import IngestedRecord, LiveIngest
+from pipelines.live.ingest import IngestedRecord, LiveIngest
 from profiles.errors import ConfigError
 from profiles.store import ProfileQueries, Steward
 from resolvers.auth import Role

@@ -18,8 +18,8 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
 from pipelines.config import ApiConfig
-from pipelines.contacts import standardize_email, standardize_phone
-from pipelines.search import parse_query, search
+from pipelines.standardize.contacts import standardize_email, standardize_phone
+from pipelines.matching.search import parse_query, search
 from profiles.model import split_record_key
 from resolvers.auth import Role
 from resolvers.context import Context, context_of, require

@@ -10,9 +10,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines.batch.run import RunSummary, run_pipeline
 from pipelines.config import load_config
 from pipelines.demo import DemoManifest, generate
-from pipelines.run import RunSummary, run_pipeline
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,12 @@ def demo_run(out: Path, records: int, seed: int) -> DemoRun:
 def small_demo(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     """5,000 records: for behaviour (not accuracy) tests. Read it, do not write to it."""
     return demo_run(tmp_path_factory.mktemp("small_demo"), 5_000, seed=11)
+
+
+@pytest.fixture
+def demo_copy(small_demo: DemoRun, tmp_path: Path) -> Path:
+    """A writable copy of the small demo (sources, config, store); its config's path."""
+    return copy_demo_dir(small_demo, tmp_path / "demo")
 
 
 @pytest.fixture(scope="session")

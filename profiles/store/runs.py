@@ -150,7 +150,7 @@ def _drop_old_runs(store: Store, keep_previous: int) -> None:
 #: by key: a profile's rows, a record's rows and pairs, an identifier's records. Built
 #: once per run (they are kept in the store file), by the process that serves it. Every
 #: index costs each live record's commit (docs/benchmarks.md, "Figures behind the code's choices"):
-#: live candidates come from memory (pipelines.match_index), not from indexes on the
+#: live candidates come from memory (pipelines.live.match_index), not from indexes on the
 #: blocking columns.
 SERVING_INDEXES: Final[dict[str, tuple[str, ...]]] = {
     "records": ("record_key", "profile_id"),

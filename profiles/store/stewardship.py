@@ -31,7 +31,7 @@ import pyarrow as pa
 from profiles import survivorship
 from profiles.constraints import STEWARD_LINK, constrained_components
 from profiles.errors import ConflictError, InvalidActionError, NotFoundError, StoreError
-from profiles.identity import mint_profile_ids
+from profiles.identity import inherit_profile_ids, mint_profile_ids
 from profiles.store.connection import Store, ident, in_list, marks
 from profiles.store.queries import PROFILE_COLUMNS, AuditEvent, ProfileQueries
 from profiles.store.runs import published_run
@@ -360,16 +360,16 @@ class Stewardship:
     ) -> dict[str, str]:
         """Group ``keys`` (records of profile ``origin``) as a batch run would: model
         links at or above the threshold and SAME decisions, never across a DIFFERENT.
-        The largest group keeps ``origin``; the others get new ids."""
-        ordered = self._groups(keys, apart, ignore)
-        names = [origin, *self._new_ids(len(ordered) - 1)]
-        return {k: name for name, group in zip(names, ordered) for k in group}
+        The largest group keeps ``origin``; the others get new ids (inherit_profile_ids)."""
+        groups = {min(group): group for group in self._groups(keys, apart, ignore)}
+        names, _ = inherit_profile_ids(groups, dict.fromkeys(keys, origin), self._new_ids)
+        return {k: names[g] for g, group in groups.items() for k in group}
 
     def reconcile(self, record_keys: Sequence[str]) -> int:
         """Regroup the profiles that hold ``record_keys`` as a batch run would, with the
         stewards' decisions as they stand now: a decision taken while a batch run was
         running (the run had read the decisions before) is applied to that run once it is
-        published. A group keeps the id of the profile that gave it most records. Returns
+        published. The ids groups keep: profiles.identity.inherit_profile_ids. Returns
         how many records changed profile."""
         keys = sorted(set(record_keys))
         if not keys:
@@ -381,16 +381,9 @@ class Stewardship:
                 return 0
             records = self.records_of(profiles)
             was = {k: p for p, ks in records.items() for k in ks}
-            assignment: dict[str, str] = {}
-            taken: set[str] = set()
-            for group in self._groups(list(was), (), None):
-                votes: dict[str, int] = {}
-                for k in group:
-                    votes[was[k]] = votes.get(was[k], 0) + 1
-                free = [p for p in votes if p not in taken]
-                name = min(free, key=lambda p: (-votes[p], p)) if free else self._new_ids(1)[0]
-                taken.add(name)
-                assignment.update({k: name for k in group})
+            groups = {min(group): group for group in self._groups(list(was), (), None)}
+            names, _ = inherit_profile_ids(groups, was, self._new_ids)
+            assignment = {k: names[g] for g, group in groups.items() for k in group}
             moved = sum(1 for k, p in assignment.items() if was[k] != p)
             if moved:
                 self.reassign(profiles, assignment)

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from profiles.store import ProfileQueries, Store
-from tests.conftest import DemoRun, copy_demo_dir
-
-
-@pytest.fixture
-def demo_copy(small_demo: DemoRun, tmp_path: Path) -> Path:
-    """A writable copy of the small demo (sources, config, store); its config's path."""
-    return copy_demo_dir(small_demo, tmp_path / "demo")
+from tests.conftest import DemoRun
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from pipelines.search import parse_query
+from pipelines.matching.search import parse_query
 from tests.resolvers.conftest import Api
 
 QUERY = "query($q: String!, $n: Int!) { searchProfiles(query: $q, first: $n) { score matchWeight matchedRecord profile { id } } }"

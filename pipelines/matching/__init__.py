@@ -1,0 +1,3 @@
+"""The matching model: which fields are compared and how (comparisons), how pairs are
+scored (scoring, and rowwise for a few pairs in Python), why a pair scored as it did
+(explain), and finding profiles by anything a customer says (search)."""

@@ -1,0 +1,5 @@
+"""`python -m unify`: the command line."""
+
+from unify.cli import app
+
+app()

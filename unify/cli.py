@@ -1,0 +1,366 @@
+"""The `unify` command line: thin over the pipeline; one error handler turns expected
+failures into a red one-line message and exit code 1 (``--debug`` for the traceback)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager
+from contextvars import ContextVar
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipelines.batch.run import RunSummary, run_pipeline
+from pipelines.config import load_config
+from profiles.errors import ConfigError, UnifyError
+from profiles.store import Store
+from unify.control import ControlServer, delegate, socket_path
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="unify: customer data unification.")
+F = TypeVar("F", bound=Callable[..., Any])
+_state = {"debug": False}
+
+#: Where the commands write: the terminal, or (a command a server runs for the CLI, see
+#: unify.control) consoles writing back to the CLI that asked.
+_OUTPUT: ContextVar[tuple[Console, Console] | None] = ContextVar("unify_cli_output", default=None)
+
+
+class _RoutedConsole:
+    def __init__(self, default: Console, which: int):
+        self._default, self._which = default, which
+
+    def __getattr__(self, name: str) -> Any:
+        routed = _OUTPUT.get()
+        return getattr(routed[self._which] if routed else self._default, name)
+
+
+console: Console = _RoutedConsole(Console(), 0)  # type: ignore[assignment]
+err_console: Console = _RoutedConsole(Console(stderr=True), 1)  # type: ignore[assignment]
+
+
+@contextmanager
+def output_to(out: Console, err: Console) -> Iterator[None]:
+    """Commands run inside write to ``out`` and ``err`` (a server running one for the CLI)."""
+    token = _OUTPUT.set((out, err))
+    try:
+        yield
+    finally:
+        _OUTPUT.reset(token)
+
+
+def delegable(fn: F) -> F:
+    """A command that needs the store: while `unify serve` serves it, the server runs the
+    command (unify.control) and this process prints what it writes."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if _OUTPUT.get() is None and not args:  # in the CLI's own process, not in the server
+            store_path = load_config(kwargs["config"]).store_path
+            code = delegate(
+                store_path, fn.__name__, kwargs, lambda line, err: print(line, end="", flush=True, file=sys.stderr if err else sys.stdout)
+            )
+            if code is not None:
+                if code:
+                    raise typer.Exit(code)
+                return None
+        return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Config file.", dir_okay=False)]
+
+
+@app.callback()
+def main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False) -> None:
+    _state["debug"] = debug
+
+
+def friendly_errors(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UnifyError as exc:
+            if _state["debug"]:
+                raise
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            err_console.print(f"[bold red]error:[/] {first_line}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _print_summary(summary: RunSummary, elapsed: float) -> None:
+    table = Table(title=f"run {summary.run_id}", title_justify="left")
+    for column in ("source", "rows", "accepted", "previous run", "quarantined", "field issues"):
+        table.add_column(column, justify="right" if column != "source" else "left")
+    for name, counts in summary.sources.items():
+        issues = ", ".join(f"{f} {n}" for f, n in sorted(counts.field_issues.items())) or "-"
+        if counts.previous is None:
+            previous = "-"
+        else:
+            change = f" ({(counts.accepted - counts.previous) / counts.previous:+.1%})" if counts.previous else ""
+            previous = f"{counts.previous:,}{change}"
+        table.add_row(name, f"{counts.rows:,}", f"{counts.accepted:,}", previous, f"{counts.quarantined:,}", issues)
+    console.print(table)
+    console.print(
+        f"{summary.records:,} records -> {summary.profiles:,} profiles "
+        f"({summary.ids_kept:,} ids kept, {summary.ids_new:,} new); "
+        f"{summary.candidate_pairs:,} scored pairs, {summary.review_queue:,} in the review queue; "
+        f"model {'trained' if summary.model_trained else 'reused'}"
+    )
+    if summary.labels is not None and summary.labels.pairs:
+        labels = summary.labels
+        scores = ", ".join(
+            f"{name} {value:.3f}" for name, value in (("precision", labels.precision), ("recall", labels.recall)) if value is not None
+        )
+        console.print(
+            f"steward labels: {labels.same} same, {labels.different} different; model {scores or 'not measurable'}; {labels.note}"
+        )
+    if summary.vetoes:
+        console.print("vetoes: " + "; ".join(f"{rule} {why}" for rule, why in summary.vetoes.items()))
+    for assumption in summary.assumptions:
+        console.print(f"[yellow]assumed: {assumption}[/]")
+    if summary.untrained_levels:
+        console.print(
+            "[dim]comparison levels never observed in training (scored neutrally): " + "; ".join(summary.untrained_levels) + "[/]"
+        )
+    stages = ", ".join(f"{k} {v:.1f}s" for k, v in summary.seconds.items() if ": " not in k)  # stages, not their parts
+    console.print(f"[dim]{stages}; total {elapsed:.1f}s[/]")
+
+
+def _run(config_path: Path, retrain: bool, accept_shrink: list[str] | None = None) -> RunSummary:
+    config = load_config(config_path)
+    start = time.perf_counter()
+    with console.status("starting", spinner="dots") as status:
+        summary = run_pipeline(
+            config, retrain=retrain, on_stage=lambda stage: status.update(f"{stage} ..."), accept_shrink=accept_shrink or ()
+        )
+    _print_summary(summary, time.perf_counter() - start)
+    return summary
+
+
+@app.command()
+@friendly_errors
+@delegable
+def run(
+    config: ConfigOption = Path("unify.toml"),
+    retrain: Annotated[bool, typer.Option("--retrain", help="Train the model again even if one is saved.")] = False,
+    accept_shrink: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--accept-shrink",
+            metavar="SOURCE",
+            help="Publish although SOURCE arrived empty or shrank by more than run.max_shrink (repeatable).",
+        ),
+    ] = None,
+) -> None:
+    """Batch pipeline: ingest -> standardize -> link -> cluster -> survivorship -> publish."""
+    _run(config, retrain, accept_shrink)
+
+
+def _serve(config_path: Path, host: str, port: int) -> None:
+    import uvicorn
+
+    config = load_config(config_path)  # fail here, in one line, rather than inside the server
+    from pipelines.demo.sources import demo_key_roles
+
+    if not config.api.development and (demo := demo_key_roles(k.sha256 for k in config.api.keys)):
+        raise ConfigError(
+            f"{config_path}: the published demo key of role {', '.join(demo)} is accepted, and api.development is false: "
+            "anyone who read the README could use it. Give each [[api.keys]] a key of your own, or set development = true for a demo"
+        )
+    from resolvers.app import create_app  # here: the other commands need not load the API
+
+    def control(store: Store, changed: Callable[[str], None]) -> AbstractAsyncContextManager[None]:
+        return ControlServer(store, socket_path(config.store_path), execute_for_server, on_changed=changed).running()
+
+    app = create_app(config, sidecar=control)
+    # Stopping (SIGTERM, Ctrl+C) waits at most 2 s for requests under way, then cancels them.
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2)
+
+
+def execute_for_server(command: str, params: dict[str, Any], out: Console, err: Console) -> None:
+    """Runs one of the commands a CLI asked the server for, writing to ``out`` and ``err``."""
+    commands: dict[str, Callable[..., None]] = {"run": run, "ingest": ingest, "export": export, "review": review}
+    with output_to(out, err):
+        commands[command](**params)
+
+
+@app.command()
+@friendly_errors
+def serve(
+    config: ConfigOption = Path("unify.toml"),
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the GraphQL API over the published profiles (owns the store while it runs)."""
+    console.print(f"GraphQL API on http://{host}:{port}/graphql (Ctrl+C stops it)")
+    _serve(config, host, port)
+
+
+class ExportFormat(str, Enum):
+    parquet = "parquet"
+    csv = "csv"
+
+
+@app.command()
+@friendly_errors
+@delegable
+def export(
+    out: Annotated[Path, typer.Option("--out", help="Directory to write to.", file_okay=False)],
+    config: ConfigOption = Path("unify.toml"),
+    format: Annotated[ExportFormat, typer.Option("--format", help="File format.")] = ExportFormat.parquet,
+) -> None:
+    """Write profiles, membership and the review queue (and lineage) as files."""
+    from pipelines.batch.export import export as do_export
+
+    cfg = load_config(config)
+    suffix = ExportFormat(format).value  # given by value when the server runs it for the CLI
+    written = do_export(cfg.store_path, out, "csv" if suffix == "csv" else "parquet")
+    for name, rows in written.items():
+        console.print(f"{out / (name + '.' + suffix)}: {rows:,} rows")
+
+
+@app.command()
+@friendly_errors
+@delegable
+def ingest(
+    file: Annotated[Path, typer.Argument(help="Records of the source (CSV/TSV, Parquet, NDJSON or JSON).", exists=True, dir_okay=False)],
+    source: Annotated[str, typer.Option("--source", "-s", help="Configured source the records come from.")],
+    config: ConfigOption = Path("unify.toml"),
+) -> None:
+    """Match new or changed records of one source into the profiles now (no batch run)."""
+    from pipelines.live.ingest import LiveIngest
+    from profiles.store import Steward, Store
+
+    cfg = load_config(config)
+    by = Steward(actor=f"cli:{os.environ.get('USER', 'unknown')}", role="admin")
+    # one file, then exit: joined with the stored records (no in-memory index to read
+    # first), committed straight into the store file (no WAL to write it into it again)
+    with (
+        Store.open(cfg.store_path, compress=cfg.store.compress, write_through=True) as store,
+        console.status(f"ingesting {file.name} ...", spinner="dots"),
+    ):
+        live = LiveIngest(store, cfg, in_memory=False)
+        provisional = live.model_is_provisional
+        if provisional:
+            counts, quarantined = live.log_for_batch(source, by, file)
+        else:
+            report = live.ingest(source, by, path=file)
+    if provisional:
+        console.print(
+            f"{counts.rows:,} rows from {file} ({source}): {counts.accepted:,} kept, {counts.quarantined:,} quarantined. "
+            "The model is provisional (it was trained on records without duplicates), so a batch run now trains it "
+            "on every record and matches them all:"
+        )
+        for row in quarantined:
+            err_console.print(f"[yellow]quarantined[/] {source}:line {row['line']}: {row['reason']}", highlight=False)
+        _run(config, retrain=False)
+        return
+    outcomes = ", ".join(f"{name.replace('_', ' ')} {n:,}" for name, n in report.counts().items() if n)
+    console.print(
+        f"{report.rows:,} rows from {file} ({source}): {outcomes or 'nothing to do'}; "
+        f"{report.field_issues:,} unreadable values left out; {report.seconds:.2f}s "
+        f"({report.rows / report.seconds if report.seconds else 0:,.0f} records/s)"
+    )
+    for record in report.records:
+        if record.status == "quarantined":
+            err_console.print(f"[yellow]quarantined[/] {record.record_key}: {record.problem}", highlight=False)
+
+
+@app.command()
+@friendly_errors
+@delegable
+def review(
+    config: ConfigOption = Path("unify.toml"),
+    limit: Annotated[int, typer.Option("--limit", min=1, max=100, help="Rows of each list.")] = 10,
+) -> None:
+    """Summarize the review queue and the stewards' recent decisions."""
+    from profiles.store import ProfileQueries, Stewardship, Store
+
+    cfg = load_config(config)
+    with Store.open(cfg.store_path, read_only=True) as store:
+        pairs, total = ProfileQueries(store).review_queue(limit, None)
+        recent = Stewardship(store, **cfg.stewardship_settings()).recent_actions(limit)
+    queue = Table(title=f"review queue: {total:,} open pairs (closest to the decision boundary first)", title_justify="left")
+    for column in ("pair", "probability", "left record", "right record", "profiles"):
+        queue.add_column(column, justify="right" if column == "probability" else "left", overflow="fold")
+    for p in pairs:
+        queue.add_row(
+            p["pair_id"],
+            f"{p['match_probability']:.3f}",
+            p["record_key_l"],
+            p["record_key_r"],
+            f"{p['profile_id_l']} / {p['profile_id_r']}",
+        )
+    console.print(queue)
+    decisions = Table(title=f"recent steward actions ({len(recent)})", title_justify="left")
+    for column in ("when", "action", "kind", "actor", "reason", "profiles after", "undone by"):
+        decisions.add_column(column, overflow="fold")
+    for a in recent:
+        decisions.add_row(
+            f"{a.created_at:%Y-%m-%d %H:%M}", a.action_id, a.kind, a.actor, a.reason, ", ".join(a.profiles_after), a.undone_by or "-"
+        )
+    console.print(decisions)
+    console.print("[dim]decide in the API: decideCandidate(pairId, decision: SAME | DIFFERENT, reason)[/]")
+
+
+@app.command()
+@friendly_errors
+def demo(
+    records: Annotated[int, typer.Option("--records", min=100, help="Approximate number of source records.")] = 20_000,
+    out: Annotated[Path, typer.Option("--out", help="Directory for the demo sources, config and store.", file_okay=False)] = Path("demo"),
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the generator.")] = 42,
+    serve: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve the API afterwards.")] = True,
+) -> None:
+    """Generate demo sources with ground truth, run the pipeline on them (and serve)."""
+    from pipelines.demo import generate
+
+    start = time.perf_counter()
+    with console.status(f"generating {records:,} demo records", spinner="dots"):
+        manifest = generate(out, records=records, seed=seed)
+    console.print(
+        f"generated {sum(manifest.records_per_source.values()):,} records of {manifest.persons:,} people "
+        f"in {len(manifest.source_paths)} sources ({time.perf_counter() - start:.1f}s): {manifest.config_path}"
+    )
+    _run(manifest.config_path, retrain=False)
+    from pipelines.demo.sources import DEMO_API_KEYS
+
+    phone, _person = manifest.demo_phone_lookup
+    console.print(
+        f"\nThe store is {manifest.out_dir / 'unify.duckdb'}; export it with "
+        f"`unify export --config {manifest.config_path} --out {manifest.out_dir / 'export'}`."
+    )
+    if not serve:
+        return
+    host, port = "127.0.0.1", 8000
+    query = (
+        f'{{ profileByIdentifier(kind: "phone", value: "{phone}") {{ id fullName email phone dateOfBirth '
+        "address { street houseNumber postcode city } sources records { source recordId } } }"
+    )
+    body = json.dumps({"query": query})
+    console.print(
+        f"\nA caller gives their number as [bold]{phone}[/], written as no source has it. Find them:\n",
+        highlight=False,
+    )
+    print(
+        f"curl -s http://{host}:{port}/graphql -H 'Authorization: Bearer {DEMO_API_KEYS['agent']}' "
+        f"-H 'Content-Type: application/json' -d '{body}'\n"
+    )
+    console.print(f"(roles: {', '.join(f'{r} key {k}' for r, k in DEMO_API_KEYS.items())}; Ctrl+C stops the server)")
+    _serve(manifest.config_path, host, port)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())
