@@ -14,8 +14,7 @@ from strawberry.types import Info
 
 from pipelines.config import Config
 from profiles.store import AuditEvent, ProfileQueries, Stewardship
-from resolvers.auth import Principal, Role
-from resolvers.errors import Forbidden
+from resolvers.auth import Principal
 
 
 @dataclass
@@ -88,16 +87,9 @@ class Context:
 
 
 def context_of(info: Info[Context, Any]) -> Context:
+    """The request's context. Who may call a field is declared on the field itself
+    (``resolvers.permissions.Roles``), not checked here."""
     return info.context
-
-
-def require(info: Info[Context, Any], *roles: Role) -> Context:
-    """The context, when the caller's role is one of ``roles``; FORBIDDEN otherwise."""
-    ctx = context_of(info)
-    if ctx.principal.role not in roles:
-        allowed = " or ".join(r.value for r in roles)
-        raise Forbidden(f"only the {allowed} role may do this (you are {ctx.principal.role.value})")
-    return ctx
 
 
 _V = TypeVar("_V")

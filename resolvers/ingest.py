@@ -14,8 +14,9 @@ from pipelines.live.ingest import IngestedRecord, LiveIngest
 from profiles.errors import ConfigError
 from profiles.store import ProfileQueries, Steward
 from resolvers.auth import Role
-from resolvers.context import Context, context_of, require
+from resolvers.context import Context, context_of
 from resolvers.errors import ApiError
+from resolvers.permissions import Roles
 from resolvers.types import Profile
 
 #: One live ingester per served store: it keeps what it prepared for the published run.
@@ -77,10 +78,11 @@ class IngestResult:
 class IngestMutation:
     @strawberry.mutation(
         description="Match a source record (an object keyed by the source's own column names) into the profiles "
-        "now; the same source and id again updates it. Agents, stewards and admins."
+        "now; the same source and id again updates it.",
+        extensions=[Roles(Role.AGENT, Role.STEWARD, Role.ADMIN)],
     )
     def ingest_record(self, info: Info[Context, Any], source: str, record: JSON) -> IngestResult:
-        ctx = require(info, Role.AGENT, Role.STEWARD, Role.ADMIN)
+        ctx = context_of(info)
         if not isinstance(record, dict):
             raise InvalidRecord("record must be a JSON object keyed by the source's column names")
         by = Steward(actor=ctx.principal.actor, role=ctx.principal.role.value)

@@ -7,26 +7,34 @@ import asyncio
 import logging
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError, GraphQLObjectType
 from graphql.language import FieldNode, FragmentSpreadNode, InlineFragmentNode, SelectionSetNode
-from strawberry.extensions import AddValidationRules, DisableIntrospection, MaskErrors, MaxTokensLimiter, ParserCache, ValidationCache
+from strawberry.extensions import (
+    AddValidationRules,
+    DisableIntrospection,
+    MaxTokensLimiter,
+    ParserCache,
+    SchemaExtension,
+    ValidationCache,
+)
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
 from pipelines.config import ApiConfig
-from pipelines.standardize.contacts import standardize_email, standardize_phone
 from pipelines.matching.search import parse_query, search
+from pipelines.standardize.contacts import standardize_email, standardize_phone
 from profiles.model import split_record_key
 from resolvers.auth import Role
-from resolvers.context import Context, context_of, require
+from resolvers.context import Context, context_of
 from resolvers.errors import Ambiguous, ApiError, Forbidden
 from resolvers.ingest import IngestMutation
 from resolvers.limits import limit_rule
-from resolvers.projection import projection
+from resolvers.permissions import Roles
+from resolvers.projection import projection, raw_info
 from resolvers.steward import StewardMutation, StewardQuery
 from resolvers.types import LEAN, Profile, declared_resolver
 
@@ -66,7 +74,7 @@ def _selects(info: Info[Context, Any], names: set[str]) -> bool:
     """Whether the query asks, directly or in a fragment, for one of ``names`` one level
     below this field (what it asks, not what a role may see). Read from the document
     itself: strawberry's ``selected_fields`` converts the whole selection (0.1 ms)."""
-    raw = info._raw_info
+    raw = raw_info(info)
 
     def asks(selection_set: SelectionSetNode | None) -> bool:
         for selection in selection_set.selections if selection_set else ():
@@ -168,12 +176,13 @@ class Query(StewardQuery):
 
     @strawberry.field(
         description='Free text ("jan de vries 1985 utrecht", "j. devries 3511"): candidates ranked by the '
-        f"linkage model's own comparisons; first <= {MAX_FIRST}."
+        f"linkage model's own comparisons; first <= {MAX_FIRST}.",
+        extensions=[Roles(Role.AGENT, Role.STEWARD, Role.ADMIN)],  # names and places in, people out: not for personalization
     )
     async def search_profiles(self, info: Info[Context, Any], query: str, first: int = 10) -> list[ProfileMatch]:
         if not 1 <= first <= MAX_FIRST:
             raise ApiError(f"first must be between 1 and {MAX_FIRST}", limit=MAX_FIRST)
-        ctx = require(info, Role.AGENT, Role.STEWARD, Role.ADMIN)  # names and places in, people out: not for personalization
+        ctx = context_of(info)
         model = ctx.queries.published_model()
         parsed = parse_query(
             query,
@@ -264,15 +273,30 @@ def _mask(error: GraphQLError) -> bool:
     return original is not None and not isinstance(original, GraphQLError)
 
 
-class _MaskErrors(MaskErrors):
-    """strawberry's MaskErrors without its runtime Protocol check of the result: an
-    ``isinstance`` against a ``Protocol`` inspects the class on every call (~2% of the
-    event loop's time a request). Results without errors are left as they are."""
+UNEXPECTED = "Unexpected error."
 
-    def _process_result(self, result: object) -> None:
+
+class _MaskErrors(SchemaExtension):
+    """Unexpected errors reach the client as ``UNEXPECTED`` only (``_mask``). What
+    strawberry's ``MaskErrors`` does, through the public ``on_operation`` hook rather
+    than by overriding its private ``_process_result``, and without its runtime Protocol
+    check of the result (an ``isinstance`` against a ``Protocol`` inspects the class on
+    every call: ~2% of the event loop's time a request). ``Schema.process_errors`` has
+    logged the originals by then. Results without errors are left as they are. The
+    schema does not enable incremental delivery (@defer/@stream), so there are no
+    streamed frames to mask."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
         errors = getattr(result, "errors", None)
         if errors:
-            result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
+            result.errors = [_anonymous(e) if _mask(e) else e for e in errors]  # type: ignore[union-attr]
+
+
+def _anonymous(error: GraphQLError) -> GraphQLError:
+    """``error`` where it happened, with ``UNEXPECTED`` for its message and no cause."""
+    return GraphQLError(UNEXPECTED, nodes=error.nodes, source=error.source, positions=error.positions, path=error.path, original_error=None)
 
 
 def build_schema(api: ApiConfig) -> strawberry.Schema:
@@ -285,7 +309,7 @@ def build_schema(api: ApiConfig) -> strawberry.Schema:
         lambda: ValidationCache(maxsize=256),
         lambda: AddValidationRules(list(limits)),
         lambda: MaxTokensLimiter(max_token_count=api.max_tokens),
-        lambda: _MaskErrors(should_mask_error=_mask, error_message="Unexpected error."),
+        _MaskErrors,
     ]
     if not api.development:
         extensions.append(DisableIntrospection)
@@ -302,7 +326,10 @@ def build_schema(api: ApiConfig) -> strawberry.Schema:
 def _install_lean_resolvers(schema: strawberry.Schema) -> int:
     """Give graphql-core the ``lean`` resolvers themselves (``resolvers.types.lean``): on
     a card's ~30 fields strawberry's wrapping was a quarter of the event loop's time.
-    Returns how many fields were given one."""
+    A field with extensions (``Roles``: who may call it) keeps strawberry's resolver,
+    which runs them. Returns how many fields were given one. ``Schema._schema`` (the
+    graphql-core schema) is private to strawberry: tests/resolvers/test_strawberry_internals.py
+    fails when it changes shape."""
     installed = 0
     for gql_type in schema._schema.type_map.values():
         if not isinstance(gql_type, GraphQLObjectType):

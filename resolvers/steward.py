@@ -18,9 +18,10 @@ from strawberry.types import Info
 from profiles.errors import ConflictError, InvalidActionError, NotFoundError
 from profiles.store import Action, AuditEvent, Steward
 from resolvers.auth import Role
-from resolvers.context import Context, context_of, require
+from resolvers.context import Context, context_of
 from resolvers.errors import ApiError, Conflict, NotFound
 from resolvers.explanations import Decision, MatchExplanation, explain
+from resolvers.permissions import Roles
 from resolvers.types import Profile, SourceRecord, row_field
 
 MAX_FIRST = 100
@@ -172,9 +173,9 @@ class AuditEntryConnection:
 class StewardQuery:
     """Read fields of the steward's screens (mixed into Query)."""
 
-    @strawberry.field(description=f"Open candidate pairs, most informative first; steward only; first <= {MAX_FIRST}.")
+    @strawberry.field(description=f"Open candidate pairs, most informative first; first <= {MAX_FIRST}.", extensions=[Roles(Role.STEWARD)])
     def review_queue(self, info: Info[Context, Any], first: int = 20, after: str | None = None) -> CandidatePairConnection:
-        ctx = require(info, Role.STEWARD)
+        ctx = context_of(info)
         size = _page_size(first)
         key = None
         if after:
@@ -192,10 +193,11 @@ class StewardQuery:
 
     @strawberry.field(
         description="Why two records (record keys) or two profiles (ids) match or not: the model's evidence "
-        "per comparison with the numbers the run used; for profiles, their strongest pair. Steward only."
+        "per comparison with the numbers the run used; for profiles, their strongest pair.",
+        extensions=[Roles(Role.STEWARD)],
     )
     def explain_match(self, info: Info[Context, Any], a: str, b: str) -> MatchExplanation | None:
-        ctx = require(info, Role.STEWARD)
+        ctx = context_of(info)
         a, b = a.strip(), b.strip()
         if ":" in a and ":" in b:
             return explain(ctx, [(a, b)])[0]
@@ -214,17 +216,20 @@ class StewardQuery:
         found = [e for e in explain(ctx, combos) if e]
         return max(found, key=lambda e: e.match_weight, default=None)
 
-    @strawberry.field(description="A steward action by id; steward or admin.")
+    @strawberry.field(description="A steward action by id.", extensions=[Roles(Role.STEWARD, Role.ADMIN)])
     def steward_action(self, info: Info[Context, Any], id: strawberry.ID) -> StewardAction | None:
-        ctx = require(info, Role.STEWARD, Role.ADMIN)
+        ctx = context_of(info)
         found = ctx.stewardship().action(str(id))
         return StewardAction.of(found) if found else None
 
-    @strawberry.field(description=f"Audit events, newest first, optionally about one profile; steward or admin; first <= {MAX_FIRST}.")
+    @strawberry.field(
+        description=f"Audit events, newest first, optionally about one profile; first <= {MAX_FIRST}.",
+        extensions=[Roles(Role.STEWARD, Role.ADMIN)],
+    )
     def audit_log(
         self, info: Info[Context, Any], profile_id: strawberry.ID | None = None, first: int = 20, after: str | None = None
     ) -> AuditEntryConnection:
-        ctx = require(info, Role.STEWARD, Role.ADMIN)
+        ctx = context_of(info)
         size = _page_size(first)
         key = None
         if after:
@@ -255,8 +260,9 @@ class StewardQuery:
 
 
 def _act(info: Info[Context, Any], mutation: str, arguments: dict[str, Any], do: Any) -> StewardAction:
-    """Run a steward action; map refusals to coded errors and audit them."""
-    ctx = require(info, Role.STEWARD)
+    """Run a steward action (its mutation declares who may); map refusals to coded
+    errors and audit them."""
+    ctx = context_of(info)
     if not str(arguments.get("reason") or "").strip():
         raise ApiError("a reason is required for every steward action")
     by = Steward(actor=ctx.principal.actor, role=ctx.principal.role.value)
@@ -295,7 +301,8 @@ def _act(info: Info[Context, Any], mutation: str, arguments: dict[str, Any], do:
 @strawberry.type
 class StewardMutation:
     @strawberry.mutation(
-        description="Decide a candidate pair: SAME merges their profiles, DIFFERENT keeps (or splits) them apart, now and in every later run."
+        description="Decide a candidate pair: SAME merges their profiles, DIFFERENT keeps (or splits) them apart, now and in every later run.",
+        extensions=[Roles(Role.STEWARD)],
     )
     def decide_candidate(self, info: Info[Context, Any], pair_id: strawberry.ID, decision: Decision, reason: str) -> StewardAction:
         return _act(
@@ -305,7 +312,9 @@ class StewardMutation:
             lambda s, by: s.decide(str(pair_id), decision.value, reason, by),
         )
 
-    @strawberry.mutation(description="Merge profiles: the oldest id survives and the others redirect to it.")
+    @strawberry.mutation(
+        description="Merge profiles: the oldest id survives and the others redirect to it.", extensions=[Roles(Role.STEWARD)]
+    )
     def merge_profiles(self, info: Info[Context, Any], ids: list[strawberry.ID], reason: str) -> StewardAction:
         if len(ids) > MAX_FIRST:
             raise ApiError(f"at most {MAX_FIRST} profiles per merge", limit=MAX_FIRST)
@@ -313,7 +322,8 @@ class StewardMutation:
         return _act(info, "mergeProfiles", {"ids": names, "reason": reason}, lambda s, by: s.merge(names, reason, by))
 
     @strawberry.mutation(
-        description='Take a record ("source:record_id") out of its profile: it forms a new profile, or joins `into`; it is kept apart from the records it leaves.'
+        description='Take a record ("source:record_id") out of its profile: it forms a new profile, or joins `into`; it is kept apart from the records it leaves.',
+        extensions=[Roles(Role.STEWARD)],
     )
     def split_record(self, info: Info[Context, Any], record_key: str, reason: str, into: strawberry.ID | None = None) -> StewardAction:
         target = str(into) if into else None
@@ -324,7 +334,9 @@ class StewardMutation:
             lambda s, by: s.split([record_key], reason, by, into=target),
         )
 
-    @strawberry.mutation(description="Take several records of one profile out together (see splitRecord).")
+    @strawberry.mutation(
+        description="Take several records of one profile out together (see splitRecord).", extensions=[Roles(Role.STEWARD)]
+    )
     def split_records(
         self, info: Info[Context, Any], record_keys: list[str], reason: str, into: strawberry.ID | None = None
     ) -> StewardAction:
@@ -338,6 +350,8 @@ class StewardMutation:
             lambda s, by: s.split(record_keys, reason, by, into=target),
         )
 
-    @strawberry.mutation(description="Restore the exact state before an action (undoing an undo redoes it).")
+    @strawberry.mutation(
+        description="Restore the exact state before an action (undoing an undo redoes it).", extensions=[Roles(Role.STEWARD)]
+    )
     def undo(self, info: Info[Context, Any], action_id: strawberry.ID, reason: str = "undo") -> StewardAction:
         return _act(info, "undo", {"actionId": str(action_id), "reason": reason}, lambda s, by: s.undo(str(action_id), reason, by))

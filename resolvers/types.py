@@ -19,8 +19,9 @@ from strawberry.types.field import StrawberryField
 from profiles.model import CONTACT_PII_FIELDS
 from profiles.store import identifiers_of
 from resolvers.auth import Role
-from resolvers.context import Context, context_of, pii, require
+from resolvers.context import Context, context_of, pii
 from resolvers.explanations import MatchExplanation, explain, spanning_links
+from resolvers.permissions import Roles
 
 LEAN = "_unify_lean"
 READS = "_unify_reads"
@@ -262,11 +263,12 @@ class Profile:
 
     @strawberry.field(
         description="The links that hold this profile together (the strongest model links that connect its "
-        "records, then steward SAME decisions), each with the model's evidence. Steward only."
+        "records, then steward SAME decisions), each with the model's evidence.",
+        extensions=[Roles(Role.STEWARD)],
     )
     @reads("profile_id")
     async def explanation(self, info: Info[Context, Any]) -> list[MatchExplanation]:
-        ctx = require(info, Role.STEWARD)
+        ctx = context_of(info)
         pid = self.row["profile_id"]
         keys = [r["record_key"] for r in await ctx.loaders.records_by_profile_id.load(pid)]
         model_links = [(a, b) for a, b, _ in ctx.queries.links_within(pid, ctx.config.matching.match_threshold)]
