@@ -138,7 +138,8 @@ def child_splink(config_path: Path, parquet: Path) -> dict[str, Any]:
 
     from pipelines.batch.link import model_groups
     from pipelines.config import load_config
-    from pipelines.matching.comparisons import deterministic_rules, em_training_rules, settings
+    from pipelines.matching.blocking import deterministic_rules, em_training_rules
+    from pipelines.matching.comparisons import settings
 
     quiet_splink()
     config = load_config(config_path)

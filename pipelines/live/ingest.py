@@ -35,7 +35,7 @@ from pipelines.live.match_index import KEY_HASH, plans_of
 from pipelines.live.regroup import Regrouping
 from pipelines.live.report import STATUSES, IngestedRecord, IngestReport, outcomes, quarantined
 from pipelines.live.stage import Prepared, Staged, Staging
-from pipelines.matching.comparisons import blocking_rules
+from pipelines.matching.blocking import prediction_rules
 from pipelines.matching.scoring import term_frequencies_relation
 from pipelines.standardize.batch import DateFormats
 from profiles.errors import ConfigError, StoreError
@@ -69,7 +69,7 @@ class LiveIngest:
         self.store, self.config = store, config
         self.in_memory = in_memory
         self.warmed = 0  # warm-ups finished (warming())
-        self.plans = plans_of(blocking_rules(model_groups(config), config.shared_identifiers()))  # the run's rules, per role
+        self.plans = plans_of(prediction_rules(model_groups(config), config.shared_identifiers()))  # the run's rules, per role
         self.queries = ProfileQueries(store)
         self.stewardship = Stewardship(store, **config.stewardship_settings())
         self.staging = Staging(store, config, self.plans, in_memory=in_memory)

@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipelines.matching.blocking import BlockingRule
 from profiles.store import Store, ident, name_literal
 from profiles.tuning import TUNING
 
@@ -48,19 +49,13 @@ class Plan:
     stored: tuple[str, ...]
 
 
-def plans_of(rules: Sequence[str]) -> list[Plan]:
-    """The plans of splink-style rules (``l.a = r.a AND f(l.b) = f(r.b)``): each rule
-    with the new record as ``l`` and as ``r``; the two roles of a symmetric rule are one."""
+def plans_of(rules: Sequence[BlockingRule]) -> list[Plan]:
+    """The plans of blocking rules: each rule with the new record on either side; the
+    two roles of a symmetric rule are one."""
     plans: list[Plan] = []
     for rule in rules:
-        terms = [t.split(" = ") for t in rule.split(" AND ")]
-        for new_side, other in (("l", "r"), ("r", "l")):
-            pick = 0 if new_side == "l" else 1
-            plan = Plan(
-                tuple(re.sub(rf"\b{new_side}\.", "n.", t[pick]) for t in terms),
-                tuple(re.sub(rf"\b{other}\.", "o.", t[1 - pick]) for t in terms),
-            )
-            if plan not in plans:
+        for news, stored in rule.roles():
+            if (plan := Plan(news, stored)) not in plans:
                 plans.append(plan)
     return plans
 

@@ -14,7 +14,8 @@ import pyarrow as pa
 from pipelines.config import Config
 from pipelines.live.stage import Prepared, Staged, stored_linkable
 from pipelines.matching import rowwise
-from pipelines.matching.comparisons import identifier_column, model_veto_sql
+from pipelines.matching.blocking import identifier_column
+from pipelines.matching.comparisons import model_veto_sql
 from pipelines.standardize.batch import MATCH_COLUMNS
 from profiles.constraints import STEWARD_LINK, constrained_components
 from profiles.identity import inherit_profile_ids

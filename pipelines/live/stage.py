@@ -17,7 +17,7 @@ from pipelines.batch.ingest import SourceCounts, stage_live
 from pipelines.config import Config, SourceConfig
 from pipelines.live.match_index import KEY_HASH, MatchIndex, Plan, probe_hashes_sql, stored_hashes_sql
 from pipelines.matching import rowwise
-from pipelines.matching.comparisons import identifier_column
+from pipelines.matching.blocking import identifier_column
 from pipelines.matching.scoring import bound_sql, pairs_sql, pairs_table, score_sql, tf_columns
 from pipelines.standardize.batch import MATCH_COLUMNS, DateFormats, standardize
 from pipelines.standardize.rows import RECORD_TYPES, StandardizedRows, standardize_rows

@@ -1,5 +1,5 @@
-"""The linkage model's shape: comparisons per field type and blocking rules, as one
-plain splink settings dict (saved with the trained model as JSON).
+"""The linkage model's shape: comparisons per field type (and the blocking rules of
+pipelines.matching.blocking), as one plain splink settings dict (saved with the trained model as JSON).
 
 Design notes (see ../shared/SPLINK-NOTES.md): the address is ONE comparison with
 combined levels (postcode, street and city compared separately would count one address
@@ -12,6 +12,8 @@ import math
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
+
+from pipelines.matching.blocking import blocking_rules, identifier_column
 
 #: Given name and surname entered in each other's fields (a common data-entry error).
 SWAPPED_NAMES = (
@@ -200,10 +202,6 @@ def locality() -> dict[str, Any]:
     }
 
 
-def identifier_column(name: str) -> str:
-    return f"id_{name}"
-
-
 # Which groups of canonical fields feed which comparison; a comparison is part of the
 # model only when some source maps one of its fields (an unmapped one cannot be trained).
 _GROUPS: dict[str, tuple[str, ...]] = {
@@ -219,79 +217,6 @@ _GROUPS: dict[str, tuple[str, ...]] = {
 
 def available(mapped_fields: AbstractSet[str]) -> set[str]:
     return {group for group, fields in _GROUPS.items() if mapped_fields & set(fields)}
-
-
-def blocking_rules(groups: set[str], shared_identifiers: list[str]) -> list[str]:
-    """Rules that generate candidate pairs: each is selective on its own, together they
-    let through a pair that agrees on any one strong field (or name + birth date)."""
-    candidates = [
-        ({"phone"}, "l.phone_std = r.phone_std"),
-        ({"email"}, "l.email_std = r.email_std"),
-        ({"date_of_birth", "name"}, "l.dob = r.dob AND l.first_initial = r.first_initial"),
-        ({"date_of_birth", "name"}, "l.dob = r.dob AND left(l.last_name_std, 3) = left(r.last_name_std, 3)"),
-        ({"address", "name"}, "l.postcode_std = r.postcode_std AND l.first_initial = r.first_initial"),
-        # Name alone pairs every "Jan de Vries" with every other one (docs/benchmarks.md,
-        # "Figures behind the code's choices"); a name plus birth year or plus city keeps
-        # the movers and the number changers that share nothing else, at a hundredth of the cost.
-        (
-            {"name", "date_of_birth"},
-            "l.first_name_std = r.first_name_std AND l.last_name_std = r.last_name_std AND year(l.dob) = year(r.dob)",
-        ),
-        ({"name", "locality"}, "l.first_name_std = r.first_name_std AND l.last_name_std = r.last_name_std AND l.city_std = r.city_std"),
-        ({"name"}, "l.first_name_std = r.last_name_std AND l.last_name_std = r.first_name_std"),
-        ({"date_of_birth", "address"}, "l.dob = r.dob AND l.postcode_std = r.postcode_std"),
-        # One dwelling or one place, whatever was retyped in the names and the birth date
-        # (most of FEBRL4's missed true pairs were no candidate before these rules).
-        # Never a street name with a number or a given name alone: street names repeat in
-        # every town, and such a rule grows with the square of the data. A rule on a field no source maps (the demo's region,
-        # address line 2) pairs nothing.
-        ({"address"}, "l.postcode_std = r.postcode_std AND l.house_number_std = r.house_number_std"),
-        ({"address"}, "l.street_std = r.street_std AND l.postcode_std = r.postcode_std"),
-        ({"address", "locality"}, "l.street_std = r.street_std AND l.house_number_std = r.house_number_std AND l.city_std = r.city_std"),
-        ({"address"}, "l.address_line2_std = r.address_line2_std AND l.house_number_std = r.house_number_std"),
-        ({"address", "name"}, "l.last_name_std = r.last_name_std AND l.postcode_std = r.postcode_std"),
-        ({"date_of_birth", "locality"}, "l.dob = r.dob AND l.city_std = r.city_std"),
-        ({"address", "locality"}, "l.address_line2_std = r.address_line2_std AND l.city_std = r.city_std"),
-        (
-            {"name", "address", "locality"},
-            "l.last_name_std = r.last_name_std AND l.house_number_std = r.house_number_std AND l.region_std = r.region_std",
-        ),
-        (
-            {"name", "address", "locality"},
-            "l.first_name_std = r.first_name_std AND l.street_std = r.street_std AND l.region_std = r.region_std",
-        ),
-    ]
-    rules = [rule for needs, rule in candidates if needs <= groups]
-    rules += [f"l.{identifier_column(n)} = r.{identifier_column(n)}" for n in shared_identifiers]
-    return rules
-
-
-def em_training_rules(groups: set[str]) -> list[str]:
-    """Blocking rules for EM: each leaves the comparisons it does not touch free to be
-    estimated, and together they estimate every comparison."""
-    rules = []
-    if "date_of_birth" in groups:
-        rules.append("l.dob = r.dob")
-    elif "address" in groups:
-        rules.append("l.postcode_std = r.postcode_std")
-    if "name" in groups:
-        rules.append("l.last_name_std = r.last_name_std AND l.first_initial = r.first_initial")
-    return rules
-
-
-def deterministic_rules(groups: set[str], shared_identifiers: list[str]) -> list[str]:
-    """Near-certain rules for the prior (probability that two random records match)."""
-    rules = []
-    if {"email", "date_of_birth"} <= groups:
-        rules.append("l.email_std = r.email_std AND l.dob = r.dob")
-    if {"name", "date_of_birth"} <= groups:
-        rules.append("l.first_name_std = r.first_name_std AND l.last_name_std = r.last_name_std AND l.dob = r.dob")
-    if {"name", "address"} <= groups:
-        rules.append(
-            "l.first_name_std = r.first_name_std AND l.last_name_std = r.last_name_std "
-            "AND l.postcode_std = r.postcode_std AND l.house_number_std = r.house_number_std"
-        )
-    return rules
 
 
 def settings(groups: set[str], shared_identifiers: list[str]) -> dict[str, Any]:

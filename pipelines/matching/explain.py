@@ -15,7 +15,8 @@ from typing import Any
 from splink.comparison_library import CustomComparison
 from splink.internals.comparison_level_creator import ComparisonLevelCreator
 
-from pipelines.matching.comparisons import identifier_column, level_sql, prior_weight
+from pipelines.matching.blocking import identifier_column
+from pipelines.matching.comparisons import level_sql, prior_weight
 from pipelines.standardize.batch import MATCH_COLUMNS
 from profiles.store import Store, ident
 

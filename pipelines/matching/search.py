@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from pipelines.matching.comparisons import identifier_column, prior_weight, weight_sql
+from pipelines.matching.blocking import identifier_column
+from pipelines.matching.comparisons import prior_weight, weight_sql
 from pipelines.standardize.batch import MATCH_COLUMNS
 from pipelines.standardize.contacts import standardize_email, standardize_phone
 from pipelines.standardize.names import PARTICLES, fold, parse_given_name, parse_surname, split_full_name

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from pipelines.config import load_config
-from pipelines.matching.comparisons import identifier_column, level_sql
+from pipelines.matching.blocking import identifier_column
+from pipelines.matching.comparisons import level_sql
 from pipelines.matching.scoring import _cheap_part, bound_sql, pairs_sql, score_sql, term_frequencies_relation, tf_columns
 from pipelines.standardize.batch import MATCH_COLUMNS
 from profiles.store import Store, ident
