@@ -37,7 +37,7 @@ from pipelines.live.report import STATUSES, IngestedRecord, IngestReport, outcom
 from pipelines.live.stage import Prepared, Staged, Staging
 from pipelines.matching.blocking import prediction_rules
 from pipelines.matching.scoring import term_frequencies_relation
-from pipelines.standardize.batch import DateFormats
+from pipelines.standardize.dates import DateFormats
 from profiles.errors import ConfigError, StoreError
 from profiles.store import (
     SERVING_INDEXES,

@@ -19,7 +19,8 @@ from pipelines.live.match_index import KEY_HASH, MatchIndex, Plan, probe_hashes_
 from pipelines.matching import rowwise
 from pipelines.matching.blocking import identifier_column
 from pipelines.matching.scoring import bound_sql, pairs_sql, pairs_table, score_sql, tf_columns
-from pipelines.standardize.batch import MATCH_COLUMNS, DateFormats, standardize
+from pipelines.standardize.batch import MATCH_COLUMNS, standardize
+from pipelines.standardize.dates import DateFormats
 from pipelines.standardize.rows import RECORD_TYPES, StandardizedRows, standardize_rows
 from profiles.store import Store, ident, in_list, name_literal
 from profiles.tuning import TUNING

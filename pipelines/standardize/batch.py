@@ -1,4 +1,6 @@
-"""Standardize: turn mapped raw values into clean display values and matching keys.
+"""Standardize: turn mapped raw values into clean display values and matching keys, for a
+whole table (the batch, a live file). The rules of single fields are in
+pipelines.standardize.fields and .dates, each with its Python twin (.rows).
 
 Set-based DuckDB SQL for the row work; Python (names, phonenumbers, email-validator)
 runs once per distinct value and is joined back. A value that cannot be read (an
@@ -21,32 +23,11 @@ from pipelines.standardize.contacts import (
     standardize_email,
     standardize_phone,
 )
+from pipelines.standardize.dates import DateFormats, parse_dates_sql
+from pipelines.standardize.fields import country_sql, dwelling_key_sql, gender_sql, postcode_sql, postcode_std_sql, street_sql, words_sql
 from pipelines.standardize.names import parse_given_name, parse_surname, split_full_name
 from profiles.model import CANONICAL_FIELDS
 from profiles.store import Store, ident
-
-DATE_FORMATS = ("%Y-%m-%d", "%d-%m-%Y", "%d/%m/%Y", "%m/%d/%Y", "%Y%m%d", "%d.%m.%Y", "%Y/%m/%d", "%d-%m-%y", "%m-%d-%Y")
-TIMESTAMP_FORMATS = ("%d-%m-%Y %H:%M", "%d-%m-%Y %H:%M:%S", "%d/%m/%Y %H:%M", "%m/%d/%Y %H:%M", "%Y%m%d%H%M%S", *DATE_FORMATS)
-COUNTRIES = {
-    "nederland": "NL",
-    "netherlands": "NL",
-    "the netherlands": "NL",
-    "holland": "NL",
-    "belgie": "BE",
-    "belgië": "BE",
-    "belgium": "BE",
-    "belgique": "BE",
-    "deutschland": "DE",
-    "germany": "DE",
-    "duitsland": "DE",
-    "france": "FR",
-    "frankrijk": "FR",
-    "united kingdom": "GB",
-    "uk": "GB",
-    "engeland": "GB",
-    "luxembourg": "LU",
-    "luxemburg": "LU",
-}
 
 #: Columns of ``records`` used for matching (the model's inputs), besides the display fields.
 MATCH_COLUMNS = (
@@ -65,54 +46,6 @@ MATCH_COLUMNS = (
     "region_std",
     "dwelling_key",
 )
-
-
-def _words_sql(column: str) -> str:
-    """A free-text value as matching words: lower case, no accents, runs of anything but
-    a-z and 0-9 as one space (standardize_rows._words is the same rule in Python)."""
-    return f"nullif(trim(regexp_replace(lower(strip_accents({column})), '[^a-z0-9]+', ' ', 'g')), '')"
-
-
-#: A house number written inside the street line: "12 oak street", "12a oak street",
-#: "kerkstraat 12", "kerkstraat 12a". A leading number with an "e" is a Dutch ordinal
-#: ("2e helmersstraat"), not a house number. standardize_rows.street_parts is the same
-#: rule in Python.
-STREET_NUMBER_LEADING = "^([0-9]+[a-df-z]?) "
-STREET_NUMBER_TRAILING = " ([0-9]+[a-z]?)$"
-
-
-def street_sql(street: str, house_number: str) -> tuple[str, str]:
-    """(``street_std``, ``house_number_std``) of raw street and house number columns: the
-    house number parsed out of the street line when the record has none or the same one,
-    and taken out of the street's matching form then."""
-    words = _words_sql(street)
-    number = f"nullif(lower(regexp_replace({house_number}, '[^0-9A-Za-z]', '', 'g')), '')"
-    inside = (
-        f"coalesce(nullif(regexp_extract({words}, '{STREET_NUMBER_LEADING}', 1), ''),"
-        f" nullif(regexp_extract({words}, '{STREET_NUMBER_TRAILING}', 1), ''))"
-    )
-    stripped = f"nullif(trim(regexp_replace(regexp_replace({words}, '{STREET_NUMBER_LEADING}', ''), '{STREET_NUMBER_TRAILING}', '')), '')"
-    street_std = f"CASE WHEN {inside} IS NOT NULL AND coalesce({number} = {inside}, true) THEN {stripped} ELSE {words} END"
-    return street_std, f"coalesce({number}, {inside})"
-
-
-#: Postcodes whose shape places a street, not a town: Dutch (1234AB, about 20 addresses)
-#: and British unit postcodes (SW1A1AA, about 15). With the house number such a postcode
-#: is one dwelling, whatever the city says; a 4- or 5-digit postcode (Australia, Germany,
-#: the US) is a town or a district. standardize_rows.dwelling_key is the same rule.
-STREET_POSTCODE = "[0-9]{4}[A-Z]{2}|[A-Z]{1,2}[0-9][A-Z0-9]?[0-9][A-Z]{2}"
-
-
-def dwelling_key_sql(postcode_std: str, house_number_std: str) -> str:
-    """``dwelling_key``: postcode and house number, where the postcode places a street
-    (:data:`STREET_POSTCODE`); NULL elsewhere."""
-    return (
-        f"CASE WHEN regexp_full_match({postcode_std}, '{STREET_POSTCODE}') AND {house_number_std} IS NOT NULL"
-        f" THEN {postcode_std} || ' ' || {house_number_std} END"
-    )
-
-
-DateFormats = dict[str, dict[str, str | None]]  # source -> {"date_of_birth": fmt, "updated_at": fmt}
 
 
 def standardize(store: Store, config: Config, date_formats: DateFormats | None = None) -> dict[str, dict[str, int]]:
@@ -136,10 +69,10 @@ def standardize(store: Store, config: Config, date_formats: DateFormats | None =
             lambda digits, region: standardize_phone(digits, region or default_region),
             ("value", "problem"),
         )
-        _parse_dates(store, config, date_formats or {})
+        parse_dates_sql(store, config, date_formats or {})
         _name_maps(store, names.result())
     street_std, house_number_std = street_sql("i.street", "i.house_number")
-    postcode_std = "nullif(upper(regexp_replace(i.postcode, '[^0-9A-Za-z]', '', 'g')), '')"
+    postcode_std = postcode_std_sql("i.postcode")
     store.execute(
         f"""CREATE OR REPLACE TABLE records AS
         SELECT
@@ -147,16 +80,13 @@ def standardize(store: Store, config: Config, date_formats: DateFormats | None =
             i.raw::JSON AS raw, d.updated_at,
             g.display AS first_name, n.middle_raw AS middle_name, s.display AS last_name,
             coalesce(i.full_name, concat_ws(' ', g.display, n.middle_raw, s.display)) AS full_name,
-            CASE WHEN lower(i.gender) IN ('m', 'man', 'male', 'mr', 'dhr') THEN 'M'
-                 WHEN lower(i.gender) IN ('f', 'v', 'vrouw', 'female', 'woman', 'mrs', 'ms', 'mevr') THEN 'F' END AS gender,
+            {gender_sql("i.gender")} AS gender,
             d.dob AS date_of_birth,
             e.value AS email,
             coalesce(pk.fast, p.value) AS phone,
             i.street, i.house_number, i.address_line2,
-            CASE WHEN regexp_full_match(upper(replace(i.postcode, ' ', '')), '[0-9]{{4}}[A-Z]{{2}}')
-                 THEN substr(upper(replace(i.postcode, ' ', '')), 1, 4) || ' ' || substr(upper(replace(i.postcode, ' ', '')), 5, 2)
-                 ELSE upper(trim(i.postcode)) END AS postcode,
-            i.city, i.region, {_country_sql("i.country")} AS country,
+            {postcode_sql("i.postcode")} AS postcode,
+            i.city, i.region, {country_sql("i.country")} AS country,
             -- matching keys
             g.folded AS first_name_std, g.initial AS first_initial,
             s.core AS last_name_std, s.tokens AS surname_tokens,
@@ -164,9 +94,9 @@ def standardize(store: Store, config: Config, date_formats: DateFormats | None =
             e.value AS email_std, coalesce(pk.fast, p.value) AS phone_std,
             {postcode_std} AS postcode_std,
             {house_number_std} AS house_number_std, {street_std} AS street_std,
-            {_words_sql("i.city")} AS city_std,
-            {_words_sql("i.address_line2")} AS address_line2_std,
-            {_words_sql("i.region")} AS region_std,
+            {words_sql("i.city")} AS city_std,
+            {words_sql("i.address_line2")} AS address_line2_std,
+            {words_sql("i.region")} AS region_std,
             {dwelling_key_sql(postcode_std, house_number_std)} AS dwelling_key,
             -- the full name as one key: live ingest looks up the name rules by it (a
             -- surname alone matches a tenth of the records: "vries" 121,529 of 2.2M)
@@ -272,16 +202,11 @@ def _phone_keys(store: Store, default_country: str) -> None:
                         WHEN coalesce(region, ?) = 'NL' AND regexp_full_match(digits, '{DUTCH_NATIONAL_PATTERN}')
                         THEN '+31' || right(digits, 9) END AS fast
             FROM (SELECT source, record_id, regexp_replace(phone, '[^0-9+]', '', 'g') AS digits,
-                         {_country_sql("country")} AS region
+                         {country_sql("country")} AS region
                   FROM ingested WHERE phone IS NOT NULL)""",
         [default_country],
         building="phone_keys",
     )
-
-
-def _country_sql(column: str) -> str:
-    cases = " ".join(f"WHEN '{name}' THEN '{code}'" for name, code in COUNTRIES.items())
-    return f"(CASE WHEN length(trim({column})) = 2 THEN upper(trim({column})) ELSE (CASE lower(trim({column})) {cases} END) END)"
 
 
 def _email_map(store: Store) -> None:
@@ -403,68 +328,3 @@ def _map_table(
     store.register(staged, pa.table(columns))
     store.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM {staged}")
     store.unregister(staged)
-
-
-def _parse_dates(store: Store, config: Config, given: DateFormats) -> None:
-    """``parsed_dates``: birth date and update time per record, in each source's format
-    (configured, given, or the format that reads most of the source's values)."""
-    selects: list[str] = []
-    params: list[Any] = []
-    used: list[tuple[str, str | None, str | None]] = []
-    for source in config.sources:
-        known = given.get(source.name)
-        dob_format = source.date_format or (
-            known["date_of_birth"] if known else _detect_format(store, source.name, "date_of_birth", DATE_FORMATS)
-        )
-        ts_format = source.updated_at_format or (
-            known["updated_at"] if known else _detect_format(store, source.name, "updated_at_raw", TIMESTAMP_FORMATS, iso_first=True)
-        )
-        used.append((source.name, dob_format, ts_format))
-        ts_sql = (
-            "coalesce(try_cast(updated_at_raw AS TIMESTAMP), try_strptime(updated_at_raw, ?))"
-            if ts_format
-            else "try_cast(updated_at_raw AS TIMESTAMP)"
-        )
-        selects.append(
-            f"""SELECT source, record_id, line, date_of_birth AS dob_raw, updated_at_raw,
-                       try_strptime(date_of_birth, ?)::DATE AS dob_parsed, {ts_sql} AS updated_at, ? AS dob_format
-                FROM ingested WHERE source = ?"""
-        )
-        params.extend([dob_format or "%Y-%m-%d", *([ts_format] if ts_format else []), dob_format or "%Y-%m-%d", source.name])
-    store.execute(f"""CREATE OR REPLACE TEMP TABLE dates_raw AS {" UNION ALL ".join(selects)}""", params, building="dates_raw")
-    store.execute(
-        """CREATE OR REPLACE TEMP TABLE parsed_dates AS
-           SELECT source, record_id, updated_at,
-                  CASE WHEN dob_parsed BETWEEN DATE '1900-01-01' AND current_date THEN dob_parsed END AS dob
-           FROM dates_raw"""
-    )
-    store.execute(
-        """INSERT INTO field_issues
-           SELECT source, record_id, line, 'date_of_birth',
-                  CASE WHEN dob_parsed IS NULL THEN 'not a valid date in format ' || dob_format
-                       ELSE 'date out of range (before 1900 or in the future)' END || ' (value ' || dob_raw || ')'
-           FROM dates_raw
-           WHERE dob_raw IS NOT NULL AND (dob_parsed IS NULL OR dob_parsed NOT BETWEEN DATE '1900-01-01' AND current_date)
-           UNION ALL
-           SELECT source, record_id, line, 'updated_at', 'not a valid timestamp (value ' || updated_at_raw || ')'
-           FROM dates_raw WHERE updated_at_raw IS NOT NULL AND updated_at IS NULL"""
-    )
-    store.execute("DROP TABLE dates_raw")
-    store.execute("CREATE OR REPLACE TABLE date_formats (source VARCHAR, date_of_birth VARCHAR, updated_at VARCHAR)")
-    store.execute(
-        "INSERT INTO date_formats SELECT * FROM (VALUES " + ", ".join("(?, ?, ?)" for _ in used) + ")", [v for row in used for v in row]
-    )
-
-
-def _detect_format(store: Store, source: str, column: str, formats: tuple[str, ...], iso_first: bool = False) -> str | None:
-    sample = f"(SELECT {column} AS v FROM ingested WHERE source = ? AND {column} IS NOT NULL LIMIT 20000)"
-    if iso_first:
-        total, iso = store.rows(f"SELECT count(*), count(try_cast(v AS TIMESTAMP)) FROM {sample}", [source])[0]
-        if total == 0 or iso >= 0.5 * total:
-            return None
-    best, best_count = None, 0
-    for fmt in formats:
-        n = int(store.scalar(f"SELECT count(try_strptime(v, ?)) FROM {sample}", [fmt, source]))
-        if n > best_count:
-            best, best_count = fmt, n
-    return best

@@ -13,7 +13,8 @@ import pytest
 from pipelines.batch.ingest import stage_live
 from pipelines.config import Config, SourceConfig, load_config
 from pipelines.standardize.batch import standardize
-from pipelines.standardize.rows import RECORD_TYPES, WORD_CHARACTERS, _words, standardize_rows
+from pipelines.standardize.fields import WORD_CHARACTERS, words
+from pipelines.standardize.rows import RECORD_TYPES, standardize_rows
 from profiles.store import Store
 from tests.conftest import DemoRun
 from tests.pipelines.live.test_live import _as_dict, _rows
@@ -88,14 +89,14 @@ def test_addresses_in_latin_letters_are_standardized_as_duckdb_does(small_demo: 
     """Each character Python standardizes in an address itself ('ä', 'ß', 'ł') comes out as
     DuckDB's lower(strip_accents(...)) makes it, alone and inside a word."""
     characters = sorted(WORD_CHARACTERS)
-    words = ["{c}", "Stra{c}e 1", "{c}{c}x"]  # {c}: each character in turn
+    shapes = ["{c}", "Stra{c}e 1", "{c}{c}x"]  # {c}: each character in turn
     with duckdb.connect() as con:
         expected = con.execute(
             """SELECT nullif(trim(regexp_replace(lower(strip_accents(w)), '[^a-z0-9]+', ' ', 'g')), '')
                FROM unnest(?) WITH ORDINALITY t(w, i) ORDER BY i""",
-            [[w.replace("{c}", c) for c in characters for w in words]],
+            [[w.replace("{c}", c) for c in characters for w in shapes]],
         ).fetchall()
-    assert [_words(w.replace("{c}", c)) for c in characters for w in words] == [e for (e,) in expected]
+    assert [words(w.replace("{c}", c)) for c in characters for w in shapes] == [e for (e,) in expected]
     crm = next(s for s in config.sources if s.name == "crm")
     column = {field: column for field, column in crm.fields.items() if isinstance(column, str)}
     row = {**_source_rows(config, crm)[0], column["street"]: "Kirchstraße", column["city"]: "Düsseldorf"}

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import duckdb
 import pytest
 
-from pipelines.standardize.batch import street_sql
 from pipelines.standardize.contacts import standardize_email, standardize_phone
+from pipelines.standardize.fields import street_parts
 from pipelines.standardize.names import parse_given_name, parse_surname, split_full_name
-from pipelines.standardize.rows import street_parts
 
 
 @pytest.mark.parametrize(
@@ -133,33 +131,6 @@ def test_dutch_numbers_read_without_phonenumbers_are_what_phonenumbers_reads() -
     assert standardize_phone("0470 12 34 56", "BE")[0] == "+32470123456"
     assert standardize_phone("12", "NL")[0] is None
     assert standardize_phone("0612345678", "BE")[0] != "+31612345678"
-
-
-STREETS = [
-    ("12 oak street", None),
-    ("12a Oak Street", None),
-    ("Kerkstraat 12", None),
-    ("Kerkstraat 12a", "12a"),
-    ("Kerkstraat 12", "14"),
-    ("2e Helmersstraat", None),
-    ("2e Helmersstraat 7", None),
-    ("Villa 2", "8"),
-    ("12", None),
-    (None, "5"),
-    ("Straße 3", None),
-    ("12 oak street 5", None),
-    ("  ", "1"),
-    ("12-14 Main Rd", None),
-]
-
-
-@pytest.mark.parametrize(("street", "house_number"), STREETS)
-def test_house_numbers_in_street_lines_read_alike_in_sql_and_python(street: str | None, house_number: str | None) -> None:
-    street_std, house_number_std = street_sql("s", "h")
-    with duckdb.connect() as con:
-        sql = f"SELECT {street_std}, {house_number_std} FROM (SELECT ?::VARCHAR AS s, ?::VARCHAR AS h)"
-        expected = con.execute(sql, [street, house_number]).fetchall()[0]
-    assert street_parts(street, house_number) == expected
 
 
 def test_house_numbers_in_street_lines() -> None:
