@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 
 from pipelines.config import Config
-from pipelines.demo.sources import demo_key_roles
+from pipelines.demo.config import demo_key_roles
 from profiles.errors import ConfigError
 
 

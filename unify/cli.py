@@ -173,7 +173,7 @@ def _serve(config_path: Path, host: str, port: int) -> None:
     import uvicorn
 
     config = load_config(config_path)  # fail here, in one line, rather than inside the server
-    from pipelines.demo.sources import demo_key_roles
+    from pipelines.demo.config import demo_key_roles
 
     if not config.api.development and (demo := demo_key_roles(k.sha256 for k in config.api.keys)):
         raise ConfigError(
@@ -335,7 +335,7 @@ def demo(
         f"in {len(manifest.source_paths)} sources ({time.perf_counter() - start:.1f}s): {manifest.config_path}"
     )
     _run(manifest.config_path, retrain=False)
-    from pipelines.demo.sources import DEMO_API_KEYS
+    from pipelines.demo.config import DEMO_API_KEYS
 
     phone, _person = manifest.demo_phone_lookup
     console.print(

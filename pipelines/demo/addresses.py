@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipelines.demo.names import CITIES, FOREIGN_CITIES, GERMAN_STREETS, POSTCODE_LETTERS, STREETS, City
+from pipelines.demo.places import CITIES, FOREIGN_CITIES, GERMAN_STREETS, POSTCODE_LETTERS, STREETS, City
 
 
 @dataclass

@@ -12,10 +12,11 @@ from typing import Any
 import numpy as np
 
 from pipelines.demo import writers
-from pipelines.demo.names import CITIES, FOREIGN_CITIES
+from pipelines.demo.config import config_text
 from pipelines.demo.noise import Noise, lookup_phone
 from pipelines.demo.people import EPOCH_DAY_MAX, EPOCH_DAY_MIN, Population, build_population, unique_numbers
-from pipelines.demo.sources import SPECS, Rendered, SourceSpec, TrueView, config_text, render
+from pipelines.demo.places import CITIES, FOREIGN_CITIES
+from pipelines.demo.sources import SPECS, Rendered, SourceSpec, TrueView, render
 
 SOURCE_WEIGHTS = np.array([1.0, 0.8, 0.55, 0.6])  # crm, webshop, contact_center, loyalty
 SOURCES_PER_PERSON = np.array([0.22, 0.40, 0.28, 0.10])  # P(1), P(2), P(3), P(4) sources

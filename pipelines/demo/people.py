@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from pipelines.demo.addresses import AddressBook
-from pipelines.demo.names import CITIES, COMMON_NAMES, EMAIL_DOMAINS, ORIGINS, Surname
+from pipelines.demo.names import COMMON_NAMES, ORIGINS, Surname
+from pipelines.demo.places import CITIES, EMAIL_DOMAINS
 
 EPOCH_DAY_MIN = int(np.datetime64("2016-01-01", "D").astype(np.int64))
 EPOCH_DAY_MAX = int(np.datetime64("2024-12-31", "D").astype(np.int64))

@@ -119,6 +119,14 @@ class _Writer:
         return f"(None if {tests} else {body(names)})"
 
     def write(self, node: exp.Expression) -> str:
+        """``node`` as a Python expression; Unsupported when this writer does not know it."""
+        for kind in (self._value, self._logic, self._operator, self._function):
+            if (written := kind(node)) is not None:
+                return written
+        raise Unsupported(f"{type(node).__name__}: {node.sql()[:80]}")
+
+    def _value(self, node: exp.Expression) -> str | None:
+        """Columns, literals, NULL, a cast to a double."""
         if isinstance(node, exp.Paren):
             return self.write(node.this)
         if isinstance(node, exp.Column):
@@ -134,6 +142,10 @@ class _Writer:
             if node.to.this not in _DOUBLE_TYPES:
                 raise Unsupported(f"cast to {node.to.sql()}")
             return self.strict([node.this], lambda v: f"float({v[0]})")
+        return None
+
+    def _logic(self, node: exp.Expression) -> str | None:
+        """CASE and three-valued AND, OR, NOT, IS NULL."""
         if isinstance(node, exp.Case):
             if node.this is not None:
                 raise Unsupported("CASE with an operand")
@@ -160,6 +172,10 @@ class _Writer:
             if not isinstance(node.expression, exp.Null):
                 raise Unsupported(node.sql())
             return f"({self.write(node.this)} is None)"
+        return None
+
+    def _operator(self, node: exp.Expression) -> str | None:
+        """Comparisons and arithmetic: NULL when an operand is; x / 0 is NULL."""
         if type(node) in _COMPARE or type(node) in _ARITHMETIC:
             op = _COMPARE.get(type(node)) or _ARITHMETIC[type(node)]
             return self.strict([node.this, node.expression], lambda v: f"({v[0]} {op} {v[1]})")
@@ -169,6 +185,10 @@ class _Writer:
             return self.strict([node.this, node.expression], lambda v: f"({v[0]} / {v[1]})", zero_divisor=True)
         if isinstance(node, exp.Neg):
             return self.strict([node.this], lambda v: f"(-{v[0]})")
+        return None
+
+    def _function(self, node: exp.Expression) -> str | None:
+        """The functions the scoring and veto SQL call, with DuckDB's NULL handling."""
         if isinstance(node, exp.Coalesce):
             out = "None"
             for operand in reversed([node.this, *node.expressions]):
@@ -200,7 +220,7 @@ class _Writer:
         if isinstance(node, exp.Anonymous) and str(node.this).lower() in _FUNCTIONS:
             name = _FUNCTIONS[str(node.this).lower()]
             return self.strict(list(node.expressions), lambda v: f"{name}({', '.join(v)})")
-        raise Unsupported(f"{type(node).__name__}: {node.sql()[:80]}")
+        return None
 
 
 def _greatest(*values: Any) -> Any:

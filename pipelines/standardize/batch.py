@@ -55,6 +55,25 @@ def standardize(store: Store, config: Config, date_formats: DateFormats | None =
     Returns field issue counts per source and field."""
     store.execute("CREATE OR REPLACE TABLE field_issues (source VARCHAR, record_id VARCHAR, line BIGINT, field VARCHAR, reason VARCHAR)")
     _clean_values(store)
+    _value_maps(store, config, date_formats or {})
+    store.execute(_records_sql(), building="records")
+    _contact_issues(store)
+    store.execute(
+        """CREATE OR REPLACE TABLE identifiers AS
+           SELECT record_key, source, x.kind, x.value FROM (SELECT record_key, source, unnest(identifiers) AS x FROM records)""",
+        building="identifiers",
+    )
+    for table in ("names_split", "given_map", "surname_map", "email_map", "phone_map", "phone_keys", "parsed_dates", "ingested"):
+        store.execute(f"DROP TABLE IF EXISTS {table}")
+    counts: dict[str, dict[str, int]] = {}
+    for source, field, n in store.rows("SELECT source, field, count(*) FROM field_issues GROUP BY ALL ORDER BY ALL"):
+        counts.setdefault(source, {})[field] = int(n)
+    return counts
+
+
+def _value_maps(store: Store, config: Config, date_formats: DateFormats) -> None:
+    """The tables ``records`` joins: names, emails, phones and dates, each read once per
+    distinct value (names, emails and phones in Python)."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="unify-names") as pool:
         # the names are parsed in Python on a thread of their own while the SQL below runs
         # (DuckDB lets go of the GIL while it works)
@@ -69,12 +88,15 @@ def standardize(store: Store, config: Config, date_formats: DateFormats | None =
             lambda digits, region: standardize_phone(digits, region or default_region),
             ("value", "problem"),
         )
-        parse_dates_sql(store, config, date_formats or {})
+        parse_dates_sql(store, config, date_formats)
         _name_maps(store, names.result())
+
+
+def _records_sql() -> str:
+    """``records`` from ``ingested`` and the value maps."""
     street_std, house_number_std = street_sql("i.street", "i.house_number")
     postcode_std = postcode_std_sql("i.postcode")
-    store.execute(
-        f"""CREATE OR REPLACE TABLE records AS
+    return f"""CREATE OR REPLACE TABLE records AS
         SELECT
             i.source || ':' || i.record_id AS record_key, i.source, i.record_id, i.line, i.trust,
             i.raw::JSON AS raw, d.updated_at,
@@ -113,9 +135,11 @@ def standardize(store: Store, config: Config, date_formats: DateFormats | None =
         LEFT JOIN surname_map s ON s.key = n.last_raw
         LEFT JOIN email_map e ON e.key = i.email
         LEFT JOIN phone_keys pk USING (source, record_id)
-        LEFT JOIN phone_map p ON p.digits = pk.digits AND p.region IS NOT DISTINCT FROM pk.region""",
-        building="records",
-    )
+        LEFT JOIN phone_map p ON p.digits = pk.digits AND p.region IS NOT DISTINCT FROM pk.region"""
+
+
+def _contact_issues(store: Store) -> None:
+    """The emails and phones that could not be read, into ``field_issues``."""
     store.execute(
         """INSERT INTO field_issues
            SELECT i.source, i.record_id, i.line, 'email', m.problem || ' (value ' || i.email || ')'
@@ -128,17 +152,6 @@ def standardize(store: Store, config: Config, date_formats: DateFormats | None =
            JOIN phone_map m ON m.digits = k.digits AND m.region IS NOT DISTINCT FROM k.region
            WHERE m.problem IS NOT NULL"""
     )
-    store.execute(
-        """CREATE OR REPLACE TABLE identifiers AS
-           SELECT record_key, source, x.kind, x.value FROM (SELECT record_key, source, unnest(identifiers) AS x FROM records)""",
-        building="identifiers",
-    )
-    for table in ("names_split", "given_map", "surname_map", "email_map", "phone_map", "phone_keys", "parsed_dates", "ingested"):
-        store.execute(f"DROP TABLE IF EXISTS {table}")
-    counts: dict[str, dict[str, int]] = {}
-    for source, field, n in store.rows("SELECT source, field, count(*) FROM field_issues GROUP BY ALL ORDER BY ALL"):
-        counts.setdefault(source, {})[field] = int(n)
-    return counts
 
 
 def _clean_values(store: Store) -> None:

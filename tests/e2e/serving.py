@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from pipelines.demo.sources import DEMO_API_KEYS
+from pipelines.demo.config import DEMO_API_KEYS
 from resolvers.auth import digest
 from tests.conftest import DemoRun, copy_demo_dir
 

@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 import resolvers.app as app_module
 import resolvers.ingest as ingest_module
 from pipelines.config import load_config
-from pipelines.demo.sources import DEMO_API_KEYS
+from pipelines.demo.config import DEMO_API_KEYS
 from profiles.store import Store
 from tests.conftest import DemoRun
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.config import load_config
-from pipelines.demo.sources import DEMO_API_KEYS
+from pipelines.demo.config import DEMO_API_KEYS
 from profiles.errors import ConfigError
 from resolvers.auth import Keyring
 from resolvers.schema import build_schema, quiet_traceback

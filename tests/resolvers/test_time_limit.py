@@ -11,7 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from pipelines.config import load_config
-from pipelines.demo.sources import DEMO_API_KEYS
+from pipelines.demo.config import DEMO_API_KEYS
 from profiles.store import Store
 from resolvers.app import create_app
 from tests.conftest import DemoRun

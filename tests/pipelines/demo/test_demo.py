@@ -359,7 +359,7 @@ def test_thousands_of_namesakes_get_unique_addresses_deterministically() -> None
     assert first == make()
 
     # every number below 1000 already held by other local parts ("jan.jansen85" is one)
-    from pipelines.demo.names import EMAIL_DOMAINS
+    from pipelines.demo.places import EMAIL_DOMAINS
 
     held = {
         f"{local}{k}@{d}"
