@@ -15,7 +15,7 @@ How:
    builds the store from the rest (``run_pipeline``, in a subprocess logging to
    ``<out>/build.log``) and the store is kept as ``<out>/pristine.duckdb``. A marker file,
    ``bench-ingest-store.json``, records what is there and a digest of the code that
-   builds stores (pipelines/ without live.py, profiles/): a rerun reuses data and store
+   builds stores (pipelines/ without pipelines/live/, profiles/): a rerun reuses data and store
    while they match, and rebuilds the store when that code changed.
 2. Every measured phase starts from a fresh copy of the pristine store (the config's
    store path), so phases never see each other's records.
@@ -102,16 +102,16 @@ INGEST_MUTATION = """mutation Ingest($source: String!, $record: JSON!) {
 
 #: Functions whose cumulative time per record the profile shows: (label, file suffix, function).
 PHASES: tuple[tuple[str, str, str], ...] = (
-    ("LiveIngest.ingest (all)", "pipelines/live.py", "ingest"),
-    ("  _stage: map, standardize, candidates, score", "pipelines/live.py", "_stage"),
-    ("    standardize_rows", "pipelines/standardize_rows.py", "standardize_rows"),
-    ("    _score_few (candidates from memory, scoring)", "pipelines/live.py", "_score_few"),
-    ("  _apply: in the store's transaction", "pipelines/live.py", "_apply"),
-    ("    _replace_rows", "pipelines/live.py", "_replace_rows"),
-    ("    _group", "pipelines/live.py", "_group"),
+    ("LiveIngest.ingest (all)", "pipelines/live/ingest.py", "ingest"),
+    ("  stage: map, standardize, candidates, score", "pipelines/live/stage.py", "stage"),
+    ("    standardize_rows", "pipelines/standardize/rows.py", "standardize_rows"),
+    ("    _score_few (candidates from memory, scoring)", "pipelines/live/stage.py", "_score_few"),
+    ("  _apply: in the store's transaction", "pipelines/live/ingest.py", "_apply"),
+    ("    _replace_rows", "pipelines/live/ingest.py", "_replace_rows"),
+    ("    group", "pipelines/live/regroup.py", "group"),
     ("    Stewardship.reassign (golden records)", "store/stewardship.py", "reassign"),
-    ("    _queue_reviews", "pipelines/live.py", "_queue_reviews"),
-    ("    _outcomes", "pipelines/live.py", "_outcomes"),
+    ("    queue_reviews", "pipelines/live/regroup.py", "queue_reviews"),
+    ("    outcomes", "pipelines/live/report.py", "outcomes"),
     ("    append_audit", "store/queries.py", "append_audit"),
     ("  commit", "store/connection.py", "transaction"),
     ("all SQL (Store._run)", "store/connection.py", "_run"),
@@ -160,7 +160,7 @@ def build_digest() -> str:
     """Digest of the code that builds a store: pipelines/ (but the live ingest under test)
     and profiles/. A store built by other code is rebuilt."""
     files = sorted(
-        f for package in ("pipelines", "profiles") for f in (REPO / package).rglob("*.py") if f != REPO / "pipelines" / "live.py"
+        f for package in ("pipelines", "profiles") for f in (REPO / package).rglob("*.py") if (REPO / "pipelines" / "live") not in f.parents
     )
     data = b"".join(str(f.relative_to(REPO)).encode() + f.read_bytes() for f in files)
     return hashlib.sha256(data).hexdigest()[:12]

@@ -28,7 +28,7 @@ class Tuning:
     #: Rows of a table read by one statement of LiveIngest.warm(): two DuckDB row groups.
     warm_rows: int = 245_760
 
-    # ---- stewardship and live regrouping (profiles.store.stewardship) ----
+    # ---- stewardship and live regrouping (profiles.regrouping, profiles.store.reassignment) ----
     #: Up to this many records, a regrouping's updates take bound values and its golden
     #: records are computed in Python; more by the batch's survivorship SQL.
     few_records: int = 300

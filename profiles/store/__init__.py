@@ -1,5 +1,7 @@
 """The DuckDB store: the only module of unify that imports duckdb."""
 
+from profiles.regrouping import match_probabilities
+from profiles.store.action_log import Action, Decision, Steward
 from profiles.store.connection import WORK_CATALOG, Store, ident, in_list, name_literal, quote_column, sql_literal_path
 from profiles.store.queries import AuditEvent, ProfileQueries, Resolved, identifiers_of
 from profiles.store.runs import (
@@ -14,7 +16,7 @@ from profiles.store.runs import (
     write_run_table,
 )
 from profiles.store.schema import RUN_TABLES
-from profiles.store.stewardship import Action, Decision, Steward, Stewardship, match_probabilities
+from profiles.store.stewardship import Stewardship
 
 __all__ = [
     "RUN_TABLES",

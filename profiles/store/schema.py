@@ -79,7 +79,7 @@ _DDL: Final[tuple[str, ...]] = (
     )""",
     # Steward actions: what was done, by whom and why, with the profiles it touched.
     # The exact rows before and after live in the run's snapshot tables (see
-    # profiles.store.stewardship); an undo is an action too, so undoing it redoes.
+    # profiles.store.snapshots); an undo is an action too, so undoing it redoes.
     """CREATE TABLE IF NOT EXISTS steward_actions (
         action_id VARCHAR NOT NULL,
         run_id VARCHAR NOT NULL,           -- the published run it changed
