@@ -4,7 +4,6 @@ threads through cursors, with failing statements re-raised with their context.""
 from __future__ import annotations
 
 import os
-import re
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
@@ -16,42 +15,19 @@ import duckdb
 import pyarrow as pa
 
 from profiles.errors import StoreError
+from profiles.store.sql import ident, in_list, marks, name_literal, quote_column, sql_literal_path
 from profiles.tuning import TUNING
 
 # Store.arrow asks an executed statement for its Arrow table only when it has parameters,
 # mostly a few records' rows (see Store._run): the copy DuckDB 2 warns about is negligible.
 warnings.filterwarnings("ignore", message="Arrow output on a DB-API result makes an extra copy", category=UserWarning)
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 WORK_CATALOG = "work"
 
 #: Stores this process serves (``unify serve``), by absolute path: DuckDB lets one process
 #: own a store file, so work on a served store (a batch run, an export) runs inside the
 #: server, and :meth:`Store.open` of such a path gives a guest on the server's database.
 _HOSTED: dict[str, Store] = {}
-
-
-def ident(name: str) -> str:
-    """Quote an identifier that comes from validated config or our own code.
-
-    Values never go through here: they are bound parameters.
-    """
-    if not _IDENTIFIER.match(name):
-        raise StoreError(f"refusing to use {name!r} as an SQL identifier")
-    return f'"{name}"'
-
-
-def name_literal(name: str) -> str:
-    """A name from validated config or our own code (a column, an identifier kind) as an
-    SQL string literal; refuses anything but ``[A-Za-z_][A-Za-z0-9_]*``, as :func:`ident`."""
-    ident(name)
-    return f"'{name}'"
-
-
-def sql_literal_path(path: Path | str) -> str:
-    """A file path as an SQL string literal (table functions do not take parameters
-    for their path in every DuckDB version)."""
-    return "'" + str(path).replace("'", "''") + "'"
 
 
 class Store:
@@ -414,13 +390,6 @@ def _parsed(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
     return statement
 
 
-def marks(values: Sequence[object]) -> str:
-    """Placeholders for an IN list: a literal list lets DuckDB answer from an index (a
-    list parameter or a subquery makes it a join that scans); values stay bound
-    parameters."""
-    return ", ".join("?" * len(values)) or "NULL"
-
-
 def _configure(con: duckdb.DuckDBPyConnection) -> None:
     """Settings of every connection (its cursors included: GLOBAL)."""
     con.execute("SET enable_progress_bar = false")  # long statements must not draw on the terminal
@@ -428,18 +397,5 @@ def _configure(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("SET GLOBAL lambda_syntax = 'ENABLE_SINGLE_ARROW'")
 
 
-def in_list(expression: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
-    """``expression IN (...)`` for bound ``values``, as (sql, params)."""
-    values = list(values)
-    if not values:
-        return "false", []
-    if len(values) <= TUNING.in_list_max:
-        return f"{expression} IN ({marks(values)})", values
-    return f"{expression} IN (SELECT unnest(?))", [values]
-
-
-def quote_column(name: str) -> str:
-    """Quote a column name read from a source file header (may hold spaces, quotes)."""
-    if "\x00" in name:
-        raise StoreError(f"column name {name!r} contains a NUL byte")
-    return '"' + name.replace('"', '""') + '"'
+# the SQL text helpers are also importable from here, as before profiles.store.sql
+__all__ = ["WORK_CATALOG", "Store", "ident", "in_list", "marks", "name_literal", "quote_column", "sql_literal_path"]
