@@ -13,7 +13,7 @@ import json
 import pyarrow as pa
 
 from pipelines.config import Config
-from pipelines.matching.comparisons import model_veto_sql
+from pipelines.matching.vetoes import model_veto_sql
 from profiles.constraints import STEWARD_LINK, constrained_components
 from profiles.identity import inherited_sql, mint_profile_ids
 from profiles.store import Store, ident

@@ -23,8 +23,9 @@ from splink.internals.exceptions import SplinkException
 
 from pipelines.config import Config
 from pipelines.matching.blocking import deterministic_rules, em_training_rules, identifier_column
-from pipelines.matching.comparisons import active_vetoes, available, settings
+from pipelines.matching.comparisons import available, settings
 from pipelines.matching.scoring import term_frequencies_sql, tf_columns
+from pipelines.matching.vetoes import active_vetoes
 from pipelines.standardize.batch import MATCH_COLUMNS
 from profiles.errors import ConfigError, UnifyError
 from profiles.store import Store, ident

@@ -15,7 +15,7 @@ from pipelines.config import Config
 from pipelines.live.stage import Prepared, Staged, stored_linkable
 from pipelines.matching import rowwise
 from pipelines.matching.blocking import identifier_column
-from pipelines.matching.comparisons import model_veto_sql
+from pipelines.matching.vetoes import model_veto_sql
 from pipelines.standardize.batch import MATCH_COLUMNS
 from profiles.constraints import STEWARD_LINK, constrained_components
 from profiles.identity import inherit_profile_ids

@@ -14,8 +14,8 @@ import pytest
 from pipelines.config import load_config
 from pipelines.matching import rowwise
 from pipelines.matching.blocking import identifier_column
-from pipelines.matching.comparisons import VETO_RULES, identifier_overrides, veto_sql
 from pipelines.matching.scoring import pairs_sql, score_sql
+from pipelines.matching.vetoes import VETO_RULES, identifier_overrides, veto_sql
 from pipelines.standardize.batch import MATCH_COLUMNS
 from profiles.store import Store, ident
 from tests.conftest import DemoRun

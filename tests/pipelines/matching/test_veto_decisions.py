@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from pipelines.matching.comparisons import VETO_MAX_M, active_vetoes, model_veto_sql
+from pipelines.matching.vetoes import VETO_MAX_M, active_vetoes, model_veto_sql
 
 
 def _model(**else_m: float | None) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from pipelines.matching.comparisons import VETO_RULES
+from pipelines.matching.vetoes import VETO_RULES
 from tests.conftest import DemoRun
 
 #: The rules as documented: the dates differ by more than a typo or a day/month swap; the
