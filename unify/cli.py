@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager
 from contextvars import ContextVar
+from datetime import date
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -342,6 +343,17 @@ def review(
     console.print("[dim]decide in the API: decideCandidate(pairId, decision: SAME | DIFFERENT, reason)[/]")
 
 
+def demo_query(phone: str) -> str:
+    """The query `unify demo` prints: the caller's card, timeline across channels and effort."""
+    return (
+        f'{{ profileByIdentifier(kind: "phone", value: "{phone}") {{ id fullName email phone dateOfBirth '
+        "address { street houseNumber postcode city } sources records { source recordId } "
+        "timeline(first: 8) { nodes { occurredAt channel type topic department } } "
+        "effort(days: 90) { contacts repeatContacts channelSwitches transfers openTopics } "
+        "traits { name value } } }"
+    )
+
+
 @app.command()
 @friendly_errors
 def demo(
@@ -355,7 +367,8 @@ def demo(
 
     start = time.perf_counter()
     with console.status(f"generating {records:,} demo records", spinner="dots"):
-        manifest = generate(out, records=records, seed=seed)
+        # events up to today: the windows of traits and effort (and life events' expiry) end now
+        manifest = generate(out, records=records, seed=seed, events_until=date.today())
     console.print(
         f"generated {sum(manifest.records_per_source.values()):,} records of {manifest.persons:,} people "
         f"in {len(manifest.source_paths)} sources ({time.perf_counter() - start:.1f}s): {manifest.config_path}"
@@ -371,13 +384,10 @@ def demo(
     if not serve:
         return
     host, port = "127.0.0.1", 8000
-    query = (
-        f'{{ profileByIdentifier(kind: "phone", value: "{phone}") {{ id fullName email phone dateOfBirth '
-        "address { street houseNumber postcode city } sources records { source recordId } } }"
-    )
-    body = json.dumps({"query": query})
+    body = json.dumps({"query": demo_query(phone)})
     console.print(
-        f"\nA caller gives their number as [bold]{phone}[/], written as no source has it. Find them:\n",
+        f"\nA caller gives their number as [bold]{phone}[/], written as no source has it. Find them, "
+        "with what they did in every channel and how hard it was for them:\n",
         highlight=False,
     )
     print(

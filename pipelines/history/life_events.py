@@ -99,28 +99,58 @@ def _changes(
 
 
 def _is_move(older: RecordFacts, newer: RecordFacts) -> bool:
-    """Another postcode area or city, and not a typo of the older address."""
+    """Another postcode area or city, and not a typo of the older address. The same full
+    postcode, or the same area (or an unknown one) and house number, is the same dwelling
+    whatever the city says (a town's other name: Den Haag and 's-Gravenhage)."""
     areas, cities = (_area(older.postcode), _area(newer.postcode)), (_folded(older.city), _folded(newer.city))
     postcodes = (postcode_std(older.postcode), postcode_std(newer.postcode))
     if _same(*areas) and _same(*cities):
         return False
+    if None not in postcodes and postcodes[0] == postcodes[1]:
+        return False
+    numbers = (_folded(older.house_number), _folded(newer.house_number))
+    same_number = None not in numbers and numbers[0] == numbers[1]
+    if same_number and (None in areas or areas[0] == areas[1]):
+        return False  # only the city's name differs at the same number: not evidence enough
     postcode_typo = _close(*postcodes) and _same(*cities)
     city_typo = _close(*cities) and _same(*areas)
     # a slip in each field is two typos, still not a move
     return not (postcode_typo or city_typo or (_close(*postcodes) and _close(*cities)))
 
 
+#: Letters strip_accents keeps that are read as another letter (Turkish dotless i, ...).
+_LETTERS = str.maketrans({"ı": "i", "ø": "o", "ł": "l", "đ": "d", "ß": "ss", "æ": "ae", "œ": "oe"})
+
+
+def _surname_parts(record: RecordFacts) -> list[str]:
+    """The surname's words as compared: folded, without particles (words of three letters
+    or fewer: van, de, ter, el, and their typos: ban, vsn) unless the name has only those."""
+    names = [record.last_name] if record.last_name else list(record.surname_tokens)  # tokens glue a particle typo on
+    words = [w for name in names for w in re.split(r"[\s\-]+", (fold(name) or "").translate(_LETTERS)) if w]
+    long = [w for w in words if len(w) > 3]
+    return long or words
+
+
 def _other_surname(older: RecordFacts, newer: RecordFacts) -> bool:
-    """Another surname (its tokens, in any order) that is not a typo of the older one."""
-    return set(older.surname_tokens) != set(newer.surname_tokens) and not _close(
-        " ".join(older.surname_tokens), " ".join(newer.surname_tokens)
-    )
+    """A surname word one record has and the other does not, not even within one edit: a
+    new surname, a partner's name added or dropped. A typo or a particle is none."""
+    before, after = _surname_parts(older), _surname_parts(newer)
+
+    def missing(words: list[str], other: list[str]) -> bool:
+        return any(all(DamerauLevenshtein.distance(word, o) > 1 for o in other) for word in words)
+
+    return missing(after, before) or missing(before, after)
 
 
 def _same_person(older: RecordFacts, newer: RecordFacts) -> bool:
-    """The same first name, and the same date of birth where both have one."""
+    """The same first name (or its initial, or within one edit), and the same date of birth
+    where both have one."""
     first = [parse_given_name(r.first_name) if r.first_name else None for r in (older, newer)]
-    if first[0] is None or first[1] is None or first[0].folded != first[1].folded:
+    if first[0] is None or first[1] is None:
+        return False
+    a, b = (str(first[0].folded or "").translate(_LETTERS), str(first[1].folded or "").translate(_LETTERS))
+    initials = len(a) == 1 or len(b) == 1
+    if not (a == b or (initials and a[:1] == b[:1]) or (not initials and DamerauLevenshtein.distance(a, b) <= 1)):
         return False
     return older.date_of_birth is None or newer.date_of_birth is None or older.date_of_birth == newer.date_of_birth
 
@@ -154,10 +184,31 @@ def _close(a: str | None, b: str | None) -> bool:
 # ---- announcements and birthdays -----------------------------------------------------------
 
 
+#: Announcements of one kind this close together are one moment told more than once (a
+#: call, then the loyalty change; a repeat contact on the topic).
+ANNOUNCEMENT_DAYS = 90
+
+
 def _announced(rule: LifeEventConfig, records: Sequence[RecordFacts], events: Sequence[Interaction], today: date) -> Iterator[Found]:
-    for event in events:
-        if event.type in rule.types or (event.topic is not None and event.topic in rule.topics):
-            yield event.occurred_at, [f"{event.event_source}:{event.event_id}"]
+    """One life event per announcement: the first event that tells it, with every event
+    that tells it again within ANNOUNCEMENT_DAYS of the one before as evidence too."""
+    telling = sorted(
+        (e for e in events if e.type in rule.types or (e.topic is not None and e.topic in rule.topics)),
+        key=lambda e: (e.occurred_at, e.event_source, e.event_id),
+    )
+    moment: tuple[datetime, list[str]] | None = None
+    last: datetime | None = None
+    for event in telling:
+        evidence = f"{event.event_source}:{event.event_id}"
+        if moment is not None and last is not None and event.occurred_at - last <= timedelta(days=ANNOUNCEMENT_DAYS):
+            moment[1].append(evidence)
+        else:
+            if moment is not None:
+                yield moment
+            moment = (event.occurred_at, [evidence])
+        last = event.occurred_at
+    if moment is not None:
+        yield moment
 
 
 def _age_milestone(rule: LifeEventConfig, records: Sequence[RecordFacts], events: Sequence[Interaction], today: date) -> Iterator[Found]:
