@@ -3,6 +3,9 @@ pipeline runs on them, built once per test session in real DuckDB files."""
 
 from __future__ import annotations
 
+import fcntl
+import os
+import pickle
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,10 +49,27 @@ def demo_run(out: Path, records: int, seed: int) -> DemoRun:
     return DemoRun(manifest, run_pipeline(load_config(manifest.config_path)))
 
 
+def shared_demo_run(tmp_path_factory: pytest.TempPathFactory, name: str, records: int, seed: int) -> DemoRun:
+    """A demo run built once per test run: pytest-xdist's workers share it (the first to
+    take the lock builds it, the others read what it left). Every test reads it only."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the directory all workers of this run share
+    with (root / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        built = root / name / "demo-run.pickle"
+        if built.exists():
+            run: DemoRun = pickle.loads(built.read_bytes())
+            return run
+        run = demo_run(root / name, records, seed)
+        built.write_bytes(pickle.dumps(run))
+        return run
+
+
 @pytest.fixture(scope="session")
 def small_demo(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     """5,000 records: for behaviour (not accuracy) tests. Read it, do not write to it."""
-    return demo_run(tmp_path_factory.mktemp("small_demo"), 5_000, seed=11)
+    return shared_demo_run(tmp_path_factory, "small_demo", 5_000, seed=11)
 
 
 @pytest.fixture
@@ -61,4 +81,4 @@ def demo_copy(small_demo: DemoRun, tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def accuracy_demo(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     """50,000 records in 4 sources: the accuracy fixture of the issue."""
-    return demo_run(tmp_path_factory.mktemp("accuracy_demo"), 50_000, seed=2026)
+    return shared_demo_run(tmp_path_factory, "accuracy_demo", 50_000, seed=2026)

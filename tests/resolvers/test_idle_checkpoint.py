@@ -17,6 +17,9 @@ from pipelines.demo.config import DEMO_API_KEYS
 from profiles.store import Store
 from tests.conftest import DemoRun
 
+#: seconds each (their own runs, subprocesses or servers): part of make test, not of make test-fast
+pytestmark = pytest.mark.slow
+
 INGEST = """mutation($record: JSON!) { ingestRecord(source: "crm", record: $record) { status } }"""
 
 

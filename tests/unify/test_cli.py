@@ -13,6 +13,9 @@ import pytest
 
 from tests.conftest import DemoRun
 
+#: seconds each (their own runs, subprocesses or servers): part of make test, not of make test-fast
+pytestmark = pytest.mark.slow
+
 UNIFY = [sys.executable, "-m", "unify.cli"]
 
 

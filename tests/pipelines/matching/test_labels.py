@@ -17,6 +17,9 @@ from pipelines.batch.run import run_pipeline
 from pipelines.config import Config, load_config
 from tests.conftest import DemoRun
 
+#: seconds each (their own runs, subprocesses or servers): part of make test, not of make test-fast
+pytestmark = pytest.mark.slow
+
 #: Far below the default: a retrain of the 5,000-record demo takes ~2 s instead of ~15 s.
 FAST_U_MAX_PAIRS = 300_000
 
