@@ -8,8 +8,10 @@ same rules the batch uses (pipelines.history)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import secrets
 from datetime import UTC, date, datetime
 from typing import Any, cast
 
@@ -18,7 +20,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from pipelines.history.effort import effort as effort_of
-from pipelines.history.events import event_source, interactions, profile_events_sql, record_events, record_facts
+from pipelines.history.events import event_source, interactions, profile_events_table, read_profile_events, record_events, record_facts
 from pipelines.history.life_events import life_events as life_events_of
 from pipelines.history.traits import traits_sql
 from profiles.errors import ConfigError
@@ -105,20 +107,26 @@ def _cursor(row: dict[str, Any]) -> str:
 def _after(cursor: str) -> tuple[datetime, str, str]:
     try:
         at, source, event = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(at), str(source), str(event)
+        return _naive(datetime.fromisoformat(at)), str(source), str(event)
     except (ValueError, TypeError) as exc:
         raise ApiError("after: not a cursor of this connection") from exc
 
 
-def _events(ctx: Context, profile_id: str) -> tuple[str, list[Any]]:
-    """The profile's events relation for one profile, and its parameters."""
-    run = ctx.queries.run_schema()
-    if run is None:
-        raise ApiError("no published run")
-    return f"({profile_events_sql(run, 'profile_id = ?')})", [profile_id, profile_id]
+def _rows(ctx: Context, profile_id: str) -> list[dict[str, Any]]:
+    """The profile's events, newest first, read once per request."""
+    rows = ctx.profile_events.get(profile_id)
+    if rows is None:
+        keys, identifiers = ctx.queries.links_of(profile_id)
+        rows = ctx.profile_events[profile_id] = read_profile_events(ctx.queries.store.reader(), profile_id, keys, identifiers)
+    return rows
 
 
-def timeline(
+def _naive(value: datetime) -> datetime:
+    """A time as the events hold it: UTC, without a zone."""
+    return value if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
+
+
+async def timeline(
     info: Info[Context, Any],
     profile_id: str,
     first: int,
@@ -130,29 +138,19 @@ def timeline(
 ) -> InteractionConnection:
     if not 1 <= first <= MAX_FIRST:
         raise ApiError(f"first must be between 1 and {MAX_FIRST}", limit=MAX_FIRST)
+    cursor = _after(after) if after else None
     ctx = context_of(info)
-    relation, params = _events(ctx, profile_id)
-    conditions, bound = ["true"], list[Any]()
-    for column, values in (("channel", channels), ("type", types)):
-        if values is not None:
-            conditions.append(f"{column} IN (SELECT unnest(?::VARCHAR[]))")
-            bound.append(values)
-    for op, value in ((">=", since), ("<=", until)):
-        if value is not None:
-            conditions.append(f"occurred_at {op} ?::TIMESTAMP")
-            bound.append(value.replace(tzinfo=None) if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None))
-    where = " AND ".join(conditions)
-    total = int(ctx.queries.store.reader().scalar(f"SELECT count(*) FROM {relation} e WHERE {where}", [*params, *bound]))
-    page = ""
-    if after:
-        at, source, event = _after(after)
-        page = " AND (occurred_at, event_source, event_id) < (?::TIMESTAMP, ?, ?)"
-        bound += [at, source, event]
-    rows = ctx.queries.store.reader().dicts(
-        f"""SELECT * FROM {relation} e WHERE {where}{page}
-            ORDER BY occurred_at DESC, event_source DESC, event_id DESC LIMIT ?""",
-        [*params, *bound, first + 1],
-    )
+    rows = await asyncio.to_thread(_rows, ctx, profile_id)
+    low, high = (_naive(since) if since else None), (_naive(until) if until else None)
+    selected = [
+        r
+        for r in rows
+        if (channels is None or r["channel"] in channels)
+        and (types is None or r["type"] in types)
+        and (low is None or r["occurred_at"] >= low)
+        and (high is None or r["occurred_at"] <= high)
+    ]
+    page = [r for r in selected if cursor is None or (r["occurred_at"], r["event_source"], r["event_id"]) < cursor][: first + 1]
     nodes = [
         Interaction(
             profile_id=profile_id,
@@ -168,25 +166,29 @@ def timeline(
             department=i.department,
             amount=i.amount,
         )
-        for i in interactions(rows[:first])
+        for i in interactions(page[:first])
     ]
+    more = len(page) > first
     return InteractionConnection(
-        nodes=nodes, end_cursor=_cursor(rows[first - 1]) if len(rows) > first else None, has_next_page=len(rows) > first, total_count=total
+        nodes=nodes, end_cursor=_cursor(page[first - 1]) if more else None, has_next_page=more, total_count=len(selected)
     )
 
 
-def traits(info: Info[Context, Any], profile_id: str) -> list[Trait]:
-    ctx = context_of(info)
-    if not ctx.config.traits:
-        return []
-    relation, params = _events(ctx, profile_id)
+def _traits(ctx: Context, profile_id: str) -> list[Trait]:
+    """The batch's trait SQL over this profile's events (read once, handed over as a table)."""
+    reader = ctx.queries.store.reader()
+    name = f"_profile_events_{secrets.token_hex(6)}"
     sql, bound = traits_sql(ctx.config.traits, "profile_events", datetime.now(UTC).replace(tzinfo=None))
-    found = {
-        str(name): (value, as_of, int(count))
-        for _, name, value, as_of, count in ctx.queries.store.reader().rows(
-            f"WITH profile_events AS MATERIALIZED {relation} {sql}", [*params, *bound]
-        )
-    }
+    reader.register(name, profile_events_table(_rows(ctx, profile_id)))
+    try:
+        found = {
+            str(trait): (value, as_of, int(count))
+            for _, trait, value, as_of, count in reader.rows(
+                f"WITH profile_events AS (SELECT * REPLACE (attributes::JSON AS attributes) FROM {name}) {sql}", bound
+            )
+        }
+    finally:
+        reader.unregister(name)
     out = []
     for trait in ctx.config.traits:
         value, as_of, count = found.get(trait.name, (0 if trait.function == "count" else None, None, 0))
@@ -202,6 +204,13 @@ def traits(info: Info[Context, Any], profile_id: str) -> list[Trait]:
     return out
 
 
+async def traits(info: Info[Context, Any], profile_id: str) -> list[Trait]:
+    ctx = context_of(info)
+    if not ctx.config.traits:
+        return []
+    return await asyncio.to_thread(_traits, ctx, profile_id)
+
+
 def _definition(trait: Any) -> str:
     what = f"{trait.function} of {trait.field} of" if trait.field else f"{trait.function} of"
     filters = "; ".join(f"{k} in {', '.join(v)}" for k, v in trait.where.model_dump().items() if v)
@@ -209,12 +218,11 @@ def _definition(trait: Any) -> str:
     return f"{what} {', '.join(trait.events)}{f' ({filters})' if filters else ''}{window}"
 
 
-def effort(info: Info[Context, Any], profile_id: str, days: int) -> Effort:
+async def effort(info: Info[Context, Any], profile_id: str, days: int) -> Effort:
     if not 1 <= days <= MAX_DAYS:
         raise ApiError(f"days must be between 1 and {MAX_DAYS}")
     ctx = context_of(info)
-    relation, params = _events(ctx, profile_id)
-    events = interactions(ctx.queries.store.reader().dicts(f"SELECT * FROM {relation} e ORDER BY occurred_at", params))
+    events = interactions(list(reversed(await asyncio.to_thread(_rows, ctx, profile_id))))
     result = effort_of(events, days=days, now=datetime.now(UTC).replace(tzinfo=None), settings=ctx.config.effort)
     return Effort(
         days=days,
@@ -228,15 +236,8 @@ def effort(info: Info[Context, Any], profile_id: str, days: int) -> Effort:
     )
 
 
-def life_events(info: Info[Context, Any], profile_id: str) -> list[LifeEvent]:
-    ctx = context_of(info)
-    rules = list(ctx.config.life_events)
-    if not ctx.principal.role.sees_contact_pii:
-        rules = [r for r in rules if r.shareable]
-    if not rules:
-        return []
-    relation, params = _events(ctx, profile_id)
-    events = interactions(ctx.queries.store.reader().dicts(f"SELECT * FROM {relation} e ORDER BY occurred_at", params))
+def _life_events(ctx: Context, profile_id: str, rules: list[Any]) -> list[LifeEvent]:
+    events = interactions(list(reversed(_rows(ctx, profile_id))))
     now = datetime.now(UTC).replace(tzinfo=None)
     records = [record_facts(r) for r in ctx.queries.record_facts(profile_id)]
     found = life_events_of(records, events, rules, today=date.today(), now=now)
@@ -244,6 +245,16 @@ def life_events(info: Info[Context, Any], profile_id: str) -> list[LifeEvent]:
         LifeEvent(kind=e.kind, occurred_at=e.occurred_at, detected_at=e.detected_at, evidence=e.evidence, expires_at=e.expires_at)
         for e in found
     ]
+
+
+async def life_events(info: Info[Context, Any], profile_id: str) -> list[LifeEvent]:
+    ctx = context_of(info)
+    rules = list(ctx.config.life_events)
+    if not ctx.principal.role.sees_contact_pii:
+        rules = [r for r in rules if r.shareable]
+    if not rules:
+        return []
+    return await asyncio.to_thread(_life_events, ctx, profile_id, rules)
 
 
 @strawberry.type

@@ -280,7 +280,7 @@ class Profile:
         description="The customer's events across channels, newest first (events attach to records, so they follow merges and splits)."
     )
     @reads("profile_id")
-    def timeline(
+    async def timeline(
         self,
         info: Info[Context, Any],
         first: int = 20,
@@ -290,24 +290,24 @@ class Profile:
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> history.InteractionConnection:
-        return history.timeline(info, self.profile_id, first, after, channels, types, since, until)
+        return await history.timeline(info, self.profile_id, first, after, channels, types, since, until)
 
     @strawberry.field(description="Values derived from the profile's events ([[traits]]), each with its time and event count.")
     @reads("profile_id")
-    def traits(self, info: Info[Context, Any]) -> list[history.Trait]:
-        return history.traits(info, self.profile_id)
+    async def traits(self, info: Info[Context, Any]) -> list[history.Trait]:
+        return await history.traits(info, self.profile_id)
 
     @strawberry.field(description="Effort signals over the last `days` days: repeat contacts, channel switches, transfers.")
     @reads("profile_id")
-    def effort(self, info: Info[Context, Any], days: int = 30) -> history.Effort:
-        return history.effort(info, self.profile_id, days)
+    async def effort(self, info: Info[Context, Any], days: int = 30) -> history.Effort:
+        return await history.effort(info, self.profile_id, days)
 
     @strawberry.field(
         description="Moments that matter ([[life_events]]), with their evidence; the personalization role sees the shareable kinds."
     )
     @reads("profile_id")
-    def life_events(self, info: Info[Context, Any]) -> list[history.LifeEvent]:
-        return history.life_events(info, self.profile_id)
+    async def life_events(self, info: Info[Context, Any]) -> list[history.LifeEvent]:
+        return await history.life_events(info, self.profile_id)
 
     @strawberry.field(description="The source records merged into this profile, most recent first.")
     @lean

@@ -32,7 +32,7 @@ from pipelines.history.model import Interaction, RecordFacts
 from pipelines.standardize.contacts import standardize_email, standardize_phone
 from pipelines.standardize.dates import TIMESTAMP_FORMATS
 from profiles.errors import ConfigError
-from profiles.store import Store, ident, name_literal
+from profiles.store import Store, ident, in_list, name_literal
 
 #: The columns of a mapped event, as ``events`` holds them (but ingested_at).
 EVENT_COLUMNS = (
@@ -258,6 +258,52 @@ def profile_events_sql(run_schema: str, profiles: str | None = None) -> str:
         JOIN events e ON e.link_value = i.value AND e.link_kind = i.kind"""
 
 
+#: The profile's events relation's columns, in order (docs/customer360.md).
+PROFILE_EVENT_COLUMNS = (
+    "profile_id",
+    "event_source",
+    "event_id",
+    "occurred_at",
+    "type",
+    "channel",
+    "topic",
+    "department",
+    "amount",
+    "attributes",
+    "record_key",
+)
+
+
+def read_profile_events(
+    store: Store, profile_id: str, record_keys: Sequence[str], identifiers: Sequence[tuple[str, str, str]]
+) -> list[dict[str, Any]]:
+    """One profile's events (the profile's events relation's rows), newest first, given
+    what its events attach to (``ProfileQueries.links_of``: record keys, and (kind, value,
+    record key) of identifiers). Two indexed reads, by record key and by identifier value
+    (a join in the same statement made the second a scan of every identifier-linked event)."""
+    columns = "event_source, event_id, occurred_at, type, channel, topic, department, amount, attributes::VARCHAR AS attributes"
+    rows: list[dict[str, Any]] = []
+    if record_keys:
+        in_keys, params = in_list("record_key", record_keys)
+        rows += store.dicts(f"SELECT {columns}, record_key FROM events WHERE {in_keys}", params)
+    if identifiers:
+        held = {(kind, value): key for kind, value, key in identifiers}
+        in_values, params = in_list("link_value", sorted({value for _, value, _ in identifiers}))
+        for row in store.dicts(f"SELECT {columns}, link_kind, link_value FROM events WHERE {in_values}", params):
+            key = held.get((row.pop("link_kind"), row.pop("link_value")))
+            if key is not None:
+                rows.append({**row, "record_key": key})
+    rows.sort(key=lambda r: (r["occurred_at"], r["event_source"], r["event_id"]), reverse=True)
+    return [{"profile_id": profile_id, **r} for r in rows]
+
+
+def profile_events_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
+    """Rows of :func:`read_profile_events` as an Arrow table with the relation's types
+    (attributes as JSON text: cast with ``attributes::JSON`` when read)."""
+    types = {"occurred_at": pa.timestamp("us"), "amount": pa.float64()}
+    return pa.table({c: pa.array([r[c] for r in rows], types.get(c, pa.string())) for c in PROFILE_EVENT_COLUMNS})
+
+
 def interactions(rows: Sequence[Mapping[str, Any]]) -> list[Interaction]:
     """Rows of the profile's events relation as Interactions."""
     out = []
@@ -318,6 +364,8 @@ __all__ = [
     "ingest_event_files",
     "interactions",
     "profile_events_sql",
+    "profile_events_table",
+    "read_profile_events",
     "record_events",
     "record_facts",
     "unlinked_count",

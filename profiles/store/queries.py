@@ -56,6 +56,19 @@ class ProfileQueries:
         """``catalog.run`` of the published run (quoted), for reads that join its tables."""
         return published_tables(self.store.reader(), self._run)
 
+    def links_of(self, profile_id: str) -> tuple[list[str], list[tuple[str, str, str]]]:
+        """What a profile's events attach to: its record keys, and (kind, value, record key)
+        of its records' identifiers (read from its records by the indexed profile id)."""
+        keys: list[str] = []
+        identifiers: dict[tuple[str, str], str] = {}
+        for key, values in self.store.reader().rows(
+            f"SELECT record_key, identifiers FROM {self._t('records')} WHERE profile_id = ? ORDER BY record_key", [profile_id]
+        ):
+            keys.append(str(key))
+            for x in values or []:
+                identifiers.setdefault((str(x["kind"]), str(x["value"])), str(key))
+        return keys, [(kind, value, key) for (kind, value), key in identifiers.items()]
+
     def record_facts(self, profile_id: str) -> list[dict[str, Any]]:
         """What life events read of a profile's records (pipelines.history.model.RecordFacts)."""
         columns = (
