@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RECORDS ?= 20000
 
-.PHONY: demo test test-fast lint bench bench-accuracy bench-api bench-ingest install clean
+.PHONY: demo test test-fast lint bench bench-accuracy bench-api bench-ingest bench-customer360 install clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or: make PYTHON=python3 ...)"; exit 1; }
@@ -48,6 +48,11 @@ bench-api: $(STAMP)
 # Real-time ingest latency and bulk throughput at 100,000 and 1,000,000 profiles (builds stores the first time).
 bench-ingest: $(STAMP)
 	$(BIN)/python bench/ingest.py
+
+# Events, traits and effort at 1,000,000 profiles and 10,000,000 events: the batch steps, the API
+# (wrk: apt-get install -y wrk) and recordEvent (builds a store the first time; --store-from bench/out-api copies one).
+bench-customer360: $(STAMP)
+	$(BIN)/python bench/customer360.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .mypy_cache

@@ -55,6 +55,8 @@ class Context:
     pii_read: dict[str, set[str]] = field(default_factory=dict)  # profile id -> fields
     # explanations of a page of candidate pairs, computed in one batch when first asked
     pending_explanations: list[tuple[str, str]] = field(default_factory=list)
+    # a profile's events, read once per request for its timeline, effort and life events
+    profile_events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     explanations: dict[tuple[str, str], Any] = field(default_factory=dict)
     # shared with the HTTP layer (resolvers.app): a request whose write has committed is
     # answered with its outcome even after the time limit, never with TIMEOUT

@@ -31,6 +31,7 @@ from profiles.model import split_record_key
 from resolvers.auth import Role
 from resolvers.context import Context, context_of
 from resolvers.errors import Ambiguous, ApiError, Forbidden
+from resolvers.history import HistoryMutation
 from resolvers.ingest import IngestMutation
 from resolvers.limits import limit_rule
 from resolvers.permissions import Roles
@@ -200,7 +201,7 @@ class Query(StewardQuery):
 
 
 @strawberry.type
-class Mutation(StewardMutation, IngestMutation):
+class Mutation(StewardMutation, IngestMutation, HistoryMutation):
     pass
 
 

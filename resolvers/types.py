@@ -18,6 +18,7 @@ from strawberry.types.field import StrawberryField
 
 from profiles.model import CONTACT_PII_FIELDS
 from profiles.store import identifiers_of
+from resolvers import history
 from resolvers.auth import Role
 from resolvers.context import Context, context_of, pii
 from resolvers.explanations import MatchExplanation, explain, spanning_links
@@ -274,6 +275,39 @@ class Profile:
         model_links = [(a, b) for a, b, _ in ctx.queries.links_within(pid, ctx.config.matching.match_threshold)]
         held = spanning_links(keys, model_links + ctx.queries.same_links(keys))
         return [e for e in explain(ctx, held) if e]
+
+    @strawberry.field(
+        description="The customer's events across channels, newest first (events attach to records, so they follow merges and splits)."
+    )
+    @reads("profile_id")
+    async def timeline(
+        self,
+        info: Info[Context, Any],
+        first: int = 20,
+        after: str | None = None,
+        channels: list[str] | None = None,
+        types: list[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> history.InteractionConnection:
+        return await history.timeline(info, self.profile_id, first, after, channels, types, since, until)
+
+    @strawberry.field(description="Values derived from the profile's events ([[traits]]), each with its time and event count.")
+    @reads("profile_id")
+    async def traits(self, info: Info[Context, Any]) -> list[history.Trait]:
+        return await history.traits(info, self.profile_id)
+
+    @strawberry.field(description="Effort signals over the last `days` days: repeat contacts, channel switches, transfers.")
+    @reads("profile_id")
+    async def effort(self, info: Info[Context, Any], days: int = 30) -> history.Effort:
+        return await history.effort(info, self.profile_id, days)
+
+    @strawberry.field(
+        description="Moments that matter ([[life_events]]), with their evidence; the personalization role sees the shareable kinds."
+    )
+    @reads("profile_id")
+    async def life_events(self, info: Info[Context, Any]) -> list[history.LifeEvent]:
+        return await history.life_events(info, self.profile_id)
 
     @strawberry.field(description="The source records merged into this profile, most recent first.")
     @lean

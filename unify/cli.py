@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager
 from contextvars import ContextVar
+from datetime import date
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -20,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipelines.batch.run import RunSummary, run_pipeline
-from pipelines.config import load_config
+from pipelines.config import Config, load_config
 from profiles.errors import ConfigError, UnifyError
 from profiles.store import Store
 from unify.control import ControlServer, delegate, socket_path
@@ -222,12 +223,12 @@ def export(
     config: ConfigOption = Path("unify.toml"),
     format: Annotated[ExportFormat, typer.Option("--format", help="File format.")] = ExportFormat.parquet,
 ) -> None:
-    """Write profiles, membership and the review queue (and lineage) as files."""
+    """Write profiles, membership and the review queue (and lineage; events, traits and life events) as files."""
     from pipelines.batch.export import export as do_export
 
     cfg = load_config(config)
     suffix = ExportFormat(format).value  # given by value when the server runs it for the CLI
-    written = do_export(cfg.store_path, out, "csv" if suffix == "csv" else "parquet")
+    written = do_export(cfg.store_path, out, "csv" if suffix == "csv" else "parquet", cfg)
     for name, rows in written.items():
         console.print(f"{out / (name + '.' + suffix)}: {rows:,} rows")
 
@@ -237,14 +238,22 @@ def export(
 @delegable
 def ingest(
     file: Annotated[Path, typer.Argument(help="Records of the source (CSV/TSV, Parquet, NDJSON or JSON).", exists=True, dir_okay=False)],
-    source: Annotated[str, typer.Option("--source", "-s", help="Configured source the records come from.")],
+    source: Annotated[str | None, typer.Option("--source", "-s", help="Configured source the records come from.")] = None,
+    events: Annotated[str | None, typer.Option("--events", "-e", help="Configured event source the file's events come from.")] = None,
     config: ConfigOption = Path("unify.toml"),
 ) -> None:
-    """Match new or changed records of one source into the profiles now (no batch run)."""
+    """Match new or changed records of one source into the profiles now (no batch run), or
+    add a file of events (--events NAME)."""
     from pipelines.live.ingest import LiveIngest
     from profiles.store import Steward, Store
 
+    if (source is None) == (events is None):
+        raise ConfigError("give --source NAME (records) or --events NAME (events)")
     cfg = load_config(config)
+    if events is not None:
+        _ingest_events(cfg, events, file)
+        return
+    assert source is not None
     by = Steward(actor=f"cli:{os.environ.get('USER', 'unknown')}", role="admin")
     # one file, then exit: joined with the stored records (no in-memory index to read
     # first), committed straight into the store file (no WAL to write it into it again)
@@ -277,6 +286,24 @@ def ingest(
     for record in report.records:
         if record.status == "quarantined":
             err_console.print(f"[yellow]quarantined[/] {record.record_key}: {record.problem}", highlight=False)
+
+
+def _ingest_events(cfg: Config, name: str, file: Path) -> None:
+    from pipelines.history.events import event_source, ingest_event_file, unlinked_count
+    from profiles.store import ProfileQueries, Store
+
+    spec = event_source(cfg, name)
+    with Store.open(cfg.store_path, compress=cfg.store.compress, write_through=True) as store:
+        counts = ingest_event_file(store, cfg, spec, file)
+        run = ProfileQueries(store).run_schema()
+        unlinked = unlinked_count(store, run) if run else None
+        quarantined = store.dicts(
+            "SELECT line, event_id, reason FROM event_quarantine WHERE event_source = ? ORDER BY line LIMIT 20", [name]
+        )
+    linked = f"; {unlinked:,} events of the store are not linked to a profile yet" if unlinked is not None else ""
+    console.print(f"{counts.rows:,} rows from {file} ({name}): {counts.accepted:,} events kept, {counts.quarantined:,} quarantined{linked}")
+    for row in quarantined:
+        err_console.print(f"[yellow]quarantined[/] {name}:line {row['line']}: {row['reason']}", highlight=False)
 
 
 @app.command()
@@ -316,6 +343,17 @@ def review(
     console.print("[dim]decide in the API: decideCandidate(pairId, decision: SAME | DIFFERENT, reason)[/]")
 
 
+def demo_query(phone: str) -> str:
+    """The query `unify demo` prints: the caller's card, timeline across channels and effort."""
+    return (
+        f'{{ profileByIdentifier(kind: "phone", value: "{phone}") {{ id fullName email phone dateOfBirth '
+        "address { street houseNumber postcode city } sources records { source recordId } "
+        "timeline(first: 8) { nodes { occurredAt channel type topic department } } "
+        "effort(days: 90) { contacts repeatContacts channelSwitches transfers openTopics } "
+        "traits { name value } } }"
+    )
+
+
 @app.command()
 @friendly_errors
 def demo(
@@ -329,7 +367,8 @@ def demo(
 
     start = time.perf_counter()
     with console.status(f"generating {records:,} demo records", spinner="dots"):
-        manifest = generate(out, records=records, seed=seed)
+        # events up to today: the windows of traits and effort (and life events' expiry) end now
+        manifest = generate(out, records=records, seed=seed, events_until=date.today())
     console.print(
         f"generated {sum(manifest.records_per_source.values()):,} records of {manifest.persons:,} people "
         f"in {len(manifest.source_paths)} sources ({time.perf_counter() - start:.1f}s): {manifest.config_path}"
@@ -345,13 +384,10 @@ def demo(
     if not serve:
         return
     host, port = "127.0.0.1", 8000
-    query = (
-        f'{{ profileByIdentifier(kind: "phone", value: "{phone}") {{ id fullName email phone dateOfBirth '
-        "address { street houseNumber postcode city } sources records { source recordId } } }"
-    )
-    body = json.dumps({"query": query})
+    body = json.dumps({"query": demo_query(phone)})
     console.print(
-        f"\nA caller gives their number as [bold]{phone}[/], written as no source has it. Find them:\n",
+        f"\nA caller gives their number as [bold]{phone}[/], written as no source has it. Find them, "
+        "with what they did in every channel and how hard it was for them:\n",
         highlight=False,
     )
     print(

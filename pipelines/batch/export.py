@@ -1,13 +1,23 @@
 """`unify export`: the published run as files for the warehouse (contract: profiles,
-membership, review_queue; plus lineage and quarantine). Written to temporary names and
+membership, review_queue; plus lineage and quarantine; with [[events]] configured, the
+events with the profile that holds each now, the traits and the life events). Written to temporary names and
 renamed, so a reader never picks up half a file."""
 
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from pipelines.config import Config
+from pipelines.history.events import interactions, profile_events_sql, record_facts
+from pipelines.history.life_events import life_events
+from pipelines.history.traits import traits_sql
 from profiles.errors import StoreError
 from profiles.store import Store, current_run, ident, sql_literal_path
 
@@ -30,28 +40,73 @@ EXPORTS: dict[str, str] = {
 }
 
 
-def export(store_path: Path, out_dir: Path, fmt: Literal["parquet", "csv"] = "parquet") -> dict[str, int]:
-    """Write every export; returns rows per file."""
+def export(store_path: Path, out_dir: Path, fmt: Literal["parquet", "csv"] = "parquet", config: Config | None = None) -> dict[str, int]:
+    """Write every export; returns rows per file. ``config``: its [[events]], [[traits]]
+    and [[life_events]] add ``events``, ``traits`` and ``life_events``."""
     with Store.open(store_path, read_only=True) as store:
-        if current_run(store) is None:
+        run = current_run(store)
+        if run is None:
             raise StoreError(f"store {store_path} has no published run: run `unify run` first")
         out_dir.mkdir(parents=True, exist_ok=True)
         written: dict[str, int] = {}
+        exports: dict[str, tuple[str, list[Any]]] = {name: (query, []) for name, query in EXPORTS.items()}
+        if config is not None and config.events:
+            exports.update(history_exports(config, f"{ident(store.catalog)}.{ident(run)}"))
         options = "FORMAT parquet, COMPRESSION zstd" if fmt == "parquet" else "FORMAT csv, HEADER true"
-        for name, query in EXPORTS.items():
+        for name, (query, params) in exports.items():
             target = out_dir / f"{name}.{fmt}"
             tmp = out_dir / f".{name}.{fmt}.tmp"
             if fmt == "csv":
-                query = _csv_safe(store, query)
+                query = _csv_safe(store, query, params)
             # COPY answers with the number of rows it wrote
-            written[name] = int(store.scalar(f"COPY ({query}) TO {sql_literal_path(tmp)} ({options})"))
+            written[name] = int(store.scalar(f"COPY ({query}) TO {sql_literal_path(tmp)} ({options})", params or None))
             os.replace(tmp, target)
+        if config is not None and config.life_events:
+            written["life_events"] = _export_life_events(store, config, f"{ident(store.catalog)}.{ident(run)}", out_dir, fmt)
         return written
 
 
-def _csv_safe(store: Store, query: str) -> str:
+def history_exports(config: Config, run: str) -> dict[str, tuple[str, list[Any]]]:
+    """The events with their profile now, and the traits of every profile (one SQL for all)."""
+    events = profile_events_sql(run)
+    out: dict[str, tuple[str, list[Any]]] = {
+        "events": (f"SELECT * FROM ({events}) ORDER BY profile_id, occurred_at, event_source, event_id", []),
+    }
+    if config.traits:
+        sql, params = traits_sql(config.traits, "profile_events", datetime.now(UTC).replace(tzinfo=None))
+        out["traits"] = (f"WITH profile_events AS ({events}) SELECT * FROM ({sql}) ORDER BY 1, 2", params)
+    return out
+
+
+def _export_life_events(store: Store, config: Config, run: str, out_dir: Path, fmt: str) -> int:
+    """Life events of every profile, found by the API's own rules one profile at a time."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    events_by_profile: dict[str, list[dict[str, Any]]] = {}
+    for row in store.dicts(f"SELECT * FROM ({profile_events_sql(run)}) ORDER BY profile_id, occurred_at"):
+        events_by_profile.setdefault(str(row["profile_id"]), []).append(row)
+    columns = "profile_id, record_key, source, updated_at, first_name, last_name, surname_tokens, date_of_birth, street, house_number, postcode, city"
+    records_by_profile: dict[str, list[dict[str, Any]]] = {}
+    for row in store.dicts(f"SELECT {columns} FROM {run}.records ORDER BY profile_id, record_key"):
+        records_by_profile.setdefault(str(row["profile_id"]), []).append(row)
+    found: list[dict[str, Any]] = []
+    for profile_id, records in records_by_profile.items():
+        facts = [record_facts(r) for r in records]
+        for event in life_events(facts, interactions(events_by_profile.get(profile_id, [])), config.life_events, today=now.date(), now=now):
+            found.append({"profile_id": profile_id, **{k: getattr(event, k) for k in ("kind", "occurred_at", "detected_at", "expires_at")},
+                          "evidence": "|".join(event.evidence) if fmt == "csv" else event.evidence})  # fmt: skip
+    table = pa.Table.from_pylist(found) if found else pa.table({"profile_id": pa.array([], pa.string())})
+    tmp, target = out_dir / f".life_events.{fmt}.tmp", out_dir / f"life_events.{fmt}"
+    if fmt == "csv":
+        pa_csv.write_csv(table, tmp)
+    else:
+        pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, target)
+    return len(found)
+
+
+def _csv_safe(store: Store, query: str, params: list[Any] | None = None) -> str:
     """CSV has no lists: join list columns (e.g. profiles.sources) with '|'."""
-    described = store.rows(f"DESCRIBE {query}")
+    described = store.rows(f"DESCRIBE {query}", params or None)
     cols = [
         f"array_to_string({ident(name)}, '|') AS {ident(name)}" if str(kind).endswith("[]") else ident(name) for name, kind, *_ in described
     ]

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 
@@ -88,14 +88,31 @@ def check_sources(store: Store, config: Config) -> None:
         _check_source(store, source, config.resolve(source.path))
 
 
-def _check_source(store: Store, source: SourceConfig, path: Path) -> None:
+class FileSpec(Protocol):
+    """What reading a file needs of its config: a [[sources]] or an [[events]] block."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def format(self) -> str: ...
+    @property
+    def delimiter(self) -> str | None: ...
+    def columns(self) -> dict[str, str]: ...
+
+
+def _check_source(store: Store, source: FileSpec, path: Path) -> None:
+    check_file_columns(store, source, path)
+
+
+def check_file_columns(store: Store, spec: FileSpec, path: Path, what: str = "source") -> None:
+    """Fail, naming the file and the column, when the file or a mapped column is missing."""
     if not path.exists():
-        raise SourceSchemaError(f"source {source.name}: file {path} not found")
-    available = set(_file_columns(store, source, path))
-    for role, column in source.columns().items():
+        raise SourceSchemaError(f"{what} {spec.name}: file {path} not found")
+    available = set(_file_columns(store, spec, path))
+    for role, column in spec.columns().items():
         if column not in available:
             raise SourceSchemaError(
-                f"source {source.name}: column {column!r} ({role}) is missing from {path}; the file has: {', '.join(sorted(available))}"
+                f"{what} {spec.name}: column {column!r} ({role}) is missing from {path}; the file has: {', '.join(sorted(available))}"
             )
 
 
@@ -176,7 +193,7 @@ def _load_live(store: Store, source: SourceConfig, raw_table: str, until: int) -
     return int(store.scalar(f"SELECT count(*) FROM {ident('live_' + source.name)}"))
 
 
-def _file_columns(store: Store, source: SourceConfig, path: Any) -> list[str]:
+def _file_columns(store: Store, source: FileSpec, path: Any) -> list[str]:
     if source.format == "ndjson":
         lines = _ndjson_lines_sql(path)
         rows = store.rows(
@@ -186,7 +203,7 @@ def _file_columns(store: Store, source: SourceConfig, path: Any) -> list[str]:
     return store.columns(_reader_sql(source, path, rejects=False))
 
 
-def _reader_sql(source: SourceConfig, path: Any, *, rejects: bool) -> str:
+def _reader_sql(source: FileSpec, path: Any, *, rejects: bool) -> str:
     p = sql_literal_path(path)
     if source.format in ("csv", "tsv"):
         delim = source.delimiter or ("\t" if source.format == "tsv" else ",")
@@ -208,7 +225,7 @@ def _reader_sql(source: SourceConfig, path: Any, *, rejects: bool) -> str:
     raise AssertionError(source.format)
 
 
-def _csv_header(source: SourceConfig, path: Any, delim: str) -> list[str]:
+def _csv_header(source: FileSpec, path: Any, delim: str) -> list[str]:
     """The column names in the first line of a CSV/TSV file."""
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
@@ -243,7 +260,7 @@ def _ndjson_lines_sql(path: Any) -> str:
     )
 
 
-def _load_raw(store: Store, source: SourceConfig, path: Any, raw_table: str) -> None:
+def _load_raw(store: Store, source: FileSpec, path: Any, raw_table: str) -> None:
     """``raw_<source>``: ``_line`` (line in the file, or row number for Parquet/JSON)
     plus every source column as text, and ``_raw`` (the row as JSON)."""
     t = ident(raw_table)
@@ -292,6 +309,17 @@ def _load_raw(store: Store, source: SourceConfig, path: Any, raw_table: str) -> 
     )
     store.execute(f"""UPDATE {t} SET _line = _line + 1 + (SELECT count(*) FROM rejected_lines WHERE good_before <= {t}._line)""")
     store.execute(f"DROP TABLE {rej}; DROP TABLE {ident(f'rejscan_{source.name}')}; DROP TABLE rejected_lines")
+
+
+def load_raw_file(store: Store, spec: FileSpec, path: Path, raw_table: str) -> None:
+    """The file read as a batch reads a source's (``_line``, a text column per file column,
+    ``_raw``), bad rows into the workspace's ``quarantine``: for event files."""
+    _load_raw(store, spec, path, raw_table)
+
+
+def value_sql(column: str, as_json: bool) -> str:
+    """A file column as trimmed text, NULL when empty (as a source's columns are read)."""
+    return _value_sql(column, as_json)
 
 
 def _value_sql(column: str, as_json: bool) -> str:

@@ -16,9 +16,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pipelines.batch.cluster import assign_profiles, enforce_vetoes
-from pipelines.batch.ingest import SourceCounts, check_sources, guard_shrink, ingest_sources
+from pipelines.batch.ingest import SourceCounts, check_file_columns, check_sources, guard_shrink, ingest_sources
 from pipelines.batch.link import LabelReport, run_linkage
 from pipelines.config import Config
+from pipelines.history.events import ingest_event_files, unlinked_count
 from pipelines.standardize.batch import standardize
 from profiles import survivorship
 from profiles.errors import UnifyError
@@ -31,6 +32,7 @@ from profiles.store import (
     current_run,
     fail_run,
     publish_run,
+    record_run_summary,
     run_table,
     write_run_table,
 )
@@ -74,6 +76,8 @@ class RunSummary:
     live_reapplied: int = 0  # records live-ingested while the run was running, applied after it
     steward_reapplied: int = 0  # records whose profile steward actions taken during the run changed after it
     labels: LabelReport | None = None
+    events: dict[str, dict[str, int]] = field(default_factory=dict)  # per event source: rows, accepted, quarantined
+    events_unlinked: int = 0  # events no profile holds the record or identifier of (yet)
     seconds: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -104,7 +108,9 @@ _RUNNING = threading.Lock()
 def _run_pipeline(config: Config, retrain: bool, on_stage: StageCallback | None, accept_shrink: Sequence[str]) -> RunSummary:
     notify = on_stage or (lambda _stage: None)
     with Store.scratch() as scratch:
-        check_sources(scratch, config)  # nothing is written when a source is unusable
+        check_sources(scratch, config)  # nothing is written when a source or an event file is unusable
+        for events in config.events:
+            check_file_columns(scratch, events, config.resolve(events.path), what="events")
     with Store.open(config.store_path, threads=config.store.threads, compress=config.store.compress) as store:
         run_id = begin_run(store, str(config.base_dir), str(config.model_path))
         # live ingests up to here are part of the run; later ones are applied again after it
@@ -176,6 +182,13 @@ def _run_pipeline(config: Config, retrain: bool, on_stage: StageCallback | None,
                     summary.live_reapplied = reapply_live(store, config, live_until)
                 with timer("reapply steward actions"):
                     summary.steward_reapplied = reapply_steward(store, config, decided)
+            # the customers' events attach to records, not to this run: read after it is served
+            with timer("events"):
+                counts_by_file = ingest_event_files(store, config)
+                summary.events = {name: c.as_dict() for name, c in counts_by_file.items()}
+                if config.events:
+                    summary.events_unlinked = unlinked_count(store, f"{ident(store.catalog)}.{ident(run_id)}")
+                    record_run_summary(store, run_id, summary.as_dict())
         except BaseException as exc:
             if current_run(store) != run_id:
                 fail_run(store, run_id, f"{type(exc).__name__}: {exc}")

@@ -1,10 +1,13 @@
-"""Orchestrates the demo: population -> records per source -> noise -> files, truth and manifest.
+"""Orchestrates the demo: population -> records per source -> noise -> files, truth and manifest,
+then the events of the same persons (pipelines.demo.events) and the config that reads it all.
 
-One seed drives everything, so the same seed and size give byte-identical files.
+One seed drives everything, so the same seed and size give byte-identical files; the events
+draw from a stream of their own, so the sources are the same with or without them.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,9 +16,11 @@ import numpy as np
 
 from pipelines.demo import writers
 from pipelines.demo.config import config_text
+from pipelines.demo.events import DEMO_UNTIL, EVENTS_PER_PERSON, EventsManifest, write_events
 from pipelines.demo.noise import Noise, lookup_phone
 from pipelines.demo.people import EPOCH_DAY_MAX, EPOCH_DAY_MIN, Population, build_population, unique_numbers
 from pipelines.demo.places import CITIES, FOREIGN_CITIES
+from pipelines.demo.records import RecordCollector, SourceRecords
 from pipelines.demo.sources import SPECS, Rendered, SourceSpec, TrueView, render
 
 SOURCE_WEIGHTS = np.array([1.0, 0.8, 0.55, 0.6])  # crm, webshop, contact_center, loyalty
@@ -44,6 +49,11 @@ class DemoManifest:
     injected_row_errors: dict[str, int]
     injected_field_errors: dict[str, dict[str, int]]
     demo_phone_lookup: tuple[str, str]
+    """(a caller's mobile as people say it, their person id); with events, that person has a
+    recent phone call transferred once and repeated by chat on one topic (and a survey answer
+    when they have an address of their own)."""
+    events: EventsManifest | None
+    """The event files and their truth; None when generated with events_per_person=0."""
 
 
 def _assign_sources(rng: np.random.Generator, foreign: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -114,6 +124,7 @@ def _true_view(pop: Population, person: np.ndarray, ts: np.ndarray, rng: np.rand
         city=city,
         city_alias=[_ALIAS.get(c, "") for c in city],
         country=[book.country[a] for a in addr],
+        addr=addr,
     )
 
 
@@ -129,8 +140,9 @@ def _ids(spec: SourceSpec, n: int, rng: np.random.Generator) -> list[Any]:
     return [f"CC-{x:08d}" for x in seq + 1_000_000]
 
 
-def _inject(spec: SourceSpec, r: Rendered, ids: list[Any], noise: Noise) -> tuple[set[int], set[int], dict[str, int]]:
-    """Bad input: empty ids, malformed rows, impossible dates and invalid emails (disjoint rows)."""
+def _inject(spec: SourceSpec, r: Rendered, ids: list[Any], noise: Noise) -> tuple[set[int], set[int], dict[str, int], set[int]]:
+    """Bad input: empty ids, malformed rows, impossible dates and invalid emails (disjoint
+    rows); returns the empty-id rows, the broken rows, the counts and the invalid-email rows."""
     n = len(ids)
     order = noise.rng.permutation(n)
     pos = 0
@@ -153,11 +165,21 @@ def _inject(spec: SourceSpec, r: Rendered, ids: list[Any], noise: Noise) -> tupl
         r.columns[dob_col][i] = noise.invalid_date(int(r.dob_year[i]), spec.date_format)
     for i in email_rows:
         r.columns[email_col][i] = noise.invalid_email(r.columns[email_col][i].strip())
-    return empty, broken, {"date_of_birth": len(dob_rows), "email": len(email_rows)}
+    return empty, broken, {"date_of_birth": len(dob_rows), "email": len(email_rows)}, set(email_rows)
 
 
-def generate(out_dir: Path, records: int = 20_000, seed: int = 42) -> DemoManifest:
-    """Write four messy source files, truth, hard negatives and unify.toml; about `records` rows in all."""
+def generate(
+    out_dir: Path,
+    records: int = 20_000,
+    seed: int = 42,
+    events_per_person: float = EVENTS_PER_PERSON,
+    events_until: dt.date = DEMO_UNTIL,
+) -> DemoManifest:
+    """Write four messy source files, truth, hard negatives and unify.toml; about `records` rows in all.
+    With ``events_per_person`` > 0 also the event files (about that many events per person on
+    average, in the three years before ``events_until``), their truth and the life-moment
+    truth (pipelines.demo.events). The default day keeps the files the same for a seed; a
+    served demo may pass today, so that windows ending now (traits, effort) see events."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -172,14 +194,62 @@ def generate(out_dir: Path, records: int = 20_000, seed: int = 42) -> DemoManife
     person, source = person[mask], source[mask]
     lo, hi = EPOCH_DAY_MIN * 86_400, (EPOCH_DAY_MAX + 1) * 86_400
     ts = rng.integers(lo, hi, size=len(person)).astype("datetime64[s]")
-    view_all = _true_view(pop, person, ts, rng)
+    # the true view and the rendered rows live only in _write_sources: the events need a
+    # few columns of them (SourceRecords), and memory for ten million records
+    written = _write_sources(out_dir, seed, pop, source, _true_view(pop, person, ts, rng))
+    hn_path = out_dir / "hard_negatives.parquet"
+    writers.write_table(
+        hn_path,
+        {
+            "kind": [h[0] for h in pop.hard_negatives],
+            "person_a": [pop.person_id[h[1]] for h in pop.hard_negatives],
+            "person_b": [pop.person_id[h[2]] for h in pop.hard_negatives],
+        },
+    )
+    phone, featured = written.lookup
+    events = None
+    if events_per_person > 0:
+        events = write_events(out_dir, pop, written.records, seed, events_per_person, featured, events_until)
+    config_path = out_dir / "unify.toml"
+    config_path.write_text(config_text(events=events is not None), encoding="utf-8")
+    return DemoManifest(
+        out_dir=out_dir,
+        config_path=config_path,
+        truth_path=written.truth_path,
+        hard_negatives_path=hn_path,
+        source_paths=written.paths,
+        records_per_source=written.sizes,
+        persons=written.persons,
+        injected_row_errors=written.row_errors,
+        injected_field_errors=written.field_errors,
+        demo_phone_lookup=(phone, pop.person_id[featured]),
+        events=events,
+    )
 
+
+@dataclass(frozen=True)
+class _Written:
+    """What _write_sources leaves behind."""
+
+    truth_path: Path
+    paths: dict[str, Path]
+    sizes: dict[str, int]
+    row_errors: dict[str, int]
+    field_errors: dict[str, dict[str, int]]
+    persons: int
+    lookup: tuple[str, int]
+    records: SourceRecords
+
+
+def _write_sources(out_dir: Path, seed: int, pop: Population, source: np.ndarray, view_all: TrueView) -> _Written:
+    """Render, break and write each source, and truth.parquet."""
     truth: dict[str, list[str]] = {"source": [], "record_id": [], "person_id": []}
     paths: dict[str, Path] = {}
     sizes: dict[str, int] = {}
     row_errors: dict[str, int] = {}
     field_errors: dict[str, dict[str, int]] = {}
     phone_rows: dict[int, list[tuple[str, int]]] = {}
+    collector = RecordCollector()
     for si, spec in enumerate(SPECS):
         noise = Noise(np.random.default_rng([seed, si, 7]))
         sel = np.flatnonzero(source == si)
@@ -189,7 +259,8 @@ def generate(out_dir: Path, records: int = 20_000, seed: int = 42) -> DemoManife
             view.ts = view.ts.astype("datetime64[D]").astype("datetime64[s]")
         rendered = render(spec, view, noise)
         ids = _ids(spec, len(sel), noise.rng)
-        empty, broken, ferr = _inject(spec, rendered, ids, noise)
+        empty, broken, ferr, bad_emails = _inject(spec, rendered, ids, noise)
+        collector.add(si, spec, view, rendered, ids, empty | broken, bad_emails)
         header = spec.columns
         cols = [rendered.columns[c] for c in header[1:]]
         path = out_dir / spec.file
@@ -212,31 +283,17 @@ def generate(out_dir: Path, records: int = 20_000, seed: int = 42) -> DemoManife
         sizes[spec.name] = len(sel)
         row_errors[spec.name] = len(empty) + len(broken)
         field_errors[spec.name] = ferr
-
     truth_path = out_dir / "truth.parquet"
     writers.write_table(truth_path, truth)
-    hn_path = out_dir / "hard_negatives.parquet"
-    writers.write_table(
-        hn_path,
-        {
-            "kind": [h[0] for h in pop.hard_negatives],
-            "person_a": [pop.person_id[h[1]] for h in pop.hard_negatives],
-            "person_b": [pop.person_id[h[2]] for h in pop.hard_negatives],
-        },
-    )
-    config_path = out_dir / "unify.toml"
-    config_path.write_text(config_text(), encoding="utf-8")
-    return DemoManifest(
-        out_dir=out_dir,
-        config_path=config_path,
+    return _Written(
         truth_path=truth_path,
-        hard_negatives_path=hn_path,
-        source_paths=paths,
-        records_per_source=sizes,
+        paths=paths,
+        sizes=sizes,
+        row_errors=row_errors,
+        field_errors=field_errors,
         persons=len(set(truth["person_id"])),
-        injected_row_errors=row_errors,
-        injected_field_errors=field_errors,
-        demo_phone_lookup=_lookup(pop, phone_rows),
+        lookup=_lookup(pop, phone_rows),
+        records=collector.build(),
     )
 
 
@@ -249,9 +306,10 @@ def _subset(v: TrueView, sel: np.ndarray) -> TrueView:
     return TrueView(**kw)
 
 
-def _lookup(pop: Population, phone_rows: dict[int, list[tuple[str, int]]]) -> tuple[str, str]:
-    """A caller known to the contact center whose mobile every record shows, spelled as people say it."""
-    best: tuple[str, str] | None = None
+def _lookup(pop: Population, phone_rows: dict[int, list[tuple[str, int]]]) -> tuple[str, int]:
+    """A caller known to the contact center whose mobile every record shows, spelled as
+    people say it, and their person number."""
+    best: tuple[str, int] | None = None
     for p in sorted(phone_rows):
         rows = phone_rows[p]
         nsns = {nsn for nsn, _ in rows}
@@ -262,11 +320,11 @@ def _lookup(pop: Population, phone_rows: dict[int, list[tuple[str, int]]]) -> tu
             and next(iter(nsns)).startswith("6")
             and any(si == _CONTACT for _, si in rows)
         ):
-            return lookup_phone(next(iter(nsns))), pop.person_id[p]
+            return lookup_phone(next(iter(nsns))), p
         if best is None and pop.calling_code[p] == "31":
             mob = [nsn for nsn, _ in rows if nsn.startswith("6")]
             if mob:
-                best = (lookup_phone(mob[0]), pop.person_id[p])
+                best = (lookup_phone(mob[0]), p)
     if best is None:
         raise ValueError("demo data set too small to pick a phone lookup example")
     return best

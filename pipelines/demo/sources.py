@@ -222,6 +222,7 @@ class TrueView:
     city: list[str]
     city_alias: list[str]  # "" when the city has no alternative name
     country: list[str]
+    addr: np.ndarray  # int64: the true address (index in the population's address book)
 
 
 @dataclass
@@ -238,7 +239,8 @@ def _styles(nz_: Noise, n: int, probs: tuple[float, ...]) -> np.ndarray:
     return nz_.rng.choice(len(p), size=n, p=p / p.sum())
 
 
-def _strftime(values: np.ndarray, fmt: str) -> list[str]:
+def strftime(values: np.ndarray, fmt: str) -> list[str]:
+    """Dates or times as text in a strptime-style format, vectorized."""
     return cast(list[str], pc.strftime(pa.array(values.astype("datetime64[s]")), format=fmt).to_pylist())
 
 
@@ -263,7 +265,7 @@ def render(spec: SourceSpec, v: TrueView, noise: Noise) -> Rendered:
         dob[i] = noise.dob_typo(int(dob[i]))
     for i in noise.pick(n, spec.dob_swap):
         dob[i] = noise.dob_swap(int(dob[i]))
-    dob_text = _strftime(dob.astype("datetime64[D]"), spec.date_format)
+    dob_text = strftime(dob.astype("datetime64[D]"), spec.date_format)
     kept = [(i, dob_text[i]) for i in np.flatnonzero(v.dob_required)]
     noise.blank(dob_text, miss.get("dob", 0.0))
     for i, text in kept:
@@ -344,7 +346,7 @@ def _source_columns(spec: SourceSpec, c: dict[str, list[str]], ts: np.ndarray, n
             "huisnummer": c["house"],
             "postcode": c["postcode"],
             "plaats": c["city"],
-            "gewijzigd": _strftime(ts, "%d-%m-%Y %H:%M"),
+            "gewijzigd": strftime(ts, "%d-%m-%Y %H:%M"),
         }
     if spec.name == "webshop":
         return {
@@ -358,7 +360,7 @@ def _source_columns(spec: SourceSpec, c: dict[str, list[str]], ts: np.ndarray, n
             "zip": c["postcode"],
             "city": c["city"],
             "country": c["country"],
-            "updatedAt": _strftime(ts, "%Y-%m-%dT%H:%M:%S"),
+            "updatedAt": strftime(ts, "%Y-%m-%dT%H:%M:%S"),
         }
     if spec.name == "contact_center":
         return {
@@ -378,5 +380,5 @@ def _source_columns(spec: SourceSpec, c: dict[str, list[str]], ts: np.ndarray, n
         "zip": c["postcode"],
         "house_no": c["house"],
         "town": c["city"],
-        "member_since": _strftime(ts.astype("datetime64[D]"), "%Y-%m-%d"),
+        "member_since": strftime(ts.astype("datetime64[D]"), "%Y-%m-%d"),
     }

@@ -12,6 +12,7 @@ from profiles.store.runs import (
     fail_run,
     publish_run,
     published_run,
+    record_run_summary,
     run_table,
     write_run_table,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "publish_run",
     "published_run",
     "quote_column",
+    "record_run_summary",
     "run_table",
     "sql_literal_path",
     "write_run_table",

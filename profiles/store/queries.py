@@ -52,6 +52,44 @@ class ProfileQueries:
         run = published_tables(self.store.reader(), self._run)
         return f"{run}.{table}" if run else table
 
+    def run_schema(self) -> str | None:
+        """``catalog.run`` of the published run (quoted), for reads that join its tables."""
+        return published_tables(self.store.reader(), self._run)
+
+    def links_of(self, profile_id: str) -> tuple[list[str], list[tuple[str, str, str]]]:
+        """What a profile's events attach to: its record keys, and (kind, value, record key)
+        of its records' identifiers (read from its records by the indexed profile id)."""
+        keys: list[str] = []
+        identifiers: dict[tuple[str, str], str] = {}
+        for key, values in self.store.reader().rows(
+            f"SELECT record_key, identifiers FROM {self._t('records')} WHERE profile_id = ? ORDER BY record_key", [profile_id]
+        ):
+            keys.append(str(key))
+            for x in values or []:
+                identifiers.setdefault((str(x["kind"]), str(x["value"])), str(key))
+        return keys, [(kind, value, key) for (kind, value), key in identifiers.items()]
+
+    def record_facts(self, profile_id: str) -> list[dict[str, Any]]:
+        """What life events read of a profile's records (pipelines.history.model.RecordFacts)."""
+        columns = (
+            "record_key, source, updated_at, first_name, last_name, surname_tokens, date_of_birth, street, house_number, postcode, city"
+        )
+        return self._dicts(f"SELECT {columns} FROM {self._t('records')} WHERE profile_id = ? ORDER BY record_key", [profile_id])
+
+    def event_owner(self, event_source: str, event_id: str) -> str | None:
+        """The profile that holds the record or identifier an event is attached to now."""
+        records, identifiers = self._t("records"), self._t("identifiers")
+        rows = self.store.reader().rows(
+            f"""SELECT r.profile_id FROM events e JOIN {records} r ON r.record_key = e.record_key
+                WHERE e.event_source = ? AND e.event_id = ?
+                UNION ALL
+                SELECT i.profile_id FROM events e JOIN {identifiers} i ON i.value = e.link_value AND i.kind = e.link_kind
+                WHERE e.event_source = ? AND e.event_id = ?
+                ORDER BY 1 LIMIT 1""",
+            [event_source, event_id, event_source, event_id],
+        )
+        return str(rows[0][0]) if rows else None
+
     def _dicts(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
         self.query_count += 1
         return self.store.reader().dicts(sql, params)

@@ -129,6 +129,11 @@ def publish_run(store: Store, run_id: str, summary: Mapping[str, Any], model_jso
     _drop_old_runs(store, keep_previous)
 
 
+def record_run_summary(store: Store, run_id: str, summary: Mapping[str, Any]) -> None:
+    """Replace a run's summary (what was read after publishing it, e.g. the events)."""
+    store.execute("UPDATE runs SET summary = ? WHERE run_id = ?", [json.dumps(summary, default=str), run_id])
+
+
 def fail_run(store: Store, run_id: str, reason: str) -> None:
     store.execute(
         "UPDATE runs SET status = 'failed', finished_at = now(), summary = ? WHERE run_id = ?",

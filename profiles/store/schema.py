@@ -1,5 +1,6 @@
 """Tables that outlive runs: the run log, the registry of every profile id ever issued
-(ids are never reused; retired ids redirect), and the append-only audit log."""
+(ids are never reused; retired ids redirect), the append-only audit log, and the
+customers' events (attached to source records or identifiers, never to profile ids)."""
 
 from __future__ import annotations
 
@@ -96,6 +97,38 @@ _DDL: Final[tuple[str, ...]] = (
         constraints_removed VARCHAR[] NOT NULL,
         undoes VARCHAR,
         undone_by VARCHAR
+    )""",
+    # The customers' events across channels (docs/customer360.md): each attaches to a
+    # source record (record_key) or to an identifier (link_kind, link_value), so the
+    # profile it belongs to is whichever holds that record or identifier now.
+    """CREATE TABLE IF NOT EXISTS events (
+        event_source VARCHAR NOT NULL,
+        event_id VARCHAR NOT NULL,
+        occurred_at TIMESTAMP NOT NULL,
+        type VARCHAR NOT NULL,
+        channel VARCHAR,
+        topic VARCHAR,
+        department VARCHAR,
+        amount DOUBLE,
+        attributes JSON,
+        record_key VARCHAR,
+        link_kind VARCHAR,
+        link_value VARCHAR,
+        line BIGINT,
+        ingested_at TIMESTAMPTZ NOT NULL
+    )""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS events_id ON events (event_source, event_id)",
+    "CREATE INDEX IF NOT EXISTS events_record ON events (record_key)",
+    "CREATE INDEX IF NOT EXISTS events_link ON events (link_value)",
+    # Event rows that could not be read, from the last read of each event file (and from
+    # live events that were refused are not kept: their caller got the reason).
+    """CREATE TABLE IF NOT EXISTS event_quarantine (
+        event_source VARCHAR NOT NULL,
+        line BIGINT,
+        event_id VARCHAR,
+        reason VARCHAR NOT NULL,
+        content VARCHAR,
+        read_at TIMESTAMPTZ NOT NULL
     )""",
 )
 

@@ -43,6 +43,7 @@ RESTRICTED: dict[str, set[Role]] = {
     "Mutation.splitRecords": {S},
     "Mutation.undo": {S},
     "Mutation.ingestRecord": {A, S, AD},
+    "Mutation.recordEvent": {A, S, AD},
 }
 
 

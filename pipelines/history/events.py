@@ -1,0 +1,372 @@
+"""Events in: event files read by a batch run (`unify run`), a file by `unify ingest
+--events NAME FILE`, single events by the API's ``recordEvent``; and a profile's events
+out (the timeline, and the input of traits, effort and life events).
+
+An event attaches to a source record (``record_key``) or to an identifier (``link_kind``,
+``link_value``, standardized as the records' identifiers are), never to a profile id:
+whichever profile holds that record or identifier now owns the event, so merges, splits,
+undo, reruns and live ingests move a customer's history with their records. An event
+whose record or identifier no profile holds is kept and counted as unlinked; it attaches
+when the record arrives. The same (event source, event id) again replaces the event.
+
+A row that cannot be read (no id, no time, a time or an amount that does not parse, an
+empty link column, the same id twice in one file) is quarantined with its line and the
+reason, in ``event_quarantine``; the other rows go on. The rows of one file go in in one
+transaction."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from pipelines.batch.ingest import check_file_columns, load_raw_file, value_sql
+from pipelines.config import Config, Constant, EventSourceConfig
+from pipelines.history.model import Interaction, RecordFacts
+from pipelines.standardize.contacts import standardize_email, standardize_phone
+from pipelines.standardize.dates import TIMESTAMP_FORMATS
+from profiles.errors import ConfigError
+from profiles.store import Store, ident, in_list, name_literal
+
+#: The columns of a mapped event, as ``events`` holds them (but ingested_at).
+EVENT_COLUMNS = (
+    "event_source",
+    "event_id",
+    "occurred_at",
+    "type",
+    "channel",
+    "topic",
+    "department",
+    "amount",
+    "attributes",
+    "record_key",
+    "link_kind",
+    "link_value",
+    "line",
+)
+
+
+@dataclass(frozen=True)
+class EventCounts:
+    rows: int
+    accepted: int
+    quarantined: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {"rows": self.rows, "accepted": self.accepted, "quarantined": self.quarantined}
+
+
+def event_source(config: Config, name: str) -> EventSourceConfig:
+    for events in config.events:
+        if events.name == name:
+            return events
+    raise ConfigError(f"unknown event source {name!r}; configured: {', '.join(e.name for e in config.events) or 'none'}")
+
+
+def ingest_event_files(store: Store, config: Config) -> dict[str, EventCounts]:
+    """Read every configured event file into ``events`` (a batch run, after it published)."""
+    return {events.name: ingest_event_file(store, config, events, config.resolve(events.path)) for events in config.events}
+
+
+def ingest_event_file(store: Store, config: Config, events: EventSourceConfig, path: Path) -> EventCounts:
+    """One event file into ``events``: its good rows replace the events with their ids, its
+    bad rows replace the event source's quarantine."""
+    check_file_columns(store, events, path, what="events")
+    cat = ident(store.catalog)
+    with store.exclusive(), store.workspace(name=f"events_{secrets.token_hex(4)}"):
+        store.execute("CREATE TABLE quarantine (source VARCHAR, line BIGINT, record_id VARCHAR, reason VARCHAR, content VARCHAR)")
+        load_raw_file(store, events, path, "raw_events")
+        rows = int(store.scalar("SELECT count(*) FROM raw_events")) + int(store.scalar("SELECT count(*) FROM quarantine"))
+        as_json = events.format == "ndjson"
+        _map(store, config, events, "raw_events", as_json, _timestamp_format(store, events, as_json))
+        with store.transaction():
+            store.execute(f"DELETE FROM {cat}.main.event_quarantine WHERE event_source = ?", [events.name])
+            store.execute(
+                f"""INSERT INTO {cat}.main.event_quarantine SELECT ?, line, record_id, reason, content, now()
+                    FROM quarantine ORDER BY line""",
+                [events.name],
+            )
+            _upsert(store, cat, "mapped")
+        accepted = int(store.scalar("SELECT count(*) FROM mapped"))
+    return EventCounts(rows=rows, accepted=accepted, quarantined=rows - accepted)
+
+
+def record_events(store: Store, config: Config, events: EventSourceConfig, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Events handed over as JSON objects keyed by the event source's columns (the API):
+    the good ones go in, in one transaction. Returns per row ``{"event_id", "problem"}``
+    (problem None for an accepted row)."""
+    cat = ident(store.catalog)
+    with store.exclusive(), store.workspace(name=f"events_{secrets.token_hex(4)}"):
+        store.execute("CREATE TABLE quarantine (source VARCHAR, line BIGINT, record_id VARCHAR, reason VARCHAR, content VARCHAR)")
+        lines = [json.dumps(dict(row), default=str) for row in rows]
+        store.register("_event_rows", pa.table({"_line": list(range(1, len(lines) + 1)), "_raw": lines}))
+        store.execute("CREATE TABLE raw_events AS SELECT _line::BIGINT AS _line, _raw FROM _event_rows")
+        store.unregister("_event_rows")
+        _map(store, config, events, "raw_events", True, events.date_format)
+        with store.transaction():
+            _upsert(store, cat, "mapped")
+        problems = {int(line): str(reason) for line, reason in store.rows("SELECT line, reason FROM quarantine")}
+        ids = dict(store.rows("SELECT line, event_id FROM mapped"))
+    return [{"event_id": ids.get(i), "problem": problems.get(i)} for i in range(1, len(rows) + 1)]
+
+
+def _timestamp_format(store: Store, events: EventSourceConfig, as_json: bool) -> str | None:
+    """The configured format, or the one that reads most of a sample when ISO does not."""
+    if events.date_format:
+        return events.date_format
+    column = value_sql(events.timestamp, as_json)
+    sample = f"(SELECT {column} AS v FROM raw_events WHERE {column} IS NOT NULL LIMIT 20000)"
+    total, iso = store.rows(f"SELECT count(*), count(try_cast(v AS TIMESTAMP)) FROM {sample}")[0]
+    if total == 0 or iso >= 0.5 * total:
+        return None
+    counts = {fmt: int(store.scalar(f"SELECT count(try_strptime(v, ?)) FROM {sample}", [fmt])) for fmt in TIMESTAMP_FORMATS}
+    best = max(counts, key=lambda fmt: counts[fmt])
+    return best if counts[best] else None
+
+
+def _role_sql(value: str | Constant | None, as_json: bool) -> tuple[str, list[Any]]:
+    """A column's trimmed text, a constant (bound), or NULL."""
+    if value is None:
+        return "NULL::VARCHAR", []
+    if isinstance(value, Constant):
+        return "?::VARCHAR", [value.value]
+    return value_sql(value, as_json), []
+
+
+def _map(store: Store, config: Config, events: EventSourceConfig, raw: str, as_json: bool, fmt: str | None) -> None:
+    """``mapped`` (the good rows as ``events`` columns) and the bad rows into ``quarantine``."""
+    params: list[Any] = []
+    selects: list[str] = []
+    for name, value in (
+        ("event_id", events.id),
+        ("ts_raw", events.timestamp),
+        ("type", events.type),
+        ("channel", events.channel),
+        ("topic", events.topic),
+        ("department", events.department),
+        ("amount_raw", events.amount),
+        ("link_raw", events.link.record_id or events.link.column),
+    ):
+        sql, bound = _role_sql(value, as_json)
+        selects.append(f"{sql} AS {name}")
+        params.extend(bound)
+    attributes = [f"{name_literal(n)}, {value_sql(c, as_json)}" for n, c in events.attributes.items()]
+    selects.append(f"json_object({', '.join(attributes)}) AS attributes" if attributes else "NULL::JSON AS attributes")
+    parsed = "coalesce(try_cast(ts_raw AS TIMESTAMP)" + (", try_strptime(ts_raw, ?))" if fmt else ")")
+    store.execute(
+        f"""CREATE TABLE staged AS
+            SELECT *, {parsed} AS occurred_at, try_cast(amount_raw AS DOUBLE) AS amount
+            FROM (SELECT _line AS line, _raw, {", ".join(selects)} FROM {ident(raw)})""",
+        [*([fmt] if fmt else []), *params],  # in the order the placeholders appear
+    )
+    problems = [
+        ("event_id IS NULL", _text(f"no event id (column {events.id!r})")),
+        ("length(event_id) > 200", _text("event id longer than 200 characters")),
+        ("ts_raw IS NULL", _text(f"no time (column {events.timestamp!r})")),
+        ("occurred_at IS NULL", _text("not a valid time" + (f" in format {fmt}" if fmt else "") + " (value ") + " || ts_raw || ')'"),
+        ("type IS NULL", _text("no event type")),
+        ("amount_raw IS NOT NULL AND amount IS NULL", _text("amount is not a number (value ") + " || amount_raw || ')'"),
+        ("link_raw IS NULL", _text(f"no customer reference (column {events.link.record_id or events.link.column!r})")),
+    ]
+    store.execute(
+        f"""INSERT INTO quarantine
+            SELECT ?, line, event_id, reason, left(_raw, 500)
+            FROM (SELECT *, CASE {" ".join(f"WHEN {c} THEN {r}" for c, r in problems)} END AS reason FROM staged)
+            WHERE reason IS NOT NULL""",
+        [events.name],
+    )
+    store.execute(f"DELETE FROM staged WHERE {' OR '.join(f'({c})' for c, _ in problems)}")
+    # an id again on a later line: the later row is the event as it stands
+    store.execute(
+        """INSERT INTO quarantine
+           SELECT ?, line, event_id, 'the same event id appears again on line ' || last_line, left(_raw, 500)
+           FROM (SELECT *, max(line) OVER (PARTITION BY event_id) AS last_line FROM staged) WHERE line < last_line""",
+        [events.name],
+    )
+    store.execute("DELETE FROM staged WHERE line < (SELECT max(s.line) FROM staged s WHERE s.event_id = staged.event_id)")
+    link_kind, link_value, record_key = _link_sql(store, config, events)
+    store.execute(
+        f"""CREATE TABLE mapped AS
+            SELECT ?::VARCHAR AS event_source, event_id, occurred_at, type, channel, topic, department, amount, attributes,
+                   {record_key} AS record_key, {link_kind} AS link_kind, {link_value} AS link_value, line
+            FROM staged""",
+        [events.name],
+    )
+
+
+def _text(text: str) -> str:
+    """Our own message text as an SQL string literal (a row's value is appended by column)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _link_sql(store: Store, config: Config, events: EventSourceConfig) -> tuple[str, str, str]:
+    """(link_kind, link_value, record_key) expressions over ``staged``: a record's key, or
+    an identifier standardized as the records' identifiers are (emails and phones through
+    the same functions; the distinct values once)."""
+    link = events.link
+    if link.source is not None:
+        return "NULL::VARCHAR", "NULL::VARCHAR", f"{name_literal(link.source)} || ':' || link_raw"
+    kind = name_literal(str(link.identifier))
+    if link.identifier not in ("email", "phone"):
+        return kind, "link_raw", "NULL::VARCHAR"
+    values = [str(v) for (v,) in store.rows("SELECT DISTINCT link_raw FROM staged")]
+    if link.identifier == "email":
+        mapped = [standardize_email(v)[0] for v in values]
+    else:
+        mapped = [standardize_phone(v, config.matching.default_country)[0] for v in values]
+    store.register("_link_map", pa.table({"raw": pa.array(values, pa.string()), "value": pa.array(mapped, pa.string())}))
+    store.execute("CREATE TABLE link_map AS SELECT * FROM _link_map")
+    store.unregister("_link_map")
+    return kind, "(SELECT m.value FROM link_map m WHERE m.raw = staged.link_raw)", "NULL::VARCHAR"
+
+
+def _upsert(store: Store, cat: str, mapped: str) -> None:
+    """``mapped`` into ``events``: an event already there (same source and id) is replaced."""
+    store.execute(
+        f"""DELETE FROM {cat}.main.events e WHERE EXISTS
+            (SELECT 1 FROM {mapped} m WHERE m.event_source = e.event_source AND m.event_id = e.event_id)"""
+    )
+    store.execute(
+        f"INSERT INTO {cat}.main.events ({', '.join(EVENT_COLUMNS)}, ingested_at) SELECT {', '.join(EVENT_COLUMNS)}, now() FROM {mapped}"
+    )
+
+
+# ---- out: a profile's events ---------------------------------------------------------------
+
+
+def profile_events_sql(run_schema: str, profiles: str | None = None) -> str:
+    """The profile's events relation (docs/customer360.md): every event with the profile
+    that holds its record or identifier in the run ``run_schema`` (a quoted
+    ``catalog.schema``). ``profiles``: a SQL condition on ``profile_id`` (with bound
+    parameters of the caller) to read only some."""
+    where = f"WHERE {profiles}" if profiles else ""
+    columns = "e.event_source, e.event_id, e.occurred_at, e.type, e.channel, e.topic, e.department, e.amount, e.attributes"
+    return f"""
+        SELECT r.profile_id, {columns}, e.record_key
+        FROM (SELECT record_key, profile_id FROM {run_schema}.records {where}) r
+        JOIN events e ON e.record_key = r.record_key
+        UNION ALL
+        SELECT i.profile_id, {columns}, i.record_key
+        FROM (SELECT DISTINCT profile_id, kind, value, first(record_key) OVER (PARTITION BY profile_id, kind, value) AS record_key
+              FROM {run_schema}.identifiers {where}) i
+        JOIN events e ON e.link_value = i.value AND e.link_kind = i.kind"""
+
+
+#: The profile's events relation's columns, in order (docs/customer360.md).
+PROFILE_EVENT_COLUMNS = (
+    "profile_id",
+    "event_source",
+    "event_id",
+    "occurred_at",
+    "type",
+    "channel",
+    "topic",
+    "department",
+    "amount",
+    "attributes",
+    "record_key",
+)
+
+
+def read_profile_events(
+    store: Store, profile_id: str, record_keys: Sequence[str], identifiers: Sequence[tuple[str, str, str]]
+) -> list[dict[str, Any]]:
+    """One profile's events (the profile's events relation's rows), newest first, given
+    what its events attach to (``ProfileQueries.links_of``: record keys, and (kind, value,
+    record key) of identifiers). Two indexed reads, by record key and by identifier value
+    (a join in the same statement made the second a scan of every identifier-linked event)."""
+    columns = "event_source, event_id, occurred_at, type, channel, topic, department, amount, attributes::VARCHAR AS attributes"
+    rows: list[dict[str, Any]] = []
+    if record_keys:
+        in_keys, params = in_list("record_key", record_keys)
+        rows += store.dicts(f"SELECT {columns}, record_key FROM events WHERE {in_keys}", params)
+    if identifiers:
+        held = {(kind, value): key for kind, value, key in identifiers}
+        in_values, params = in_list("link_value", sorted({value for _, value, _ in identifiers}))
+        for row in store.dicts(f"SELECT {columns}, link_kind, link_value FROM events WHERE {in_values}", params):
+            key = held.get((row.pop("link_kind"), row.pop("link_value")))
+            if key is not None:
+                rows.append({**row, "record_key": key})
+    rows.sort(key=lambda r: (r["occurred_at"], r["event_source"], r["event_id"]), reverse=True)
+    return [{"profile_id": profile_id, **r} for r in rows]
+
+
+def profile_events_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
+    """Rows of :func:`read_profile_events` as an Arrow table with the relation's types
+    (attributes as JSON text: cast with ``attributes::JSON`` when read)."""
+    types = {"occurred_at": pa.timestamp("us"), "amount": pa.float64()}
+    return pa.table({c: pa.array([r[c] for r in rows], types.get(c, pa.string())) for c in PROFILE_EVENT_COLUMNS})
+
+
+def interactions(rows: Sequence[Mapping[str, Any]]) -> list[Interaction]:
+    """Rows of the profile's events relation as Interactions."""
+    out = []
+    for row in rows:
+        attributes = row.get("attributes")
+        out.append(
+            Interaction(
+                event_source=str(row["event_source"]),
+                event_id=str(row["event_id"]),
+                occurred_at=row["occurred_at"]
+                if isinstance(row["occurred_at"], datetime)
+                else datetime.fromisoformat(str(row["occurred_at"])),
+                type=str(row["type"]),
+                channel=row.get("channel"),
+                topic=row.get("topic"),
+                department=row.get("department"),
+                amount=row.get("amount"),
+                attributes=json.loads(attributes) if isinstance(attributes, str) else dict(attributes or {}),
+                record_key=row.get("record_key"),
+            )
+        )
+    return out
+
+
+def record_facts(row: Mapping[str, Any]) -> RecordFacts:
+    """A record row (records' columns) as what life events read of it."""
+    return RecordFacts(
+        record_key=str(row["record_key"]),
+        source=str(row["source"]),
+        updated_at=row.get("updated_at"),
+        first_name=row.get("first_name"),
+        last_name=row.get("last_name"),
+        surname_tokens=tuple(row.get("surname_tokens") or ()),
+        date_of_birth=row.get("date_of_birth"),
+        street=row.get("street"),
+        house_number=row.get("house_number"),
+        postcode=row.get("postcode"),
+        city=row.get("city"),
+    )
+
+
+def unlinked_count(store: Store, run_schema: str) -> int:
+    """Events no profile of the run holds a record or identifier of."""
+    return int(
+        store.scalar(
+            f"""SELECT count(*) FROM events e
+                WHERE NOT EXISTS (SELECT 1 FROM {run_schema}.records r WHERE r.record_key = e.record_key)
+                  AND NOT EXISTS (SELECT 1 FROM {run_schema}.identifiers i WHERE i.kind = e.link_kind AND i.value = e.link_value)"""
+        )
+    )
+
+
+__all__ = [
+    "EVENT_COLUMNS",
+    "EventCounts",
+    "event_source",
+    "ingest_event_file",
+    "ingest_event_files",
+    "interactions",
+    "profile_events_sql",
+    "profile_events_table",
+    "read_profile_events",
+    "record_events",
+    "record_facts",
+    "unlinked_count",
+]

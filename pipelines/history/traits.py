@@ -1,0 +1,146 @@
+"""Traits: values derived from a profile's events ("orders in the last 90 days", "last
+channel used"), as one DuckDB SELECT for every configured trait.
+
+SQL rather than Python because the batch derives them for every profile at once (millions
+of events); the API runs the same statement over one profile's events, so both agree by
+construction. Semantics (docs/customer360.md, issue 21):
+
+- Every trait reads the events at or before the reference time; ``window_days`` keeps
+  those after ``reference - window_days`` days. An event from after the reference time
+  does not exist yet for the traits, so a rerun at the same reference gives the same rows.
+- A field function uses the events whose field has a value (and, for the numeric ones, a
+  number): ``as_of`` and ``event_count`` describe those events, and a profile without
+  any gets no row, as a profile without events in scope gets none.
+- ``sum``, ``avg``, ``min`` and ``max`` are numeric on ``amount`` and on attributes (cast
+  to DOUBLE; a value that is not a number is left out); ``min`` and ``max`` of a text field
+  (type, channel, topic, department, event_id) compare the text, by code point.
+- ``sum`` and ``avg`` add exactly, as DECIMAL(38, 9): a sum of DOUBLEs depends on the order
+  DuckDB's threads combine partial sums in, and traits must be byte-identical when the
+  same events are read again (an undo). A value beyond 1e29 does not fit and is left out.
+- ``first``/``last``: the value of the first/last event in (occurred_at, event_source,
+  event_id) order. ``most_frequent``: ties go to the value seen most recently, then to the
+  smallest value. ``amount`` keeps its number in ``first``, ``last``, ``most_frequent``;
+  other fields give text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from pipelines.config import EVENT_FIELDS, TraitConfig
+
+#: Event fields holding text; ``amount`` is the one numeric field.
+_TEXT_FIELDS = frozenset(EVENT_FIELDS) - {"amount"}
+_NUMERIC_FUNCTIONS = frozenset({"sum", "avg", "min", "max"})
+_NAME = re.compile(r"^[a-z0-9_]+$")
+_EXACT = "DECIMAL(38, 9)"
+_DAY_US = 86_400_000_000
+_EMPTY = "SELECT NULL::VARCHAR AS profile_id, NULL::VARCHAR AS name, NULL::JSON AS value, NULL::TIMESTAMP AS as_of, NULL::BIGINT AS event_count WHERE false"
+
+
+def traits_sql(traits: Sequence[TraitConfig], events: str, reference: datetime) -> tuple[str, list[Any]]:
+    """One SELECT of every trait of every profile in ``events`` as of ``reference``, and
+    its bound parameters: rows ``(profile_id, name, value JSON, as_of, event_count)``.
+
+    ``events`` names a table, a view or a CTE of the caller (or is a parenthesized query)
+    with the columns of the profile's events (docs/customer360.md), from our own code. It
+    appears once, before any parameter of ours, and the statement starts with SELECT: a
+    caller may put ``WITH profile_events AS (... ? ...)`` in front and bind
+    ``[*its_params, *params]``. The text does not depend on ``reference``: one statement
+    serves every run and every profile."""
+    params: list[Any] = [reference]
+    selects = [_trait_select(trait, params) for trait in traits]
+    body = "\nUNION ALL\n".join(selects) if selects else _EMPTY
+    # the shared relation is a CTE inside a subquery, so that the caller's WITH can precede
+    # it; NOT MATERIALIZED lets each trait push its own filters into the scan of the events
+    sql = (
+        "SELECT * FROM (\nWITH __trait_events AS NOT MATERIALIZED (\n"
+        "    SELECT e.profile_id, e.event_source, e.event_id, e.occurred_at, e.type, e.channel, e.topic, e.department,"
+        " e.amount, e.attributes, r.reference\n"
+        f"    FROM {events} AS e CROSS JOIN (SELECT CAST(? AS TIMESTAMP) AS reference) AS r\n"
+        "    WHERE e.occurred_at <= r.reference\n"
+        ")\n"
+        f"{body}\n)"
+    )
+    return sql, params
+
+
+def _trait_select(trait: TraitConfig, params: list[Any]) -> str:
+    """The rows of one trait; appends its filter values to ``params``."""
+    value = _value_sql(trait)
+    scope = _scope_sql(trait, params)
+    used = f"{scope} AND {value} IS NOT NULL" if value is not None else scope
+    name = _literal(trait.name)
+    if trait.function == "most_frequent":
+        return _most_frequent_sql(name, value or "NULL", used)
+    aggregate = _aggregate_sql(trait.function, value or "NULL")
+    return (
+        f"SELECT profile_id, {name} AS name, to_json({aggregate}) AS value, max(occurred_at) AS as_of, count(*) AS event_count\n"
+        f"FROM __trait_events WHERE {used} GROUP BY profile_id"
+    )
+
+
+def _aggregate_sql(function: str, value: str) -> str:
+    order = "(occurred_at, event_source, event_id)"
+    return {
+        "count": "count(*)",
+        "sum": f"CAST(sum({value}) AS DOUBLE)",
+        "avg": f"CAST(sum({value}) AS DOUBLE) / count(*)",
+        "min": f"min({value})",
+        "max": f"max({value})",
+        "first": f"arg_min({value}, {order})",
+        "last": f"arg_max({value}, {order})",
+        "count_distinct": f"count(DISTINCT {value})",
+        "days_since_last": f"min(epoch_us(reference) - epoch_us(occurred_at)) // {_DAY_US}",
+    }[function]
+
+
+def _most_frequent_sql(name: str, value: str, used: str) -> str:
+    """The value most events have; ties: the one seen last, then the smallest."""
+    return (
+        f"SELECT profile_id, {name} AS name, to_json(arg_min(value, (-n, -epoch_us(latest), value))) AS value,"
+        " max(latest) AS as_of, CAST(sum(n) AS BIGINT) AS event_count\n"
+        f"FROM (SELECT profile_id, {value} AS value, count(*) AS n, max(occurred_at) AS latest"
+        f" FROM __trait_events WHERE {used} GROUP BY profile_id, value) GROUP BY profile_id"
+    )
+
+
+def _value_sql(trait: TraitConfig) -> str | None:
+    """The SQL of the value the trait's function reads; None for count and days_since_last."""
+    field = trait.field
+    if field is None:
+        return None
+    if field in _TEXT_FIELDS:
+        value = f'"{field}"'
+        if trait.function in ("sum", "avg"):
+            value = f"TRY_CAST({value} AS DOUBLE)"
+    elif field == "amount":
+        value = '"amount"'
+    else:
+        value = f'("attributes" ->> {_literal(field)})'
+        if trait.function in _NUMERIC_FUNCTIONS:
+            value = f"TRY_CAST({value} AS DOUBLE)"
+    return f"TRY_CAST({value} AS {_EXACT})" if trait.function in ("sum", "avg") else value
+
+
+def _scope_sql(trait: TraitConfig, params: list[Any]) -> str:
+    """The condition of the events the trait reads: its sources, filters and window."""
+    conditions = [f"event_source IN ({', '.join(_literal(source) for source in trait.events)})"]
+    for field, allowed in trait.where.model_dump(exclude_none=True).items():
+        if field not in _TEXT_FIELDS:
+            raise ValueError(f"trait {trait.name!r}: cannot filter on {field!r}")
+        conditions.append(f'"{field}" IN ({", ".join("?" * len(allowed))})')
+        params.extend(allowed)
+    if trait.window_days is not None:
+        conditions.append(f"occurred_at > reference - to_days({int(trait.window_days)})")
+    return " AND ".join(conditions)
+
+
+def _literal(name: str) -> str:
+    """A name from validated config ([a-z0-9_]+: no quote can occur) as an SQL string literal."""
+    if not _NAME.match(name):
+        raise ValueError(f"refusing to use {name!r} as a trait, event source or attribute name in SQL")
+    return f"'{name}'"
