@@ -36,7 +36,7 @@ from tests.febrl import write_febrl1, write_febrl4  # noqa: E402
 
 def _demo(records: int) -> Callable[[Path], dict[str, str]]:
     def write(out: Path) -> dict[str, str]:
-        manifest = generate(out, records=records, seed=2026)
+        manifest = generate(out, records=records, seed=2026, events_per_person=0)  # matching only
         table = pq.read_table(manifest.truth_path)
         return {
             f"{s}:{r}": p for s, r, p in zip(table["source"].to_pylist(), table["record_id"].to_pylist(), table["person_id"].to_pylist())

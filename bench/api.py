@@ -372,7 +372,7 @@ def ensure_store(out: Path, profiles: int) -> tuple[Path, dict[str, Any]]:
     records = round(profiles * RECORDS_PER_PROFILE)
     print(f"generating {records:,} demo records ...", flush=True)
     start = time.perf_counter()
-    manifest = generate(out, records=records, seed=SEED)
+    manifest = generate(out, records=records, seed=SEED, events_per_person=0)  # the records only: as before events existed
     generate_seconds = round(time.perf_counter() - start, 1)
     config = load_config(manifest.config_path)
     remove_store(config.store_path)

@@ -488,7 +488,7 @@ def ensure_data(out: Path, profiles: int, holdout_every: int) -> tuple[Path, dic
     print(f"generating {records:,} demo records ...", flush=True)
     start = time.perf_counter()
     shutil.rmtree(out / "holdout", ignore_errors=True)
-    manifest = generate(out, records=records, seed=SEED)
+    manifest = generate(out, records=records, seed=SEED, events_per_person=0)  # the records only: as before events existed
     held: dict[str, dict[str, Any]] = {}
     for name, path in manifest.source_paths.items():
         header, rows = read_rows(path)

@@ -247,7 +247,7 @@ def ensure_demo(out: Path, records: int) -> tuple[Path, float | None]:
     from pipelines.demo import generate
 
     start = time.perf_counter()
-    manifest = generate(out, records=records, seed=SEED)
+    manifest = generate(out, records=records, seed=SEED, events_per_person=0)  # the records only: as before events existed
     seconds = round(time.perf_counter() - start, 1)
     marker.write_text(
         json.dumps({"records": records, "seed": SEED, "generate_seconds": seconds, "config": manifest.config_path.name}),
