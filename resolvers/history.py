@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import secrets
 from datetime import UTC, date, datetime
 from typing import Any, cast
 
@@ -20,9 +19,9 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from pipelines.history.effort import effort as effort_of
-from pipelines.history.events import event_source, interactions, profile_events_table, read_profile_events, record_events, record_facts
+from pipelines.history.events import event_source, interactions, read_profile_events, record_events, record_facts
 from pipelines.history.life_events import life_events as life_events_of
-from pipelines.history.traits import traits_sql
+from pipelines.history.traits import traits_python
 from profiles.errors import ConfigError
 from resolvers.auth import Role
 from resolvers.context import Context, context_of, pii
@@ -175,27 +174,18 @@ async def timeline(
 
 
 def _traits(ctx: Context, profile_id: str) -> list[Trait]:
-    """The batch's trait SQL over this profile's events (read once, handed over as a table)."""
-    reader = ctx.queries.store.reader()
-    name = f"_profile_events_{secrets.token_hex(6)}"
-    sql, bound = traits_sql(ctx.config.traits, "profile_events", datetime.now(UTC).replace(tzinfo=None))
-    reader.register(name, profile_events_table(_rows(ctx, profile_id)))
-    try:
-        found = {
-            str(trait): (value, as_of, int(count))
-            for _, trait, value, as_of, count in reader.rows(
-                f"WITH profile_events AS (SELECT * REPLACE (attributes::JSON AS attributes) FROM {name}) {sql}", bound
-            )
-        }
-    finally:
-        reader.unregister(name)
+    """The batch's trait definitions over this profile's events, by their Python twin
+    (pipelines.history.traits.traits_python, held equal to the SQL by its tests)."""
+    events = [{**r, "attributes": json.loads(r["attributes"]) if r["attributes"] else {}} for r in _rows(ctx, profile_id)]
+    reference = datetime.now(UTC).replace(tzinfo=None)
+    found = {name: (value, as_of, count) for _, name, value, as_of, count in traits_python(ctx.config.traits, events, reference)}
     out = []
     for trait in ctx.config.traits:
         value, as_of, count = found.get(trait.name, (0 if trait.function == "count" else None, None, 0))
         out.append(
             Trait(
                 name=trait.name,
-                value=json.loads(value) if isinstance(value, str) else value,
+                value=cast(JSON, value),
                 as_of=as_of,
                 definition=_definition(trait),
                 event_count=count,

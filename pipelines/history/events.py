@@ -297,13 +297,6 @@ def read_profile_events(
     return [{"profile_id": profile_id, **r} for r in rows]
 
 
-def profile_events_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
-    """Rows of :func:`read_profile_events` as an Arrow table with the relation's types
-    (attributes as JSON text: cast with ``attributes::JSON`` when read)."""
-    types = {"occurred_at": pa.timestamp("us"), "amount": pa.float64()}
-    return pa.table({c: pa.array([r[c] for r in rows], types.get(c, pa.string())) for c in PROFILE_EVENT_COLUMNS})
-
-
 def interactions(rows: Sequence[Mapping[str, Any]]) -> list[Interaction]:
     """Rows of the profile's events relation as Interactions."""
     out = []
@@ -364,7 +357,6 @@ __all__ = [
     "ingest_event_files",
     "interactions",
     "profile_events_sql",
-    "profile_events_table",
     "read_profile_events",
     "record_events",
     "record_facts",

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pytest
 
 from pipelines.config import TRAIT_FIELD_FUNCTIONS, TRAIT_FUNCTIONS, TraitConfig, TraitFilter
-from pipelines.history.traits import traits_sql
+from pipelines.history.traits import traits_python, traits_sql
 
 REFERENCE = datetime(2024, 6, 30, 12, 0)
 SOURCES = ("orders", "calls", "web")
@@ -201,6 +201,16 @@ def assert_same(actual: list[Row], expected: list[Row]) -> None:
 
 
 # ---- tests ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("function", TRAIT_FUNCTIONS)
+def test_the_python_twin_gives_the_sql_s_rows(con: duckdb.DuckDBPyConnection, seed: int, function: str) -> None:
+    """The API computes one profile's traits in Python (pipelines.history.traits.traits_python)."""
+    events = random_events(seed)
+    load(con, events)
+    traits = [t for t in all_traits() if t.function == function]
+    assert_same(run(con, traits), traits_python(traits, events, REFERENCE))
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
