@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pipelines.batch.cluster import assign_profiles, enforce_vetoes
-from pipelines.batch.ingest import SourceCounts, check_file_columns, check_sources, guard_shrink, ingest_sources
+from pipelines.batch.files import check_file_columns
+from pipelines.batch.ingest import SourceCounts, check_sources, guard_shrink, ingest_sources
 from pipelines.batch.link import LabelReport, run_linkage
 from pipelines.config import Config
 from pipelines.history.events import ingest_event_files, unlinked_count

@@ -26,7 +26,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipelines.batch.ingest import check_file_columns, load_raw_file, value_sql
+from pipelines.batch.files import check_file_columns, load_raw_file
+from pipelines.batch.ingest import value_sql
 from pipelines.config import Config, Constant, EventSourceConfig
 from pipelines.history.model import Interaction, RecordFacts
 from pipelines.standardize.contacts import standardize_email, standardize_phone
