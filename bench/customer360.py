@@ -824,70 +824,57 @@ def child_facts(config_path: str, lookups_path: str) -> dict[str, Any]:
 
 
 def child_anatomy(config_path: str, lookups_path: str, count: str, explain_path: str) -> dict[str, Any]:
-    """The statements the history resolvers run for one profile (resolvers/history.py),
-    each timed over ``count`` looked-up profiles, and their plans for the first one."""
+    """The steps of a card's history as resolvers/history.py takes them for one profile,
+    each timed over ``count`` looked-up profiles, and the plans of its two reads."""
     from pipelines.config import load_config
     from pipelines.history.effort import effort
-    from pipelines.history.events import interactions, profile_events_sql
-    from pipelines.history.traits import traits_sql
-    from profiles.store import ProfileQueries, Store
+    from pipelines.history.events import interactions, read_profile_events
+    from pipelines.history.traits import traits_python
+    from profiles.store import ProfileQueries, Store, in_list
 
     config = load_config(config_path)
     ids = [item["profile_id"] for item in json.loads(Path(lookups_path).read_text(encoding="utf-8"))][: int(count)]
+    spent: dict[str, list[float]] = {}
+
+    def timed(name: str, keep: bool, fn: Any) -> Any:
+        start = time.perf_counter()
+        out = fn()
+        if keep:
+            spent.setdefault(name, []).append(time.perf_counter() - start)
+        return out
+
     with Store.open(config.store_path, read_only=True) as store:
         queries = ProfileQueries(store)
-        run = str(queries.run_schema())
-        relation = f"({profile_events_sql(run, 'profile_id = ?')})"
         now = datetime.now(UTC).replace(tzinfo=None)
-        sql, bound = traits_sql(config.traits, "profile_events", now)
-        columns = "e.event_source, e.event_id, e.occurred_at, e.type"
-        statements: dict[str, tuple[str, Any]] = {
-            "run_schema (each history field asks)": ("", None),
-            "timeline: count": (f"SELECT count(*) FROM {relation} e WHERE true", lambda p: [p, p]),
-            "timeline: page of 20": (
-                f"SELECT * FROM {relation} e WHERE true ORDER BY occurred_at DESC, event_source DESC, event_id DESC LIMIT ?",
-                lambda p: [p, p, 21],
-            ),
-            "traits": (f"WITH profile_events AS MATERIALIZED {relation} {sql}", lambda p: [p, p, *bound]),
-            "effort: all the profile's events": (f"SELECT * FROM {relation} e ORDER BY occurred_at", lambda p: [p, p]),
-            "  part: records of the profile": (f"SELECT record_key FROM {run}.records WHERE profile_id = ?", lambda p: [p]),
-            "  part: identifiers of the profile": (f"SELECT kind, value FROM {run}.identifiers WHERE profile_id = ?", lambda p: [p]),
-            "  part: events by record_key": (
-                f"SELECT {columns} FROM (SELECT record_key FROM {run}.records WHERE profile_id = ?) r JOIN events e ON e.record_key = r.record_key",
-                lambda p: [p],
-            ),
-            "  part: events by identifier": (
-                f"SELECT {columns} FROM (SELECT DISTINCT kind, value FROM {run}.identifiers WHERE profile_id = ?) i "
-                "JOIN events e ON e.link_value = i.value AND e.link_kind = i.kind",
-                lambda p: [p],
-            ),
-        }
-        spent: dict[str, list[float]] = {name: [] for name in statements}
-        spent["effort: Python over the rows"] = []
         for round_, profiles in enumerate((ids[:3], ids)):  # the first round warms the caches and is not kept
             for pid in profiles:
-                for name, (text, params) in statements.items():
-                    start = time.perf_counter()
-                    if params is None:
-                        queries.run_schema()
-                        rows: Any = None
-                    else:
-                        rows = store.dicts(text, params(pid)) if name.startswith("effort") else store.rows(text, params(pid))
-                    elapsed = time.perf_counter() - start
-                    if round_:
-                        spent[name].append(elapsed)
-                    if name.startswith("effort"):
-                        start = time.perf_counter()
-                        effort(interactions(rows), days=30, now=now, settings=config.effort)
-                        if round_:
-                            spent["effort: Python over the rows"].append(time.perf_counter() - start)
-        plans: dict[str, list[dict[str, Any]]] = {}
-        texts = []
-        for name in ("timeline: count", "timeline: page of 20", "traits", "effort: all the profile's events"):
-            text, params = statements[name]
-            plan = store.rows(f"EXPLAIN (ANALYZE, FORMAT json) {text}", params(ids[0]))
-            plans[name] = scans(str(plan[0][1]))
-            readable = store.rows(f"EXPLAIN ANALYZE {text}", params(ids[0]))
+                keys, identifiers = timed(
+                    "what the events attach to (records, by profile id)", bool(round_), lambda p=pid: queries.links_of(p)
+                )
+                rows = timed(
+                    "the profile's events (by record key, by identifier value)",
+                    bool(round_),
+                    lambda p=pid, k=keys, i=identifiers: read_profile_events(store, p, k, i),
+                )
+                events = [{**r, "attributes": json.loads(r["attributes"]) if r["attributes"] else {}} for r in rows]
+                timed("traits (Python twin of the trait SQL)", bool(round_), lambda e=events: traits_python(config.traits, e, now))
+                timed(
+                    "effort (Python)",
+                    bool(round_),
+                    lambda r=rows: effort(interactions(list(reversed(r))), days=30, now=now, settings=config.effort),
+                )
+        keys, identifiers = queries.links_of(ids[0])
+        texts, plans = [], {}
+        for name, column, values in (
+            ("by record key", "record_key", keys),
+            ("by identifier value", "link_value", sorted({v for _, v, _ in identifiers})),
+        ):
+            if not values:
+                continue
+            condition, params = in_list(column, values)
+            text = f"SELECT * FROM events WHERE {condition}"
+            plans[name] = scans(str(store.rows(f"EXPLAIN (ANALYZE, FORMAT json) {text}", params)[0][1]))
+            readable = store.rows(f"EXPLAIN ANALYZE {text}", params)
             texts.append(f"==== {name} (profile {ids[0]})\n" + "\n".join(str(cell) for row in readable for cell in row[1:]))
         Path(explain_path).write_text("\n\n".join(texts) + "\n", encoding="utf-8")
     return {
@@ -1213,9 +1200,9 @@ def print_report(results: dict[str, Any]) -> None:
             print(f"    {t['ms']:7.2f}  {t['statement'][:120]}")
     anatomy = results.get("anatomy")
     if anatomy:
-        print(f"\nwhere a card's history goes, in process ({anatomy['profiles']} profiles, ms per statement, p50 / mean):")
+        print(f"\nwhere a card's history goes, in process ({anatomy['profiles']} profiles, ms per step, p50 / mean):")
         for name, ms in anatomy["ms"].items():
-            print(f"  {name:<44}{ms['p50']:8.2f}{ms['mean']:8.2f}")
+            print(f"  {name:<58}{ms['p50']:8.2f}{ms['mean']:8.2f}")
         print(f"  scans for one profile (rows read, ms; plans in {anatomy['explain']}):")
         for name, found in anatomy["scans_of_one_profile"].items():
             listed = "; ".join(f"{x['table']} {x['type']} {x['rows']:,} rows {x['ms']:.1f} ms" for x in found)
