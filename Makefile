@@ -32,7 +32,7 @@ test: lint
 
 # The inner loop: the suite without the tests marked slow (real servers, larger data).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -q -m "not slow"
+	UNIFY_TEST_DEMO_CACHE=.pytest_cache/unify-demos $(BIN)/python -m pytest -n 2 -q -m "not slow"
 
 bench: $(STAMP)
 	$(BIN)/python bench/pipeline.py

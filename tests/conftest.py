@@ -4,6 +4,7 @@ pipeline runs on them, built once per test session in real DuckDB files."""
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import pickle
 import shutil
@@ -52,10 +53,19 @@ def demo_run(out: Path, records: int, seed: int, events: bool = True) -> DemoRun
 
 def shared_demo_run(tmp_path_factory: pytest.TempPathFactory, name: str, records: int, seed: int, events: bool = True) -> DemoRun:
     """A demo run built once per test run: pytest-xdist's workers share it (the first to
-    take the lock builds it, the others read what it left). Every test reads it only."""
+    take the lock builds it, the others read what it left). Every test reads it only.
+    With UNIFY_TEST_DEMO_CACHE (make test-fast) it is kept in that directory for the next
+    runs while the code that builds it is unchanged; make test always builds afresh."""
     root = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         root = root.parent  # the directory all workers of this run share
+    if os.environ.get("UNIFY_TEST_DEMO_CACHE"):  # make test-fast: kept between runs while the code that builds it is the same
+        cache = Path(os.environ["UNIFY_TEST_DEMO_CACHE"])
+        root = cache / _builder_digest()
+        if not root.exists():  # the code changed: the demos of the code before go
+            for old in (p for p in cache.glob("*") if p.is_dir()):
+                shutil.rmtree(old, ignore_errors=True)
+        root.mkdir(parents=True, exist_ok=True)
     with (root / f"{name}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         built = root / name / "demo-run.pickle"
@@ -65,6 +75,16 @@ def shared_demo_run(tmp_path_factory: pytest.TempPathFactory, name: str, records
         run = demo_run(root / name, records, seed, events)
         built.write_bytes(pickle.dumps(run))
         return run
+
+
+def _builder_digest() -> str:
+    """Digest of the code that generates and runs a demo (and of this file)."""
+    repo = Path(__file__).resolve().parents[1]
+    files = sorted([*(repo / "pipelines").rglob("*.py"), *(repo / "profiles").rglob("*.py"), repo / "tests" / "conftest.py"])
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(str(f.relative_to(repo)).encode() + b"\0" + f.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 @pytest.fixture(scope="session")
