@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from pipelines.config.base import _NAME, SOURCE_FORMATS, SURVIVORSHIP_RULES, Constant, _Strict
+from pipelines.config.base import _NAME, SOURCE_FORMATS, SURVIVORSHIP_RULES, Constant, FileConfig, _Strict
 from pipelines.config.history import (
     EVENT_FIELDS,
     TRAIT_FIELD_FUNCTIONS,
@@ -105,7 +105,7 @@ CanonicalField = Literal[
 ]
 
 
-class SourceConfig(_Strict):
+class SourceConfig(FileConfig):
     name: Annotated[str, Field(pattern=_NAME, description="Unique source name, [a-z0-9_]+.")]
     path: Path = Field(description="Source file; format from the extension (.csv .tsv .parquet .json .ndjson).")
     id: str = Field(description="Column holding the source's own record id.")
@@ -120,17 +120,6 @@ class SourceConfig(_Strict):
     identifiers: dict[Annotated[str, Field(pattern=_NAME)], str] = Field(
         default_factory=dict, description='Exact identifiers: name = column (e.g. customer_number = "klantnummer").'
     )
-
-    @property
-    def format(self) -> str:
-        return SOURCE_FORMATS[self.path.suffix.lower()]
-
-    @field_validator("path")
-    @classmethod
-    def _known_format(cls, value: Path) -> Path:
-        if value.suffix.lower() not in SOURCE_FORMATS:
-            raise ValueError(f"unsupported file type {value.suffix!r}; use one of {', '.join(SOURCE_FORMATS)}")
-        return value
 
     @field_validator("identifiers")
     @classmethod

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from pipelines.config.base import _NAME, SOURCE_FORMATS, Constant, _Strict
+from pipelines.config.base import _NAME, Constant, FileConfig, _Strict
 
 ColumnOrConstant = str | Constant
 
@@ -34,7 +34,7 @@ class EventLink(_Strict):
         return self
 
 
-class EventSourceConfig(_Strict):
+class EventSourceConfig(FileConfig):
     name: Annotated[str, Field(pattern=_NAME, description="Unique event source name, [a-z0-9_]+.")]
     path: Path = Field(description="Event file; format from the extension, as for [[sources]].")
     id: str = Field(description="Column holding the event's id in its system; (name, id) is unique.")
@@ -52,17 +52,6 @@ class EventSourceConfig(_Strict):
     attributes: dict[Annotated[str, Field(pattern=_NAME)], str] = Field(
         default_factory=dict, description="Extra columns kept with each event: name = column."
     )
-
-    @property
-    def format(self) -> str:
-        return SOURCE_FORMATS[self.path.suffix.lower()]
-
-    @field_validator("path")
-    @classmethod
-    def _known_format(cls, value: Path) -> Path:
-        if value.suffix.lower() not in SOURCE_FORMATS:
-            raise ValueError(f"unsupported file type {value.suffix!r}; use one of {', '.join(SOURCE_FORMATS)}")
-        return value
 
     def columns(self) -> dict[str, str]:
         """Event columns the mapping reads (role -> column), for schema checks."""
