@@ -856,8 +856,7 @@ def child_anatomy(config_path: str, lookups_path: str, count: str, explain_path:
                     bool(round_),
                     lambda p=pid, k=keys, i=identifiers: read_profile_events(store, p, k, i),
                 )
-                events = [{**r, "attributes": json.loads(r["attributes"]) if r["attributes"] else {}} for r in rows]
-                timed("traits (Python twin of the trait SQL)", bool(round_), lambda e=events: traits_python(config.traits, e, now))
+                timed("traits (Python twin of the trait SQL)", bool(round_), lambda r=rows: traits_python(config.traits, r, now))
                 timed(
                     "effort (Python)",
                     bool(round_),

@@ -176,9 +176,10 @@ async def timeline(
 def _traits(ctx: Context, profile_id: str) -> list[Trait]:
     """The batch's trait definitions over this profile's events, by their Python twin
     (pipelines.history.traits.traits_python, held equal to the SQL by its tests)."""
-    events = [{**r, "attributes": json.loads(r["attributes"]) if r["attributes"] else {}} for r in _rows(ctx, profile_id)]
     reference = datetime.now(UTC).replace(tzinfo=None)
-    found = {name: (value, as_of, count) for _, name, value, as_of, count in traits_python(ctx.config.traits, events, reference)}
+    found = {
+        name: (value, as_of, count) for _, name, value, as_of, count in traits_python(ctx.config.traits, _rows(ctx, profile_id), reference)
+    }
     out = []
     for trait in ctx.config.traits:
         value, as_of, count = found.get(trait.name, (0 if trait.function == "count" else None, None, 0))

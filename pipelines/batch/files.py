@@ -155,6 +155,12 @@ def _load_raw(store: Store, source: FileSpec, path: Any, raw_table: str) -> None
     store.execute(f"DROP TABLE {rej}; DROP TABLE {ident(f'rejscan_{source.name}')}; DROP TABLE rejected_lines")
 
 
+def create_quarantine(store: Store) -> None:
+    """The workspace's ``quarantine``: the rows of a file (or of handed-over rows) that could
+    not be read, with their line and reason (``load_raw_file`` writes those of the reader)."""
+    store.execute("CREATE OR REPLACE TABLE quarantine (source VARCHAR, line BIGINT, record_id VARCHAR, reason VARCHAR, content VARCHAR)")
+
+
 def load_raw_file(store: Store, spec: FileSpec, path: Path, raw_table: str) -> None:
     """The file read as a batch reads a source's (``_line``, a text column per file column,
     ``_raw``), bad rows into the workspace's ``quarantine``."""

@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipelines.batch.files import FileSpec, _load_raw, _string_literal, check_file_columns
+from pipelines.batch.files import FileSpec, _load_raw, _string_literal, check_file_columns, create_quarantine
 from pipelines.config import Config, Constant, SourceConfig
 from profiles.errors import UnifyError
 from profiles.model import CANONICAL_FIELDS
@@ -99,7 +99,7 @@ def stage_live(
     live ingest: JSON objects keyed by the source's column names (the API), or a file of
     any supported format (``unify ingest``; it replaces the configured file). The rows
     then go through the very mapping and standardization of a batch run."""
-    store.execute("CREATE OR REPLACE TABLE quarantine (source VARCHAR, line BIGINT, record_id VARCHAR, reason VARCHAR, content VARCHAR)")
+    create_quarantine(store)
     raw_table = f"raw_{source.name}"
     if path is not None:
         source = source.model_copy(update={"path": path})
@@ -126,7 +126,7 @@ def ingest_sources(store: Store, config: Config, live_until: int = 0) -> dict[st
     ``quarantine`` (rejected rows) in the workspace. Records that live ingests accepted
     (``ingest_log`` up to sequence number ``live_until``) are included when the source
     file does not have them: the file, the source's full export, wins for the others."""
-    store.execute("CREATE OR REPLACE TABLE quarantine (source VARCHAR, line BIGINT, record_id VARCHAR, reason VARCHAR, content VARCHAR)")
+    create_quarantine(store)
     selects: list[str] = []
     params: list[Any] = []
     counts: dict[str, SourceCounts] = {}

@@ -26,12 +26,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipelines.batch.files import check_file_columns, load_raw_file
+from pipelines.batch.files import check_file_columns, create_quarantine, load_raw_file
 from pipelines.batch.ingest import value_sql
 from pipelines.config import Config, Constant, EventSourceConfig
 from pipelines.history.model import Interaction, RecordFacts
 from pipelines.standardize.contacts import standardize_email, standardize_phone
-from pipelines.standardize.dates import TIMESTAMP_FORMATS
+from pipelines.standardize.dates import TIMESTAMP_FORMATS, best_format
 from profiles.errors import ConfigError
 from profiles.store import Store, ident, in_list, name_literal
 
@@ -81,7 +81,7 @@ def ingest_event_file(store: Store, config: Config, events: EventSourceConfig, p
     check_file_columns(store, events, path, what="events")
     cat = ident(store.catalog)
     with store.exclusive(), store.workspace(name=f"events_{secrets.token_hex(4)}"):
-        store.execute("CREATE TABLE quarantine (source VARCHAR, line BIGINT, record_id VARCHAR, reason VARCHAR, content VARCHAR)")
+        create_quarantine(store)
         load_raw_file(store, events, path, "raw_events")
         rows = int(store.scalar("SELECT count(*) FROM raw_events")) + int(store.scalar("SELECT count(*) FROM quarantine"))
         as_json = events.format == "ndjson"
@@ -104,7 +104,7 @@ def record_events(store: Store, config: Config, events: EventSourceConfig, rows:
     (problem None for an accepted row)."""
     cat = ident(store.catalog)
     with store.exclusive(), store.workspace(name=f"events_{secrets.token_hex(4)}"):
-        store.execute("CREATE TABLE quarantine (source VARCHAR, line BIGINT, record_id VARCHAR, reason VARCHAR, content VARCHAR)")
+        create_quarantine(store)
         lines = [json.dumps(dict(row), default=str) for row in rows]
         store.register("_event_rows", pa.table({"_line": list(range(1, len(lines) + 1)), "_raw": lines}))
         store.execute("CREATE TABLE raw_events AS SELECT _line::BIGINT AS _line, _raw FROM _event_rows")
@@ -118,17 +118,13 @@ def record_events(store: Store, config: Config, events: EventSourceConfig, rows:
 
 
 def _timestamp_format(store: Store, events: EventSourceConfig, as_json: bool) -> str | None:
-    """The configured format, or the one that reads most of a sample when ISO does not."""
+    """The configured format, or the one that reads most of a sample when ISO does not
+    (as a batch run detects a source's)."""
     if events.date_format:
         return events.date_format
     column = value_sql(events.timestamp, as_json)
     sample = f"(SELECT {column} AS v FROM raw_events WHERE {column} IS NOT NULL LIMIT 20000)"
-    total, iso = store.rows(f"SELECT count(*), count(try_cast(v AS TIMESTAMP)) FROM {sample}")[0]
-    if total == 0 or iso >= 0.5 * total:
-        return None
-    counts = {fmt: int(store.scalar(f"SELECT count(try_strptime(v, ?)) FROM {sample}", [fmt])) for fmt in TIMESTAMP_FORMATS}
-    best = max(counts, key=lambda fmt: counts[fmt])
-    return best if counts[best] else None
+    return best_format(store, sample, [], TIMESTAMP_FORMATS, iso_first=True)
 
 
 def _role_sql(value: str | Constant | None, as_json: bool) -> tuple[str, list[Any]]:
@@ -244,7 +240,8 @@ def _upsert(store: Store, cat: str, mapped: str) -> None:
 def profile_events_sql(run_schema: str, profiles: str | None = None) -> str:
     """The profile's events relation (docs/customer360.md): every event with the profile
     that holds its record or identifier in the run ``run_schema`` (a quoted
-    ``catalog.schema``). ``profiles``: a SQL condition on ``profile_id`` (with bound
+    ``catalog.schema``); an event linked by identifier names the smallest record key that
+    holds it, as :func:`read_profile_events` does. ``profiles``: a SQL condition on ``profile_id`` (with bound
     parameters of the caller) to read only some."""
     where = f"WHERE {profiles}" if profiles else ""
     columns = "e.event_source, e.event_id, e.occurred_at, e.type, e.channel, e.topic, e.department, e.amount, e.attributes"
@@ -254,8 +251,7 @@ def profile_events_sql(run_schema: str, profiles: str | None = None) -> str:
         JOIN events e ON e.record_key = r.record_key
         UNION ALL
         SELECT i.profile_id, {columns}, i.record_key
-        FROM (SELECT DISTINCT profile_id, kind, value, first(record_key) OVER (PARTITION BY profile_id, kind, value) AS record_key
-              FROM {run_schema}.identifiers {where}) i
+        FROM (SELECT profile_id, kind, value, min(record_key) AS record_key FROM {run_schema}.identifiers {where} GROUP BY ALL) i
         JOIN events e ON e.link_value = i.value AND e.link_kind = i.kind"""
 
 
@@ -278,7 +274,8 @@ PROFILE_EVENT_COLUMNS = (
 def read_profile_events(
     store: Store, profile_id: str, record_keys: Sequence[str], identifiers: Sequence[tuple[str, str, str]]
 ) -> list[dict[str, Any]]:
-    """One profile's events (the profile's events relation's rows), newest first, given
+    """One profile's events (the profile's events relation's rows, ``attributes`` a dict),
+    newest first, given
     what its events attach to (``ProfileQueries.links_of``: record keys, and (kind, value,
     record key) of identifiers). Two indexed reads, by record key and by identifier value
     (a join in the same statement made the second a scan of every identifier-linked event)."""
@@ -295,7 +292,7 @@ def read_profile_events(
             if key is not None:
                 rows.append({**row, "record_key": key})
     rows.sort(key=lambda r: (r["occurred_at"], r["event_source"], r["event_id"]), reverse=True)
-    return [{"profile_id": profile_id, **r} for r in rows]
+    return [{"profile_id": profile_id, **r, "attributes": json.loads(r["attributes"]) if r["attributes"] else {}} for r in rows]
 
 
 def interactions(rows: Sequence[Mapping[str, Any]]) -> list[Interaction]:

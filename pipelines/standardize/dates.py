@@ -78,14 +78,22 @@ def parse_dates_sql(store: Store, config: Config, given: DateFormats) -> None:
 
 
 def detect_format(store: Store, source: str, column: str, formats: tuple[str, ...], iso_first: bool = False) -> str | None:
+    """The format of a source's ``column`` of ``ingested`` (see :func:`best_format`)."""
     sample = f"(SELECT {column} AS v FROM ingested WHERE source = ? AND {column} IS NOT NULL LIMIT 20000)"
+    return best_format(store, sample, [source], formats, iso_first)
+
+
+def best_format(store: Store, sample: str, params: list[Any], formats: tuple[str, ...], iso_first: bool = False) -> str | None:
+    """Of ``formats``, the one that reads most values ``v`` of the relation ``sample`` (with
+    its bound ``params``); None when none reads any, or with ``iso_first`` when ISO reads
+    half of them or more (a cast reads them, no format is needed)."""
     if iso_first:
-        total, iso = store.rows(f"SELECT count(*), count(try_cast(v AS TIMESTAMP)) FROM {sample}", [source])[0]
+        total, iso = store.rows(f"SELECT count(*), count(try_cast(v AS TIMESTAMP)) FROM {sample}", params)[0]
         if total == 0 or iso >= 0.5 * total:
             return None
     best, best_count = None, 0
     for fmt in formats:
-        n = int(store.scalar(f"SELECT count(try_strptime(v, ?)) FROM {sample}", [fmt, source]))
+        n = int(store.scalar(f"SELECT count(try_strptime(v, ?)) FROM {sample}", [fmt, *params]))
         if n > best_count:
             best, best_count = fmt, n
     return best

@@ -5,6 +5,7 @@ while a typo or another name of the same town is never a move."""
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from datetime import timedelta
@@ -15,7 +16,7 @@ import pytest
 
 from pipelines.config import Config, load_config
 from pipelines.demo.events import WINDOW_DAYS
-from pipelines.history.events import interactions, profile_events_sql, record_facts
+from pipelines.history.events import PROFILE_EVENT_COLUMNS, interactions, profile_events_sql, read_profile_events, record_facts
 from pipelines.history.life_events import life_events
 from pipelines.history.traits import traits_sql
 from profiles.store import ProfileQueries, Store
@@ -139,3 +140,21 @@ def test_life_events_recall_and_precision_and_no_false_moves(
         n["person_id"] for n in negatives if n["kind"] == "moved" and n["person_id"] in linked and truth[(n["person_id"], "moved")] == 0
     }
     assert typo_movers and not [p for p in typo_movers if found[(p, "moved")]]
+
+
+def test_one_profile_s_events_are_the_batch_relation_s_rows_of_it(store: Store) -> None:
+    """The API's read of one profile (two indexed lookups) and the relation the batch and
+    export join for every profile give the same rows."""
+    queries = ProfileQueries(store)
+    everyone: dict[str, list[tuple[Any, ...]]] = {}
+    for row in store.dicts(f"SELECT * FROM ({profile_events_sql(_run(store))})"):
+        everyone.setdefault(str(row["profile_id"]), []).append(_key(row, json.loads(row["attributes"]) if row["attributes"] else {}))
+    sample = random.Random(5).sample(sorted(everyone), 300)
+    for profile_id in sample:
+        keys, identifiers = queries.links_of(profile_id)
+        one = [_key(r, r["attributes"]) for r in read_profile_events(store, profile_id, keys, identifiers)]
+        assert sorted(one) == sorted(everyone[profile_id]), profile_id
+
+
+def _key(row: dict[str, Any], attributes: dict[str, Any]) -> tuple[Any, ...]:
+    return (*(row[c] for c in PROFILE_EVENT_COLUMNS if c != "attributes"), json.dumps(attributes, sort_keys=True))
