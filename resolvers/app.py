@@ -41,6 +41,8 @@ from resolvers.ingest import live_ingester
 from resolvers.schema import build_schema
 
 _log = logging.getLogger("unify.server")
+#: Most withheld fields a response names (a page of profiles can withhold many).
+MAX_WITHHELD_NOTES = 200
 
 #: Runs beside the server while it serves: given the store and a function that says which
 #: command changed the store's records ("run", "ingest"), an async context manager
@@ -121,6 +123,8 @@ class _GraphQL(GraphQL[Context, None]):
         event = context.audit_event(getattr(request_data, "operation_name", None))
         if event is not None:
             await self.audit.write(event)
+        if context.withheld and isinstance(result, ExecutionResult):  # which fields consent kept back, and why
+            result.extensions = {**(result.extensions or {}), "withheld": context.withheld[:MAX_WITHHELD_NOTES]}
         return result
 
 

@@ -7,14 +7,22 @@ import asyncio
 import hashlib
 import hmac
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
-from pipelines.config import Config
+from pipelines.config import UNCONDITIONAL_BASES, Config
+from pipelines.history.consent import ConsentState, consent_states
+from pipelines.history.events import read_profile_events
 from profiles.store import AuditEvent, ProfileQueries, Stewardship
 from resolvers.auth import Principal
+
+#: The purposes the API's fields serve (docs/privacy.md): contact PII serves service;
+#: traits and life events personalization; the timeline and effort both.
+SERVICE = "service"
+PERSONALIZATION = "personalization"
 
 
 @dataclass
@@ -58,6 +66,11 @@ class Context:
     # a profile's events, read once per request for its timeline, effort and life events
     profile_events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     explanations: dict[tuple[str, str], Any] = field(default_factory=dict)
+    # a profile's consent state per purpose, derived once per request when a field needs it
+    consent_cache: dict[str, dict[str, ConsentState]] = field(default_factory=dict)
+    # fields answered null for want of a purpose or consent, for the response's extensions
+    withheld: list[dict[str, Any]] = field(default_factory=list)
+    _verdicts: dict[tuple[str, tuple[str, ...]], str | None] = field(default_factory=dict)
     # shared with the HTTP layer (resolvers.app): a request whose write has committed is
     # answered with its outcome even after the time limit, never with TIMEOUT
     request_state: dict[str, Any] = field(default_factory=dict)
@@ -68,6 +81,66 @@ class Context:
 
     def stewardship(self) -> Stewardship:
         return Stewardship(self.queries.store, **self.config.stewardship_settings())
+
+    def events_of(self, profile_id: str) -> list[dict[str, Any]]:
+        """The profile's events (the profile's events relation's rows), newest first, read
+        once per request."""
+        rows = self.profile_events.get(profile_id)
+        if rows is None:
+            keys, identifiers = self.queries.links_of(profile_id)
+            rows = self.profile_events[profile_id] = read_profile_events(self.queries.store.reader(), profile_id, keys, identifiers)
+        return rows
+
+    def consents_of(self, profile_id: str) -> dict[str, ConsentState]:
+        """Every declared purpose's state for the profile (read once per request)."""
+        states = self.consent_cache.get(profile_id)
+        if states is None:
+            now = datetime.now(UTC).replace(tzinfo=None)
+            states = self.consent_cache[profile_id] = consent_states(self.config, self.events_of(profile_id), now)
+        return states
+
+    def reads_for(self) -> list[str] | None:
+        """The purposes the caller's role reads for (None: not restricted by purpose)."""
+        policy = self.config.api.roles.get(self.principal.role.value)
+        return None if policy is None else policy.purposes
+
+    def needs_consents(self, purposes: tuple[str, ...]) -> bool:
+        """Whether deciding on a field that serves ``purposes`` reads the profile's statements."""
+        reads_for = self.reads_for()
+        if reads_for is None:
+            return False
+        declared = {p.name: p for p in self.config.purposes}
+        usable = [declared[p] for p in purposes if p in reads_for and p in declared]
+        return bool(usable) and not any(p.legal_basis in UNCONDITIONAL_BASES and p.default_allowed for p in usable)
+
+    def withhold(self, profile_id: str, purposes: tuple[str, ...], info: Info[Any, Any]) -> bool:
+        """Whether a field of the profile that serves ``purposes`` is withheld from the
+        caller; a withheld one is noted (path, purpose, why) for the response."""
+        key = (profile_id, purposes)
+        if key not in self._verdicts:
+            self._verdicts[key] = self._why_withheld(profile_id, purposes)
+        reason = self._verdicts[key]
+        if reason is None:
+            return False
+        self.withheld.append({"path": ".".join(str(p) for p in info.path.as_list()), "purposes": list(purposes), "reason": reason})
+        return True
+
+    def _why_withheld(self, profile_id: str, purposes: tuple[str, ...]) -> str | None:
+        reads_for = self.reads_for()
+        if reads_for is None:
+            return None
+        usable = [p for p in purposes if p in reads_for]
+        if not usable:
+            return f"the {self.principal.role.value} role does not read for {' or '.join(purposes)}"
+        declared = {p.name: p for p in self.config.purposes}
+        if any(declared[p].legal_basis in UNCONDITIONAL_BASES and declared[p].default_allowed for p in usable if p in declared):
+            return None
+        if any(p not in declared for p in usable):  # a purpose the config does not declare: nothing to consent to
+            return None
+        states = self.consents_of(profile_id)
+        if any(states[p].allowed for p in usable):
+            return None
+        return "; ".join(f"{p}: {states[p].status} ({states[p].legal_basis})" for p in usable)
 
     def pseudonymous_id(self, profile_id: str) -> str:
         return "u_" + hmac.new(self.pseudonym_key, profile_id.encode(), hashlib.sha256).hexdigest()[:24]
@@ -102,6 +175,8 @@ def pii(info: Info[Context, Any], profile_id: str, name: str, value: _V) -> _V |
     otherwise the value, noted for the audit log (names only, never values)."""
     ctx = context_of(info)
     if not ctx.principal.role.sees_contact_pii:
+        return None
+    if ctx.config.api.roles and ctx.withhold(profile_id, (SERVICE,), info):
         return None
     if value is not None:
         ctx.pii_read.setdefault(profile_id, set()).add(name)

@@ -19,7 +19,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from pipelines.history.effort import effort as effort_of
-from pipelines.history.events import event_source, interactions, read_profile_events, record_events, record_facts
+from pipelines.history.events import event_source, interactions, record_events, record_facts
 from pipelines.history.life_events import life_events as life_events_of
 from pipelines.history.traits import traits_python
 from profiles.errors import ConfigError
@@ -113,11 +113,7 @@ def _after(cursor: str) -> tuple[datetime, str, str]:
 
 def _rows(ctx: Context, profile_id: str) -> list[dict[str, Any]]:
     """The profile's events, newest first, read once per request."""
-    rows = ctx.profile_events.get(profile_id)
-    if rows is None:
-        keys, identifiers = ctx.queries.links_of(profile_id)
-        rows = ctx.profile_events[profile_id] = read_profile_events(ctx.queries.store.reader(), profile_id, keys, identifiers)
-    return rows
+    return ctx.events_of(profile_id)
 
 
 def _naive(value: datetime) -> datetime:

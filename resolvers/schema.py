@@ -29,6 +29,7 @@ from pipelines.matching.search import parse_query, search
 from pipelines.standardize.contacts import standardize_email, standardize_phone
 from profiles.model import split_record_key
 from resolvers.auth import Role
+from resolvers.consent import ConsentMutation
 from resolvers.context import Context, context_of
 from resolvers.errors import Ambiguous, ApiError, Forbidden
 from resolvers.history import HistoryMutation
@@ -201,7 +202,7 @@ class Query(StewardQuery):
 
 
 @strawberry.type
-class Mutation(StewardMutation, IngestMutation, HistoryMutation):
+class Mutation(StewardMutation, IngestMutation, HistoryMutation, ConsentMutation):
     pass
 
 

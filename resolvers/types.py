@@ -18,8 +18,9 @@ from strawberry.types.field import StrawberryField
 
 from profiles.model import CONTACT_PII_FIELDS
 from profiles.store import identifiers_of
-from resolvers import history
+from resolvers import consent, history
 from resolvers.auth import Role
+from resolvers.consent import PERSONALIZATION, SERVICE, Serves
 from resolvers.context import Context, context_of, pii
 from resolvers.explanations import MatchExplanation, explain, spanning_links
 from resolvers.permissions import Roles
@@ -277,7 +278,8 @@ class Profile:
         return [e for e in explain(ctx, held) if e]
 
     @strawberry.field(
-        description="The customer's events across channels, newest first (events attach to records, so they follow merges and splits)."
+        description="The customer's events across channels, newest first (events attach to records, so they follow merges and splits).",
+        extensions=[Serves(SERVICE, PERSONALIZATION)],
     )
     @reads("profile_id")
     async def timeline(
@@ -289,25 +291,37 @@ class Profile:
         types: list[str] | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
-    ) -> history.InteractionConnection:
+    ) -> history.InteractionConnection | None:
         return await history.timeline(info, self.profile_id, first, after, channels, types, since, until)
 
-    @strawberry.field(description="Values derived from the profile's events ([[traits]]), each with its time and event count.")
+    @strawberry.field(
+        description="Values derived from the profile's events ([[traits]]), each with its time and event count.",
+        extensions=[Serves(PERSONALIZATION)],
+    )
     @reads("profile_id")
-    async def traits(self, info: Info[Context, Any]) -> list[history.Trait]:
+    async def traits(self, info: Info[Context, Any]) -> list[history.Trait] | None:
         return await history.traits(info, self.profile_id)
 
-    @strawberry.field(description="Effort signals over the last `days` days: repeat contacts, channel switches, transfers.")
+    @strawberry.field(
+        description="Effort signals over the last `days` days: repeat contacts, channel switches, transfers.",
+        extensions=[Serves(SERVICE, PERSONALIZATION)],
+    )
     @reads("profile_id")
-    async def effort(self, info: Info[Context, Any], days: int = 30) -> history.Effort:
+    async def effort(self, info: Info[Context, Any], days: int = 30) -> history.Effort | None:
         return await history.effort(info, self.profile_id, days)
 
     @strawberry.field(
-        description="Moments that matter ([[life_events]]), with their evidence; the personalization role sees the shareable kinds."
+        description="Moments that matter ([[life_events]]), with their evidence; the personalization role sees the shareable kinds.",
+        extensions=[Serves(PERSONALIZATION)],
     )
     @reads("profile_id")
-    async def life_events(self, info: Info[Context, Any]) -> list[history.LifeEvent]:
+    async def life_events(self, info: Info[Context, Any]) -> list[history.LifeEvent] | None:
         return await history.life_events(info, self.profile_id)
+
+    @strawberry.field(description="The state of every declared purpose ([[purposes]]), derived from the customer's statements.")
+    @reads("profile_id")
+    async def consents(self, info: Info[Context, Any]) -> list[consent.Consent]:
+        return await consent.consents(info, self.profile_id)
 
     @strawberry.field(description="The source records merged into this profile, most recent first.")
     @lean

@@ -23,6 +23,16 @@ from pipelines.config.history import (
     TraitConfig,
     TraitFilter,
 )
+from pipelines.config.privacy import (
+    CONSENT_STATUSES,
+    UNCONDITIONAL_BASES,
+    ConsentColumns,
+    LegalBasis,
+    PurposeConfig,
+    RoleName,
+    RolePolicy,
+    check_purposes,
+)
 from profiles.errors import ConfigError
 from profiles.model import BUILTIN_IDENTIFIER_KINDS, CANONICAL_FIELDS
 
@@ -172,6 +182,9 @@ class ApiConfig(_Strict):
         description="Seconds a request may take before it fails with a TIMEOUT error; a mutation whose write has committed answers with its outcome instead, however late.",
     )
     development: bool = Field(False, description="Enables GraphiQL, introspection and field suggestions (off in production).")
+    roles: dict[RoleName, RolePolicy] = Field(
+        default_factory=dict, description="[api.roles.NAME]: what each role reads for (purposes = [...]; docs/privacy.md)."
+    )
 
 
 class Config(_Strict):
@@ -188,6 +201,9 @@ class Config(_Strict):
     effort: EffortConfig = Field(default_factory=EffortConfig, description="Windows of the effort signals.")
     life_events: list[LifeEventConfig] = Field(
         default_factory=list, description="[[life_events]]: the moments that matter a profile shows."
+    )
+    purposes: list[PurposeConfig] = Field(
+        default_factory=list, description="[[purposes]]: what the data is used for, on which legal basis (docs/privacy.md)."
     )
     base_dir: Path = Field(Path("."), exclude=True, description="Directory of the config file (set by load_config).")
 
@@ -228,6 +244,11 @@ class Config(_Strict):
                 raise ValueError(
                     f"trait {trait.name!r}: field {trait.field!r} is neither an event field ({', '.join(EVENT_FIELDS)}) nor an attribute of its events"
                 )
+        check_purposes(self.purposes, {f"api.roles.{role}": list(policy.purposes or []) for role, policy in self.api.roles.items()})
+        if "consent" in names:
+            raise ValueError("event source name 'consent' is kept for the statements recordConsent makes")
+        if any(e.consent is not None for e in self.events) and not self.purposes:
+            raise ValueError("an [[events]] source with [events.consent] needs [[purposes]] to name")
         kinds_seen: set[str] = set()
         for rule in self.life_events:
             if rule.kind in kinds_seen:
@@ -327,22 +348,29 @@ def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
 
 
 __all__ = [
+    "CONSENT_STATUSES",
     "EVENT_FIELDS",
     "SOURCE_FORMATS",
     "SURVIVORSHIP_RULES",
     "TRAIT_FIELD_FUNCTIONS",
     "TRAIT_FUNCTIONS",
+    "UNCONDITIONAL_BASES",
     "ApiConfig",
     "ApiKey",
     "CanonicalField",
     "Config",
+    "ConsentColumns",
     "Constant",
     "EffortConfig",
     "EventLink",
     "EventSourceConfig",
+    "LegalBasis",
     "LifeEventConfig",
     "LifeEventKind",
     "MatchingConfig",
+    "PurposeConfig",
+    "RoleName",
+    "RolePolicy",
     "RunConfig",
     "SourceConfig",
     "StoreConfig",

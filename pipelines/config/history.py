@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from pipelines.config.base import _NAME, Constant, FileConfig, _Strict
+from pipelines.config.privacy import ConsentColumns
 
 ColumnOrConstant = str | Constant
 
@@ -52,6 +53,9 @@ class EventSourceConfig(FileConfig):
     attributes: dict[Annotated[str, Field(pattern=_NAME)], str] = Field(
         default_factory=dict, description="Extra columns kept with each event: name = column."
     )
+    consent: ConsentColumns | None = Field(
+        None, description="[events.consent]: the source's events are consent statements (docs/privacy.md); which columns say what."
+    )
 
     def columns(self) -> dict[str, str]:
         """Event columns the mapping reads (role -> column), for schema checks."""
@@ -63,6 +67,8 @@ class EventSourceConfig(FileConfig):
         cols.update({role: getattr(self, role) for role in ("topic", "department", "amount") if getattr(self, role)})
         cols["link"] = self.link.record_id or self.link.column or ""
         cols.update({f"attribute {n}": c for n, c in self.attributes.items()})
+        if self.consent is not None:
+            cols.update({f"consent {k}": v for k, v in self.consent.model_dump().items() if v})
         return cols
 
 

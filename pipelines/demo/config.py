@@ -63,6 +63,7 @@ def config_text(events: bool = True) -> str:
             out.append("[sources.identifiers]")
             out += [f'{k} = "{col}"' for k, col in s.identifiers.items()]
     if events:
+        out += PRIVACY
         for e in EVENT_FILES:
             out += _events_block(e)
         out += CUSTOMER_360
@@ -92,8 +93,39 @@ def _events_block(e: EventFile) -> list[str]:
     if e.attributes:
         out.append("[events.attributes]")
         out += [f'{name} = "{col}"' for name, col in e.attributes.items()]
+    if e.consent:
+        out.append("[events.consent]")
+        out += [f'{role} = "{col}"' for role, col in e.consent.items()]
     return out
 
+
+#: What the demo's data is used for, and what each role reads for (docs/privacy.md).
+PRIVACY = [
+    "",
+    "# What the data is used for; consent statements come from data/consents.csv and recordConsent.",
+    "[[purposes]]",
+    'name = "service"',
+    'description = "Helping the customer with their orders, questions and complaints."',
+    'legal_basis = "contract"',
+    "",
+    "[[purposes]]",
+    'name = "personalization"',
+    'description = "Recommendations and a shop that remembers what the customer likes."',
+    'legal_basis = "consent"',
+    "",
+    "[[purposes]]",
+    'name = "marketing"',
+    'description = "Newsletters and offers."',
+    'legal_basis = "consent"',
+    "max_age_days = 730",
+    "",
+    "# Agents read for service and personalization (traits and life events need the customer's consent);",
+    "# the personalization services for personalization and marketing. Stewards and admins are not restricted.",
+    "[api.roles.agent]",
+    'purposes = ["service", "personalization"]',
+    "[api.roles.personalization]",
+    'purposes = ["personalization", "marketing"]',
+]
 
 #: Traits, effort windows and life events over the demo's events (docs/customer360.md).
 CUSTOMER_360 = """

@@ -35,6 +35,7 @@ class EventFile:
     delimiter: str | None = None
     attributes: dict[str, str] = field(default_factory=dict)
     columns: tuple[str, ...] = ()  # the file's columns, in order
+    consent: dict[str, str] = field(default_factory=dict)  # [events.consent]: purpose, status (and source) columns
 
 
 ORDERS = EventFile(
@@ -120,4 +121,19 @@ LOYALTY_TRANSACTIONS = EventFile(
     columns=("txn_id", "card_number", "booked_at", "txn_type", "channel", "store_id", "amount", "points"),
 )
 
-EVENT_FILES: tuple[EventFile, ...] = (ORDERS, CALLS, MESSAGES, SURVEYS, LOYALTY_TRANSACTIONS)
+CONSENTS = EventFile(
+    name="consents",
+    file="data/consents.csv",
+    id="change_id",
+    timestamp="changed_at",
+    timestamp_format="%Y-%m-%d %H:%M:%S",
+    declare_format=False,
+    type=Const("consent"),
+    link_identifier="email",
+    link_column="email",  # the preference centre knows people by the address they sign in with
+    channel="via",  # web, app, store
+    consent={"purpose": "purpose", "status": "choice"},
+    columns=("change_id", "changed_at", "email", "purpose", "choice", "via"),
+)
+
+EVENT_FILES: tuple[EventFile, ...] = (ORDERS, CALLS, MESSAGES, SURVEYS, LOYALTY_TRANSACTIONS, CONSENTS)

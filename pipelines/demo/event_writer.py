@@ -148,7 +148,7 @@ class EventWriter:
         if s.kind_prefix:
             prefix = pa.array(s.kind_prefix, pa.string()).take(pa.array(s.columns["kind"].values[order]))
         else:
-            prefix = pa.array(np.full(n, {"calls": "C", "messages": "M", "surveys": "S"}[name], dtype=object), pa.string())
+            prefix = pa.array(np.full(n, {"calls": "C", "messages": "M", "surveys": "S", "consents": "P"}[name], dtype=object), pa.string())
         return np.array(pc.binary_join_element_wise(prefix, digits, "").to_pylist(), dtype=object)
 
     def _table(self, s: Stream, order: np.ndarray, ids: np.ndarray, unknown: np.ndarray, broken: np.ndarray, fmt: str) -> pa.Table:

@@ -41,7 +41,7 @@ from pipelines.demo.contacts import (
     Surveys,
     play,
 )
-from pipelines.demo.event_files import CALLS, LOYALTY_TRANSACTIONS, MESSAGES, ORDERS, SURVEYS
+from pipelines.demo.event_files import CALLS, CONSENTS, LOYALTY_TRANSACTIONS, MESSAGES, ORDERS, SURVEYS
 from pipelines.demo.event_writer import Col, EventWriter, Stream
 from pipelines.demo.noise import Noise
 from pipelines.demo.people import EPOCH_DAY_MAX, Population
@@ -68,6 +68,11 @@ ORDER_KINDS = ("order", "return")
 LOYALTY_KINDS = ("earn", "redeem", "child_added")
 LOYALTY_CHANNELS = ("store", "app")
 STORES = tuple(f"S{i:03d}" for i in range(1, 181))
+CONSENT_PURPOSES = ("personalization", "marketing")
+CONSENT_CHOICES = ("Granted", "Denied", "Withdrawn")  # as the preference centre writes them
+CONSENT_VIA = ("web", "app", "store")
+# per purpose: P(grant), P(a grant withdrawn later), P(deny) of those who do not grant
+CONSENT_RATES = ((0.55, 0.20, 0.30), (0.35, 0.25, 0.20))
 WEBSHOP, CONTACT_CENTER, LOYALTY = 1, 2, 3  # indices in SPECS
 
 
@@ -137,6 +142,8 @@ def write_events(
     del contacts
     writer.write(_survey_stream(Noise(np.random.default_rng([seed, 360, 1])), surveys, email))
     writer.write(_loyalty_stream(rng, window, loyalty, activity * scale, life))
+    # a stream of its own: the other files stay as they were without it
+    writer.write(_consent_stream(np.random.default_rng([seed, 360, 2]), window, email, planted))
     writer.close()
     life_truth, negatives = moments.truth(pop, records, life, writer.announced, window.start_day, window.end_day)
     life_path, negatives_path = out_dir / "life_events_truth.parquet", out_dir / "life_event_negatives.parquet"
@@ -294,4 +301,44 @@ def _loyalty_stream(rng: np.random.Generator, window: Window, loyalty: Targets, 
             "points": Col(points),
         },
         moment=np.concatenate([np.full(n, -1), born]).astype(np.int64),
+    )
+
+
+def _consent_stream(rng: np.random.Generator, window: Window, email: np.ndarray, planted: int | None) -> Stream:
+    """The preference centre's log, by the address people sign in with: grants (some
+    withdrawn later, a withdrawal after the window's end not yet written) and denials of
+    personalization and marketing. The featured caller granted personalization a month
+    before the window's end and said nothing since, so the demo's card shows their traits."""
+    people = np.flatnonzero(email != "")
+    if planted is not None:
+        people = people[people != planted]
+    person, ts, purpose, choice = [], [], [], []
+    for p, (p_grant, p_withdraw, p_deny) in enumerate(CONSENT_RATES):
+        u = rng.random(len(people))
+        granted = people[u < p_grant]
+        denied = people[(u >= p_grant) & (u < p_grant + (1 - p_grant) * p_deny)]
+        t_grant = window.times(rng, len(granted), 7, 16)
+        later = rng.random(len(granted)) < p_withdraw
+        t_withdraw = t_grant[later] + rng.integers(DAY, 400 * DAY, size=int(later.sum()))
+        for who, when, what in ((granted, t_grant, 0), (denied, window.times(rng, len(denied), 7, 16), 1), (granted[later], t_withdraw, 2)):
+            person.append(who)
+            ts.append(when)
+            purpose.append(np.full(len(who), p))
+            choice.append(np.full(len(who), what))
+    if planted is not None and email[planted] != "":
+        person.append(np.array([planted]))
+        ts.append(np.array([(window.end_day - 30) * DAY + 10 * 3600]))
+        purpose.append(np.array([0]))
+        choice.append(np.array([0]))
+    who = np.concatenate(person).astype(np.int64)
+    return Stream(
+        spec=CONSENTS,
+        person=who,
+        ts=np.concatenate(ts).astype(np.int64),
+        link=email[who],
+        columns={
+            "purpose": Col(np.concatenate(purpose).astype(np.int64), CONSENT_PURPOSES),
+            "choice": Col(np.concatenate(choice).astype(np.int64), CONSENT_CHOICES),
+            "via": Col(rng.integers(0, len(CONSENT_VIA), size=len(who)), CONSENT_VIA),
+        },
     )

@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from pipelines.batch.files import check_file_columns, create_quarantine, load_raw_file
 from pipelines.batch.ingest import value_sql
-from pipelines.config import Config, Constant, EventSourceConfig
+from pipelines.config import CONSENT_STATUSES, Config, Constant, EventSourceConfig
 from pipelines.history.model import Interaction, RecordFacts
 from pipelines.standardize.contacts import standardize_email, standardize_phone
 from pipelines.standardize.dates import TIMESTAMP_FORMATS, best_format
@@ -154,6 +154,16 @@ def _map(store: Store, config: Config, events: EventSourceConfig, raw: str, as_j
         selects.append(f"{sql} AS {name}")
         params.extend(bound)
     attributes = [f"{name_literal(n)}, {value_sql(c, as_json)}" for n, c in events.attributes.items()]
+    consent = events.consent
+    if consent is not None:  # a consent statement's purpose and status, as the consent rules read them
+        selects.append(f"lower({value_sql(consent.purpose, as_json)}) AS consent_purpose")
+        selects.append(f"lower({value_sql(consent.status, as_json)}) AS consent_status")
+        attributes += [
+            "'purpose', lower(" + value_sql(consent.purpose, as_json) + ")",
+            "'status', lower(" + value_sql(consent.status, as_json) + ")",
+        ]
+        if consent.source is not None:
+            attributes.append(f"'source', {value_sql(consent.source, as_json)}")
     selects.append(f"json_object({', '.join(attributes)}) AS attributes" if attributes else "NULL::JSON AS attributes")
     parsed = "coalesce(try_cast(ts_raw AS TIMESTAMP)" + (", try_strptime(ts_raw, ?))" if fmt else ")")
     store.execute(
@@ -171,6 +181,21 @@ def _map(store: Store, config: Config, events: EventSourceConfig, raw: str, as_j
         ("amount_raw IS NOT NULL AND amount IS NULL", _text("amount is not a number (value ") + " || amount_raw || ')'"),
         ("link_raw IS NULL", _text(f"no customer reference (column {events.link.record_id or events.link.column!r})")),
     ]
+    if consent is not None:
+        purposes = ", ".join(_text(p.name) for p in config.purposes)
+        statuses = ", ".join(_text(s) for s in CONSENT_STATUSES)
+        problems += [
+            ("consent_purpose IS NULL", _text(f"no purpose (column {consent.purpose!r})")),
+            (
+                f"consent_purpose NOT IN ({purposes})",
+                _text(f"not a declared purpose ({', '.join(p.name for p in config.purposes)}; value ") + " || consent_purpose || ')'",
+            ),
+            (
+                f"consent_status IS NULL OR consent_status NOT IN ({statuses})",
+                _text(f"status is not one of {', '.join(CONSENT_STATUSES)} (column {consent.status!r}, value ")
+                + " || coalesce(consent_status, 'empty') || ')'",
+            ),
+        ]
     store.execute(
         f"""INSERT INTO quarantine
             SELECT ?, line, event_id, reason, left(_raw, 500)

@@ -23,10 +23,12 @@ class Api:
     config: Config
     store: Store
     queries: ProfileQueries
+    last_context: Context | None = None  # the last request's (what it withheld, what it read)
 
     def run(self, query: str, role: Role = Role.AGENT, variables: dict[str, Any] | None = None) -> Any:
         schema = build_schema(self.config.api)
         context = Context(Principal(role, f"test:{role.value}"), self.queries, self.config, b"k" * 32, make_loaders(self.queries))
+        self.last_context = context
         result = asyncio.run(schema.execute(query, variable_values=variables, context_value=context))
         event = context.audit_event(None)
         if event:

@@ -189,8 +189,18 @@ def test_the_timeline_pages_and_filters(history: History) -> None:
 
 
 def test_personalization_sees_no_record_keys_or_attributes(history: History) -> None:
-    nodes = _timeline(history.api, history.profile_id, Role.PERSONALIZATION)["nodes"]
-    assert nodes and all(n["recordKey"] is None and n["attributes"] is None for n in nodes)
+    api = history.api
+    without = api.run(TIMELINE, Role.PERSONALIZATION, {"id": history.profile_id})
+    assert without.errors is None and without.data["profile"]["timeline"] is None  # no consent yet (docs/privacy.md)
+    grant = (
+        """mutation($id: ID!) { recordConsent(profileId: $id, purpose: "personalization", status: GRANTED, source: "test") { allowed } }"""
+    )
+    assert api.run(grant, Role.AGENT, {"id": history.profile_id}).data["recordConsent"]["allowed"]
+    try:
+        nodes = _timeline(api, history.profile_id, Role.PERSONALIZATION)["nodes"]
+        assert nodes and all(n["recordKey"] is None and n["attributes"] is None for n in nodes)
+    finally:
+        api.store.execute("DELETE FROM events WHERE event_source = 'consent'")  # the other tests count this profile's events
 
 
 def test_traits_follow_a_split_and_an_undo_restores_them_exactly(history: History) -> None:

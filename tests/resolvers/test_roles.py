@@ -44,6 +44,7 @@ RESTRICTED: dict[str, set[Role]] = {
     "Mutation.undo": {S},
     "Mutation.ingestRecord": {A, S, AD},
     "Mutation.recordEvent": {A, S, AD},
+    "Mutation.recordConsent": {A, S},
 }
 
 
