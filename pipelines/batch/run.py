@@ -19,6 +19,7 @@ from pipelines.batch.cluster import assign_profiles, enforce_vetoes
 from pipelines.batch.files import check_file_columns
 from pipelines.batch.ingest import SourceCounts, check_sources, guard_shrink, ingest_sources
 from pipelines.batch.link import LabelReport, run_linkage
+from pipelines.batch.suppression import drop_suppressed
 from pipelines.config import Config
 from pipelines.history.events import ingest_event_files, unlinked_count
 from pipelines.standardize.batch import standardize
@@ -74,6 +75,7 @@ class RunSummary:
     vetoes: dict[str, str] = field(default_factory=dict)  # veto rule -> whether the trained model makes it active, why
     assumptions: list[str] = field(default_factory=list)  # what training had to assume (e.g. the prior's floor)
     date_formats: dict[str, dict[str, str | None]] = field(default_factory=dict)  # read per source, reused by live ingest
+    suppressed: int = 0  # rows of erased people left out (the suppression list)
     live_reapplied: int = 0  # records live-ingested while the run was running, applied after it
     steward_reapplied: int = 0  # records whose profile steward actions taken during the run changed after it
     labels: LabelReport | None = None
@@ -132,6 +134,7 @@ def _run_pipeline(config: Config, retrain: bool, on_stage: StageCallback | None,
                     }
                     for name, per_field in issues.items():
                         summary.sources[name].field_issues = per_field
+                    summary.suppressed = drop_suppressed(store, summary.sources)
                 summary.records = int(store.scalar("SELECT count(*) FROM records"))
                 with _written_meanwhile(store, run_id, summary.seconds) as start_writing:
                     with timer("link"):
