@@ -162,6 +162,8 @@ def _erase(store: Store, asked: str, by: Steward, reason: str) -> Erasure:
             old_ids |= {str(p) for (p,) in store.rows(f"SELECT DISTINCT profile_id FROM {s}.records WHERE {in_keys}", key_params) if p}
         all_ids |= old_ids
         in_old, old_params = in_list("profile_id", sorted(old_ids))
+        if "term_frequencies" in tables and "records" in tables:
+            _forget_frequencies(store, s, in_keys, key_params, counts)
         for table in ("records", "membership", "identifiers"):
             if table in tables:
                 delete(f"{s}.{table}", in_keys, key_params)
@@ -238,6 +240,23 @@ def _erase(store: Store, asked: str, by: Steward, reason: str) -> Erasure:
     return erasure
 
 
+def _forget_frequencies(store: Store, run: str, in_keys: str, key_params: list[Any], counts: dict[str, int]) -> None:
+    """Term frequencies of values (emails, phones, names) that only the erased records of
+    ``run`` hold: the value itself is the person's (the frequencies of shared values stay)."""
+    columns = set(store.columns(f"{run}.records"))
+    for (column,) in store.rows(f"SELECT DISTINCT column_name FROM {run}.term_frequencies"):
+        if column not in columns:
+            continue
+        c = ident(str(column))
+        where = f"""column_name = ? AND value IN (SELECT {c}::VARCHAR FROM {run}.records WHERE {in_keys})
+                    AND value NOT IN (SELECT {c}::VARCHAR FROM {run}.records WHERE {c} IS NOT NULL AND NOT ({in_keys}))"""
+        params = [column, *key_params, *key_params]
+        n = int(store.scalar(f"SELECT count(*) FROM {run}.term_frequencies WHERE {where}", params))
+        if n:
+            store.execute(f"DELETE FROM {run}.term_frequencies WHERE {where}", params)
+            counts["term_frequencies"] = counts.get("term_frequencies", 0) + n
+
+
 def scrub_audit(store: Store, tokens: Sequence[str]) -> list[str]:
     """Rewrite the audit entries whose detail or subject names one of ``tokens`` (profile
     ids, record keys, identifier values) without them; returns the ids of the entries rewritten."""
@@ -288,9 +307,13 @@ def unsuppress(store: Store, by: Steward, reason: str, *, record_key: str | None
         raise UnifyError("a reason is required to lift a suppression")
     if (record_key is None) == (identifier is None):
         raise UnifyError("give a record key or an identifier")
+    if record_key is not None:
+        token, kind = record_key, "record"
+    else:
+        assert identifier is not None
+        token, kind = identifier_token(*identifier), identifier[0]
     salt = suppression_salt(store)
-    token = record_key if record_key is not None else identifier_token(*identifier)  # type: ignore[misc]
-    d = digest(salt, str(token)) if salt is not None else ""
+    d = digest(salt, token) if salt is not None else ""
     with store.exclusive(), store.transaction():
         n = int(store.scalar("SELECT count(*) FROM suppression WHERE digest = ?", [d]))
         if not n:
@@ -301,7 +324,7 @@ def unsuppress(store: Store, by: Steward, reason: str, *, record_key: str | None
             role=by.role,
             action="suppression.lift",
             subject=None,
-            detail={"reason": reason, "kind": "record" if record_key is not None else identifier[0], "digest": d},  # type: ignore[index]
+            detail={"reason": reason, "kind": kind, "digest": d},
         )
         ProfileQueries(store).append_audit([event])
     return n
