@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import strawberry
 from strawberry.scalars import JSON
@@ -398,7 +398,7 @@ class PrivacyMutation:
         return ErasureResult(
             erasure_id=strawberry.ID(erasure.erasure_id),
             profile_id=strawberry.ID(erasure.profile_id),
-            counts=erasure.counts,
+            counts=cast(JSON, erasure.counts),
             redacted_events=[strawberry.ID(e) for e in erasure.redacted_events],
             suppressed=erasure.suppressed,
         )
