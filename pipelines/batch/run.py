@@ -19,7 +19,7 @@ from pipelines.batch.cluster import assign_profiles, enforce_vetoes
 from pipelines.batch.files import check_file_columns
 from pipelines.batch.ingest import SourceCounts, check_sources, guard_shrink, ingest_sources
 from pipelines.batch.link import LabelReport, run_linkage
-from pipelines.batch.suppression import drop_suppressed
+from pipelines.batch.suppression import drop_suppressed, erasure_ids
 from pipelines.config import Config
 from pipelines.history.events import ingest_event_files, unlinked_count
 from pipelines.standardize.batch import standardize
@@ -118,6 +118,7 @@ def _run_pipeline(config: Config, retrain: bool, on_stage: StageCallback | None,
         run_id = begin_run(store, str(config.base_dir), str(config.model_path))
         # live ingests up to here are part of the run; later ones are applied again after it
         live_until = int(store.scalar("SELECT coalesce(max(seq), 0) FROM ingest_log"))
+        erasures = erasure_ids(store)  # one made while the run works would be undone by publishing it
         summary = RunSummary(run_id=run_id, sources={})
         timer = _StageTimer(summary.seconds, notify)
         try:
@@ -179,6 +180,10 @@ def _run_pipeline(config: Config, retrain: bool, on_stage: StageCallback | None,
             # Publishing and catching up hold the store: in a server (the run is its guest)
             # no live ingest or steward action falls between the switch and the catch-up.
             with store.exclusive():
+                if erasure_ids(store) - erasures:
+                    raise UnifyError(
+                        "a person was erased while this run was working, and the run still holds them: nothing was published; run again"
+                    )
                 with timer("publish"):
                     publish_run(store, run_id, summary.as_dict(), model_json=model_json)
                 # after publishing: the run is served, so a failure here is the live ingest's own

@@ -7,8 +7,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from pipelines.batch.ingest import SourceCounts
-from profiles.store import Store
+from profiles.store import Store, ident
 from profiles.store.erasure import suppressed_sql
+
+
+def erasure_ids(store: Store) -> set[str]:
+    """The erasures the suppression list holds now (a run compares them before publishing)."""
+    return {str(e) for (e,) in store.rows(f"SELECT DISTINCT erasure_id FROM {ident(store.catalog)}.main.suppression")}
 
 
 def drop_suppressed(store: Store, counts: Mapping[str, SourceCounts]) -> int:

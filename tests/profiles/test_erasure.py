@@ -21,7 +21,9 @@ from typer.testing import CliRunner
 
 from pipelines.batch.run import run_pipeline
 from pipelines.config import load_config
-from profiles.store import ProfileQueries, Store
+from profiles.errors import UnifyError
+from profiles.store import ProfileQueries, Steward, Store
+from profiles.store.erasure import erase_profile
 from resolvers.auth import Role
 from tests.conftest import DemoRun
 from tests.resolvers.conftest import Api
@@ -303,3 +305,20 @@ def test_a_rerun_and_a_reingest_bring_nothing_back_until_unsuppressed(erased: Er
     assert api.store.scalar("SELECT count(*) FROM records WHERE record_key = ?", [key]) == 1
     lifts = api.store.rows("SELECT detail::VARCHAR FROM audit_log WHERE action = 'suppression.lift'")
     assert len(lifts) == 1 + len(identifiers) and all("asked to come back" in d and key not in d for (d,) in lifts)
+
+
+def test_a_run_during_which_someone_is_erased_does_not_publish_them_again(erased: Erased) -> None:
+    api = erased.api
+    before = api.store.scalar("SELECT max_by(run_id, finished_at) FROM runs WHERE status = 'published'")
+    other = _person(api.store, _pick(api.store))
+
+    def erase_meanwhile(stage: str) -> None:
+        if stage == "link":  # the run has read the sources and the suppression list
+            erase_profile(api.store, other.profile_id, Steward(actor="test", role="steward"), "request #2")
+
+    with pytest.raises(UnifyError, match="erased while this run was working"):
+        run_pipeline(api.config, on_stage=erase_meanwhile)
+    assert api.store.scalar("SELECT max_by(run_id, finished_at) FROM runs WHERE status = 'published'") == before
+    assert _holding(api.store, _tokens(other)[1:]) == []
+    assert run_pipeline(api.config).suppressed >= len(other.record_keys)  # the next run leaves them out
+    assert _holding(api.store, _tokens(other)[1:]) == []
