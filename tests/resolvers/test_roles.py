@@ -44,6 +44,8 @@ RESTRICTED: dict[str, set[Role]] = {
     "Mutation.undo": {S},
     "Mutation.ingestRecord": {A, S, AD},
     "Mutation.recordEvent": {A, S, AD},
+    "Mutation.eraseProfile": {S, AD},
+    "Mutation.unsuppress": {AD},
 }
 
 
