@@ -322,3 +322,17 @@ def test_a_run_during_which_someone_is_erased_does_not_publish_them_again(erased
     assert _holding(api.store, _tokens(other)[1:]) == []
     assert run_pipeline(api.config).suppressed >= len(other.record_keys)  # the next run leaves them out
     assert _holding(api.store, _tokens(other)[1:]) == []
+
+
+def test_the_cli_erases_by_identifier(erased: Erased) -> None:
+    api = erased.api
+    config = str(erased.tmp / "demo" / "unify.toml")
+    other = _person(api.store, _pick(api.store))
+    email = next(v for k, v in other.identifiers if k == "email")
+    unknown = RUNNER.invoke(app, ["erase", "--identifier", "email:nobody@nowhere.example", "--reason", "r", "--config", config])
+    assert unknown.exit_code == 1 and "no profile holds that email" in unknown.output
+    out = _cli("erase", "--identifier", f"email:{email.upper()}", "--reason", "request #3", "--config", config)
+    assert f"erased profile {other.profile_id}" in " ".join(out.output.split())
+    lookup = "query($k: String!, $v: String!) { profileByIdentifier(kind: $k, value: $v) { id } }"
+    assert _ok(api.run(lookup, Role.AGENT, {"k": "email", "v": email})) == {"profileByIdentifier": None}
+    assert _holding(api.store, _tokens(other)[1:]) == []
