@@ -284,6 +284,21 @@ def test_a_rerun_and_a_reingest_bring_nothing_back_until_unsuppressed(erased: Er
     out = _cli("ingest", str(file), "--source", source, "--config", str(erased.tmp / "demo" / "unify.toml"))
     assert f"suppressed {len(rows)}" in " ".join(out.output.split())  # rich may wrap the line
     assert _holding(api.store, _tokens(person)[1:]) == []
+    # an event of theirs through recordEvent: left out
+    orders = next(e for e in config.events if e.name == "orders")  # linked to webshop records
+    shop_key = next((k for k in person.record_keys if k.startswith(f"{orders.link.source}:")), None)
+    if shop_key is not None:
+        event = {
+            orders.id: "AFTER-ERASURE-1",
+            orders.timestamp: "2026-01-05T10:00:00",
+            "kind": "order",
+            orders.link.record_id: shop_key.split(":", 1)[1],
+        }
+        recorded = _ok(
+            api.run('mutation($e: JSON!) { recordEvent(events: "orders", event: $e) { status profileId } }', Role.AGENT, {"e": event})
+        )
+        assert recorded["recordEvent"] == {"status": "suppressed", "profileId": None}
+        assert api.store.scalar("SELECT count(*) FROM events WHERE event_id = 'AFTER-ERASURE-1'") == 0
     # an admin lets the record in again: its key and its identifiers
     lift = 'mutation($k: String, $kind: String, $v: String) { unsuppress(reason: "asked to come back", recordKey: $k, kind: $kind, value: $v) { lifted } }'
     assert _code(api.run(lift, Role.STEWARD, {"k": key})) == "FORBIDDEN"
