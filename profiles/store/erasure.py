@@ -132,10 +132,12 @@ def _erase(store: Store, asked: str, by: Steward, reason: str) -> Erasure:
     counts: dict[str, int] = {}
 
     def delete(table: str, where: str, params: Sequence[Any], name: str | None = None) -> None:
+        """Delete and count (per table name, over every run schema) the rows ``where`` holds."""
         n = int(store.scalar(f"SELECT count(*) FROM {table} WHERE {where}", list(params)))
         if n:
             store.execute(f"DELETE FROM {table} WHERE {where}", list(params))
-        counts[name or table.rsplit(".", 1)[-1].strip('"')] = counts.get(name or table.rsplit(".", 1)[-1].strip('"'), 0) + n
+        name = name or table.rsplit(".", 1)[-1].strip('"')
+        counts[name] = counts.get(name, 0) + n
 
     # steward actions naming the person, with their snapshots: their undo is gone with them
     actions = sorted(
@@ -263,11 +265,13 @@ def scrub_audit(store: Store, tokens: Sequence[str]) -> list[str]:
     # merge: use profiles.store.audit.redact_audit(store, event_ids, scrub) once the hash chain is on main
     if not tokens:
         return []
+    # a detail is JSON text, where json.dumps wrote non-ASCII characters as escapes: look for both forms
+    needles = sorted(set(tokens) | {json.dumps(t)[1:-1] for t in tokens})
     found = store.rows(
         """SELECT event_id, subject, detail::VARCHAR FROM audit_log
-           WHERE list_bool_or(list_transform(?::VARCHAR[], t -> contains(coalesce(detail::VARCHAR, '') || '\x1f' || coalesce(subject, ''), t)))
+           WHERE list_bool_or(list_transform(?::VARCHAR[], t -> contains(coalesce(detail::VARCHAR, ''), t) OR contains(coalesce(subject, ''), t)))
            ORDER BY event_id""",
-        [list(tokens)],
+        [needles],
     )
     redacted: list[str] = []
     for event_id, subject, text in found:

@@ -351,3 +351,25 @@ def test_the_cli_erases_by_identifier(erased: Erased) -> None:
     lookup = "query($k: String!, $v: String!) { profileByIdentifier(kind: $k, value: $v) { id } }"
     assert _ok(api.run(lookup, Role.AGENT, {"k": "email", "v": email})) == {"profileByIdentifier": None}
     assert _holding(api.store, _tokens(other)[1:]) == []
+
+
+def test_the_audit_scrub_rewrites_only_what_names_the_person(tmp_path: Path) -> None:
+    from profiles.store import AuditEvent
+    from profiles.store.erasure import ERASED, scrub_audit
+
+    with Store.open(tmp_path / "s.duckdb") as store:
+        queries = ProfileQueries(store)
+        queries.append_audit(
+            [
+                AuditEvent("a", "steward", "steward.split", "act_1", {"profiles": ["p_x", "p_y"], "moved": {"crm:Jörg-1": ["p_x", "p_y"]}}),
+                AuditEvent("a", "steward", "steward.refused", None, {"arguments": {"recordKey": "crm:Jörg-1"}, "message": "no crm:Jörg-1"}),
+                AuditEvent("a", "agent", "pii.read", None, {"profiles": ["p_z"], "fields": ["email"]}),
+            ]
+        )
+        before = {r[0]: r[1] for r in store.rows("SELECT action, detail::VARCHAR FROM audit_log")}
+        redacted = scrub_audit(store, ["p_x", "crm:Jörg-1"])
+        after = {r[0]: json.loads(r[1]) for r in store.rows("SELECT action, detail::VARCHAR FROM audit_log")}
+    assert len(redacted) == 2
+    assert after["steward.split"] == {"profiles": ["p_y"], "moved": {}}
+    assert after["steward.refused"] == {"arguments": {"recordKey": ERASED}, "message": ERASED}
+    assert json.loads(before["pii.read"]) == after["pii.read"]  # not theirs: untouched
