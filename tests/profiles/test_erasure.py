@@ -373,3 +373,24 @@ def test_the_audit_scrub_rewrites_only_what_names_the_person(tmp_path: Path) -> 
     assert after["steward.split"] == {"profiles": ["p_y"], "moved": {}}
     assert after["steward.refused"] == {"arguments": {"recordKey": ERASED}, "message": ERASED}
     assert json.loads(before["pii.read"]) == after["pii.read"]  # not theirs: untouched
+
+
+def test_an_id_merged_into_the_profile_is_erased_with_it(erased: Erased) -> None:
+    api = erased.api
+    a, b = (str(p) for (p,) in api.store.rows("SELECT profile_id FROM profiles ORDER BY profile_id LIMIT 2"))
+    merged = _ok(
+        api.run(
+            'mutation($ids: [ID!]!) { mergeProfiles(ids: $ids, reason: "same person") { profilesAfter } }', Role.STEWARD, {"ids": [a, b]}
+        )
+    )
+    (survivor,) = merged["mergeProfiles"]["profilesAfter"]
+    retired = a if survivor == b else b
+    query = "query($id: ID!) { profile(id: $id) { id } }"
+    assert _ok(api.run(query, Role.AGENT, {"id": retired})) == {"profile": {"id": survivor}}  # redirects
+    erasure = _ok(api.run('mutation($id: ID!) { eraseProfile(id: $id, reason: "r") { profileId } }', Role.STEWARD, {"id": retired}))
+    assert erasure["eraseProfile"]["profileId"] == survivor
+    for pid in (retired, survivor):
+        assert _ok(api.run(query, Role.AGENT, {"id": pid})) == {"profile": None}
+        assert api.store.scalar("SELECT count(*) FROM profile_registry WHERE ? IN (profile_id, redirect_to)", [pid]) == 0
+    assert _holding(api.store, [retired]) == []
+    assert _holding(api.store, [survivor]) == ["main.audit_log: 1"]  # its profile.erase entry
