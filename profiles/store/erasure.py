@@ -104,102 +104,82 @@ def erase_profile(store: Store, profile_id: str, by: Steward, reason: str) -> Er
         return _erase(store, profile_id, by, reason)
 
 
+@dataclass(frozen=True)
+class _Held:
+    """What names the person in the store: their profile ids (the profile's and those
+    that redirect to it), record keys and the identifiers only they hold."""
+
+    profile_id: str
+    ids: list[str]
+    keys: list[str]
+    identifiers: list[tuple[str, str]]
+
+
+class _Deletes:
+    """Deletes rows and counts them per table name (over every run schema)."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.counts: dict[str, int] = {}
+
+    def __call__(self, table: str, where: str, params: Sequence[Any], name: str | None = None) -> None:
+        n = int(self.store.scalar(f"SELECT count(*) FROM {table} WHERE {where}", list(params)))
+        if n:
+            self.store.execute(f"DELETE FROM {table} WHERE {where}", list(params))
+        name = name or table.rsplit(".", 1)[-1].strip('"')
+        self.counts[name] = self.counts.get(name, 0) + n
+
+
+def _held(store: Store, run: str, asked: str) -> _Held:
+    """The person the profile ``asked`` (or the profile it redirects to) holds in the
+    published ``run`` (qualified); NotFoundError like an id never issued."""
+    current = store.scalar(f"SELECT profile_id FROM {run}.profiles WHERE profile_id = ?", [asked])
+    if current is None:
+        current = store.scalar("SELECT redirect_to FROM profile_registry WHERE profile_id = ? AND redirect_to IS NOT NULL", [asked])
+        if current is None or store.scalar(f"SELECT count(*) FROM {run}.profiles WHERE profile_id = ?", [current]) == 0:
+            raise NotFoundError(f"profile {asked} not found")
+    pid = str(current)
+    ids = sorted({pid, asked} | {str(p) for (p,) in store.rows("SELECT profile_id FROM profile_registry WHERE redirect_to = ?", [pid])})
+    keys = sorted(str(k) for (k,) in store.rows(f"SELECT record_key FROM {run}.records WHERE profile_id = ?", [pid]))
+    in_keys, key_params = in_list("record_key", keys)
+    held = {(str(k), str(v)) for k, v in store.rows(f"SELECT DISTINCT kind, value FROM {run}.identifiers WHERE {in_keys}", key_params)}
+    in_values, value_params = in_list("value", sorted({v for _, v in held}))
+    shared = {
+        (str(k), str(v))
+        for k, v in store.rows(
+            f"SELECT DISTINCT kind, value FROM {run}.identifiers WHERE {in_values} AND NOT ({in_keys})", [*value_params, *key_params]
+        )
+    }
+    return _Held(pid, ids, keys, sorted(held - shared))
+
+
 def _erase(store: Store, asked: str, by: Steward, reason: str) -> Erasure:
     cat = ident(store.catalog)
     run = current_run(store)
     if run is None:
         raise NotFoundError(f"profile {asked} not found")
-    r = f"{cat}.{ident(run)}"
-    current = store.scalar(f"SELECT profile_id FROM {r}.profiles WHERE profile_id = ?", [asked])
-    if current is None:
-        current = store.scalar("SELECT redirect_to FROM profile_registry WHERE profile_id = ? AND redirect_to IS NOT NULL", [asked])
-        if current is None or store.scalar(f"SELECT count(*) FROM {r}.profiles WHERE profile_id = ?", [current]) == 0:
-            raise NotFoundError(f"profile {asked} not found")
-    pid = str(current)
-    # the person's ids: the profile's and every id that redirects to it (merged into it)
-    ids = sorted({pid, asked} | {str(p) for (p,) in store.rows("SELECT profile_id FROM profile_registry WHERE redirect_to = ?", [pid])})
-    keys = sorted(str(k) for (k,) in store.rows(f"SELECT record_key FROM {r}.records WHERE profile_id = ?", [pid]))
+    person = _held(store, f"{cat}.{ident(run)}", asked)
+    keys, identifiers = person.keys, person.identifiers
     in_keys, key_params = in_list("record_key", keys)
-    held = {(str(k), str(v)) for k, v in store.rows(f"SELECT DISTINCT kind, value FROM {r}.identifiers WHERE {in_keys}", key_params)}
-    in_values, value_params = in_list("value", sorted({v for _, v in held}))
-    shared = {
-        (str(k), str(v))
-        for k, v in store.rows(
-            f"SELECT DISTINCT kind, value FROM {r}.identifiers WHERE {in_values} AND NOT ({in_keys})", [*value_params, *key_params]
-        )
-    }
-    identifiers = sorted(held - shared)  # the person's own: erased with their events and suppressed
-    counts: dict[str, int] = {}
-
-    def delete(table: str, where: str, params: Sequence[Any], name: str | None = None) -> None:
-        """Delete and count (per table name, over every run schema) the rows ``where`` holds."""
-        n = int(store.scalar(f"SELECT count(*) FROM {table} WHERE {where}", list(params)))
-        if n:
-            store.execute(f"DELETE FROM {table} WHERE {where}", list(params))
-        name = name or table.rsplit(".", 1)[-1].strip('"')
-        counts[name] = counts.get(name, 0) + n
-
+    delete = _Deletes(store)
     # steward actions naming the person, with their snapshots: their undo is gone with them
     actions = sorted(
         str(a)
         for (a,) in store.rows(
             """SELECT action_id FROM steward_actions
                WHERE list_has_any(records, ?::VARCHAR[]) OR list_has_any(profiles_before || profiles_after, ?::VARCHAR[])""",
-            [keys, ids],
+            [keys, person.ids],
         )
     )
-    all_ids = set(ids)
     for (schema,) in store.rows(
         "SELECT schema_name FROM duckdb_schemas() WHERE database_name = ? AND schema_name LIKE 'run\\_%' ESCAPE '\\'", [store.catalog]
     ):
-        s = f"{cat}.{ident(str(schema))}"
-        tables = {
-            str(t)
-            for (t,) in store.rows(
-                "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND schema_name = ?", [store.catalog, schema]
-            )
-        }
-        old_ids = set(ids)
-        if "records" in tables:  # the profiles that held the person's records in that run
-            old_ids |= {str(p) for (p,) in store.rows(f"SELECT DISTINCT profile_id FROM {s}.records WHERE {in_keys}", key_params) if p}
-        all_ids |= old_ids
-        in_old, old_params = in_list("profile_id", sorted(old_ids))
-        if "term_frequencies" in tables and "records" in tables:
-            _forget_frequencies(store, s, in_keys, key_params, counts)
-        for table in ("records", "membership", "identifiers"):
-            if table in tables:
-                delete(f"{s}.{table}", in_keys, key_params)
-        for table in ("field_issues", "quarantine"):
-            if table in tables:
-                delete(f"{s}.{table}", in_keys.replace("record_key", "source || ':' || record_id", 1), key_params)
-        for table in ("pairs", "review_queue"):
-            if table in tables:
-                delete(
-                    f"{s}.{table}",
-                    f"{in_keys.replace('record_key', 'record_key_l', 1)} OR {in_keys.replace('record_key', 'record_key_r', 1)}",
-                    key_params * 2,
-                )
-        for table in ("profiles", "golden_fields"):
-            if table in tables:
-                delete(f"{s}.{table}", in_old, old_params)
-        in_actions, action_params = in_list("action_id", actions)
-        if "snap_records" in tables:
-            delete(f"{s}.snap_records", f"{in_keys} OR {in_actions}", [*key_params, *action_params], "steward_snapshots")
-        for table in ("snap_profiles", "snap_golden_fields"):
-            if table in tables:
-                delete(f"{s}.{table}", f"{in_old} OR {in_actions}", [*old_params, *action_params], "steward_snapshots")
-        if "snap_registry" in tables:
-            delete(
-                f"{s}.snap_registry",
-                f"{in_old} OR {in_old.replace('profile_id', 'redirect_to', 1)} OR {in_actions}",
-                [*old_params, *old_params, *action_params],
-                "steward_snapshots",
-            )
+        _erase_from_run(store, f"{cat}.{ident(str(schema))}", str(schema), person, actions, delete)
     in_actions, action_params = in_list("action_id", actions)
     delete("steward_actions", in_actions, action_params)
     delete("link_constraints", "list_has_any([record_key_l, record_key_r], ?::VARCHAR[])", [keys])
     delete("ingest_log", in_keys.replace("record_key", "source || ':' || record_id", 1), key_params)
-    in_pids, pid_params = in_list("profile_id", ids)
+    in_pids, pid_params = in_list("profile_id", person.ids)
     delete("profile_registry", f"{in_pids} OR {in_pids.replace('profile_id', 'redirect_to', 1)}", pid_params * 2)
     # events: those linked to the person's records, and to identifiers only they held
     tokens = [identifier_token(k, v) for k, v in identifiers]
@@ -216,22 +196,23 @@ def _erase(store: Store, asked: str, by: Steward, reason: str) -> Erasure:
             "INSERT INTO suppression (kind, digest, erased_at, erasure_id) VALUES " + ", ".join("(?, ?, now(), ?)" for _ in digests),
             [x for kind, d in digests for x in (kind, d, erasure_id)],
         )
-    redacted = scrub_audit(store, sorted(all_ids | set(keys) | {v for _, v in identifiers}))
+    # the person's own ids only: a profile that held their records in an older run may be someone else's now
+    redacted = scrub_audit(store, sorted(set(person.ids) | set(keys) | {v for _, v in identifiers}))
     erasure = Erasure(
         erasure_id=erasure_id,
-        profile_id=pid,
+        profile_id=person.profile_id,
         actor=by.actor,
         role=by.role,
         reason=reason,
         erased_at=datetime.now(UTC),
-        counts={k: v for k, v in sorted(counts.items())},
+        counts=dict(sorted(delete.counts.items())),
         redacted_events=redacted,
         suppressed=len(digests),
     )
     detail = {
         "reason": reason,
         "erasure_id": erasure_id,
-        "erased_profile": pid,
+        "erased_profile": person.profile_id,
         "redacted_events": redacted,
         "counts": erasure.counts,
         "suppressed": len(digests),
@@ -240,6 +221,53 @@ def _erase(store: Store, asked: str, by: Steward, reason: str) -> Erasure:
         [AuditEvent(actor=by.actor, role=by.role, action="profile.erase", subject=erasure_id, detail=detail)]
     )
     return erasure
+
+
+def _erase_from_run(store: Store, s: str, schema: str, person: _Held, actions: list[str], delete: _Deletes) -> None:
+    """The person out of one run schema ``s`` (qualified): the published run or an older
+    one still kept. In an older run the profiles that held their records go whole."""
+    tables = {
+        str(t)
+        for (t,) in store.rows(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND schema_name = ?", [store.catalog, schema]
+        )
+    }
+    in_keys, key_params = in_list("record_key", person.keys)
+    held_by = set(person.ids)
+    if "records" in tables:
+        held_by |= {str(p) for (p,) in store.rows(f"SELECT DISTINCT profile_id FROM {s}.records WHERE {in_keys}", key_params) if p}
+    in_old, old_params = in_list("profile_id", sorted(held_by))
+    if "term_frequencies" in tables and "records" in tables:
+        _forget_frequencies(store, s, in_keys, key_params, delete.counts)
+    for table in ("records", "membership", "identifiers"):
+        if table in tables:
+            delete(f"{s}.{table}", in_keys, key_params)
+    for table in ("field_issues", "quarantine"):
+        if table in tables:
+            delete(f"{s}.{table}", in_keys.replace("record_key", "source || ':' || record_id", 1), key_params)
+    for table in ("pairs", "review_queue"):
+        if table in tables:
+            delete(
+                f"{s}.{table}",
+                f"{in_keys.replace('record_key', 'record_key_l', 1)} OR {in_keys.replace('record_key', 'record_key_r', 1)}",
+                key_params * 2,
+            )
+    for table in ("profiles", "golden_fields"):
+        if table in tables:
+            delete(f"{s}.{table}", in_old, old_params)
+    in_actions, action_params = in_list("action_id", actions)
+    if "snap_records" in tables:
+        delete(f"{s}.snap_records", f"{in_keys} OR {in_actions}", [*key_params, *action_params], "steward_snapshots")
+    for table in ("snap_profiles", "snap_golden_fields"):
+        if table in tables:
+            delete(f"{s}.{table}", f"{in_old} OR {in_actions}", [*old_params, *action_params], "steward_snapshots")
+    if "snap_registry" in tables:
+        delete(
+            f"{s}.snap_registry",
+            f"{in_old} OR {in_old.replace('profile_id', 'redirect_to', 1)} OR {in_actions}",
+            [*old_params, *old_params, *action_params],
+            "steward_snapshots",
+        )
 
 
 def _forget_frequencies(store: Store, run: str, in_keys: str, key_params: list[Any], counts: dict[str, int]) -> None:
