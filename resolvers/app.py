@@ -333,7 +333,7 @@ def create_app(config: Config | str | Path, *, sidecar: Sidecar | None = None) -
         rewarm = asyncio.Event()  # the server's live index is to be read again (a CLI ingest changed the records)
 
         def changed(command: str) -> None:
-            if command == "ingest":
+            if command in ("ingest", "erase", "unsuppress"):  # the live index holds the records as they were
                 live.forget()
                 loop.call_soon_threadsafe(rewarm.set)
 

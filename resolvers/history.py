@@ -247,7 +247,9 @@ async def life_events(info: Info[Context, Any], profile_id: str) -> list[LifeEve
 @strawberry.type
 class RecordEventResult:
     event_id: str | None
-    status: str = strawberry.field(description="recorded, or refused (with the problem)")
+    status: str = strawberry.field(
+        description="recorded, suppressed (attached to an erased person: not kept), or refused (with the problem)"
+    )
     problem: str | None
     profile_id: strawberry.ID | None = strawberry.field(description="The profile that holds its record or identifier now (null: unlinked).")
 
@@ -271,6 +273,8 @@ class HistoryMutation:
         ctx.committed()
         if outcome["problem"] is not None:
             raise InvalidEvent(f"{events}: {outcome['problem']}")
+        if outcome.get("suppressed"):
+            return RecordEventResult(event_id=outcome["event_id"], status="suppressed", problem=None, profile_id=None)
         owner = ctx.queries.event_owner(events, str(outcome["event_id"]))
         return RecordEventResult(
             event_id=outcome["event_id"], status="recorded", problem=None, profile_id=strawberry.ID(owner) if owner else None

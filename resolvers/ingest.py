@@ -43,7 +43,8 @@ class IngestResult:
     record_key: str = strawberry.field(description='"source:record_id"')
     status: str = strawberry.field(
         description="attached (joined an existing profile), merged (and joined two or more), new_profile, "
-        "review (new profile; a candidate awaits a steward), updated (same profile), moved (an update changed its profile)"
+        "review (new profile; a candidate awaits a steward), updated (same profile), moved (an update changed its profile), "
+        "suppressed (an erased person's record: nothing was kept)"
     )
     match_probability: float | None = strawberry.field(description="The record's strongest model link inside its profile.")
     merged_profile_ids: list[strawberry.ID] = strawberry.field(

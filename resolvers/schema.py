@@ -26,7 +26,7 @@ from strawberry.types import Info
 
 from pipelines.config import ApiConfig
 from pipelines.matching.search import parse_query, search
-from pipelines.standardize.contacts import standardize_email, standardize_phone
+from pipelines.standardize.contacts import standardized_identifier
 from profiles.model import split_record_key
 from resolvers.auth import Role
 from resolvers.consent import ConsentMutation
@@ -37,7 +37,7 @@ from resolvers.ingest import IngestMutation
 from resolvers.limits import limit_rule
 from resolvers.permissions import Roles
 from resolvers.projection import projection, raw_info
-from resolvers.steward import StewardMutation, StewardQuery
+from resolvers.steward import PrivacyMutation, StewardMutation, StewardQuery
 from resolvers.types import LEAN, Profile, declared_resolver
 
 MAX_IDS = 100
@@ -100,11 +100,7 @@ async def _profile(info: Info[Context, Any], profile_id: str, asked: str | None 
 
 def standardized_lookup(kind: str, value: str, default_country: str) -> str | None:
     """The value as the pipeline standardized it for that kind (None: cannot match)."""
-    if kind == "email":
-        return standardize_email(value)[0]
-    if kind == "phone":
-        return standardize_phone(value, default_country)[0]
-    return value.strip() or None
+    return standardized_identifier(kind, value, default_country)
 
 
 @strawberry.type
@@ -202,7 +198,7 @@ class Query(StewardQuery):
 
 
 @strawberry.type
-class Mutation(StewardMutation, IngestMutation, HistoryMutation, ConsentMutation):
+class Mutation(StewardMutation, PrivacyMutation, IngestMutation, HistoryMutation, ConsentMutation):
     pass
 
 

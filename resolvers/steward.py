@@ -9,18 +9,21 @@ from __future__ import annotations
 import base64
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from profiles.errors import ConflictError, InvalidActionError, NotFoundError
+from pipelines.standardize.contacts import standardized_identifier
+from profiles.errors import ConflictError, InvalidActionError, NotFoundError, UnifyError
 from profiles.store import Action, AuditEvent, Steward
+from profiles.store.erasure import erase_profile, unsuppress
 from resolvers.auth import Role
 from resolvers.context import Context, context_of
 from resolvers.errors import ApiError, Conflict, NotFound
 from resolvers.explanations import Decision, MatchExplanation, explain
+from resolvers.ingest import live_ingester
 from resolvers.permissions import Roles
 from resolvers.types import Profile, SourceRecord, row_field
 
@@ -355,3 +358,79 @@ class StewardMutation:
     )
     def undo(self, info: Info[Context, Any], action_id: strawberry.ID, reason: str = "undo") -> StewardAction:
         return _act(info, "undo", {"actionId": str(action_id), "reason": reason}, lambda s, by: s.undo(str(action_id), reason, by))
+
+
+@strawberry.type
+class ErasureResult:
+    """What an erasure did: ids and counts, no values."""
+
+    erasure_id: strawberry.ID
+    profile_id: strawberry.ID = strawberry.field(description="The profile erased (the id asked may have redirected to it).")
+    counts: JSON = strawberry.field(description="Rows deleted per table.")
+    redacted_events: list[strawberry.ID] = strawberry.field(description="Audit entries rewritten without the person's ids and values.")
+    suppressed: int = strawberry.field(description="Record keys and identifiers put on the suppression list (as salted digests).")
+
+
+@strawberry.type
+class UnsuppressResult:
+    lifted: int
+
+
+@strawberry.type
+class PrivacyMutation:
+    @strawberry.mutation(
+        description="Erase a person: the profile's source records, identifiers, golden fields, events, review pairs and "
+        "steward actions are deleted, their values leave the audit log, and their record keys and identifiers are "
+        "suppressed so that no later run or ingest brings them back. The id then answers like one never issued.",
+        extensions=[Roles(Role.STEWARD, Role.ADMIN)],
+    )
+    def erase_profile(self, info: Info[Context, Any], id: strawberry.ID, reason: str) -> ErasureResult:
+        ctx = context_of(info)
+        if not reason.strip():
+            raise ApiError("a reason is required for an erasure")
+        by = Steward(actor=ctx.principal.actor, role=ctx.principal.role.value)
+        try:
+            erasure = erase_profile(ctx.queries.store, str(id), by, reason)
+        except NotFoundError as exc:
+            raise NotFound(str(exc)) from None
+        ctx.committed()
+        forget_live(ctx)
+        return ErasureResult(
+            erasure_id=strawberry.ID(erasure.erasure_id),
+            profile_id=strawberry.ID(erasure.profile_id),
+            counts=cast(JSON, erasure.counts),
+            redacted_events=[strawberry.ID(e) for e in erasure.redacted_events],
+            suppressed=erasure.suppressed,
+        )
+
+    @strawberry.mutation(
+        description='Lift a suppression: an identifier (kind and value, standardized as lookups are) or a record key ("source:record_id") '
+        "may come back in later runs and ingests. Audited with the reason.",
+        extensions=[Roles(Role.ADMIN)],
+    )
+    def unsuppress(
+        self, info: Info[Context, Any], reason: str, record_key: str | None = None, kind: str | None = None, value: str | None = None
+    ) -> UnsuppressResult:
+        ctx = context_of(info)
+        by = Steward(actor=ctx.principal.actor, role=ctx.principal.role.value)
+        identifier = None
+        if kind is not None or value is not None:
+            if kind is None or value is None or record_key is not None:
+                raise ApiError("give recordKey, or kind and value")
+            standardized = standardized_identifier(kind, value, ctx.config.matching.default_country)
+            if standardized is None:
+                raise ApiError(f"not a readable {kind}")
+            identifier = (kind, standardized)
+        try:
+            lifted = unsuppress(ctx.queries.store, by, reason, record_key=record_key.strip() if record_key else None, identifier=identifier)
+        except NotFoundError as exc:
+            raise NotFound(str(exc)) from None
+        except UnifyError as exc:
+            raise ApiError(str(exc)) from None
+        ctx.committed()
+        return UnsuppressResult(lifted=lifted)
+
+
+def forget_live(ctx: Context) -> None:
+    """The served live ingester reads the published records again (its in-memory index held the erased ones)."""
+    live_ingester(ctx.queries, ctx.config).forget()

@@ -120,6 +120,9 @@ def _print_summary(summary: RunSummary, elapsed: float) -> None:
         f"{summary.candidate_pairs:,} scored pairs, {summary.review_queue:,} in the review queue; "
         f"model {'trained' if summary.model_trained else 'reused'}"
     )
+    if summary.suppressed:
+        per_source = ", ".join(f"{name} {c.suppressed:,}" for name, c in summary.sources.items() if c.suppressed)
+        console.print(f"suppressed: {summary.suppressed:,} rows of erased people left out ({per_source})")
     if summary.labels is not None and summary.labels.pairs:
         labels = summary.labels
         scores = ", ".join(
@@ -193,7 +196,14 @@ def _serve(config_path: Path, host: str, port: int) -> None:
 
 def execute_for_server(command: str, params: dict[str, Any], out: Console, err: Console) -> None:
     """Runs one of the commands a CLI asked the server for, writing to ``out`` and ``err``."""
-    commands: dict[str, Callable[..., None]] = {"run": run, "ingest": ingest, "export": export, "review": review}
+    commands: dict[str, Callable[..., None]] = {
+        "run": run,
+        "ingest": ingest,
+        "export": export,
+        "review": review,
+        "erase": erase,
+        "unsuppress": unsuppress,
+    }
     with output_to(out, err):
         commands[command](**params)
 
@@ -222,11 +232,19 @@ def export(
     out: Annotated[Path, typer.Option("--out", help="Directory to write to.", file_okay=False)],
     config: ConfigOption = Path("unify.toml"),
     format: Annotated[ExportFormat, typer.Option("--format", help="File format.")] = ExportFormat.parquet,
+    profile: Annotated[
+        str | None, typer.Option("--profile", help="Only what is held about this profile's person, as JSON (the right of access).")
+    ] = None,
 ) -> None:
     """Write profiles, membership and the review queue (and lineage; events, traits and life events) as files."""
     from pipelines.batch.export import export as do_export
+    from pipelines.batch.export import export_profile
 
     cfg = load_config(config)
+    if profile is not None:
+        written_to, sections = export_profile(cfg.store_path, out, profile, cfg)
+        console.print(f"{written_to}: " + ", ".join(f"{name} {n:,}" for name, n in sections.items()))
+        return
     suffix = ExportFormat(format).value  # given by value when the server runs it for the CLI
     written = do_export(cfg.store_path, out, "csv" if suffix == "csv" else "parquet", cfg)
     for name, rows in written.items():
@@ -341,6 +359,93 @@ def review(
         )
     console.print(decisions)
     console.print("[dim]decide in the API: decideCandidate(pairId, decision: SAME | DIFFERENT, reason)[/]")
+
+
+def _identifier(text: str) -> tuple[str, str]:
+    kind, sep, value = text.partition(":")
+    if not sep or not kind.strip() or not value.strip():
+        raise ConfigError(f"--identifier takes KIND:VALUE (email:jan@example.nl, record:crm:K1), not {text!r}")
+    return kind.strip(), value.strip()
+
+
+def _cli_steward() -> Any:
+    from profiles.store import Steward
+
+    return Steward(actor=f"cli:{os.environ.get('USER', 'unknown')}", role="admin")
+
+
+@app.command()
+@friendly_errors
+@delegable
+def erase(
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")],
+    profile: Annotated[str | None, typer.Option("--profile", help="Profile id of the person to erase.")] = None,
+    identifier: Annotated[
+        str | None, typer.Option("--identifier", help="KIND:VALUE of the person (email:..., phone:..., record:SOURCE:ID).")
+    ] = None,
+    config: ConfigOption = Path("unify.toml"),
+) -> None:
+    """Erase a person: their records, identifiers, golden fields, events and steward actions go, their values
+    leave the audit log, and their record keys and identifiers are suppressed in later runs and ingests."""
+    from pipelines.standardize.contacts import standardized_identifier
+    from profiles.errors import NotFoundError
+    from profiles.model import split_record_key
+    from profiles.store import ProfileQueries
+    from profiles.store.erasure import erase_profile
+
+    if (profile is None) == (identifier is None):
+        raise ConfigError("give --profile ID or --identifier KIND:VALUE")
+    cfg = load_config(config)
+    with Store.open(cfg.store_path, compress=cfg.store.compress) as store:
+        if profile is None:
+            assert identifier is not None
+            kind, value = _identifier(identifier)
+            queries = ProfileQueries(store)
+            if kind == "record":
+                source, record_id = split_record_key(value)
+                found = [p for p in [queries.profile_of_record(source, record_id)] if p]
+            else:
+                lookup = standardized_identifier(kind, value, cfg.matching.default_country)
+                found = queries.profiles_with_identifier(kind, lookup) if lookup else []
+            if len(found) != 1:
+                raise NotFoundError(
+                    f"{len(found)} profiles hold that {kind}: erase by --profile ID" if found else f"no profile holds that {kind}"
+                )
+            profile = found[0]
+        erasure = erase_profile(store, profile, _cli_steward(), reason)
+    counts = ", ".join(f"{name} {n:,}" for name, n in erasure.counts.items() if n)
+    console.print(
+        f"erased profile {erasure.profile_id} ({erasure.erasure_id}): {counts}; {erasure.suppressed} keys and identifiers "
+        f"suppressed; {len(erasure.redacted_events)} audit entries redacted"
+    )
+
+
+@app.command()
+@friendly_errors
+@delegable
+def unsuppress(
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")],
+    identifier: Annotated[str | None, typer.Option("--identifier", help="KIND:VALUE to let in again.")] = None,
+    record: Annotated[str | None, typer.Option("--record", help="Record key SOURCE:ID to let in again.")] = None,
+    config: ConfigOption = Path("unify.toml"),
+) -> None:
+    """Lift the suppression of an erased person's identifier or record key (audited)."""
+    from pipelines.standardize.contacts import standardized_identifier
+    from profiles.store.erasure import unsuppress as lift
+
+    if (identifier is None) == (record is None):
+        raise ConfigError("give --identifier KIND:VALUE or --record SOURCE:ID")
+    cfg = load_config(config)
+    pair = None
+    if identifier is not None:
+        kind, value = _identifier(identifier)
+        standardized = standardized_identifier(kind, value, cfg.matching.default_country)
+        if standardized is None:
+            raise ConfigError(f"not a readable {kind}: {value!r}")
+        pair = (kind, standardized)
+    with Store.open(cfg.store_path, compress=cfg.store.compress) as store:
+        lifted = lift(store, _cli_steward(), reason, record_key=record, identifier=pair)
+    console.print(f"lifted {lifted} suppression{'s' if lifted != 1 else ''}")
 
 
 def demo_query(phone: str) -> str:

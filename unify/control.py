@@ -117,7 +117,7 @@ def delegate(store_path: Path, command: str, params: Mapping[str, Any], write: C
 
 
 #: The commands a CLI may ask for (the ones that need the store).
-COMMANDS = frozenset({"run", "ingest", "export", "review"})
+COMMANDS = frozenset({"run", "ingest", "export", "review", "erase", "unsuppress"})
 #: Longest request line (the command and its parameters).
 _REQUEST_MAX = 64 * 1024
 
@@ -232,7 +232,7 @@ class ControlServer:
         finally:
             out.file.flush()
             err.file.flush()
-            if command in ("run", "ingest"):
+            if command in ("run", "ingest", "erase", "unsuppress"):
                 self.on_changed(command)
 
 

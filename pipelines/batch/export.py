@@ -1,11 +1,14 @@
 """`unify export`: the published run as files for the warehouse (contract: profiles,
 membership, review_queue; plus lineage and quarantine; with [[events]] configured, the
 events with the profile that holds each now, the traits and the life events). Written to temporary names and
-renamed, so a reader never picks up half a file."""
+renamed, so a reader never picks up half a file. ``export --profile``: what is held about
+one person, as JSON (:func:`export_profile`, the right of access)."""
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -15,11 +18,11 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from pipelines.config import Config
-from pipelines.history.events import interactions, profile_events_sql, record_facts
+from pipelines.history.events import interactions, profile_events_sql, read_profile_events, record_facts
 from pipelines.history.life_events import life_events
-from pipelines.history.traits import traits_sql
-from profiles.errors import StoreError
-from profiles.store import Store, current_run, ident, sql_literal_path
+from pipelines.history.traits import traits_python, traits_sql
+from profiles.errors import NotFoundError, StoreError
+from profiles.store import ProfileQueries, Store, current_run, ident, in_list, sql_literal_path
 
 EXPORTS: dict[str, str] = {
     "profiles": "SELECT * FROM main.profiles ORDER BY profile_id",
@@ -111,3 +114,82 @@ def _csv_safe(store: Store, query: str, params: list[Any] | None = None) -> str:
         f"array_to_string({ident(name)}, '|') AS {ident(name)}" if str(kind).endswith("[]") else ident(name) for name, kind, *_ in described
     ]
     return f"SELECT {', '.join(cols)} FROM ({query})"
+
+
+def export_profile(store_path: Path, out_dir: Path, profile_id: str, config: Config) -> tuple[Path, dict[str, int]]:
+    """Everything the store holds about one person (the right of access), as one JSON file
+    ``profile_<id>.json``: the profile and its golden fields with lineage, its records (as
+    the sources sent them and standardized) and identifiers, their events, traits and life
+    events, the steward actions, constraints, live ingests and audit entries naming them.
+    Returns the file and the items per section."""
+    with Store.open(store_path, read_only=True) as store:
+        queries = ProfileQueries(store)
+        resolved = queries.resolve([profile_id]).get(profile_id)
+        if resolved is None:
+            raise NotFoundError(f"profile {profile_id} not found")
+        pid = resolved.profile_id
+        run = queries.run_schema()
+        assert run is not None  # a profile was found in it
+        ids = sorted(
+            {pid, profile_id} | {str(p) for (p,) in store.rows("SELECT profile_id FROM profile_registry WHERE redirect_to = ?", [pid])}
+        )
+        records = store.dicts(
+            f"SELECT * EXCLUDE (raw), raw::VARCHAR AS raw FROM {run}.records WHERE profile_id = ? ORDER BY record_key", [pid]
+        )
+        for record in records:
+            record["raw"] = json.loads(record["raw"]) if record["raw"] else None
+        keys = [str(r["record_key"]) for r in records]
+        in_keys, key_params = in_list("record_key", keys)
+        in_rows = in_keys.replace("record_key", "source || ':' || record_id", 1)  # tables keyed by (source, record_id)
+        keys_of, identifiers = queries.links_of(pid)
+        events = read_profile_events(store, pid, keys_of, identifiers)
+        now = datetime.now(UTC).replace(tzinfo=None)
+        held: dict[str, Any] = {
+            "profile_id": pid,
+            "asked_id": profile_id,
+            "profile_ids": ids,
+            "exported_at": datetime.now(UTC).isoformat(),
+            "profile": queries.profiles([pid]).get(pid),
+            "golden_fields": queries.golden_fields([pid]).get(pid, []),
+            "records": records,
+            "identifiers": store.dicts(f"SELECT * FROM {run}.identifiers WHERE {in_keys} ORDER BY record_key, kind, value", key_params),
+            "events": events,
+            "traits": [
+                {"name": name, "value": value, "as_of": as_of, "event_count": count}
+                for _, name, value, as_of, count in traits_python(config.traits, events, now)
+            ],
+            "life_events": [
+                asdict(e)
+                for e in life_events(
+                    [record_facts(r) for r in queries.record_facts(pid)],
+                    interactions(list(reversed(events))),
+                    config.life_events,
+                    today=now.date(),
+                    now=now,
+                )
+            ],
+            "field_issues": store.dicts(f"SELECT * FROM {run}.field_issues WHERE {in_rows}", key_params),
+            "steward_actions": store.dicts(
+                """SELECT * FROM steward_actions WHERE list_has_any(records, ?::VARCHAR[])
+                   OR list_has_any(profiles_before || profiles_after, ?::VARCHAR[]) ORDER BY created_at""",
+                [keys, ids],
+            ),
+            "link_constraints": store.dicts(
+                "SELECT * FROM link_constraints WHERE list_has_any([record_key_l, record_key_r], ?::VARCHAR[]) ORDER BY created_at", [keys]
+            ),
+            "ingest_log": store.dicts(
+                f"SELECT seq, source, record_id, raw::VARCHAR AS raw, ingested_at, actor FROM ingest_log WHERE {in_rows} ORDER BY seq",
+                key_params,
+            ),
+            "audit_log": store.dicts(
+                """SELECT event_id, occurred_at, actor, role, action, subject, detail::VARCHAR AS detail FROM audit_log
+                   WHERE list_bool_or(list_transform(?::VARCHAR[], t -> contains(coalesce(detail::VARCHAR, ''), t))) ORDER BY occurred_at""",
+                [ids + keys],
+            ),
+        }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"profile_{pid}.json"
+    tmp = out_dir / f".profile_{pid}.json.tmp"
+    tmp.write_text(json.dumps(held, default=str, indent=2, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, target)
+    return target, {name: len(value) for name, value in held.items() if isinstance(value, list)}

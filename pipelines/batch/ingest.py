@@ -30,6 +30,7 @@ class SourceCounts:
     quarantined: int = 0
     accepted: int = 0
     live: int = 0  # records from live ingests that the source file does not have (yet)
+    suppressed: int = 0  # rows of erased people (profiles.store.erasure), left out
     field_issues: dict[str, int] = field(default_factory=dict)
     previous: int | None = None  # accepted records of the source in the published run (None: none before)
 

@@ -19,6 +19,7 @@ from pipelines.batch.cluster import assign_profiles, enforce_vetoes
 from pipelines.batch.files import check_file_columns
 from pipelines.batch.ingest import SourceCounts, check_sources, guard_shrink, ingest_sources
 from pipelines.batch.link import LabelReport, run_linkage
+from pipelines.batch.suppression import drop_suppressed, erasure_ids
 from pipelines.config import Config
 from pipelines.history.events import ingest_event_files, unlinked_count
 from pipelines.standardize.batch import standardize
@@ -74,6 +75,7 @@ class RunSummary:
     vetoes: dict[str, str] = field(default_factory=dict)  # veto rule -> whether the trained model makes it active, why
     assumptions: list[str] = field(default_factory=list)  # what training had to assume (e.g. the prior's floor)
     date_formats: dict[str, dict[str, str | None]] = field(default_factory=dict)  # read per source, reused by live ingest
+    suppressed: int = 0  # rows of erased people left out (the suppression list)
     live_reapplied: int = 0  # records live-ingested while the run was running, applied after it
     steward_reapplied: int = 0  # records whose profile steward actions taken during the run changed after it
     labels: LabelReport | None = None
@@ -116,6 +118,7 @@ def _run_pipeline(config: Config, retrain: bool, on_stage: StageCallback | None,
         run_id = begin_run(store, str(config.base_dir), str(config.model_path))
         # live ingests up to here are part of the run; later ones are applied again after it
         live_until = int(store.scalar("SELECT coalesce(max(seq), 0) FROM ingest_log"))
+        erasures = erasure_ids(store)  # one made while the run works would be undone by publishing it
         summary = RunSummary(run_id=run_id, sources={})
         timer = _StageTimer(summary.seconds, notify)
         try:
@@ -132,6 +135,7 @@ def _run_pipeline(config: Config, retrain: bool, on_stage: StageCallback | None,
                     }
                     for name, per_field in issues.items():
                         summary.sources[name].field_issues = per_field
+                    summary.suppressed = drop_suppressed(store, summary.sources)
                 summary.records = int(store.scalar("SELECT count(*) FROM records"))
                 with _written_meanwhile(store, run_id, summary.seconds) as start_writing:
                     with timer("link"):
@@ -176,6 +180,10 @@ def _run_pipeline(config: Config, retrain: bool, on_stage: StageCallback | None,
             # Publishing and catching up hold the store: in a server (the run is its guest)
             # no live ingest or steward action falls between the switch and the catch-up.
             with store.exclusive():
+                if erasure_ids(store) - erasures:
+                    raise UnifyError(
+                        "a person was erased while this run was working, and the run still holds them: nothing was published; run again"
+                    )
                 with timer("publish"):
                     publish_run(store, run_id, summary.as_dict(), model_json=model_json)
                 # after publishing: the run is served, so a failure here is the live ingest's own

@@ -34,6 +34,7 @@ from pipelines.standardize.contacts import standardize_email, standardize_phone
 from pipelines.standardize.dates import TIMESTAMP_FORMATS, best_format
 from profiles.errors import ConfigError
 from profiles.store import Store, ident, in_list, name_literal
+from profiles.store.erasure import suppressed_sql
 
 #: The columns of a mapped event, as ``events`` holds them (but ingested_at).
 EVENT_COLUMNS = (
@@ -86,6 +87,7 @@ def ingest_event_file(store: Store, config: Config, events: EventSourceConfig, p
         rows = int(store.scalar("SELECT count(*) FROM raw_events")) + int(store.scalar("SELECT count(*) FROM quarantine"))
         as_json = events.format == "ndjson"
         _map(store, config, events, "raw_events", as_json, _timestamp_format(store, events, as_json))
+        _without_suppressed(store, "mapped")
         with store.transaction():
             store.execute(f"DELETE FROM {cat}.main.event_quarantine WHERE event_source = ?", [events.name])
             store.execute(
@@ -100,8 +102,8 @@ def ingest_event_file(store: Store, config: Config, events: EventSourceConfig, p
 
 def record_events(store: Store, config: Config, events: EventSourceConfig, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Events handed over as JSON objects keyed by the event source's columns (the API):
-    the good ones go in, in one transaction. Returns per row ``{"event_id", "problem"}``
-    (problem None for an accepted row)."""
+    the good ones go in, in one transaction. Returns per row ``{"event_id", "problem",
+    "suppressed"}`` (problem None for an accepted row; suppressed: an erased person's, left out)."""
     cat = ident(store.catalog)
     with store.exclusive(), store.workspace(name=f"events_{secrets.token_hex(4)}"):
         create_quarantine(store)
@@ -110,11 +112,13 @@ def record_events(store: Store, config: Config, events: EventSourceConfig, rows:
         store.execute("CREATE TABLE raw_events AS SELECT _line::BIGINT AS _line, _raw FROM _event_rows")
         store.unregister("_event_rows")
         _map(store, config, events, "raw_events", True, events.date_format)
+        ids = dict(store.rows("SELECT line, event_id FROM mapped"))
+        _without_suppressed(store, "mapped")
         with store.transaction():
             _upsert(store, cat, "mapped")
         problems = {int(line): str(reason) for line, reason in store.rows("SELECT line, reason FROM quarantine")}
-        ids = dict(store.rows("SELECT line, event_id FROM mapped"))
-    return [{"event_id": ids.get(i), "problem": problems.get(i)} for i in range(1, len(rows) + 1)]
+        kept = {line for (line,) in store.rows("SELECT line FROM mapped")}
+    return [{"event_id": ids.get(i), "problem": problems.get(i), "suppressed": i in ids and i not in kept} for i in range(1, len(rows) + 1)]
 
 
 def _timestamp_format(store: Store, events: EventSourceConfig, as_json: bool) -> str | None:
@@ -246,6 +250,20 @@ def _link_sql(store: Store, config: Config, events: EventSourceConfig) -> tuple[
     store.execute("CREATE TABLE link_map AS SELECT * FROM _link_map")
     store.unregister("_link_map")
     return kind, "(SELECT m.value FROM link_map m WHERE m.raw = staged.link_raw)", "NULL::VARCHAR"
+
+
+def _without_suppressed(store: Store, mapped: str) -> None:
+    """Leave out of ``mapped`` the events attached to an erased person's record or
+    identifier (the suppression list, profiles.store.erasure). Before the transaction
+    that writes the store: a transaction writes one database."""
+    by_key = suppressed_sql(store, "record_key")
+    if by_key is not None:
+        condition, params = by_key
+        by_identifier, _ = suppressed_sql(store, "link_kind || ':' || link_value") or ("false", [])
+        store.execute(
+            f"DELETE FROM {mapped} WHERE (record_key IS NOT NULL AND {condition}) OR (link_value IS NOT NULL AND {by_identifier})",
+            [*params, *params],
+        )
 
 
 def _upsert(store: Store, cat: str, mapped: str) -> None:

@@ -19,6 +19,7 @@ came in applies it again after publishing: none is lost)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 import time
@@ -52,6 +53,7 @@ from profiles.store import (
     match_probabilities,
     published_run,
 )
+from profiles.store.erasure import suppressed_records, suppressed_sql
 from profiles.tuning import TUNING
 
 #: The published run's tables a live record's profile is read from and written to (warm()).
@@ -86,9 +88,13 @@ class LiveIngest:
         source = self._source(source_name)
         with self.store.exclusive():
             run, _ = self._prepare()
-            staged = self.staging.stage(self._state, source, rows=rows, path=path)
-            with self.store.transaction():
-                report = self._apply(run, source, staged, by)
+            staged, suppressed = self._without_suppressed(self.staging.stage(self._state, source, rows=rows, path=path))
+            if staged.records.num_rows:
+                with self.store.transaction():
+                    report = self._apply(run, source, staged, by)
+            else:  # nothing of it to keep: every row was an erased person's or quarantined
+                report = IngestReport(source.name, staged.rows, staged.quarantined, 0, quarantined(source.name, staged.quarantine))
+            report.records += suppressed
             index = self._state.index
             if index is not None and staged.probes is not None:
                 index.add(staged.probes)  # committed: the new rows are the records' current version
@@ -96,6 +102,32 @@ class LiveIngest:
                 self._state.index = None  # a bulk file: read again when a few records come
         report.seconds = round(time.perf_counter() - started, 4)
         return report
+
+    def _without_suppressed(self, staged: Staged) -> tuple[Staged, list[IngestedRecord]]:
+        """``staged`` without the records of erased people (profiles.store.erasure: by their
+        key or a standardized identifier), and those records as ``suppressed`` outcomes."""
+        keys = staged.records.column("record_key").to_pylist()
+        identifiers: dict[str, list[tuple[str, str]]] = {k: [] for k in keys}
+        for key, kind, value in zip(*(staged.identifiers.column(c).to_pylist() for c in ("record_key", "kind", "value"))):
+            identifiers.setdefault(key, []).append((kind, value))
+        gone = suppressed_records(self.store, identifiers)
+        if not gone:
+            return staged, []
+
+        def keep(table: pa.Table, *columns: str) -> pa.Table:
+            mask = [not any(row[c] in gone for c in columns) for row in table.select(list(columns)).to_pylist()]
+            return table.filter(pa.array(mask, pa.bool_()))
+
+        issue_keys = [f"{s}:{r}" for s, r in zip(staged.issues.column("source").to_pylist(), staged.issues.column("record_id").to_pylist())]
+        kept = dataclasses.replace(
+            staged,
+            records=keep(staged.records, "record_key"),
+            identifiers=keep(staged.identifiers, "record_key"),
+            pairs=keep(staged.pairs, "record_key_l", "record_key_r"),
+            issues=staged.issues.filter(pa.array([k not in gone for k in issue_keys], pa.bool_())),
+            probes=keep(staged.probes, "record_key") if staged.probes is not None else None,
+        )
+        return kept, [IngestedRecord(record_key=k, status="suppressed", profile_id=None, match_probability=None) for k in keys if k in gone]
 
     def forget(self) -> None:
         """Read the published records again when the next records come: another writer
@@ -121,6 +153,11 @@ class LiveIngest:
         with self.store.exclusive(), self.store.workspace(name=f"live_{secrets.token_hex(4)}"):
             counts = stage_live(self.store, source, path=path)
             quarantined = self.store.dicts("SELECT * FROM quarantine ORDER BY line")
+            by_key = suppressed_sql(self.store, "source || ':' || record_id")  # the batch run drops those by identifier
+            if by_key is not None:
+                counts.suppressed = int(self.store.scalar(f"SELECT count(*) FROM ingested WHERE {by_key[0]}", by_key[1]))
+                self.store.execute(f"DELETE FROM ingested WHERE {by_key[0]}", by_key[1])
+                counts.accepted -= counts.suppressed
             with self.store.transaction():
                 self.store.execute(
                     f"""INSERT INTO {ident(self.store.catalog)}.main.ingest_log (seq, source, record_id, raw, ingested_at, actor)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pyarrow as pa
 
-STATUSES = ("attached", "new_profile", "review", "merged", "updated", "moved", "quarantined")
+STATUSES = ("attached", "new_profile", "review", "merged", "updated", "moved", "quarantined", "suppressed")
 
 
 @dataclass(frozen=True)

@@ -68,3 +68,13 @@ def standardize_phone(value: str, default_region: str) -> tuple[str | None, str 
     if not phonenumbers.is_possible_number(number):
         return None, "invalid phone: not a possible number"
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), None
+
+
+def standardized_identifier(kind: str, value: str, default_country: str) -> str | None:
+    """An identifier's value as the pipeline standardizes it for that kind, to look it up
+    (None: it cannot match): emails and phones by their rules, other kinds trimmed."""
+    if kind == "email":
+        return standardize_email(value)[0]
+    if kind == "phone":
+        return standardize_phone(value, default_country)[0]
+    return value.strip() or None

@@ -117,6 +117,14 @@ _DDL: Final[tuple[str, ...]] = (
         line BIGINT,
         ingested_at TIMESTAMPTZ NOT NULL
     )""",
+    # Erased people (profiles.store.erasure): digests of their record keys and standardized
+    # identifiers, never the values; a run, an ingest or an event matching one is skipped.
+    """CREATE TABLE IF NOT EXISTS suppression (
+        kind VARCHAR NOT NULL,             -- record | the identifier's kind (email, phone, ...)
+        digest VARCHAR NOT NULL,           -- sha256(salt || "source:record_id" | "kind:value"), hex
+        erased_at TIMESTAMPTZ NOT NULL,
+        erasure_id VARCHAR NOT NULL        -- the profile.erase audit entry's subject
+    )""",
     "CREATE UNIQUE INDEX IF NOT EXISTS events_id ON events (event_source, event_id)",
     "CREATE INDEX IF NOT EXISTS events_record ON events (record_key)",
     "CREATE INDEX IF NOT EXISTS events_link ON events (link_value)",

@@ -45,6 +45,8 @@ RESTRICTED: dict[str, set[Role]] = {
     "Mutation.ingestRecord": {A, S, AD},
     "Mutation.recordEvent": {A, S, AD},
     "Mutation.recordConsent": {A, S},
+    "Mutation.eraseProfile": {S, AD},
+    "Mutation.unsuppress": {AD},
 }
 
 
