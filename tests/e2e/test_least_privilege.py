@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import httpx
 import pytest
 
@@ -81,3 +82,29 @@ def test_a_production_config_refuses_the_published_demo_keys(small_demo: DemoRun
     assert refused.returncode == 1
     assert refused.stderr.startswith("error: ") and "published demo key of role admin, agent, personalization, steward" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+TRAITS = """query($id: ID!) { profile(id: $id) { id traits { name value } consents { purpose status allowed } } }"""
+
+
+def test_over_http_withheld_fields_are_named_in_the_extensions_until_consent_is_recorded(small_demo: DemoRun, tmp_path: Path) -> None:
+    config = copy_demo(small_demo, tmp_path / "demo")
+    with duckdb.connect(str(config.with_name("unify.duckdb")), read_only=True) as con:
+        candidates = [str(p) for (p,) in con.execute("SELECT DISTINCT profile_id FROM records ORDER BY 1 LIMIT 100").fetchall()]
+    with unify_serve(config) as server:
+        base = server.base
+
+        def personalization(profile_id: str) -> str:
+            consents = _post(base, TRAITS, "steward", {"id": profile_id})["data"]["profile"]["consents"]
+            return str(next(c["status"] for c in consents if c["purpose"] == "personalization"))
+
+        profile_id = next(p for p in candidates if personalization(p) == "unknown")  # nobody asked them anything
+        before = _post(base, TRAITS, "personalization", {"id": profile_id})
+        assert before["data"]["profile"]["traits"] is None
+        assert before["extensions"]["withheld"] == [
+            {"path": "profile.traits", "purposes": ["personalization"], "reason": "personalization: unknown (consent)"}
+        ]
+        grant = """mutation($id: ID!) { recordConsent(profileId: $id, purpose: "personalization", status: GRANTED, source: "app") { allowed } }"""
+        assert _post(base, grant, "agent", {"id": profile_id})["data"]["recordConsent"]["allowed"] is True
+        after = _post(base, TRAITS, "personalization", {"id": profile_id})
+        assert after["data"]["profile"]["traits"] and "extensions" not in after
