@@ -19,7 +19,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from pipelines.history.effort import effort as effort_of
-from pipelines.history.events import event_source, interactions, record_events, record_facts
+from pipelines.history.events import event_source, interactions, record_event, record_facts
 from pipelines.history.life_events import life_events as life_events_of
 from pipelines.history.traits import traits_python
 from profiles.errors import ConfigError
@@ -269,7 +269,7 @@ class HistoryMutation:
             spec = event_source(ctx.config, events)
         except ConfigError as exc:
             raise ApiError(str(exc)) from None
-        (outcome,) = record_events(ctx.queries.store, ctx.config, spec, [event])
+        outcome = record_event(ctx.queries.store, ctx.config, spec, event)
         ctx.committed()
         if outcome["problem"] is not None:
             raise InvalidEvent(f"{events}: {outcome['problem']}")

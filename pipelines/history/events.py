@@ -17,8 +17,10 @@ transaction."""
 from __future__ import annotations
 
 import json
+import math
+import re
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -176,38 +178,15 @@ def _map(store: Store, config: Config, events: EventSourceConfig, raw: str, as_j
             FROM (SELECT _line AS line, _raw, {", ".join(selects)} FROM {ident(raw)})""",
         [*([fmt] if fmt else []), *params],  # in the order the placeholders appear
     )
-    problems = [
-        ("event_id IS NULL", _text(f"no event id (column {events.id!r})")),
-        ("length(event_id) > 200", _text("event id longer than 200 characters")),
-        ("ts_raw IS NULL", _text(f"no time (column {events.timestamp!r})")),
-        ("occurred_at IS NULL", _text("not a valid time" + (f" in format {fmt}" if fmt else "") + " (value ") + " || ts_raw || ')'"),
-        ("type IS NULL", _text("no event type")),
-        ("amount_raw IS NOT NULL AND amount IS NULL", _text("amount is not a number (value ") + " || amount_raw || ')'"),
-        ("link_raw IS NULL", _text(f"no customer reference (column {events.link.record_id or events.link.column!r})")),
-    ]
-    if consent is not None:
-        purposes = ", ".join(_text(p.name) for p in config.purposes)
-        statuses = ", ".join(_text(s) for s in CONSENT_STATUSES)
-        problems += [
-            ("consent_purpose IS NULL", _text(f"no purpose (column {consent.purpose!r})")),
-            (
-                f"consent_purpose NOT IN ({purposes})",
-                _text(f"not a declared purpose ({', '.join(p.name for p in config.purposes)}; value ") + " || consent_purpose || ')'",
-            ),
-            (
-                f"consent_status IS NULL OR consent_status NOT IN ({statuses})",
-                _text(f"status is not one of {', '.join(CONSENT_STATUSES)} (column {consent.status!r}, value ")
-                + " || coalesce(consent_status, 'empty') || ')'",
-            ),
-        ]
+    problems = _problems(config, events, fmt)
     store.execute(
         f"""INSERT INTO quarantine
             SELECT ?, line, event_id, reason, left(_raw, 500)
-            FROM (SELECT *, CASE {" ".join(f"WHEN {c} THEN {r}" for c, r in problems)} END AS reason FROM staged)
+            FROM (SELECT *, CASE {" ".join(f"WHEN {p.sql} THEN {p.reason_sql}" for p in problems)} END AS reason FROM staged)
             WHERE reason IS NOT NULL""",
         [events.name],
     )
-    store.execute(f"DELETE FROM staged WHERE {' OR '.join(f'({c})' for c, _ in problems)}")
+    store.execute(f"DELETE FROM staged WHERE {' OR '.join(f'({p.sql})' for p in problems)}")
     # an id again on a later line: the later row is the event as it stands
     store.execute(
         """INSERT INTO quarantine
@@ -224,6 +203,216 @@ def _map(store: Store, config: Config, events: EventSourceConfig, raw: str, as_j
             FROM staged""",
         [events.name],
     )
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """Why a staged row cannot be an event, in the SQL over ``staged`` and in Python over a
+    row mapped by :func:`map_event` (the same words either way)."""
+
+    sql: str  # the condition
+    reason_sql: str  # the reason, an SQL text expression
+    reason: Callable[[Mapping[str, Any]], str | None]  # the reason for a mapped row, or None
+
+
+def _problems(config: Config, events: EventSourceConfig, fmt: str | None) -> list[_Problem]:
+    """What makes a row unreadable, in the order a row's first problem is reported."""
+
+    def plain(sql: str, message: str, holds: Callable[[Mapping[str, Any]], bool]) -> _Problem:
+        return _Problem(sql, _text(message), lambda row: message if holds(row) else None)
+
+    def quoting(sql: str, prefix: str, column: str, holds: Callable[[Mapping[str, Any]], bool], empty: str | None = None) -> _Problem:
+        shown = f"coalesce({column}, {_text(empty)})" if empty is not None else column
+        return _Problem(
+            sql,
+            f"{_text(prefix)} || {shown} || ')'",
+            lambda row: f"{prefix}{row[column] if row[column] is not None else empty})" if holds(row) else None,
+        )
+
+    link = events.link.record_id or events.link.column
+    problems = [
+        plain("event_id IS NULL", f"no event id (column {events.id!r})", lambda r: r["event_id"] is None),
+        plain("length(event_id) > 200", "event id longer than 200 characters", lambda r: len(r["event_id"]) > 200),
+        plain("ts_raw IS NULL", f"no time (column {events.timestamp!r})", lambda r: r["ts_raw"] is None),
+        quoting(
+            "occurred_at IS NULL",
+            "not a valid time" + (f" in format {fmt}" if fmt else "") + " (value ",
+            "ts_raw",
+            lambda r: r["occurred_at"] is None,
+        ),
+        plain("type IS NULL", "no event type", lambda r: r["type"] is None),
+        quoting(
+            "amount_raw IS NOT NULL AND amount IS NULL",
+            "amount is not a number (value ",
+            "amount_raw",
+            lambda r: r["amount_raw"] is not None and r["amount"] is None,
+        ),
+        plain("link_raw IS NULL", f"no customer reference (column {link!r})", lambda r: r["link_raw"] is None),
+    ]
+    consent = events.consent
+    if consent is not None:
+        names = [p.name for p in config.purposes]
+        problems += [
+            plain("consent_purpose IS NULL", f"no purpose (column {consent.purpose!r})", lambda r: r["consent_purpose"] is None),
+            quoting(
+                f"consent_purpose NOT IN ({', '.join(_text(n) for n in names)})",
+                f"not a declared purpose ({', '.join(names)}; value ",
+                "consent_purpose",
+                lambda r: r["consent_purpose"] not in names,
+            ),
+            quoting(
+                f"consent_status IS NULL OR consent_status NOT IN ({', '.join(_text(s) for s in CONSENT_STATUSES)})",
+                f"status is not one of {', '.join(CONSENT_STATUSES)} (column {consent.status!r}, value ",
+                "consent_status",
+                lambda r: r["consent_status"] not in CONSENT_STATUSES,
+                empty="empty",
+            ),
+        ]
+    return problems
+
+
+# ---- one event in Python: recordEvent's path ----------------------------------------------
+
+#: Times the Python twin reads as DuckDB's TIMESTAMP cast does (others go the SQL way).
+_ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[ T](?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d{1,6})?)?)?$")
+#: Numbers both read alike (DuckDB also takes ``1_000``: those go the SQL way).
+_PLAIN_NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
+
+
+class _NotPlain(Exception):
+    """A value the Python twin might read otherwise than the SQL: use the SQL."""
+
+
+def _plain_text(row: Mapping[str, Any], column: str) -> str | None:
+    """``value_sql`` of a JSON object's key in Python: trimmed of spaces, None when empty."""
+    value = row.get(column)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, int) and not isinstance(value, bool):
+        text = str(value)
+    elif isinstance(value, float) and math.isfinite(value) and "e" not in repr(value):
+        text = json.dumps(value)
+    else:  # booleans, objects, lists, exponents: as DuckDB's JSON writes them
+        raise _NotPlain(column)
+    return text.strip(" ") or None
+
+
+def map_event(config: Config, events: EventSourceConfig, row: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None] | None:
+    """One event keyed by the event source's column names, mapped as :func:`_map` maps a
+    row (the Python twin, held equal to it by tests/pipelines/history/test_record_event.py):
+    (the ``events`` row, None) or (None, the reason it is refused). None when the row holds
+    a value this twin does not read exactly as the SQL does (then the SQL path maps it)."""
+    try:
+        text = {column: _plain_text(row, column) for column in {*events.columns().values()} - {""}}
+    except _NotPlain:
+        return None
+
+    def role(value: str | Constant | None) -> str | None:
+        return value.value if isinstance(value, Constant) else text[value] if value is not None else None
+
+    staged: dict[str, Any] = {
+        "event_id": role(events.id),
+        "ts_raw": role(events.timestamp),
+        "type": role(events.type),
+        "channel": role(events.channel),
+        "topic": role(events.topic),
+        "department": role(events.department),
+        "amount_raw": role(events.amount),
+        "link_raw": role(events.link.record_id or events.link.column),
+    }
+    ts = staged["ts_raw"]
+    if ts is not None and not _ISO_TIME.match(ts):
+        return None
+    try:
+        staged["occurred_at"] = datetime.fromisoformat(ts) if ts is not None else None
+    except ValueError:
+        if events.date_format:
+            return None  # a format of its own may read it
+        staged["occurred_at"] = None
+    amount = staged["amount_raw"]
+    if amount is not None and not _PLAIN_NUMBER.match(amount):
+        return None
+    staged["amount"] = float(amount) if amount is not None else None
+    attributes: dict[str, Any] = {name: text[column] for name, column in events.attributes.items()}
+    consent = events.consent
+    if consent is not None:
+        purpose, status = text[consent.purpose], text[consent.status]
+        if not all(v is None or v.isascii() for v in (purpose, status)):
+            return None  # lower() of other letters: as DuckDB does it
+        staged["consent_purpose"], staged["consent_status"] = (v.lower() if v is not None else None for v in (purpose, status))
+        attributes.update(purpose=staged["consent_purpose"], status=staged["consent_status"])
+        if consent.source is not None:
+            attributes["source"] = text[consent.source]
+    if staged["event_id"] is not None and not staged["event_id"].isascii():
+        return None  # length in characters: as DuckDB counts them
+    for problem in _problems(config, events, events.date_format):
+        reason = problem.reason(staged)
+        if reason is not None:
+            return None, reason
+    link_kind, link_value, record_key = _link_python(config, events, staged["link_raw"])
+    return {
+        "event_source": events.name,
+        "event_id": staged["event_id"],
+        "occurred_at": staged["occurred_at"],
+        "type": staged["type"],
+        "channel": staged["channel"],
+        "topic": staged["topic"],
+        "department": staged["department"],
+        "amount": staged["amount"],
+        "attributes": attributes or None,
+        "record_key": record_key,
+        "link_kind": link_kind,
+        "link_value": link_value,
+        "line": 1,
+    }, None
+
+
+def _link_python(config: Config, events: EventSourceConfig, raw: str) -> tuple[str | None, str | None, str | None]:
+    """:func:`_link_sql` for one value: (link_kind, link_value, record_key)."""
+    link = events.link
+    if link.source is not None:
+        return None, None, f"{link.source}:{raw}"
+    kind = str(link.identifier)
+    if kind == "email":
+        return kind, standardize_email(raw)[0], None
+    if kind == "phone":
+        return kind, standardize_phone(raw, config.matching.default_country)[0], None
+    return kind, raw, None
+
+
+def record_event(store: Store, config: Config, events: EventSourceConfig, row: Mapping[str, Any]) -> dict[str, Any]:
+    """One event (recordEvent): mapped in Python and written with two statements when its
+    values are plain (:func:`map_event`), else through :func:`record_events`. Returns
+    ``{"event_id", "problem", "suppressed"}`` as that does."""
+    mapped = map_event(config, events, row)
+    if mapped is None:
+        return record_events(store, config, events, [row])[0]
+    event, problem = mapped
+    if event is None:
+        return {"event_id": None, "problem": problem, "suppressed": False}
+    token = event["record_key"] or (f"{event['link_kind']}:{event['link_value']}" if event["link_value"] is not None else None)
+    if token is not None and _suppressed(store, token):
+        return {"event_id": event["event_id"], "problem": None, "suppressed": True}
+    cat = ident(store.catalog)
+    attributes = json.dumps(event["attributes"]) if event["attributes"] is not None else None
+    values = [attributes if c == "attributes" else event[c] for c in EVENT_COLUMNS]
+    with store.exclusive(), store.transaction():
+        store.execute(f"DELETE FROM {cat}.main.events WHERE event_source = ? AND event_id = ?", [event["event_source"], event["event_id"]])
+        store.execute(
+            f"INSERT INTO {cat}.main.events ({', '.join(EVENT_COLUMNS)}, ingested_at) VALUES ({', '.join('?' for _ in EVENT_COLUMNS)}, now())",
+            values,
+        )
+    return {"event_id": event["event_id"], "problem": None, "suppressed": False}
+
+
+def _suppressed(store: Store, token: str) -> bool:
+    found = suppressed_sql(store, "?::VARCHAR")
+    if found is None:
+        return False
+    condition, params = found
+    return bool(store.scalar(f"SELECT {condition}", [*params, token]))
 
 
 def _text(text: str) -> str:
@@ -397,8 +586,10 @@ __all__ = [
     "ingest_event_file",
     "ingest_event_files",
     "interactions",
+    "map_event",
     "profile_events_sql",
     "read_profile_events",
+    "record_event",
     "record_events",
     "record_facts",
     "unlinked_count",
