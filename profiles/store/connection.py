@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, overload
@@ -46,6 +46,7 @@ class Store:
         self._host: Store | None = None  # a guest's (Store.open of a hosted path) serving store
         self._guests: set[Store] = set()
         self._stopping = False  # a host that interrupted its guests: they run no more statements
+        self._on_transaction_end: list[Callable[[], None]] | None = None  # set inside transaction()
 
     @classmethod
     def open(
@@ -298,12 +299,30 @@ class Store:
     def transaction(self) -> Iterator[None]:
         with self._lock:
             self._con.execute("BEGIN TRANSACTION")
+            self._on_transaction_end = []
             try:
-                yield
-            except BaseException:
-                self._con.execute("ROLLBACK")
-                raise
-            self._con.execute("COMMIT")
+                try:
+                    yield
+                except BaseException:
+                    self._con.execute("ROLLBACK")
+                    raise
+                self._con.execute("COMMIT")
+            finally:
+                callbacks, self._on_transaction_end = self._on_transaction_end, None
+                for callback in reversed(callbacks):
+                    callback()
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._on_transaction_end is not None
+
+    def after_transaction(self, callback: Callable[[], None]) -> bool:
+        """Call ``callback`` once the transaction under way on this store ends (committed or
+        rolled back), e.g. to release a lock held for it. False when none is under way."""
+        if self._on_transaction_end is None:
+            return False
+        self._on_transaction_end.append(callback)
+        return True
 
     @contextmanager
     def workspace(self, spill_dir: Path | None = None, memory_limit: str | None = None, name: str = WORK_CATALOG) -> Iterator[str]:
