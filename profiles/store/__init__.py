@@ -2,9 +2,9 @@
 
 from profiles.regrouping import match_probabilities
 from profiles.store.action_log import Action, Decision, Steward
-from profiles.store.audit import AuditVerdict, append_audit, redact_audit, verify_audit
+from profiles.store.audit import AuditEvent, AuditVerdict, append_audit, redact_audit, verify_audit
 from profiles.store.connection import WORK_CATALOG, Store, ident, in_list, name_literal, quote_column, sql_literal_path
-from profiles.store.queries import AuditEvent, ProfileQueries, Resolved, identifiers_of
+from profiles.store.queries import ProfileQueries, Resolved, identifiers_of
 from profiles.store.runs import (
     SERVING_INDEXES,
     begin_run,
