@@ -117,7 +117,7 @@ def delegate(store_path: Path, command: str, params: Mapping[str, Any], write: C
 
 
 #: The commands a CLI may ask for (the ones that need the store).
-COMMANDS = frozenset({"run", "ingest", "export", "review"})
+COMMANDS = frozenset({"run", "ingest", "export", "review", "audit_verify", "backup", "restore", "compact"})
 #: Longest request line (the command and its parameters).
 _REQUEST_MAX = 64 * 1024
 
