@@ -54,7 +54,7 @@ def _fsync(path: Path) -> None:
 def _copy_database(con: duckdb.DuckDBPyConnection, catalog: str, target: Path) -> None:
     """Copy the attached database ``catalog`` into the new file ``target`` (one read transaction)."""
     alias = ident(f"copy_{secrets.token_hex(4)}")  # attached names are shared by a database's connections
-    con.execute(f"ATTACH {sql_literal_path(target)} AS {alias}")
+    con.execute(f"ATTACH {sql_literal_path(target)} AS {alias} (READ_WRITE)")  # also from a read-only store
     try:
         con.execute("BEGIN TRANSACTION")
         try:
