@@ -387,7 +387,11 @@ def backup(
     start = time.perf_counter()
     with Store.open(cfg.store_path, read_only=True) as store:
         written = backup_store(store, out)
-    console.print(f"backup of {cfg.store_path} written to {written} ({written.stat().st_size:,} bytes, {time.perf_counter() - start:.1f}s)")
+    console.print(
+        f"backup of {cfg.store_path} written to {written} ({written.stat().st_size:,} bytes, {time.perf_counter() - start:.1f}s)",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command()
@@ -403,7 +407,7 @@ def restore(
     cfg = load_config(config)
     aside = restore_store(cfg.store_path, source)
     kept = f"; the store it replaced is {aside}" if aside else ""
-    console.print(f"restored {source} as {cfg.store_path}{kept}")
+    console.print(f"restored {source} as {cfg.store_path}{kept}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -415,7 +419,7 @@ def compact(config: ConfigOption = Path("unify.toml")) -> None:
 
     cfg = load_config(config)
     done = compact_store(cfg.store_path)
-    console.print(f"compacted {done.path}: {done.bytes_before:,} -> {done.bytes_after:,} bytes")
+    console.print(f"compacted {done.path}: {done.bytes_before:,} -> {done.bytes_after:,} bytes", highlight=False, soft_wrap=True)
 
 
 def demo_query(phone: str) -> str:
