@@ -100,11 +100,15 @@ def _head(store: Store) -> tuple[int, str]:
     """The last entry's (seq, hash) as committed. Inside a transaction the store sees the
     data as of its start, so a connection of its own reads it: every append commits (or
     rolls back) before the chain lock is free, so the committed head is the head."""
-    sql = f"SELECT seq, entry_hash FROM {_table(store)} WHERE seq >= ? ORDER BY seq DESC LIMIT 1"
-    hint = _head_hint.get(store.abs_path, 0)
+    table = _table(store)
+    hint = _head_hint.get(store.abs_path)
 
     def read(on: Store) -> list[tuple[Any, ...]]:
-        return on.rows(sql, [hint]) or (on.rows(sql, [0]) if hint else [])
+        # from the last seq this process appended: a few rows, without a sort (a third of the time)
+        rows = on.rows(f"SELECT seq, entry_hash FROM {table} WHERE seq >= ?", [hint]) if hint else []
+        if rows:
+            return [max(rows)]
+        return on.rows(f"SELECT seq, entry_hash FROM {table} WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1")
 
     rows = read(store)  # in a transaction: with what it appended itself
     if store.in_transaction:
