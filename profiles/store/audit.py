@@ -39,7 +39,7 @@ CHAIN_COLUMNS: Final[dict[str, str]] = {
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _locks_guard = threading.Lock()
 _chain_locks: dict[str, threading.RLock] = {}
-_head_hint: dict[str, int] = {}  # the last seq appended per store file: lets the head read skip old row groups
+_head_hint: dict[str, int] = {}  # the last seq appended per store file: the head is read from it, without a sort
 
 
 @dataclass(frozen=True)
