@@ -21,7 +21,7 @@ from pathlib import Path
 import duckdb
 
 from profiles.errors import StoreError
-from profiles.store.connection import _HOSTED, Store, ident, sql_literal_path
+from profiles.store.connection import _HOSTED, Store, ident, opened_in_process, sql_literal_path
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,8 @@ def _refuse_if_served(store_path: Path, doing: str) -> None:
 def _owned(store_path: Path, doing: str) -> duckdb.DuckDBPyConnection:
     """The store opened by this process alone (DuckDB's file lock), or a clear refusal."""
     _refuse_if_served(store_path, doing)
+    if opened_in_process(store_path):  # DuckDB would share that database: its file must not be replaced under it
+        raise StoreError(f"{store_path} is open in this process: close it, then {doing}")
     try:
         return duckdb.connect(str(store_path))
     except duckdb.IOException as exc:

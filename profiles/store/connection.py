@@ -28,6 +28,16 @@ WORK_CATALOG = "work"
 #: own a store file, so work on a served store (a batch run, an export) runs inside the
 #: server, and :meth:`Store.open` of such a path gives a guest on the server's database.
 _HOSTED: dict[str, Store] = {}
+#: How many times this process has each store file open (:meth:`Store.open`, not its
+#: guests or cursors): a second open in one process shares DuckDB's database, so whatever
+#: replaces the file (profiles.store.backup) must know that nothing here has it open.
+_OPENED: dict[str, int] = {}
+
+
+def opened_in_process(path: Path | str) -> bool:
+    """Whether this process has the store file at ``path`` open (or serves it)."""
+    key = os.path.abspath(path)
+    return key in _HOSTED or _OPENED.get(key, 0) > 0
 
 
 class Store:
@@ -47,6 +57,7 @@ class Store:
         self._guests: set[Store] = set()
         self._stopping = False  # a host that interrupted its guests: they run no more statements
         self._on_transaction_end: list[Callable[[], None]] | None = None  # set inside transaction()
+        self._opened = False  # made by open(): counted in _OPENED
 
     @classmethod
     def open(
@@ -98,10 +109,16 @@ class Store:
             # The deleted rows stay marked as such until the next run writes its tables anew.
             con.execute("SET max_vacuum_tasks = 0")
         store = cls(con, path, read_only)
+        store._opened = True
+        _OPENED[store.abs_path] = _OPENED.get(store.abs_path, 0) + 1
         if not read_only:
             from profiles.store.schema import ensure_schema
 
-            ensure_schema(store)
+            try:
+                ensure_schema(store)
+            except BaseException:
+                store.close()
+                raise
         return store
 
     @classmethod
@@ -123,6 +140,12 @@ class Store:
                 cursor.close()
             self._cursors.clear()
         self._con.close()
+        if self._opened:
+            self._opened = False
+            if _OPENED.get(self.abs_path, 0) <= 1:
+                _OPENED.pop(self.abs_path, None)
+            else:
+                _OPENED[self.abs_path] -= 1
         if self._host is not None:
             self._host._guests.discard(self)
         elif _HOSTED.get(self.abs_path) is self:

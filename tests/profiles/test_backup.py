@@ -109,3 +109,17 @@ def test_restore_and_compaction_refuse_while_another_process_holds_the_store(tmp
         holder.communicate("", timeout=30)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.duckdb", "unify.duckdb"]
     assert _facts(path)["audit"].ok  # type: ignore[attr-defined]
+
+
+def test_compaction_and_restore_refuse_while_this_process_has_the_store_open(tmp_path: Path) -> None:
+    path = tmp_path / "unify.duckdb"
+    _build(path)
+    with Store.open(path, read_only=True) as store:
+        backup = backup_store(store, tmp_path / "b.duckdb")
+    with Store.open(path) as store:  # a second connect here would share this database, file and all
+        with pytest.raises(StoreError, match="open in this process"):
+            compact_store(path)
+        with pytest.raises(StoreError, match="open in this process"):
+            restore_store(path, backup)
+        assert verify_audit(store).ok
+    assert compact_store(path).path == path  # closed: it goes ahead
