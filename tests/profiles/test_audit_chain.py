@@ -159,6 +159,45 @@ def test_concurrent_appends_from_threads_never_fork_the_chain(tmp_path: Path) ->
     assert verdict.ok and verdict.entries == expected, verdict
 
 
+def test_a_served_store_and_the_commands_it_runs_for_the_cli_share_one_chain(tmp_path: Path) -> None:
+    """`unify serve` hosts the store; a batch run or ingest it runs for the CLI opens a
+    guest (its own connection, in transactions that hold the server's store)."""
+    path = tmp_path / "audit.duckdb"
+    errors: list[BaseException] = []
+    with Store.open(path) as served:
+        served.host()
+        start = threading.Barrier(4)
+
+        def requests(n: int) -> None:
+            start.wait()
+            try:
+                for i in range(30):
+                    append_audit(served.reader(), [_event(n * 100 + i)])
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        def command(n: int) -> None:
+            start.wait()
+            try:
+                with Store.open(path) as guest:
+                    assert guest is not served
+                    for i in range(15):
+                        with guest.exclusive(), guest.transaction():
+                            append_audit(guest, [_event(n * 100 + i, "ingest"), _event(n * 100 + i, "ingest")])
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=requests, args=(n,)) for n in range(2)]
+        threads += [threading.Thread(target=command, args=(n,)) for n in range(2, 4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not errors, errors
+        verdict = verify_audit(served)
+        assert verdict.ok and verdict.entries == 2 * 30 + 2 * 15 * 2, verdict
+
+
 def test_a_rolled_back_transaction_leaves_the_chain_whole(store: Store) -> None:
     with pytest.raises(RuntimeError), store.transaction():
         append_audit(store, [_event(7)])
