@@ -146,11 +146,22 @@ def restore_store(store_path: Path | str, backup: Path | str) -> Path | None:
 
 def compact_store(store_path: Path | str) -> Compacted:
     """Rewrite the store into a fresh file holding only its live rows and swap it in, so
-    that deleted rows (an erasure's) are gone from the file's bytes. Not while a server
-    (or any other process) holds the store: it refuses with what to do."""
+    that deleted rows (an erasure's) are gone from the file's bytes. In the server's
+    process the server's store swaps its file while its requests wait
+    (:meth:`Store.replace_file`); it refuses while another process, or a store this process
+    opened otherwise, holds the file."""
     store_path = Path(store_path)
     if not store_path.exists():
         raise StoreError(f"store {store_path} does not exist")
+    served = _HOSTED.get(os.path.abspath(store_path))
+    if served is not None:  # the server's requests wait while the copy is made and swapped in
+        before = store_path.stat().st_size
+        try:
+            served.replace_file(_copy_database)
+        except duckdb.Error as exc:
+            raise StoreError(f"compacting {store_path} failed: {exc}") from exc
+        _fsync(store_path.parent)
+        return Compacted(store_path, before, store_path.stat().st_size)
     con = _owned(store_path, "run `unify compact`")
     before = store_path.stat().st_size
     tmp = _temp_beside(store_path)

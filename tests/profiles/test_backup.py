@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,48 @@ def test_compaction_and_restore_refuse_while_this_process_has_the_store_open(tmp
             restore_store(path, backup)
         assert verify_audit(store).ok
     assert compact_store(path).path == path  # closed: it goes ahead
+
+
+def test_a_served_store_compacts_while_its_readers_and_writers_go_on(tmp_path: Path) -> None:
+    path = tmp_path / "unify.duckdb"
+    _build(path)
+    stop, errors, appended = threading.Event(), list[BaseException](), [0]
+    with Store.open(path, compress=False) as served:
+        served.host()  # as `unify serve` does: compaction in this process is the server's own
+        served.execute("DELETE FROM run_1.records WHERE full_name = ?", [SECRET])
+        served.execute("CHECKPOINT")
+        assert SECRET.encode() in path.read_bytes()
+
+        def requests() -> None:
+            while not stop.is_set():
+                try:
+                    reader = served.reader()
+                    assert reader.scalar("SELECT count(*) FROM records") == 79999
+                    append_audit(reader, [AuditEvent("r", "agent", "pii.read", None, {"profiles": ["p1"]})])
+                    appended[0] += 1
+                except BaseException as exc:  # pragma: no cover - reported below
+                    errors.append(exc)
+                    return
+
+        workers = [threading.Thread(target=requests) for _ in range(3)]
+        for w in workers:
+            w.start()
+        inode = path.stat().st_ino
+        with Store.open(path) as guest:  # a command the server runs: not under it
+            with pytest.raises(StoreError, match="under way"):
+                compact_store(path)
+            assert guest.scalar("SELECT count(*) FROM records") == 79999
+        done = compact_store(path)
+        stop.set()
+        for w in workers:
+            w.join(timeout=30)
+        assert not errors, errors
+        assert path.stat().st_ino != inode and done.bytes_after <= done.bytes_before
+        assert SECRET.encode() not in path.read_bytes()
+        assert served.scalar("SELECT current_setting('max_vacuum_tasks')") == 0  # opened as before
+        served.execute("INSERT INTO run_1.records VALUES ('k-after', 'p-after', 'after the swap')")
+        head = verify_audit(served)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["unify.duckdb"]
+    with Store.open(path, read_only=True) as store:  # what the server wrote after the swap is in the file
+        assert store.scalar("SELECT count(*) FROM records WHERE record_key = 'k-after'") == 1
+        assert verify_audit(store) == head and head.ok and head.entries == 3 + appended[0]
