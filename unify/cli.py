@@ -414,7 +414,7 @@ def restore(
 @friendly_errors
 @delegable
 def compact(config: ConfigOption = Path("unify.toml")) -> None:
-    """Rewrite the store into a fresh file so that deleted rows leave no bytes behind (after an erasure); not while it is served."""
+    """Rewrite the store into a fresh file so that deleted rows leave no bytes behind (after an erasure); a server pauses its requests for it."""
     from profiles.store.backup import compact_store
 
     cfg = load_config(config)
