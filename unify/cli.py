@@ -203,6 +203,10 @@ def execute_for_server(command: str, params: dict[str, Any], out: Console, err: 
         "review": review,
         "erase": erase,
         "unsuppress": unsuppress,
+        "audit_verify": audit_verify,
+        "backup": backup,
+        "restore": restore,
+        "compact": compact,
     }
     with output_to(out, err):
         commands[command](**params)
@@ -374,6 +378,26 @@ def _cli_steward() -> Any:
     return Steward(actor=f"cli:{os.environ.get('USER', 'unknown')}", role="admin")
 
 
+audit_app = typer.Typer(no_args_is_help=True, help="The audit log (a hash chain: profiles.store.audit).")
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+@friendly_errors
+@delegable
+def audit_verify(config: ConfigOption = Path("unify.toml")) -> None:
+    """Check the audit log's hash chain: exit 1 naming the first entry changed, removed, inserted or reordered."""
+    from profiles.store import Store, verify_audit
+
+    cfg = load_config(config)
+    with Store.open(cfg.store_path) as store:  # not read-only: a store older than the chain is chained first
+        verdict = verify_audit(store)
+    if not verdict.ok:
+        err_console.print(f"[bold red]{verdict}[/]", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    console.print(f"{verdict} (head seq {verdict.head_seq}, hash {verdict.head_hash})", highlight=False, soft_wrap=True)
+
+
 @app.command()
 @friendly_errors
 @delegable
@@ -423,6 +447,28 @@ def erase(
 @app.command()
 @friendly_errors
 @delegable
+def backup(
+    out: Annotated[Path, typer.Option("--out", help="File to write the copy of the store to (replaced atomically).", dir_okay=False)],
+    config: ConfigOption = Path("unify.toml"),
+) -> None:
+    """Copy the whole store, consistently, to a file; while `unify serve` serves it, the server makes the copy."""
+    from profiles.store import Store
+    from profiles.store.backup import backup_store
+
+    cfg = load_config(config)
+    start = time.perf_counter()
+    with Store.open(cfg.store_path, read_only=True) as store:
+        written = backup_store(store, out)
+    console.print(
+        f"backup of {cfg.store_path} written to {written} ({written.stat().st_size:,} bytes, {time.perf_counter() - start:.1f}s)",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@app.command()
+@friendly_errors
+@delegable
 def unsuppress(
     reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")],
     identifier: Annotated[str | None, typer.Option("--identifier", help="KIND:VALUE to let in again.")] = None,
@@ -446,6 +492,34 @@ def unsuppress(
     with Store.open(cfg.store_path, compress=cfg.store.compress) as store:
         lifted = lift(store, _cli_steward(), reason, record_key=record, identifier=pair)
     console.print(f"lifted {lifted} suppression{'s' if lifted != 1 else ''}")
+
+
+@app.command()
+@friendly_errors
+@delegable
+def restore(
+    source: Annotated[Path, typer.Option("--from", help="A backup written by `unify backup`.", dir_okay=False)],
+    config: ConfigOption = Path("unify.toml"),
+) -> None:
+    """Make a backup the store (not while `unify serve` serves it); the replaced store is kept beside it."""
+    from profiles.store.backup import restore_store
+
+    cfg = load_config(config)
+    aside = restore_store(cfg.store_path, source)
+    kept = f"; the store it replaced is {aside}" if aside else ""
+    console.print(f"restored {source} as {cfg.store_path}{kept}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+@friendly_errors
+@delegable
+def compact(config: ConfigOption = Path("unify.toml")) -> None:
+    """Rewrite the store into a fresh file so that deleted rows leave no bytes behind (after an erasure); a server pauses its requests for it."""
+    from profiles.store.backup import compact_store
+
+    cfg = load_config(config)
+    done = compact_store(cfg.store_path)
+    console.print(f"compacted {done.path}: {done.bytes_before:,} -> {done.bytes_after:,} bytes", highlight=False, soft_wrap=True)
 
 
 def demo_query(phone: str) -> str:

@@ -1,7 +1,8 @@
 """The CLI's way into a served store.
 
 DuckDB lets one process own a store file. While `unify serve` owns it, the commands that
-need the store (`unify run`, `ingest`, `export`, `review`) are run by the server for the
+need the store (`unify run`, `ingest`, `export`, `review`, `audit verify`, `backup`, `compact`;
+`restore` only to be refused) are run by the server for the
 CLI: it listens on a Unix socket next to the store (mode 0600: whoever may write the
 store may ask), runs the command on its own database beside the requests it serves, and
 streams the command's output back. The protocol is one JSON line each way to start, then
@@ -117,7 +118,7 @@ def delegate(store_path: Path, command: str, params: Mapping[str, Any], write: C
 
 
 #: The commands a CLI may ask for (the ones that need the store).
-COMMANDS = frozenset({"run", "ingest", "export", "review", "erase", "unsuppress"})
+COMMANDS = frozenset({"run", "ingest", "export", "review", "erase", "unsuppress", "audit_verify", "backup", "restore", "compact"})
 #: Longest request line (the command and its parameters).
 _REQUEST_MAX = 64 * 1024
 

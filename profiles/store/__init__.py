@@ -2,8 +2,9 @@
 
 from profiles.regrouping import match_probabilities
 from profiles.store.action_log import Action, Decision, Steward
+from profiles.store.audit import AuditEvent, AuditVerdict, append_audit, redact_audit, verify_audit
 from profiles.store.connection import WORK_CATALOG, Store, ident, in_list, name_literal, quote_column, sql_literal_path
-from profiles.store.queries import AuditEvent, ProfileQueries, Resolved, identifiers_of
+from profiles.store.queries import ProfileQueries, Resolved, identifiers_of
 from profiles.store.runs import (
     SERVING_INDEXES,
     begin_run,
@@ -25,12 +26,14 @@ __all__ = [
     "WORK_CATALOG",
     "Action",
     "AuditEvent",
+    "AuditVerdict",
     "Decision",
     "ProfileQueries",
     "Resolved",
     "Steward",
     "Stewardship",
     "Store",
+    "append_audit",
     "begin_run",
     "current_run",
     "ensure_serving_indexes",
@@ -44,7 +47,9 @@ __all__ = [
     "published_run",
     "quote_column",
     "record_run_summary",
+    "redact_audit",
     "run_table",
     "sql_literal_path",
+    "verify_audit",
     "write_run_table",
 ]

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from profiles.store.audit import AuditEvent
 from profiles.store.connection import Store
-from profiles.store.queries import AuditEvent, ProfileQueries
+from profiles.store.queries import ProfileQueries
 from profiles.store.snapshots import moved_records
 
 Decision = Literal["same", "different"]

@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any, Literal, overload
 
@@ -28,6 +28,16 @@ WORK_CATALOG = "work"
 #: own a store file, so work on a served store (a batch run, an export) runs inside the
 #: server, and :meth:`Store.open` of such a path gives a guest on the server's database.
 _HOSTED: dict[str, Store] = {}
+#: How many times this process has each store file open (:meth:`Store.open`, not its
+#: guests or cursors): a second open in one process shares DuckDB's database, so whatever
+#: replaces the file (profiles.store.backup) must know that nothing here has it open.
+_OPENED: dict[str, int] = {}
+
+
+def opened_in_process(path: Path | str) -> bool:
+    """Whether this process has the store file at ``path`` open (or serves it)."""
+    key = os.path.abspath(path)
+    return key in _HOSTED or _OPENED.get(key, 0) > 0
 
 
 class Store:
@@ -46,6 +56,9 @@ class Store:
         self._host: Store | None = None  # a guest's (Store.open of a hosted path) serving store
         self._guests: set[Store] = set()
         self._stopping = False  # a host that interrupted its guests: they run no more statements
+        self._on_transaction_end: list[Callable[[], None]] | None = None  # set inside transaction()
+        self._opened = False  # made by open(): counted in _OPENED
+        self._settings: list[tuple[str, list[Any]]] = []  # open()'s settings, made again by replace_file()
 
     @classmethod
     def open(
@@ -80,27 +93,37 @@ class Store:
             raise StoreError(
                 f"cannot open store {path}: {exc}. Only one process may own the store; is `unify serve` or another run using it?"
             ) from exc
+        settings: list[tuple[str, list[Any]]] = []
         if threads:
-            con.execute(f"SET threads = {int(threads)}")
+            settings.append((f"SET threads = {int(threads)}", []))
         if not compress:
-            con.execute("SET force_compression = 'uncompressed'")
+            settings.append(("SET force_compression = 'uncompressed'", []))
         if write_through and not read_only:
-            con.execute("SET checkpoint_threshold = '0B'")
-            con.execute("SET auto_checkpoint_skip_wal_threshold = 0")
+            settings += [("SET checkpoint_threshold = '0B'", []), ("SET auto_checkpoint_skip_wal_threshold = 0", [])]
         elif checkpoint_wal and not read_only:
-            con.execute("SET checkpoint_threshold = ?", [checkpoint_wal])
+            settings.append(("SET checkpoint_threshold = ?", [checkpoint_wal]))
         if not read_only:
             # No vacuum at checkpoints: DuckDB 2 rewrites each row group that lost rows. A
             # live file or steward action deletes the old golden rows of profiles spread
             # over every row group, so that rewrote whole tables and made checkpoints several
             # times as long (docs/benchmarks.md, "Figures behind the code's choices").
-            # The deleted rows stay marked as such until the next run writes its tables anew.
-            con.execute("SET max_vacuum_tasks = 0")
+            # The deleted rows stay marked as such until the next run writes its tables anew
+            # (or `unify compact` copies the store: profiles.store.backup).
+            settings.append(("SET max_vacuum_tasks = 0", []))
+        for sql, params in settings:
+            con.execute(sql, params)
         store = cls(con, path, read_only)
+        store._opened = True
+        store._settings = settings
+        _OPENED[store.abs_path] = _OPENED.get(store.abs_path, 0) + 1
         if not read_only:
             from profiles.store.schema import ensure_schema
 
-            ensure_schema(store)
+            try:
+                ensure_schema(store)
+            except BaseException:
+                store.close()
+                raise
         return store
 
     @classmethod
@@ -122,6 +145,12 @@ class Store:
                 cursor.close()
             self._cursors.clear()
         self._con.close()
+        if self._opened:
+            self._opened = False
+            if _OPENED.get(self.abs_path, 0) <= 1:
+                _OPENED.pop(self.abs_path, None)
+            else:
+                _OPENED[self.abs_path] -= 1
         if self._host is not None:
             self._host._guests.discard(self)
         elif _HOSTED.get(self.abs_path) is self:
@@ -152,6 +181,69 @@ class Store:
         for guest in guests:
             guest._con.interrupt()
         return len(guests)
+
+    def replace_file(self, write_copy: Callable[[duckdb.DuckDBPyConnection, str, Path], None]) -> None:
+        """Make a copy of this served store its file while it serves (`unify compact`):
+        every statement on it waits meanwhile; ``write_copy(connection, catalog, target)``
+        writes the copy, which replaces the file; then the store and its readers go on,
+        on the new file. Refused while a guest (a command the server runs) is open."""
+        if self._host is not None or _HOSTED.get(self.abs_path) is not self:
+            raise StoreError("only the server's own store replaces its file")
+        token = os.urandom(4).hex()
+        tmp, aside = (self.path.with_name(f".{self.path.name}.{token}.{kind}") for kind in ("tmp", "old"))
+        marker = f"_replaced_{token}"
+        with self._lock, ExitStack() as paused:
+            if self._guests:
+                raise StoreError("a command the server runs on the store (a batch run, an ingest, a backup) is under way: try again later")
+            for reader in list(self._cursors):
+                paused.enter_context(reader._lock)
+            closed = attached = False
+            try:
+                self._run("CHECKPOINT", None, None)  # the WAL is empty: the old file leaves nothing behind
+                write_copy(self._con, self.catalog, tmp)
+                self._con.execute(f"ATTACH {sql_literal_path(tmp)} AS {ident(marker)}")
+                self._con.execute(f"CREATE TABLE {ident(marker)}.main.{ident(marker)} (replaced BOOLEAN)")
+                self._con.execute(f"DETACH {ident(marker)}")
+                os.link(self.path, aside)
+                for reader in self._cursors:
+                    reader._con.close()
+                self._con.close()
+                closed = True
+                os.replace(tmp, self.path)
+                con = self._connect_again()
+                if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [marker]).fetchall()[0][0]:
+                    # a connection outside this store's knowledge kept DuckDB's database of the old
+                    # file alive and the new connection joined it: the old file goes back
+                    os.replace(aside, self.path)
+                    self._reattach(con)
+                    attached = True
+                    raise StoreError("a connection to the store was still open; nothing was replaced: stop the server, then compact")
+                con.execute(f"DROP TABLE main.{ident(marker)}")
+                self._reattach(con)
+                attached = True
+            except BaseException:
+                if closed and not attached:  # serve on from the old file (its content is the same)
+                    if aside.exists():
+                        os.replace(aside, self.path)
+                    self._reattach(self._connect_again())
+                raise
+            finally:
+                for leftover in (tmp, tmp.with_name(tmp.name + ".wal"), aside):
+                    with suppress(FileNotFoundError):
+                        leftover.unlink()
+
+    def _connect_again(self) -> duckdb.DuckDBPyConnection:
+        con = duckdb.connect(str(self.path))
+        _configure(con)
+        for sql, params in self._settings:
+            con.execute(sql, params)
+        return con
+
+    def _reattach(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._con = con
+        for reader in self._cursors:
+            reader._con = con.cursor()
+        _PARSED.clear()  # parsed on the database before
 
     def wal_bytes(self) -> int:
         """Size of the write-ahead log: what the next checkpoint writes into the store file."""
@@ -298,12 +390,30 @@ class Store:
     def transaction(self) -> Iterator[None]:
         with self._lock:
             self._con.execute("BEGIN TRANSACTION")
+            self._on_transaction_end = []
             try:
-                yield
-            except BaseException:
-                self._con.execute("ROLLBACK")
-                raise
-            self._con.execute("COMMIT")
+                try:
+                    yield
+                except BaseException:
+                    self._con.execute("ROLLBACK")
+                    raise
+                self._con.execute("COMMIT")
+            finally:
+                callbacks, self._on_transaction_end = self._on_transaction_end, None
+                for callback in reversed(callbacks):
+                    callback()
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._on_transaction_end is not None
+
+    def after_transaction(self, callback: Callable[[], None]) -> bool:
+        """Call ``callback`` once the transaction under way on this store ends (committed or
+        rolled back), e.g. to release a lock held for it. False when none is under way."""
+        if self._on_transaction_end is None:
+            return False
+        self._on_transaction_end.append(callback)
+        return True
 
     @contextmanager
     def workspace(self, spill_dir: Path | None = None, memory_limit: str | None = None, name: str = WORK_CATALOG) -> Iterator[str]:

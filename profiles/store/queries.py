@@ -7,10 +7,11 @@ import json
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from profiles.model import CANONICAL_FIELDS
+from profiles.store.audit import AuditEvent, append_audit
 from profiles.store.connection import Store, marks
 from profiles.store.runs import current_run, published_tables
 
@@ -22,18 +23,6 @@ class Resolved:
     asked: str
     profile_id: str
     redirected: bool
-
-
-@dataclass(frozen=True)
-class AuditEvent:
-    """One audited act: who (actor, role), what (action), on what (subject), and details
-    without PII values or keys."""
-
-    actor: str
-    role: str
-    action: str
-    subject: str | None
-    detail: dict[str, Any]
 
 
 class ProfileQueries:
@@ -277,29 +266,10 @@ class ProfileQueries:
         self.store.execute("INSERT INTO secrets (name, value) VALUES (?, ?)", [name, value])
         return value
 
-    def append_audit(self, events: Sequence[AuditEvent]) -> None:
-        """Append-only: rows are only ever inserted."""
-        if not events:
-            return
-        now = datetime.now(UTC)
-        store = self.store.reader()  # inside a steward's or ingest's transaction: the store itself
-        store.execute(  # one statement (one commit outside a transaction) for all of them
-            "INSERT INTO audit_log (event_id, occurred_at, actor, role, action, subject, detail) VALUES "
-            + ", ".join("(?, ?, ?, ?, ?, ?, ?)" for _ in events),
-            [
-                value
-                for event in events
-                for value in (
-                    f"ev_{secrets.token_hex(8)}",
-                    now,
-                    event.actor,
-                    event.role,
-                    event.action,
-                    event.subject,
-                    json.dumps(event.detail),
-                )
-            ],
-        )
+    def append_audit(self, events: Sequence[AuditEvent]) -> list[str]:
+        """Append-only: entries go onto the chain (profiles.store.audit); returns their ids."""
+        # inside a steward's or ingest's transaction: the store itself
+        return append_audit(self.store.reader(), events)
 
 
 #: What the API reads of a record: the columns it shows (the matching columns stay in the

@@ -1,5 +1,5 @@
 """Tables that outlive runs: the run log, the registry of every profile id ever issued
-(ids are never reused; retired ids redirect), the append-only audit log, and the
+(ids are never reused; retired ids redirect), the append-only audit log (a hash chain: profiles.store.audit), and the
 customers' events (attached to source records or identifiers, never to profile ids)."""
 
 from __future__ import annotations
@@ -52,7 +52,14 @@ _DDL: Final[tuple[str, ...]] = (
         role VARCHAR NOT NULL,
         action VARCHAR NOT NULL,
         subject VARCHAR,
-        detail JSON
+        detail JSON,
+        -- the hash chain (profiles.store.audit): the hash covers the fields above but
+        -- detail, through its digest, so a detail can be redacted without breaking the chain
+        seq BIGINT,
+        prev_hash VARCHAR,
+        entry_hash VARCHAR,
+        detail_digest VARCHAR,
+        redacted BOOLEAN DEFAULT false     -- detail rewritten by an erasure (named by its profile.erase entry)
     )""",
     # Steward decisions as constraints on record pairs (record_key_l < record_key_r):
     # 'same' keeps two records in one profile, 'different' keeps them apart, in every
@@ -142,5 +149,8 @@ _DDL: Final[tuple[str, ...]] = (
 
 
 def ensure_schema(store: Store) -> None:
+    from profiles.store.audit import migrate_audit_log
+
     for ddl in _DDL:
         store.execute(ddl)
+    migrate_audit_log(store)  # stores made before the audit log was a hash chain

@@ -104,6 +104,9 @@ def test_a_batch_run_beside_a_serving_server_loses_nothing(small_demo: DemoRun, 
         assert _gql(client, base, BY_RECORD, {"key": "crm:K0999001"}).json()["data"]["profileByIdentifier"] is not None
         missing = [k for k in acknowledged if _gql(client, base, BY_RECORD, {"key": k}).json()["data"]["profileByIdentifier"] is None]
         assert not missing, f"{len(missing)} of {len(acknowledged)} acknowledged ingests are gone: {missing[:5]}"
+        # the requests', live ingests' and the run's audit entries made one chain
+        verified = subprocess.run([UNIFY, "audit", "verify", "--config", str(config_path)], capture_output=True, text=True, timeout=120)
+        assert verified.returncode == 0 and verified.stdout.startswith("audit chain intact: "), verified.stdout + verified.stderr
 
 
 def test_records_the_cli_ingests_meet_the_next_live_record(small_demo: DemoRun, tmp_path: Path) -> None:
