@@ -151,7 +151,26 @@ def _run(config_path: Path, retrain: bool, accept_shrink: list[str] | None = Non
             config, retrain=retrain, on_stage=lambda stage: status.update(f"{stage} ..."), accept_shrink=accept_shrink or ()
         )
     _print_summary(summary, time.perf_counter() - start)
+    _compact_if_due(config)
     return summary
+
+
+def _compact_if_due(config: Config) -> None:
+    """Compact the store when an erasure left the deleted rows' bytes in its file (an
+    ``eraseProfile`` through the API; `unify erase` compacts at once): at the latest the
+    next batch run does it (docs/privacy.md)."""
+    from profiles.store.backup import compact_store, compaction_due
+
+    with Store.open(config.store_path, compress=config.store.compress) as store:
+        due = compaction_due(store)
+    if due:
+        start = time.perf_counter()
+        done = compact_store(config.store_path)
+        console.print(
+            f"compacted the store after {len(due)} erasure{'s' if len(due) != 1 else ''}: {done.bytes_before:,} -> "
+            f"{done.bytes_after:,} bytes in {time.perf_counter() - start:.1f} s (deleted rows leave no bytes behind)",
+            highlight=False,
+        )
 
 
 @app.command()
@@ -408,9 +427,13 @@ def erase(
         str | None, typer.Option("--identifier", help="KIND:VALUE of the person (email:..., phone:..., record:SOURCE:ID).")
     ] = None,
     config: ConfigOption = Path("unify.toml"),
+    no_compact: Annotated[
+        bool, typer.Option("--no-compact", help="Leave the store file's compaction to `unify compact` or the next `unify run`.")
+    ] = False,
 ) -> None:
     """Erase a person: their records, identifiers, golden fields, events and steward actions go, their values
-    leave the audit log, and their record keys and identifiers are suppressed in later runs and ingests."""
+    leave the audit log, and their record keys and identifiers are suppressed in later runs and ingests. Then the
+    store file is compacted, so that the deleted rows leave no bytes behind (a server pauses its requests for it)."""
     from pipelines.standardize.contacts import standardized_identifier
     from profiles.errors import NotFoundError
     from profiles.model import split_record_key
@@ -442,6 +465,8 @@ def erase(
         f"erased profile {erasure.profile_id} ({erasure.erasure_id}): {counts}; {erasure.suppressed} keys and identifiers "
         f"suppressed; {len(erasure.redacted_events)} audit entries redacted"
     )
+    if not no_compact:
+        _compact_if_due(cfg)
 
 
 @app.command()

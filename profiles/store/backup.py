@@ -68,6 +68,25 @@ def _copy_database(con: duckdb.DuckDBPyConnection, catalog: str, target: Path) -
     _fsync(target)
 
 
+def _copy_compacted(con: duckdb.DuckDBPyConnection, catalog: str, target: Path) -> None:
+    """:func:`_copy_database`, then the copy no longer owes a compaction (``compaction_due``,
+    which an erasure writes and a batch run reads)."""
+    _copy_database(con, catalog, target)
+    alias = ident(f"compacted_{secrets.token_hex(4)}")
+    con.execute(f"ATTACH {sql_literal_path(target)} AS {alias} (READ_WRITE)")
+    try:
+        con.execute(f"DELETE FROM {alias}.main.compaction_due")
+    finally:
+        con.execute(f"DETACH {alias}")
+    _fsync(target)
+
+
+def compaction_due(store: Store) -> list[str]:
+    """Why the store file should be compacted (the erasures since its last compaction):
+    empty when it need not be."""
+    return [str(r[0]) for r in store.rows(f"SELECT reason FROM {ident(store.catalog)}.main.compaction_due ORDER BY since")]
+
+
 def backup_store(store: Store, out: Path | str) -> Path:
     """Write a consistent copy of the whole store to ``out`` (replacing it atomically) on a
     connection of its own, beside whatever else runs on the store (a server's requests)."""
@@ -157,7 +176,7 @@ def compact_store(store_path: Path | str) -> Compacted:
     if served is not None:  # the server's requests wait while the copy is made and swapped in
         before = store_path.stat().st_size
         try:
-            served.replace_file(_copy_database)
+            served.replace_file(_copy_compacted)
         except duckdb.Error as exc:
             raise StoreError(f"compacting {store_path} failed: {exc}") from exc
         _fsync(store_path.parent)
@@ -168,7 +187,7 @@ def compact_store(store_path: Path | str) -> Compacted:
     try:
         catalog = str(con.execute("SELECT current_database()").fetchall()[0][0])
         con.execute("CHECKPOINT")  # the WAL is empty: the swapped-out file leaves nothing behind
-        _copy_database(con, catalog, tmp)
+        _copy_compacted(con, catalog, tmp)
         # renamed while this process still holds the store's lock: no other can write between
         os.replace(tmp, store_path)
     except duckdb.Error as exc:
@@ -180,4 +199,4 @@ def compact_store(store_path: Path | str) -> Compacted:
     return Compacted(store_path, before, store_path.stat().st_size)
 
 
-__all__ = ["Compacted", "backup_store", "compact_store", "restore_store"]
+__all__ = ["Compacted", "backup_store", "compact_store", "compaction_due", "restore_store"]

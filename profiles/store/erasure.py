@@ -25,8 +25,9 @@ from typing import Any, Final
 
 from profiles.errors import NotFoundError, UnifyError
 from profiles.store.action_log import Steward
+from profiles.store.audit import AuditEvent, redact_audit
 from profiles.store.connection import Store, ident, in_list
-from profiles.store.queries import AuditEvent, ProfileQueries
+from profiles.store.queries import ProfileQueries
 from profiles.store.runs import current_run
 
 SALT_SECRET: Final = "suppression_salt"
@@ -220,6 +221,8 @@ def _erase(store: Store, asked: str, by: Steward, reason: str) -> Erasure:
     ProfileQueries(store).append_audit(
         [AuditEvent(actor=by.actor, role=by.role, action="profile.erase", subject=erasure_id, detail=detail)]
     )
+    # the deleted rows' bytes stay in the store file until it is rewritten (docs/privacy.md)
+    store.execute("INSERT INTO compaction_due VALUES (?, now())", [f"erasure {erasure_id}"])
     return erasure
 
 
@@ -288,32 +291,24 @@ def _forget_frequencies(store: Store, run: str, in_keys: str, key_params: list[A
 
 
 def scrub_audit(store: Store, tokens: Sequence[str]) -> list[str]:
-    """Rewrite the audit entries whose detail or subject names one of ``tokens`` (profile
-    ids, record keys, identifier values) without them; returns the ids of the entries rewritten."""
-    # merge: use profiles.store.audit.redact_audit(store, event_ids, scrub) once the hash chain is on main
+    """Redact the audit entries whose detail names one of ``tokens`` (profile ids, record
+    keys, identifier values): their detail is rewritten without them through the chain's
+    own redaction (profiles.store.audit.redact_audit), which keeps each entry's hash; the
+    erasure's entry then names them. Returns the ids of the entries redacted. Subjects are
+    hashed as they are and hold no person's data (action, statement and erasure ids)."""
     if not tokens:
         return []
     # a detail is JSON text, where json.dumps wrote non-ASCII characters as escapes: look for both forms
     needles = sorted(set(tokens) | {json.dumps(t)[1:-1] for t in tokens})
     found = store.rows(
-        """SELECT event_id, subject, detail::VARCHAR FROM audit_log
-           WHERE list_bool_or(list_transform(?::VARCHAR[], t -> contains(coalesce(detail::VARCHAR, ''), t) OR contains(coalesce(subject, ''), t)))
+        """SELECT event_id, detail::VARCHAR FROM audit_log
+           WHERE list_bool_or(list_transform(?::VARCHAR[], t -> contains(coalesce(detail::VARCHAR, ''), t)))
            ORDER BY event_id""",
         [needles],
     )
-    redacted: list[str] = []
-    for event_id, subject, text in found:
-        detail = json.loads(text) if text else None
-        scrubbed = _scrub(detail, tokens)
-        new_subject = ERASED if subject is not None and any(t in str(subject) for t in tokens) else subject
-        if scrubbed == detail and new_subject == subject:
-            continue  # a token inside JSON escapes only: nothing of theirs
-        store.execute(
-            "UPDATE audit_log SET detail = ?, subject = ? WHERE event_id = ?",
-            [json.dumps(scrubbed) if scrubbed is not None else None, new_subject, event_id],
-        )
-        redacted.append(str(event_id))
-    return redacted
+    # a token inside JSON escapes only names nothing of theirs: those entries stay as they are
+    naming = [str(event_id) for event_id, text in found if text and _scrub(json.loads(text), tokens) != json.loads(text)]
+    return redact_audit(store, naming, lambda detail: _scrub(detail, tokens))
 
 
 def _scrub(value: Any, tokens: Sequence[str]) -> Any:

@@ -126,6 +126,13 @@ _DDL: Final[tuple[str, ...]] = (
     )""",
     # Erased people (profiles.store.erasure): digests of their record keys and standardized
     # identifiers, never the values; a run, an ingest or an event matching one is skipped.
+    # Why the store file owes a compaction: an erasure deleted rows whose bytes stay in
+    # the file until it is rewritten (profiles.store.backup.compact_store clears it; `unify
+    # erase` compacts at once, `unify run` when an eraseProfile left it due).
+    """CREATE TABLE IF NOT EXISTS compaction_due (
+        reason VARCHAR NOT NULL,
+        since TIMESTAMPTZ NOT NULL
+    )""",
     """CREATE TABLE IF NOT EXISTS suppression (
         kind VARCHAR NOT NULL,             -- record | the identifier's kind (email, phone, ...)
         digest VARCHAR NOT NULL,           -- sha256(salt || "source:record_id" | "kind:value"), hex

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from pipelines.batch.run import run_pipeline
 from pipelines.config import load_config
 from profiles.errors import UnifyError
-from profiles.store import ProfileQueries, Steward, Store
+from profiles.store import ProfileQueries, Steward, Store, verify_audit
 from profiles.store.erasure import erase_profile
 from resolvers.auth import Role
 from tests.conftest import DemoRun
@@ -227,6 +227,7 @@ def test_nothing_of_the_erased_person_answers(erased: Erased) -> None:
     # every table of the store, every run schema (term frequencies too): nothing of them
     holding = _holding(api.store, _tokens(person)[1:])
     assert holding == [], holding
+    assert verify_audit(api.store).ok  # the redactions are named by the erasure's entry: the chain holds
     assert _holding(api.store, [person.profile_id]) == ["main.audit_log: 1"]  # the profile.erase entry
     # the saved model (file and runs.model) holds parameters learnt from labels, not the labelled pairs
     assert not any(t in api.config.model_path.read_text(encoding="utf-8") for t in _tokens(person))
@@ -348,13 +349,14 @@ def test_the_cli_erases_by_identifier(erased: Erased) -> None:
     assert unknown.exit_code == 1 and "no profile holds that email" in unknown.output
     out = _cli("erase", "--identifier", f"email:{email.upper()}", "--reason", "request #3", "--config", config)
     assert f"erased profile {other.profile_id}" in " ".join(out.output.split())
+    assert "compacted the store after" in " ".join(out.output.split()), out.output
     lookup = "query($k: String!, $v: String!) { profileByIdentifier(kind: $k, value: $v) { id } }"
     assert _ok(api.run(lookup, Role.AGENT, {"k": "email", "v": email})) == {"profileByIdentifier": None}
     assert _holding(api.store, _tokens(other)[1:]) == []
 
 
 def test_the_audit_scrub_rewrites_only_what_names_the_person(tmp_path: Path) -> None:
-    from profiles.store import AuditEvent
+    from profiles.store import AuditEvent, verify_audit
     from profiles.store.erasure import ERASED, scrub_audit
 
     with Store.open(tmp_path / "s.duckdb") as store:
@@ -369,6 +371,10 @@ def test_the_audit_scrub_rewrites_only_what_names_the_person(tmp_path: Path) -> 
         before = {r[0]: r[1] for r in store.rows("SELECT action, detail::VARCHAR FROM audit_log")}
         redacted = scrub_audit(store, ["p_x", "crm:Jörg-1"])
         after = {r[0]: json.loads(r[1]) for r in store.rows("SELECT action, detail::VARCHAR FROM audit_log")}
+        # the chain holds the redaction only once an erasure's entry names the entries redacted
+        assert verify_audit(store).problem == "changed"
+        queries.append_audit([AuditEvent("a", "steward", "profile.erase", "er_1", {"redacted_events": redacted})])
+        assert verify_audit(store).ok
     assert len(redacted) == 2
     assert after["steward.split"] == {"profiles": ["p_y"], "moved": {}}
     assert after["steward.refused"] == {"arguments": {"recordKey": ERASED}, "message": ERASED}
@@ -394,3 +400,59 @@ def test_an_id_merged_into_the_profile_is_erased_with_it(erased: Erased) -> None
         assert api.store.scalar("SELECT count(*) FROM profile_registry WHERE ? IN (profile_id, redirect_to)", [pid]) == 0
     assert _holding(api.store, [retired]) == []
     assert _holding(api.store, [survivor]) == ["main.audit_log: 1"]  # its profile.erase entry
+
+
+def _unique_values(store: Store, person: Person) -> list[str]:
+    """The person's e-mails, phones, record keys and name texts (as their sources wrote them)
+    that no other record of the store holds: what must leave the file's bytes."""
+    names = {str(v) for raw in person.raws.values() for k, v in raw.items() if v and "name" in k.lower() and len(str(v)) >= 6}
+    candidates = sorted({*person.emails, *person.phones, *person.record_keys, *names})
+    return [
+        t
+        for t in candidates
+        if not store.scalar(
+            "SELECT count(*) FROM records WHERE profile_id <> ? AND contains(raw::VARCHAR || concat_ws('|', email, phone, record_key), ?)",
+            [person.profile_id, t],
+        )
+    ]
+
+
+def _file_bytes(store_path: Path) -> bytes:
+    """Every store file of the directory (the store, its WAL, anything left beside it)."""
+    return b"".join(p.read_bytes() for p in sorted(store_path.parent.glob(f"*{store_path.name}*")) if p.is_file())
+
+
+def test_once_compacted_the_store_file_holds_no_bytes_of_them(small_demo: DemoRun, tmp_path: Path) -> None:
+    target = tmp_path / "demo"
+    shutil.copytree(small_demo.manifest.out_dir, target, ignore=shutil.ignore_patterns("*.tmp", "*.sock"))
+    config = load_config(target / "unify.toml")
+    with Store.open(config.store_path) as store:
+        person = _person(store, _pick(store))
+        values = _unique_values(store, person)
+        # deleted and checkpointed, the rows' bytes stay in the file: that is what compaction is for
+        erase_profile(store, person.profile_id, Steward("test", "admin"), "GDPR art. 17")
+        store.execute("CHECKPOINT")
+        assert store.rows("SELECT reason FROM compaction_due")
+    held = [v for v in values if v.encode("utf-8") in _file_bytes(config.store_path)]
+    assert len(held) >= 3, (values, held)  # names, e-mails, phones, keys: still in the file's bytes
+    out = _cli("compact", "--config", str(target / "unify.toml"))
+    assert "compacted" in out.output
+    left = [v for v in values if v.encode("utf-8") in _file_bytes(config.store_path)]
+    assert left == []
+    with Store.open(config.store_path) as store:  # the rest is all there, and no compaction is owed
+        assert store.scalar("SELECT count(*) FROM records") > 0 and verify_audit(store).ok
+        assert store.rows("SELECT reason FROM compaction_due") == []
+
+
+def test_a_run_compacts_what_an_erasure_through_the_api_left(erased: Erased) -> None:
+    # the module's store was erased through the API (an earlier test let one record back in):
+    # the next run compacts the file, here while the fixture's store serves it
+    api = erased.api
+    assert api.store.rows("SELECT reason FROM compaction_due")
+    out = _cli("run", "--config", str(erased.tmp / "demo" / "unify.toml"))
+    assert "compacted the store after 1 erasure" in " ".join(out.output.split())
+    assert api.store.rows("SELECT reason FROM compaction_due") == []
+    assert verify_audit(api.store).ok
+    query = "query($id: ID!) { profile(id: $id) { id } }"
+    some = str(api.store.scalar("SELECT min(profile_id) FROM profiles"))
+    assert _ok(api.run(query, Role.AGENT, {"id": some})) == {"profile": {"id": some}}  # serving on, from the new file
