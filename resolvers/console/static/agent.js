@@ -177,12 +177,13 @@ function address(a) {
 
 export function renderCard(p, withheld) {
   const lineage = new Map((p.fields || []).map((f) => [f.name, f]));
-  const from = (name) => {
-    const f = lineage.get(name);
-    return f ? h("span", { class: "lineage" }, f.source, f.rule ? ` · ${f.rule}` : "") : "";
+  const from = (...names) => {
+    const found = names.map((n) => lineage.get(n)).filter(Boolean);
+    const said = [...new Set(found.map((f) => `${f.source}${f.rule ? ` · ${f.rule}` : ""}`))];
+    return said.length ? h("span", { class: "lineage", title: found.map((f) => `${f.name}: ${f.source} (${f.rule}) ${text(f.recordId)}`).join("\n") }, said.join(", ")) : "";
   };
   const golden = [
-    ["Name", p.fullName, "full_name"],
+    ["Name", p.fullName, "full_name", "first_name", "last_name"],
     ["Birth date", p.dateOfBirth, "date_of_birth"],
     ["E-mail", p.email, "email"],
     ["Phone", p.phone, "phone"],
@@ -208,8 +209,8 @@ export function renderCard(p, withheld) {
           "table",
           { class: "golden" },
           h("tbody", {}, [
-            ...golden.map(([label, value, name]) => h("tr", {}, h("th", { scope: "row" }, label), h("td", {}, shown(value, fieldNames[name], withheld)), h("td", {}, from(name)))),
-            h("tr", {}, h("th", { scope: "row" }, "Address"), h("td", { class: "address" }, address(p.address)), h("td", {}, from("address") || from("postcode"))),
+            ...golden.map(([label, value, ...names]) => h("tr", {}, h("th", { scope: "row" }, label), h("td", {}, shown(value, fieldNames[names[0]], withheld)), h("td", {}, from(...names)))),
+            h("tr", {}, h("th", { scope: "row" }, "Address"), h("td", { class: "address" }, address(p.address)), h("td", {}, from("street", "house_number", "postcode", "city"))),
           ]),
         ),
       ),
@@ -233,20 +234,36 @@ export function renderCard(p, withheld) {
   );
 }
 
-/** "contacted 3 times about delivery in 6 days, switched from chat to phone", from the effort signals and the timeline. */
+const DAY = 86400000;
+const REPEAT_DAYS = 7; // as [effort] repeat_days in the demo: contacts on a topic this close are one episode
+
+/** "contacted 3 times about delivery in 2 days, switched from phone to chat (last 2024-12-21)": per topic,
+ * the latest run of contacts each within REPEAT_DAYS of the one before, from the card's timeline. */
 export function effortSentences(p) {
-  const effort = p.effort;
-  if (!effort) return [];
-  const since = Date.now() - effort.days * 86400000;
-  const contacts = (p.timeline?.nodes || []).filter((n) => n.type === "contact" && new Date(n.occurredAt).getTime() >= since);
-  return (effort.openTopics || []).map((topic) => {
-    const about = contacts.filter((n) => n.topic === topic).sort((a, b) => a.occurredAt.localeCompare(b.occurredAt));
-    if (about.length < 2) return `contacted more than once about ${topic}`;
-    const days = Math.max(1, Math.round((new Date(about.at(-1).occurredAt) - new Date(about[0].occurredAt)) / 86400000));
-    const channels = about.map((n) => n.channel).filter((c, i, all) => c && c !== all[i - 1]);
-    const switched = channels.length > 1 ? `, switched from ${channels.join(" to ")}` : "";
-    return `contacted ${about.length} times about ${topic} in ${days} days${switched}`;
-  });
+  const contacts = (p.timeline?.nodes || []).filter((n) => n.type === "contact" && n.topic);
+  const byTopic = new Map();
+  for (const n of [...contacts].sort((a, b) => b.occurredAt.localeCompare(a.occurredAt))) {
+    const run = byTopic.get(n.topic) || { contacts: [], closed: false };
+    byTopic.set(n.topic, run);
+    const later = run.contacts.at(-1);
+    if (run.closed) continue;
+    if (later && (new Date(later.occurredAt) - new Date(n.occurredAt)) / DAY > REPEAT_DAYS) run.closed = true;
+    else run.contacts.push(n);
+  }
+  return [...byTopic.entries()]
+    .map(([topic, run]) => [topic, run.contacts])
+    .filter(([, run]) => run.length > 1)
+    .sort(([, a], [, b]) => b[0].occurredAt.localeCompare(a[0].occurredAt))
+    .slice(0, 3)
+    .map(([topic, run]) => {
+      const about = [...run].reverse(); // oldest first
+      const days = Math.max(1, Math.ceil((new Date(about.at(-1).occurredAt) - new Date(about[0].occurredAt)) / DAY));
+      const channels = about.map((n) => n.channel).filter((c, i, all) => c && c !== all[i - 1]);
+      const switched = channels.length > 1 ? `, switched from ${channels.join(" to ")}` : "";
+      const departments = new Set(about.map((n) => n.department).filter(Boolean)).size;
+      const handed = departments > 1 ? `, through ${departments} departments` : "";
+      return `contacted ${about.length} times about ${topic} in ${days} day${days > 1 ? "s" : ""}${switched}${handed} (last ${when(about.at(-1).occurredAt).slice(0, 10)})`;
+    });
 }
 
 function effortLine(p, withheld) {
@@ -258,7 +275,8 @@ function effortLine(p, withheld) {
     { class: "effort", role: "note", "aria-label": "Effort" },
     h("strong", {}, `Last ${e.days} days: `),
     `${e.contacts} contacts, ${e.repeatContacts} repeats, ${e.channelSwitches} channel switches, ${e.transfers} transfers`,
-    sentences.length ? h("ul", {}, sentences.map((s) => h("li", {}, s))) : "",
+    (e.openTopics || []).length ? `; open: ${e.openTopics.join(", ")}` : "",
+    sentences.length ? h("ul", { class: "episodes" }, sentences.map((s) => h("li", {}, s))) : "",
   );
 }
 

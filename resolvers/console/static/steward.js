@@ -29,7 +29,6 @@ const COMPARED = [
   ["House number", (r) => r.address?.houseNumber],
   ["Postcode", (r) => r.address?.postcode],
   ["City", (r) => r.address?.city],
-  ["Updated", (r) => when(r.updatedAt)],
 ];
 
 export class StewardView {
@@ -112,7 +111,6 @@ export class StewardView {
           }),
         ),
       ),
-      h("details", { class: "raw", open: true }, h("summary", {}, "Raw rows as the sources wrote them"), h("div", { class: "raw-pair" }, rawTable(p.left), rawTable(p.right))),
       p.explanation ? weightChart(p.explanation) : h("p", {}, "No explanation for this pair."),
       h(
         "form",
@@ -122,6 +120,7 @@ export class StewardView {
         h("button", { type: "button", id: "decide-same", onclick: () => this.decide("SAME") }, "Same (s)"),
         h("button", { type: "button", id: "decide-different", onclick: () => this.decide("DIFFERENT") }, "Different (d)"),
       ),
+      h("details", { class: "raw", open: true }, h("summary", {}, "Raw rows as the sources wrote them"), h("div", { class: "raw-pair" }, rawTable(p.left), rawTable(p.right))),
     );
   }
 
