@@ -216,7 +216,9 @@ def serve(
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
     dev: Annotated[
         bool,
-        typer.Option("--dev", help="Development mode: GraphiQL at /graphiql, introspection, field suggestions, demo keys. Never in production."),
+        typer.Option(
+            "--dev", help="Development mode: GraphiQL at /graphiql, introspection, field suggestions, demo keys. Never in production."
+        ),
     ] = False,
 ) -> None:
     """Serve the web console and the GraphQL API over the published profiles (owns the store while it runs)."""

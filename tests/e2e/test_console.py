@@ -76,7 +76,7 @@ def graphql(server: Server, role: str, query: str, variables: dict[str, Any] | N
 
 def caller(server: Server, small_demo: DemoRun) -> dict[str, Any]:
     phone, _person = small_demo.manifest.demo_phone_lookup
-    query = "query($v: String!) { profileByIdentifier(kind: \"phone\", value: $v) { id pseudonymousId fullName email phone recordCount } }"
+    query = 'query($v: String!) { profileByIdentifier(kind: "phone", value: $v) { id pseudonymousId fullName email phone recordCount } }'
     found: dict[str, Any] = graphql(server, "agent", query, {"v": phone})["profileByIdentifier"]
     return found
 
@@ -144,7 +144,7 @@ def test_steward_decides_a_pair_splits_a_record_undoes_it_and_sees_the_audit(pag
 
     # a pair someone else decided meanwhile: CONFLICT, shown, and the reason stays in the box
     taken = page.get_attribute(".pair-body", "data-pair")
-    decide = "mutation($id: ID!) { decideCandidate(pairId: $id, decision: DIFFERENT, reason: \"by another steward\") { id } }"
+    decide = 'mutation($id: ID!) { decideCandidate(pairId: $id, decision: DIFFERENT, reason: "by another steward") { id } }'
     graphql(server, "steward", decide, {"id": taken})
     page.keyboard.press("s")
     page.wait_for_selector("#message:has-text('CONFLICT')")
@@ -186,8 +186,13 @@ def test_personalization_sees_no_contact_pii(page: Any, server: Server, small_de
 
 
 def test_markup_in_a_name_is_shown_as_text(page: Any, server: Server) -> None:
-    record = {"customerId": "console-xss-1", "firstName": "<img src=x onerror=alert(1)>", "lastName": "<script>alert(2)</script>", "city": "Utrecht"}
-    ingest = "mutation($r: JSON!) { ingestRecord(source: \"webshop\", record: $r) { recordKey profile { fullName } } }"
+    record = {
+        "customerId": "console-xss-1",
+        "firstName": "<img src=x onerror=alert(1)>",
+        "lastName": "<script>alert(2)</script>",
+        "city": "Utrecht",
+    }
+    ingest = 'mutation($r: JSON!) { ingestRecord(source: "webshop", record: $r) { recordKey profile { fullName } } }'
     ingested = graphql(server, "agent", ingest, {"r": record})["ingestRecord"]
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
@@ -213,3 +218,25 @@ def test_pages_carry_a_strict_policy_and_graphiql_is_not_served_in_production(se
         assert response.headers["x-content-type-options"] == "nosniff"
     assert httpx.get(f"{server.base}/graphiql").status_code == 404
     assert httpx.post(f"{server.base}/graphql", json={"query": "{ viewer { role } }"}).status_code == 401  # the API keeps its guard
+
+
+def test_graphiql_only_with_dev_and_with_a_policy_of_its_own(small_demo: DemoRun, tmp_path: Path) -> None:
+    config = copy_demo(small_demo, tmp_path / "demo")  # production keys, development off: --dev turns it on
+    with unify_serve(config, args=("--dev",)) as dev:
+        page = httpx.get(f"{dev.base}/graphiql")
+        assert page.status_code == 200 and "graphiql" in page.text.lower()
+        assert "https://unpkg.com" in page.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+        assert "unsafe-inline" not in httpx.get(f"{dev.base}/").headers["content-security-policy"]  # the console stays strict
+        # GraphiQL posts to its own address, behind the same key guard
+        assert httpx.post(f"{dev.base}/graphiql", json={"query": "{ viewer { role } }"}).status_code == 401
+        answer = httpx.post(
+            f"{dev.base}/graphiql", json={"query": "{ viewer { role } }"}, headers={"Authorization": f"Bearer {KEYS['steward']}"}
+        )
+        assert answer.json() == {"data": {"viewer": {"role": "steward"}}}
+        introspection = httpx.post(
+            f"{dev.base}/graphql",
+            json={"query": "{ __schema { queryType { name } } }"},
+            headers={"Authorization": f"Bearer {KEYS['agent']}"},
+        )
+        assert introspection.json()["data"]["__schema"]["queryType"]["name"] == "Query"
