@@ -2,7 +2,9 @@
 against a real `unify serve` on a copy of the small demo: one server and one browser for
 the module, a fresh page (tab, so a fresh sessionStorage) per test.
 
-The screenshots in docs/ (console-agent.png, console-steward.png) are made here."""
+The screenshots in docs/ (console-agent.png, console-steward.png) are made here: into docs/
+with UNIFY_SCREENSHOTS=1 (`make screenshots`), else into the test's temporary directory, so
+that a test run leaves the work tree as it was."""
 
 from __future__ import annotations
 
@@ -24,6 +26,12 @@ playwright = pytest.importorskip("playwright.sync_api", reason="playwright is in
 #: Debian's chromium (the Makefile installs it); Playwright never downloads a browser here.
 CHROMIUM = os.environ.get("UNIFY_TEST_CHROMIUM", "/usr/bin/chromium")
 DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the screenshots go (docs/ when asked for)."""
+    return DOCS if os.environ.get("UNIFY_SCREENSHOTS") == "1" else tmp_path_factory.mktemp("screenshots")
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +89,9 @@ def caller(server: Server, small_demo: DemoRun) -> dict[str, Any]:
     return found
 
 
-def test_agent_finds_the_demo_caller_by_their_number_written_another_way(page: Any, server: Server, small_demo: DemoRun) -> None:
+def test_agent_finds_the_demo_caller_by_their_number_written_another_way(
+    page: Any, server: Server, small_demo: DemoRun, shots: Path
+) -> None:
     phone, _person = small_demo.manifest.demo_phone_lookup
     expected = caller(server, small_demo)
     urls: list[str] = []
@@ -102,7 +112,7 @@ def test_agent_finds_the_demo_caller_by_their_number_written_another_way(page: A
     shown = page.locator("table.timeline tbody tr").evaluate_all("rs => rs.map(r => r.dataset.channel)")
     assert shown and set(shown) == {channels[0]}
     page.select_option("#timeline-channel", "")
-    page.screenshot(path=str(DOCS / "console-agent.png"), full_page=True)
+    page.screenshot(path=str(shots / "console-agent.png"), full_page=True)
     # the key goes as a Bearer header, never in an address, and never into the server's log
     assert bearer and set(bearer) == {f"Bearer {KEYS['agent']}"}
     assert not [u for u in urls if KEYS["agent"] in u]
@@ -121,7 +131,9 @@ def test_free_text_lists_candidates_and_opens_a_card(page: Any, server: Server, 
     assert page.problems == []
 
 
-def test_steward_decides_a_pair_splits_a_record_undoes_it_and_sees_the_audit(page: Any, server: Server, small_demo: DemoRun) -> None:
+def test_steward_decides_a_pair_splits_a_record_undoes_it_and_sees_the_audit(
+    page: Any, server: Server, small_demo: DemoRun, shots: Path
+) -> None:
     sign_in(page, server, "steward")
     page.wait_for_selector(".pair-body")
     first = page.get_attribute(".pair-body", "data-pair")
@@ -129,7 +141,7 @@ def test_steward_decides_a_pair_splits_a_record_undoes_it_and_sees_the_audit(pag
     comparisons = page.locator(".waterfall g.step").count()
     assert comparisons >= 4
     assert page.locator(".compare tr.diff").count() >= 1  # differences highlighted
-    page.screenshot(path=str(DOCS / "console-steward.png"), full_page=True)
+    page.screenshot(path=str(shots / "console-steward.png"), full_page=True)
 
     # keyboard: next pair, back, decide DIFFERENT with a reason
     page.keyboard.press("j")
@@ -168,6 +180,19 @@ def test_steward_decides_a_pair_splits_a_record_undoes_it_and_sees_the_audit(pag
     page.wait_for_selector(".audit li[data-action='steward.undo']")
     assert page.locator(".records tbody tr").count() == profile["recordCount"]
     assert "two people under one card" in page.inner_text(".audit")
+
+    # merge another profile into it, then undo the merge
+    queue = graphql(server, "steward", "{ reviewQueue(first: 1) { edges { node { rightProfileId } } } }")["reviewQueue"]["edges"]
+    other = queue[0]["node"]["rightProfileId"]
+    page.fill("#merge-with", other)
+    page.click("#merge")
+    page.wait_for_selector("#message:has-text('Merged')")
+    page.wait_for_selector(".audit li[data-action='steward.merge']")
+    merged = page.locator(".records tbody tr").count()
+    assert merged > profile["recordCount"]
+    page.locator(".audit li[data-action='steward.merge'] button.undo").first.click()
+    page.wait_for_selector("#message:has-text('Undid')")
+    page.wait_for_function(f"document.querySelectorAll('.records tbody tr').length < {merged}")
     assert page.problems == []
 
 
