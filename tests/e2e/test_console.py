@@ -120,6 +120,38 @@ def test_agent_finds_the_demo_caller_by_their_number_written_another_way(
     assert page.problems == []
 
 
+def test_the_search_box_reads_what_a_caller_says(page: Any, server: Server) -> None:
+    sign_in(page, server, "agent")
+    how = page.evaluate(
+        """async (typed) => {
+          const { classify } = await import("/console/agent.js");
+          const viewer = { role: "agent", identifierKinds: ["customer_number", "email", "loyalty_card", "phone"] };
+          return Object.fromEntries(typed.map((t) => [t, classify(t, viewer)]));
+        }""",
+        [
+            "Jan.de.Vries@Example.nl",
+            "crm:K0010003",
+            "+31 (0)6-1234 5678",
+            "06 12 34 56 78",
+            "K0010003",
+            "800090218374",
+            "jan de vries 1985 utrecht",
+            "j. devries 3511",
+        ],
+    )
+    identifiers = {"kinds": ["customer_number", "loyalty_card", "phone"]}
+    assert how == {
+        "Jan.de.Vries@Example.nl": {"kinds": ["email"]},
+        "crm:K0010003": {"record": True},
+        "+31 (0)6-1234 5678": identifiers,
+        "06 12 34 56 78": identifiers,
+        "K0010003": identifiers,
+        "800090218374": identifiers,
+        "jan de vries 1985 utrecht": {"search": True},
+        "j. devries 3511": {"search": True},
+    }
+
+
 def test_free_text_lists_candidates_and_opens_a_card(page: Any, server: Server, small_demo: DemoRun) -> None:
     expected = caller(server, small_demo)
     sign_in(page, server, "agent")
