@@ -51,6 +51,7 @@ export class StewardView {
       const q = data.reviewQueue;
       this.pairs = q.edges.map((e) => e.node);
       this.total = q.totalCount;
+      this.next = q.pageInfo.hasNextPage ? q.pageInfo.endCursor : null;
       this.index = Math.min(this.index, Math.max(0, this.pairs.length - 1));
       this.draw();
     } catch (e) {
@@ -80,10 +81,27 @@ export class StewardView {
     this.pairBox.replaceChildren(pair ? this.pairView(pair) : h("p", {}, "The queue is empty."));
   }
 
-  select(i) {
+  async select(i) {
+    if (i >= this.pairs.length && this.next && !this.busy) await this.more();
     if (i < 0 || i >= this.pairs.length) return;
     this.index = i;
     this.draw();
+  }
+
+  /** The next page of the queue, after the pairs shown. */
+  async more() {
+    this.busy = true;
+    try {
+      const { data } = await this.api.run(QUEUE, { first: PAGE, after: this.next });
+      const q = data.reviewQueue;
+      const known = new Set(this.pairs.map((p) => p.id));
+      this.pairs.push(...q.edges.map((e) => e.node).filter((p) => !known.has(p.id)));
+      this.next = q.pageInfo.hasNextPage ? q.pageInfo.endCursor : null;
+    } catch (e) {
+      this.say(explain(e));
+    } finally {
+      this.busy = false;
+    }
   }
 
   pairView(p) {
