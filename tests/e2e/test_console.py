@@ -129,6 +129,23 @@ def test_agent_finds_the_demo_caller_by_their_number_written_another_way(
     assert page.problems == []
 
 
+def test_the_key_is_kept_for_the_tab_only_and_a_wrong_one_is_refused(page: Any, server: Server) -> None:
+    page.goto(f"{server.base}/")
+    page.fill("#key", "not-a-key")
+    page.press("#key", "Enter")
+    page.wait_for_selector("#message:has-text('UNAUTHENTICATED')")
+    assert page.is_visible("#signin") and page.evaluate("() => sessionStorage.length") == 0
+    sign_in(page, server, "agent")
+    assert page.evaluate("() => sessionStorage.getItem('unify.key')") == KEYS["agent"]
+    assert page.evaluate("() => localStorage.length + document.cookie.length") == 0
+    page.reload()  # the same tab keeps it
+    page.wait_for_selector("#who:has-text('signed in as agent')")
+    page.click("#signout")
+    page.wait_for_selector("#signin:not([hidden])")
+    assert page.evaluate("() => sessionStorage.length") == 0
+    assert page.problems == [] or all("401" in p for p in page.problems)
+
+
 def test_the_search_box_reads_what_a_caller_says(page: Any, server: Server) -> None:
     sign_in(page, server, "agent")
     how = page.evaluate(
