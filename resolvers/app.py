@@ -36,6 +36,7 @@ from profiles.errors import StoreError
 from profiles.store import AuditEvent, ProfileQueries, Store
 from profiles.store.runs import publish_count
 from resolvers.auth import Keyring, Principal
+from resolvers.console import console_routes
 from resolvers.context import Context, make_loaders
 from resolvers.ingest import live_ingester
 from resolvers.schema import build_schema
@@ -86,10 +87,10 @@ class _AuditWriter:
 
 
 class _GraphQL(GraphQL[Context, None]):
-    def __init__(self, config: Config, queries: ProfileQueries, pseudonym_key: bytes):
+    def __init__(self, config: Config, queries: ProfileQueries, pseudonym_key: bytes, graphiql: bool = False):
         super().__init__(
             build_schema(config.api),
-            graphql_ide="graphiql" if config.api.development else None,
+            graphql_ide="graphiql" if graphiql else None,  # served by resolvers.console at /graphiql, not here
             allow_queries_via_get=False,
         )
         self.config, self.queries, self.pseudonym_key = config, queries, pseudonym_key
@@ -301,11 +302,15 @@ async def _health(_: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-def create_app(config: Config | str | Path, *, sidecar: Sidecar | None = None) -> ASGIApp:
+def create_app(config: Config | str | Path, *, sidecar: Sidecar | None = None, dev: bool = False) -> ASGIApp:
     """Opens the store named by the config (a Config, or the path of its file) and warms
-    the live path; ``sidecar`` runs beside the server while it serves."""
+    the live path; ``sidecar`` runs beside the server while it serves. ``dev`` (`unify
+    serve --dev`): development mode whatever the config says (introspection, field
+    suggestions, demo keys) and GraphiQL at ``/graphiql``; never in production."""
     if not isinstance(config, Config):
         config = load_config(config)
+    if dev:
+        config = config.model_copy(update={"api": config.api.model_copy(update={"development": True})})
     # Store reads run on worker threads while the event loop goes on; a thread that
     # finished its query waits for the GIL at most this long (default 5 ms).
     sys.setswitchinterval(0.0005)
@@ -318,7 +323,7 @@ def create_app(config: Config | str | Path, *, sidecar: Sidecar | None = None) -
     # index nodes read in (its time and memory at 1M: docs/benchmarks.md, real-time ingest)
     live = live_ingester(queries, config)
     live.warm()
-    graphql = _GraphQL(config, queries, queries.secret("pseudonym_key").encode())
+    graphql = _GraphQL(config, queries, queries.secret("pseudonym_key").encode(), graphiql=dev)
 
     guarded = _Guard(graphql, keyring, config.api.max_body_bytes, config.api.resolver_timeout)
 
@@ -351,8 +356,13 @@ def create_app(config: Config | str | Path, *, sidecar: Sidecar | None = None) -
     # out of the collector's generations, so that collections during requests stay short.
     gc.collect()
     gc.freeze()
-    rest = Starlette(routes=[Route("/healthz", _health), Route("/graphql", guarded, methods=["POST"])], lifespan=lifespan)
-    return _Dispatch(guarded, rest)
+    routes = [
+        Route("/healthz", _health),
+        Route("/graphql", guarded, methods=["POST"]),
+        *console_routes(graphql.graphql_ide_html if dev else None),  # the pages hold no data: outside the key guard
+    ]
+    rest = Starlette(routes=routes, lifespan=lifespan)
+    return _Dispatch(guarded, rest, graphql_paths=("/graphql", "/graphiql") if dev else ("/graphql",))
 
 
 class _Dispatch:
@@ -361,11 +371,12 @@ class _Dispatch:
     its two middlewares were ~6% of the event loop's time a request; an error the guard
     does not handle still reaches uvicorn, which answers 500."""
 
-    def __init__(self, graphql: ASGIApp, rest: ASGIApp):
+    def __init__(self, graphql: ASGIApp, rest: ASGIApp, graphql_paths: tuple[str, ...] = ("/graphql",)):
         self.graphql, self.rest = graphql, rest
+        self.graphql_paths = graphql_paths  # GraphiQL posts its queries to its own address
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == "/graphql":
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.graphql_paths:
             await self.graphql(scope, receive, send)
         else:
             await self.rest(scope, receive, send)

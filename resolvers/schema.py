@@ -117,7 +117,22 @@ MAX_FIRST = 100
 
 
 @strawberry.type
+class Viewer:
+    """Who is asking: what a client (the web console) needs to show a key's role only what it may use."""
+
+    role: str = strawberry.field(description="The role of the request's API key: agent, personalization, steward or admin.")
+    identifier_kinds: list[str] = strawberry.field(
+        description='The kinds profileByIdentifier takes besides "record" and "pseudonymous_id": email, phone and the configured identifiers.'
+    )
+
+
+@strawberry.type
 class Query(StewardQuery):
+    @strawberry.field(description="The caller's role and what it can look profiles up by.")
+    def viewer(self, info: Info[Context, Any]) -> Viewer:
+        ctx = context_of(info)
+        return Viewer(role=ctx.principal.role.value, identifier_kinds=ctx.config.identifier_kinds())
+
     @strawberry.field(description="A profile by id; an id merged into another profile answers with the survivor.")
     async def profile(self, info: Info[Context, Any], id: strawberry.ID) -> Profile | None:
         resolved = (await asyncio.to_thread(context_of(info).queries.resolve, [str(id)])).get(str(id))

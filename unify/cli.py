@@ -192,13 +192,13 @@ def run(
     _run(config, retrain, accept_shrink)
 
 
-def _serve(config_path: Path, host: str, port: int) -> None:
+def _serve(config_path: Path, host: str, port: int, dev: bool = False) -> None:
     import uvicorn
 
     config = load_config(config_path)  # fail here, in one line, rather than inside the server
     from pipelines.demo.config import demo_key_roles
 
-    if not config.api.development and (demo := demo_key_roles(k.sha256 for k in config.api.keys)):
+    if not (config.api.development or dev) and (demo := demo_key_roles(k.sha256 for k in config.api.keys)):
         raise ConfigError(
             f"{config_path}: the published demo key of role {', '.join(demo)} is accepted, and api.development is false: "
             "anyone who read the README could use it. Give each [[api.keys]] a key of your own, or set development = true for a demo"
@@ -208,7 +208,7 @@ def _serve(config_path: Path, host: str, port: int) -> None:
     def control(store: Store, changed: Callable[[str], None]) -> AbstractAsyncContextManager[None]:
         return ControlServer(store, socket_path(config.store_path), execute_for_server, on_changed=changed).running()
 
-    app = create_app(config, sidecar=control)
+    app = create_app(config, sidecar=control, dev=dev)
     # Stopping (SIGTERM, Ctrl+C) waits at most 2 s for requests under way, then cancels them.
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2)
 
@@ -237,10 +237,18 @@ def serve(
     config: ConfigOption = Path("unify.toml"),
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    dev: Annotated[
+        bool,
+        typer.Option(
+            "--dev", help="Development mode: GraphiQL at /graphiql, introspection, field suggestions, demo keys. Never in production."
+        ),
+    ] = False,
 ) -> None:
-    """Serve the GraphQL API over the published profiles (owns the store while it runs)."""
-    console.print(f"GraphQL API on http://{host}:{port}/graphql (Ctrl+C stops it)")
-    _serve(config, host, port)
+    """Serve the web console and the GraphQL API over the published profiles (owns the store while it runs)."""
+    console.print(f"Console on http://{host}:{port}/ and GraphQL API on http://{host}:{port}/graphql (Ctrl+C stops it)")
+    if dev:
+        console.print(f"Development mode: GraphiQL on http://{host}:{port}/graphiql")
+    _serve(config, host, port, dev)
 
 
 class ExportFormat(str, Enum):
@@ -598,8 +606,15 @@ def demo(
         f"curl -s http://{host}:{port}/graphql -H 'Authorization: Bearer {DEMO_API_KEYS['agent']}' "
         f"-H 'Content-Type: application/json' -d '{body}'\n"
     )
-    console.print(f"(roles: {', '.join(f'{r} key {k}' for r, k in DEMO_API_KEYS.items())}; Ctrl+C stops the server)")
-    _serve(manifest.config_path, host, port)
+    console.print(
+        f"[bold]Open the console: http://{host}:{port}/[/]\n"
+        f"  sign in with the agent key {DEMO_API_KEYS['agent']}, type {phone} into the search box and press Enter: the customer card;\n"
+        f"  sign in with the steward key {DEMO_API_KEYS['steward']}: the review queue (j/k next and previous pair, s same, d different).\n"
+        f"Demo keys: {', '.join(f'{r} {k}' for r, k in DEMO_API_KEYS.items())}. "
+        f"GraphiQL (development mode): http://{host}:{port}/graphiql. Ctrl+C stops the server.",
+        highlight=False,
+    )
+    _serve(manifest.config_path, host, port, dev=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -181,7 +181,10 @@ class ApiConfig(_Strict):
         gt=0,
         description="Seconds a request may take before it fails with a TIMEOUT error; a mutation whose write has committed answers with its outcome instead, however late.",
     )
-    development: bool = Field(False, description="Enables GraphiQL, introspection and field suggestions (off in production).")
+    development: bool = Field(
+        False,
+        description="Enables introspection, field suggestions and the demo keys (off in production); GraphiQL needs `unify serve --dev`.",
+    )
     roles: dict[RoleName, RolePolicy] = Field(
         default_factory=dict, description="[api.roles.NAME]: what each role reads for (purposes = [...]; docs/privacy.md)."
     )

@@ -96,11 +96,11 @@ class Server:
 
 
 @contextmanager
-def unify_serve(config: Path, env: dict[str, str] | None = None) -> Iterator[Server]:
-    """`unify serve --config CONFIG` on a free port; stopped on leaving."""
+def unify_serve(config: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> Iterator[Server]:
+    """`unify serve --config CONFIG [ARGS]` on a free port; stopped on leaving."""
     port = free_port()
     process = subprocess.Popen(
-        [UNIFY, "serve", "--config", str(config), "--port", str(port)],
+        [UNIFY, "serve", "--config", str(config), "--port", str(port), *args],
         env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

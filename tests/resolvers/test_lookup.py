@@ -239,3 +239,10 @@ def test_a_lookup_knows_whether_records_are_asked(selection: str, asked: bool) -
     query asks for them, in whatever form."""
     result = strawberry.Schema(query=_ProbeQuery).execute_sync(selection)
     assert result.errors is None and result.data["probe"]["asked"] is asked
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_viewer_names_the_role_and_the_kinds_to_look_up_by(api: Api, role: Role) -> None:
+    result = api.run("{ viewer { role identifierKinds } }", role)
+    assert result.errors is None
+    assert result.data["viewer"] == {"role": role.value, "identifierKinds": ["customer_number", "email", "loyalty_card", "phone"]}
