@@ -8,7 +8,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, contextmanager
 from contextvars import ContextVar
 from datetime import date
@@ -101,6 +101,13 @@ def friendly_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _event_counts(name: str, counts: Mapping[str, Any]) -> str:
+    """One event file's read in a summary line."""
+    if counts.get("unchanged"):
+        return f"{name} unchanged since its last read ({counts['accepted']:,} events)"
+    return f"{name} {counts['accepted']:,} events ({counts['written']:,} new or changed), {counts['quarantined']:,} quarantined"
+
+
 def _print_summary(summary: RunSummary, elapsed: float) -> None:
     table = Table(title=f"run {summary.run_id}", title_justify="left")
     for column in ("source", "rows", "accepted", "previous run", "quarantined", "field issues"):
@@ -120,6 +127,12 @@ def _print_summary(summary: RunSummary, elapsed: float) -> None:
         f"{summary.candidate_pairs:,} scored pairs, {summary.review_queue:,} in the review queue; "
         f"model {'trained' if summary.model_trained else 'reused'}"
     )
+    if summary.events:
+        console.print(
+            "events: "
+            + "; ".join(_event_counts(name, c) for name, c in summary.events.items())
+            + f"; {summary.events_unlinked:,} not linked to a profile yet"
+        )
     if summary.suppressed:
         per_source = ", ".join(f"{name} {c.suppressed:,}" for name, c in summary.sources.items() if c.suppressed)
         console.print(f"suppressed: {summary.suppressed:,} rows of erased people left out ({per_source})")
@@ -350,7 +363,7 @@ def _ingest_events(cfg: Config, name: str, file: Path) -> None:
             "SELECT line, event_id, reason FROM event_quarantine WHERE event_source = ? ORDER BY line LIMIT 20", [name]
         )
     linked = f"; {unlinked:,} events of the store are not linked to a profile yet" if unlinked is not None else ""
-    console.print(f"{counts.rows:,} rows from {file} ({name}): {counts.accepted:,} events kept, {counts.quarantined:,} quarantined{linked}")
+    console.print(f"{counts.rows:,} rows from {file}: {_event_counts(name, counts.as_dict())}{linked}")
     for row in quarantined:
         err_console.print(f"[yellow]quarantined[/] {name}:line {row['line']}: {row['reason']}", highlight=False)
 

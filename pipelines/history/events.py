@@ -16,6 +16,7 @@ transaction."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -61,9 +62,17 @@ class EventCounts:
     rows: int
     accepted: int
     quarantined: int
+    written: int  # events inserted or replaced: the accepted ones that were new or differed
+    unchanged: bool = False  # the file and its mapping as at the last read: not read again (counts of that read)
 
-    def as_dict(self) -> dict[str, int]:
-        return {"rows": self.rows, "accepted": self.accepted, "quarantined": self.quarantined}
+    def as_dict(self) -> dict[str, int | bool]:
+        return {
+            "rows": self.rows,
+            "accepted": self.accepted,
+            "quarantined": self.quarantined,
+            "written": self.written,
+            "unchanged": self.unchanged,
+        }
 
 
 def event_source(config: Config, name: str) -> EventSourceConfig:
@@ -80,9 +89,24 @@ def ingest_event_files(store: Store, config: Config) -> dict[str, EventCounts]:
 
 def ingest_event_file(store: Store, config: Config, events: EventSourceConfig, path: Path) -> EventCounts:
     """One event file into ``events``: its good rows replace the events with their ids, its
-    bad rows replace the event source's quarantine."""
+    bad rows replace the event source's quarantine.
+
+    Every batch run reads every event file again, and an event log mostly grows: so a file
+    whose fingerprint (its bytes and its event source's mapping) is the one of its last read
+    is not read again (its counts are that read's, ``unchanged``), and of a file that
+    changed only the events that are new or differ from the stored ones are written (a
+    replaced event costs a delete in three indexes)."""
     check_file_columns(store, events, path, what="events")
     cat = ident(store.catalog)
+    fingerprint = _fingerprint(config, events, path)
+    where = str(path.resolve())
+    last = store.rows(
+        f"SELECT rows, accepted FROM {cat}.main.event_reads WHERE event_source = ? AND path = ? AND fingerprint = ?",
+        [events.name, where, fingerprint],
+    )
+    if last:
+        rows, accepted = int(last[0][0]), int(last[0][1])
+        return EventCounts(rows=rows, accepted=accepted, quarantined=rows - accepted, written=0, unchanged=True)
     with store.exclusive(), store.workspace(name=f"events_{secrets.token_hex(4)}"):
         create_quarantine(store)
         load_raw_file(store, events, path, "raw_events")
@@ -90,6 +114,11 @@ def ingest_event_file(store: Store, config: Config, events: EventSourceConfig, p
         as_json = events.format == "ndjson"
         _map(store, config, events, "raw_events", as_json, _timestamp_format(store, events, as_json))
         _without_suppressed(store, "mapped")
+        accepted = int(store.scalar("SELECT count(*) FROM mapped"))
+        first = not store.rows(f"SELECT 1 FROM {cat}.main.events WHERE event_source = ? LIMIT 1", [events.name])
+        if not first:
+            _differing(store, cat, events.name, "mapped", "written")
+        written = accepted if first else int(store.scalar("SELECT count(*) FROM written"))
         with store.transaction():
             store.execute(f"DELETE FROM {cat}.main.event_quarantine WHERE event_source = ?", [events.name])
             store.execute(
@@ -97,9 +126,45 @@ def ingest_event_file(store: Store, config: Config, events: EventSourceConfig, p
                     FROM quarantine ORDER BY line""",
                 [events.name],
             )
-            _upsert(store, cat, "mapped")
-        accepted = int(store.scalar("SELECT count(*) FROM mapped"))
-    return EventCounts(rows=rows, accepted=accepted, quarantined=rows - accepted)
+            if first:  # nothing of this event source is stored: nothing to compare or replace
+                _insert(store, cat, "mapped")
+            else:
+                _upsert(store, cat, "written")
+            store.execute(f"DELETE FROM {cat}.main.event_reads WHERE event_source = ? AND path = ?", [events.name, where])
+            store.execute(
+                f"INSERT INTO {cat}.main.event_reads VALUES (?, ?, ?, ?, ?, ?, now())",
+                [events.name, where, fingerprint, rows, accepted, written],
+            )
+    return EventCounts(rows=rows, accepted=accepted, quarantined=rows - accepted, written=written)
+
+
+#: Part of every event file's fingerprint: raise it when a change to this module reads the
+#: same file differently (mapping, problems, links), so that the next run reads files again.
+READ_VERSION = 1
+
+
+def _fingerprint(config: Config, events: EventSourceConfig, path: Path) -> str:
+    """The file's bytes and everything that decides how they become events: the event
+    source's config, the country phone numbers are read in, :data:`READ_VERSION`."""
+    mapping = json.dumps(
+        {"events": events.model_dump(mode="json"), "country": config.matching.default_country, "version": READ_VERSION},
+        sort_keys=True,
+    )
+    with path.open("rb") as f:
+        content = hashlib.file_digest(f, "sha256").hexdigest()
+    return hashlib.sha256(f"{mapping}\n{content}".encode()).hexdigest()
+
+
+def _differing(store: Store, cat: str, name: str, mapped: str, out: str) -> None:
+    """``out``: the rows of ``mapped`` that are not in ``events`` as they are (new events,
+    and events whose any column, the line included, differs)."""
+    columns = ", ".join(f"{c}::VARCHAR" if c == "attributes" else c for c in EVENT_COLUMNS)
+    store.execute(
+        f"""CREATE TABLE {out} AS SELECT * FROM {mapped} WHERE event_id IN (
+                SELECT event_id FROM (SELECT {columns} FROM {mapped}
+                                            EXCEPT SELECT {columns} FROM {cat}.main.events WHERE event_source = ?))""",
+        [name],
+    )
 
 
 def record_events(store: Store, config: Config, events: EventSourceConfig, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -461,6 +526,10 @@ def _upsert(store: Store, cat: str, mapped: str) -> None:
         f"""DELETE FROM {cat}.main.events e WHERE EXISTS
             (SELECT 1 FROM {mapped} m WHERE m.event_source = e.event_source AND m.event_id = e.event_id)"""
     )
+    _insert(store, cat, mapped)
+
+
+def _insert(store: Store, cat: str, mapped: str) -> None:
     store.execute(
         f"INSERT INTO {cat}.main.events ({', '.join(EVENT_COLUMNS)}, ingested_at) SELECT {', '.join(EVENT_COLUMNS)}, now() FROM {mapped}"
     )

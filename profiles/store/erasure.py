@@ -346,6 +346,7 @@ def unsuppress(store: Store, by: Steward, reason: str, *, record_key: str | None
         if not n:
             raise NotFoundError("that record key or identifier is not suppressed")
         store.execute("DELETE FROM suppression WHERE digest = ?", [d])
+        store.execute("DELETE FROM event_reads")  # an unchanged event file may hold the person's events again
         event = AuditEvent(
             actor=by.actor,
             role=by.role,

@@ -144,6 +144,18 @@ _DDL: Final[tuple[str, ...]] = (
     "CREATE INDEX IF NOT EXISTS events_link ON events (link_value)",
     # Event rows that could not be read, from the last read of each event file (and from
     # live events that were refused are not kept: their caller got the reason).
+    # The last read of each event file (pipelines.history.events): a file read again with
+    # the same fingerprint (its bytes, its event source's mapping) is not read again.
+    # unsuppress empties it, as a lifted suppression lets rows of an unchanged file back in.
+    """CREATE TABLE IF NOT EXISTS event_reads (
+        event_source VARCHAR NOT NULL,
+        path VARCHAR NOT NULL,
+        fingerprint VARCHAR NOT NULL,
+        rows BIGINT NOT NULL,
+        accepted BIGINT NOT NULL,
+        written BIGINT NOT NULL,           -- events inserted or replaced by that read
+        read_at TIMESTAMPTZ NOT NULL
+    )""",
     """CREATE TABLE IF NOT EXISTS event_quarantine (
         event_source VARCHAR NOT NULL,
         line BIGINT,
