@@ -98,3 +98,20 @@ def test_a_changed_mapping_reads_the_same_file_again(tmp_path: Path) -> None:
         counts = ingest_event_file(store, changed, event_source(changed, "calls"), tmp_path / "calls.csv")
         assert (counts.unchanged, counts.written) == (False, 3)
         assert {channel for (channel,) in store.rows("SELECT DISTINCT channel FROM events")} == {"chat"}
+
+
+def test_unify_ingest_events_says_what_the_file_brought(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from unify.cli import app
+
+    _setup(tmp_path, ROWS)
+    args = ["ingest", str(tmp_path / "calls.csv"), "--events", "calls", "--config", str(tmp_path / "unify.toml")]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    text = " ".join(first.output.split())
+    assert "4 rows from" in text and "calls 3 events (3 new or changed), 1 quarantined" in text
+    assert "quarantined calls:line 5:" in text  # the row, by its line in the file
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert "calls unchanged since its last read (3 events)" in " ".join(again.output.split())
