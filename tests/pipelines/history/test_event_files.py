@@ -115,3 +115,17 @@ def test_unify_ingest_events_says_what_the_file_brought(tmp_path: Path) -> None:
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
     assert "calls unchanged since its last read (3 events)" in " ".join(again.output.split())
+
+
+def test_an_id_again_on_a_later_line_keeps_the_later_row(tmp_path: Path) -> None:
+    rows = [*ROWS[:3], "c1,2026-11-05 10:00:00,2,returns", "c3,2026-11-06 10:00:00,2,billing", "c1,2026-11-07 10:00:00,1,repair"]
+    config = _setup(tmp_path, rows)
+    with Store.open(tmp_path / "unify.duckdb") as store:
+        counts = ingest_event_file(store, config, event_source(config, "calls"), tmp_path / "calls.csv")
+        assert (counts.rows, counts.accepted, counts.quarantined) == (6, 3, 3)
+        assert store.rows("SELECT line, event_id, reason FROM event_quarantine ORDER BY line") == [
+            (2, "c1", "the same event id appears again on line 7"),
+            (4, "c3", "the same event id appears again on line 6"),
+            (5, "c1", "the same event id appears again on line 7"),
+        ]
+        assert {k: v[:2] for k, v in _events(store).items()} == {"c1": ("repair", 7), "c2": ("invoice", 3), "c3": ("billing", 6)}
