@@ -60,8 +60,9 @@ class Serves(FieldExtension):
 
     async def resolve_async(self, next_: AsyncExtensionResolver, source: Any, info: Info, /, **kwargs: Any) -> Any:  # type: ignore[override]
         ctx = context_of(info)
-        if ctx.needs_consents(self.purposes):  # the profile's statements are read off the event loop
-            await asyncio.to_thread(ctx.consents_of, source.profile_id)
+        if ctx.needs_consents(self.purposes):  # the profile's statements: its events, read once per request
+            await ctx.load_events(source.profile_id)
+            ctx.consents_of(source.profile_id)
         if ctx.withhold(source.profile_id, self.purposes, info):
             return None
         result = next_(source, info, **kwargs)
@@ -136,7 +137,8 @@ async def consents(info: Info[Context, Any], profile_id: str) -> list[Consent]:
     ctx = context_of(info)
     if not ctx.config.purposes:
         return []
-    states = await asyncio.to_thread(ctx.consents_of, profile_id)
+    await ctx.load_events(profile_id)
+    states = ctx.consents_of(profile_id)
     return [consent_view(profile_id, states[p.name]) for p in ctx.config.purposes]
 
 
@@ -185,9 +187,9 @@ class ConsentMutation:
             raise NotFound(f"profile {pid} has no records to attach the statement to")
         await asyncio.to_thread(_record, ctx, pid, keys, purpose, status.value, source.strip(), reason)
         ctx.committed()
-        ctx.profile_events.pop(pid, None)
-        ctx.consent_cache.pop(pid, None)
-        states = await asyncio.to_thread(ctx.consents_of, pid)
+        ctx.forget_events(pid)
+        await ctx.load_events(pid)
+        states = ctx.consents_of(pid)
         return consent_view(pid, states[purpose])
 
 

@@ -16,7 +16,7 @@ from strawberry.types import Info
 from pipelines.config import UNCONDITIONAL_BASES, Config
 from pipelines.history.consent import ConsentState, consent_states
 from pipelines.history.events import read_profile_events
-from profiles.store import AuditEvent, ProfileQueries, Stewardship
+from profiles.store import AuditEvent, ProfileQueries, Stewardship, links_of_records
 from resolvers.auth import Principal
 
 #: The purposes the API's fields serve (docs/privacy.md): contact PII serves service;
@@ -65,6 +65,7 @@ class Context:
     pending_explanations: list[tuple[str, str]] = field(default_factory=list)
     # a profile's events, read once per request for its timeline, effort and life events
     profile_events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    _event_reads: dict[str, asyncio.Future[list[dict[str, Any]]]] = field(default_factory=dict)
     explanations: dict[tuple[str, str], Any] = field(default_factory=dict)
     # a profile's consent state per purpose, derived once per request when a field needs it
     consent_cache: dict[str, dict[str, ConsentState]] = field(default_factory=dict)
@@ -82,9 +83,39 @@ class Context:
     def stewardship(self) -> Stewardship:
         return Stewardship(self.queries.store, **self.config.stewardship_settings())
 
-    def events_of(self, profile_id: str) -> list[dict[str, Any]]:
+    async def load_events(self, profile_id: str) -> list[dict[str, Any]]:
         """The profile's events (the profile's events relation's rows), newest first, read
-        once per request."""
+        once per request however many fields ask at once (a card's timeline, traits,
+        effort and consent checks resolve side by side), after which :meth:`events_of`
+        has them. What they attach to comes from the records loader when the request
+        reads the records anyway (a card's ``records`` and ``identifiers``)."""
+        read = self._event_reads.get(profile_id)
+        if read is None:
+            read = self._event_reads[profile_id] = asyncio.ensure_future(self._read_events(profile_id))
+        return await read
+
+    async def _read_events(self, profile_id: str) -> list[dict[str, Any]]:
+        records = self.loaders.records_by_profile_id.cache_map.get(profile_id)
+        if records is None:  # nothing else asked for the records: their keys and identifiers alone, in the same thread
+            rows = await asyncio.to_thread(self.events_of, profile_id)
+        else:  # the card's records (read or on their way): what the events attach to is in them
+            keys, identifiers = links_of_records(await records)
+            rows = await asyncio.to_thread(read_profile_events, self.queries.store.reader(), profile_id, keys, identifiers)
+        self.profile_events[profile_id] = rows
+        return rows
+
+    def forget_events(self, profile_id: str) -> None:
+        """After this request wrote an event of the profile: the next read reads again."""
+        self.profile_events.pop(profile_id, None)
+        self._event_reads.pop(profile_id, None)
+        self.consent_cache.pop(profile_id, None)
+        loader = self.loaders.records_by_profile_id
+        if loader.cache_map.get(profile_id) is not None:
+            loader.clear(profile_id)
+
+    def events_of(self, profile_id: str) -> list[dict[str, Any]]:
+        """The profile's events as :meth:`load_events` read them (or read here, off the
+        event loop, for a caller that did not)."""
         rows = self.profile_events.get(profile_id)
         if rows is None:
             keys, identifiers = self.queries.links_of(profile_id)

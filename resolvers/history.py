@@ -135,7 +135,7 @@ async def timeline(
         raise ApiError(f"first must be between 1 and {MAX_FIRST}", limit=MAX_FIRST)
     cursor = _after(after) if after else None
     ctx = context_of(info)
-    rows = await asyncio.to_thread(_rows, ctx, profile_id)
+    rows = await ctx.load_events(profile_id)
     low, high = (_naive(since) if since else None), (_naive(until) if until else None)
     selected = [
         r
@@ -195,7 +195,8 @@ async def traits(info: Info[Context, Any], profile_id: str) -> list[Trait]:
     ctx = context_of(info)
     if not ctx.config.traits:
         return []
-    return await asyncio.to_thread(_traits, ctx, profile_id)
+    await ctx.load_events(profile_id)
+    return _traits(ctx, profile_id)  # the Python twin over the rows read: ~0.2 ms
 
 
 def _definition(trait: Any) -> str:
@@ -209,7 +210,7 @@ async def effort(info: Info[Context, Any], profile_id: str, days: int) -> Effort
     if not 1 <= days <= MAX_DAYS:
         raise ApiError(f"days must be between 1 and {MAX_DAYS}")
     ctx = context_of(info)
-    events = interactions(list(reversed(await asyncio.to_thread(_rows, ctx, profile_id))))
+    events = interactions(list(reversed(await ctx.load_events(profile_id))))
     result = effort_of(events, days=days, now=datetime.now(UTC).replace(tzinfo=None), settings=ctx.config.effort)
     return Effort(
         days=days,
@@ -241,6 +242,7 @@ async def life_events(info: Info[Context, Any], profile_id: str) -> list[LifeEve
         rules = [r for r in rules if r.shareable]
     if not rules:
         return []
+    await ctx.load_events(profile_id)
     return await asyncio.to_thread(_life_events, ctx, profile_id, rules)
 
 

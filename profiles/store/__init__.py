@@ -4,7 +4,7 @@ from profiles.regrouping import match_probabilities
 from profiles.store.action_log import Action, Decision, Steward
 from profiles.store.audit import AuditEvent, AuditVerdict, append_audit, redact_audit, verify_audit
 from profiles.store.connection import WORK_CATALOG, Store, ident, in_list, name_literal, quote_column, sql_literal_path
-from profiles.store.queries import ProfileQueries, Resolved, identifiers_of
+from profiles.store.queries import ProfileQueries, Resolved, identifiers_of, links_of_records
 from profiles.store.runs import (
     SERVING_INDEXES,
     begin_run,
@@ -41,6 +41,7 @@ __all__ = [
     "ident",
     "identifiers_of",
     "in_list",
+    "links_of_records",
     "match_probabilities",
     "name_literal",
     "publish_run",

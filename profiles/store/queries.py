@@ -46,17 +46,11 @@ class ProfileQueries:
         return published_tables(self.store.reader(), self._run)
 
     def links_of(self, profile_id: str) -> tuple[list[str], list[tuple[str, str, str]]]:
-        """What a profile's events attach to: its record keys, and (kind, value, record key)
-        of its records' identifiers (read from its records by the indexed profile id)."""
-        keys: list[str] = []
-        identifiers: dict[tuple[str, str], str] = {}
-        for key, values in self.store.reader().rows(
-            f"SELECT record_key, identifiers FROM {self._t('records')} WHERE profile_id = ? ORDER BY record_key", [profile_id]
-        ):
-            keys.append(str(key))
-            for x in values or []:
-                identifiers.setdefault((str(x["kind"]), str(x["value"])), str(key))
-        return keys, [(kind, value, key) for (kind, value), key in identifiers.items()]
+        """What a profile's events attach to (:func:`links_of_records`), read from its
+        records by the indexed profile id."""
+        return links_of_records(
+            self._dicts(f"SELECT record_key, identifiers FROM {self._t('records')} WHERE profile_id = ?", [profile_id])
+        )
 
     def record_facts(self, profile_id: str) -> list[dict[str, Any]]:
         """What life events read of a profile's records (pipelines.history.model.RecordFacts)."""
@@ -318,6 +312,21 @@ def _projection(columns: Sequence[str], known: Sequence[str], always: Sequence[s
         raise ValueError(f"not a served column: {', '.join(sorted(unknown))}")
     wanted = set(columns) | set(always)
     return ", ".join(f"{prefix}{c}" for c in known if c in wanted)
+
+
+def links_of_records(records: Sequence[dict[str, Any]]) -> tuple[list[str], list[tuple[str, str, str]]]:
+    """What a profile's events attach to, from its records (rows with ``record_key`` and
+    ``identifiers``, as :meth:`ProfileQueries.records` serves them): its record keys, in
+    order, and (kind, value, record key) of its records' identifiers, each with the
+    smallest record key that holds it."""
+    keys: list[str] = []
+    identifiers: dict[tuple[str, str], str] = {}
+    for record in sorted(records, key=lambda r: str(r["record_key"])):
+        key = str(record["record_key"])
+        keys.append(key)
+        for x in record.get("identifiers") or ():
+            identifiers.setdefault((str(x["kind"]), str(x["value"])), key)
+    return keys, [(kind, value, key) for (kind, value), key in identifiers.items()]
 
 
 def identifiers_of(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
