@@ -253,3 +253,36 @@ def test_record_event_adds_and_replaces_and_refuses_bad_ones(history: History) -
     assert "not a valid time" in bad.errors[0].message
     refused = api.run(mutation, Role.PERSONALIZATION, {"event": event})
     assert refused.errors and refused.errors[0].extensions["code"] == "FORBIDDEN"
+
+
+@pytest.mark.parametrize("with_records", [True, False])
+def test_a_card_reads_the_profiles_events_once(history: History, monkeypatch: pytest.MonkeyPatch, with_records: bool) -> None:
+    # timeline, traits, effort, consents and the consent checks resolve side by side: one
+    # read of the events between them, and none of its own for what they attach to when
+    # the card reads the records anyway
+    import resolvers.context
+
+    reads: list[str] = []
+    links: list[str] = []
+    real_read, real_links = resolvers.context.read_profile_events, history.api.queries.links_of
+
+    def read(store: Any, profile_id: str, *args: Any) -> Any:
+        reads.append(profile_id)
+        return real_read(store, profile_id, *args)
+
+    def links_of(profile_id: str) -> Any:
+        links.append(profile_id)
+        return real_links(profile_id)
+
+    monkeypatch.setattr(resolvers.context, "read_profile_events", read)
+    monkeypatch.setattr(history.api.queries, "links_of", links_of)
+    records = "records { source recordId } identifiers { kind value }" if with_records else ""
+    card = f"""query($id: ID!) {{ profile(id: $id) {{ id {records} traits {{ name value }} effort(days: 3650) {{ contacts }}
+               consents {{ purpose status }} lifeEvents {{ kind }} timeline(first: 5) {{ totalCount nodes {{ id }} }}
+               again: timeline(first: 2, channels: ["chat"]) {{ nodes {{ id }} }} }} }}"""
+    result = history.api.run(card, Role.AGENT, {"id": history.profile_id})
+    assert result.errors is None, result.errors
+    profile = result.data["profile"]
+    assert profile["timeline"]["totalCount"] >= 5 and profile["effort"]["contacts"] >= 1  # traits: withheld without consent
+    assert reads == [history.profile_id]
+    assert links == ([] if with_records else [history.profile_id])
