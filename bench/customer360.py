@@ -952,7 +952,7 @@ def child_anatomy(config_path: str, lookups_path: str, count: str, explain_path:
 
 def child_live(config_path: str, events_path: str, warmup: str) -> dict[str, Any]:
     """The live events of ``events_path`` recorded in process as ``recordEvent`` records
-    each (``record_event``, then ``event_owner``), every SQL statement timed: where a
+    each (``record_event``, then ``link_owner``), every SQL statement timed: where a
     live event's time goes."""
     from ingest import StatementTimer  # bench/ingest.py
 
@@ -974,7 +974,10 @@ def child_live(config_path: str, events_path: str, warmup: str) -> dict[str, Any
             start = time.perf_counter()
             with timer.installed():
                 outcome = record_event(store, config, spec, event)
-                owner = queries.event_owner("contacts", str(outcome["event_id"]))
+                if "record_key" in outcome:  # as the recordEvent resolver finds the owner
+                    owner = queries.link_owner(outcome["record_key"], outcome["link_kind"], outcome["link_value"])
+                else:
+                    owner = queries.event_owner("contacts", str(outcome["event_id"]))
             if measured:
                 seconds.append(time.perf_counter() - start)
             if outcome["problem"] is not None or owner is None:
@@ -1262,7 +1265,7 @@ def print_report(results: dict[str, Any]) -> None:
     if inproc:
         own = inproc["latency"]
         print(
-            f"  in process (record_event + event_owner, {own['n']} events): p50 {own['p50_ms']:.1f} ms, p99 {own['p99_ms']:.1f} ms; "
+            f"  in process (record_event + link_owner, {own['n']} events): p50 {own['p50_ms']:.1f} ms, p99 {own['p99_ms']:.1f} ms; "
             "slowest statements (ms per event):"
         )
         for t in inproc["top_statements"][:6]:

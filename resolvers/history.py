@@ -277,7 +277,10 @@ class HistoryMutation:
             raise InvalidEvent(f"{events}: {outcome['problem']}")
         if outcome.get("suppressed"):
             return RecordEventResult(event_id=outcome["event_id"], status="suppressed", problem=None, profile_id=None)
-        owner = ctx.queries.event_owner(events, str(outcome["event_id"]))
+        if "record_key" in outcome:  # what it is attached to, as it was written
+            owner = ctx.queries.link_owner(outcome["record_key"], outcome["link_kind"], outcome["link_value"])
+        else:
+            owner = ctx.queries.event_owner(events, str(outcome["event_id"]))
         return RecordEventResult(
             event_id=outcome["event_id"], status="recorded", problem=None, profile_id=strawberry.ID(owner) if owner else None
         )

@@ -458,7 +458,8 @@ def _link_python(config: Config, events: EventSourceConfig, raw: str) -> tuple[s
 def record_event(store: Store, config: Config, events: EventSourceConfig, row: Mapping[str, Any]) -> dict[str, Any]:
     """One event (recordEvent): mapped in Python and written with two statements when its
     values are plain (:func:`map_event`), else through :func:`record_events`. Returns
-    ``{"event_id", "problem", "suppressed"}`` as that does."""
+    ``{"event_id", "problem", "suppressed"}`` as that does, and for an event written here
+    also what it is attached to (``record_key``, ``link_kind``, ``link_value``)."""
     mapped = map_event(config, events, row)
     if mapped is None:
         return record_events(store, config, events, [row])[0]
@@ -477,7 +478,8 @@ def record_event(store: Store, config: Config, events: EventSourceConfig, row: M
             f"INSERT INTO {cat}.main.events ({', '.join(EVENT_COLUMNS)}, ingested_at) VALUES ({', '.join('?' for _ in EVENT_COLUMNS)}, now())",
             values,
         )
-    return {"event_id": event["event_id"], "problem": None, "suppressed": False}
+    links = {k: event[k] for k in ("record_key", "link_kind", "link_value")}
+    return {"event_id": event["event_id"], "problem": None, "suppressed": False, **links}
 
 
 def _suppressed(store: Store, token: str) -> bool:

@@ -48,9 +48,7 @@ class ProfileQueries:
     def links_of(self, profile_id: str) -> tuple[list[str], list[tuple[str, str, str]]]:
         """What a profile's events attach to (:func:`links_of_records`), read from its
         records by the indexed profile id."""
-        return links_of_records(
-            self._dicts(f"SELECT record_key, identifiers FROM {self._t('records')} WHERE profile_id = ?", [profile_id])
-        )
+        return links_of_records(self._dicts(f"SELECT record_key, identifiers FROM {self._t('records')} WHERE profile_id = ?", [profile_id]))
 
     def record_facts(self, profile_id: str) -> list[dict[str, Any]]:
         """What life events read of a profile's records (pipelines.history.model.RecordFacts)."""
@@ -58,6 +56,20 @@ class ProfileQueries:
             "record_key, source, updated_at, first_name, last_name, surname_tokens, date_of_birth, street, house_number, postcode, city"
         )
         return self._dicts(f"SELECT {columns} FROM {self._t('records')} WHERE profile_id = ? ORDER BY record_key", [profile_id])
+
+    def link_owner(self, record_key: str | None, kind: str | None, value: str | None) -> str | None:
+        """The profile that holds a record, or (the smallest of those that hold) an
+        identifier, now: an event's owner, from what it is attached to (as
+        :meth:`event_owner` reads it from the stored event)."""
+        if record_key is not None:
+            rows = self.store.reader().rows(f"SELECT profile_id FROM {self._t('records')} WHERE record_key = ?", [record_key])
+        elif value is not None:
+            rows = self.store.reader().rows(
+                f"SELECT min(profile_id) FROM {self._t('identifiers')} WHERE value = ? AND kind = ? HAVING count(*) > 0", [value, kind]
+            )
+        else:
+            return None
+        return str(rows[0][0]) if rows else None
 
     def event_owner(self, event_source: str, event_id: str) -> str | None:
         """The profile that holds the record or identifier an event is attached to now."""

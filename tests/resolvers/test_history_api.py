@@ -286,3 +286,15 @@ def test_a_card_reads_the_profiles_events_once(history: History, monkeypatch: py
     assert profile["timeline"]["totalCount"] >= 5 and profile["effort"]["contacts"] >= 1  # traits: withheld without consent
     assert reads == [history.profile_id]
     assert links == ([] if with_records else [history.profile_id])
+
+
+def test_an_events_owner_from_its_links_is_the_one_read_from_the_stored_event(history: History) -> None:
+    # recordEvent answers with the owner from what the event it wrote is attached to
+    queries = history.api.queries
+    rows = history.api.store.rows(
+        "SELECT event_source, event_id, record_key, link_kind, link_value FROM events ORDER BY event_source, event_id"
+    )
+    assert any(r[2] is None for r in rows) and any(r[2] is not None for r in rows)  # both kinds of link
+    owners = {(s, i): queries.link_owner(key, kind, value) for s, i, key, kind, value in rows}
+    assert owners == {(s, i): queries.event_owner(s, i) for s, i, *_ in rows}
+    assert any(o is None for o in owners.values()) and any(o is not None for o in owners.values())  # unlinked ones too
