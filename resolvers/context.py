@@ -105,13 +105,11 @@ class Context:
         return rows
 
     def forget_events(self, profile_id: str) -> None:
-        """After this request wrote an event of the profile: the next read reads again."""
+        """After this request wrote an event of the profile (its records are as they were):
+        the next read of its events and consent reads again."""
         self.profile_events.pop(profile_id, None)
         self._event_reads.pop(profile_id, None)
         self.consent_cache.pop(profile_id, None)
-        loader = self.loaders.records_by_profile_id
-        if loader.cache_map.get(profile_id) is not None:
-            loader.clear(profile_id)
 
     def events_of(self, profile_id: str) -> list[dict[str, Any]]:
         """The profile's events as :meth:`load_events` read them (or read here, off the

@@ -115,10 +115,10 @@ def ingest_event_file(store: Store, config: Config, events: EventSourceConfig, p
         _map(store, config, events, "raw_events", as_json, _timestamp_format(store, events, as_json))
         _without_suppressed(store, "mapped")
         accepted = int(store.scalar("SELECT count(*) FROM mapped"))
+        # nothing of this event source stored yet: nothing to compare or replace
         first = not store.rows(f"SELECT 1 FROM {cat}.main.events WHERE event_source = ? LIMIT 1", [events.name])
-        if not first:
-            _differing(store, cat, events.name, "mapped", "written")
-        written = accepted if first else int(store.scalar("SELECT count(*) FROM written"))
+        changed = "mapped" if first else _differing(store, cat, events.name, "mapped")
+        written = int(store.scalar(f"SELECT count(*) FROM {changed}"))
         with store.transaction():
             store.execute(f"DELETE FROM {cat}.main.event_quarantine WHERE event_source = ?", [events.name])
             store.execute(
@@ -126,10 +126,7 @@ def ingest_event_file(store: Store, config: Config, events: EventSourceConfig, p
                     FROM quarantine ORDER BY line""",
                 [events.name],
             )
-            if first:  # nothing of this event source is stored: nothing to compare or replace
-                _insert(store, cat, "mapped")
-            else:
-                _upsert(store, cat, "written")
+            (_insert if first else _upsert)(store, cat, changed)
             store.execute(f"DELETE FROM {cat}.main.event_reads WHERE event_source = ? AND path = ?", [events.name, where])
             store.execute(
                 f"INSERT INTO {cat}.main.event_reads VALUES (?, ?, ?, ?, ?, ?, now())",
@@ -155,9 +152,9 @@ def _fingerprint(config: Config, events: EventSourceConfig, path: Path) -> str:
     return hashlib.sha256(f"{mapping}\n{content}".encode()).hexdigest()
 
 
-def _differing(store: Store, cat: str, name: str, mapped: str, out: str) -> None:
-    """``out``: the rows of ``mapped`` that are not in ``events`` as they are (new events,
-    and events whose any column, the line included, differs)."""
+def _differing(store: Store, cat: str, name: str, mapped: str, out: str = "written") -> str:
+    """``out`` (returned): the rows of ``mapped`` that are not in ``events`` as they are
+    (new events, and events whose any column, the line included, differs)."""
     columns = ", ".join(f"{c}::VARCHAR" if c == "attributes" else c for c in EVENT_COLUMNS)
     store.execute(
         f"""CREATE TABLE {out} AS SELECT * FROM {mapped} WHERE event_id IN (
@@ -165,6 +162,7 @@ def _differing(store: Store, cat: str, name: str, mapped: str, out: str) -> None
                                             EXCEPT SELECT {columns} FROM {cat}.main.events WHERE event_source = ?))""",
         [name],
     )
+    return out
 
 
 def record_events(store: Store, config: Config, events: EventSourceConfig, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
