@@ -40,6 +40,10 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _locks_guard = threading.Lock()
 _chain_locks: dict[str, threading.RLock] = {}
 _head_hint: dict[str, int] = {}  # the last seq appended per store file: the head is read from it, without a sort
+#: Key of the chain's committed head, (seq, hash), in ``Store.shared``: what this process
+#: appended last, so that an append outside a transaction reads nothing first (one of a
+#: card's four statements; no other process writes the file while it is open here).
+_HEAD: Final = "audit_head"
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,11 @@ def _chain_lock(store: Store) -> threading.RLock:
 def _head(store: Store) -> tuple[int, str]:
     """The last entry's (seq, hash) as committed. Inside a transaction the store sees the
     data as of its start, so a connection of its own reads it: every append commits (or
-    rolls back) before the chain lock is free, so the committed head is the head."""
+    rolls back) before the chain lock is free, so the committed head is the head. Outside
+    a transaction, the head this process appended last, when it knows it."""
+    known: tuple[int, str] | None = store.shared.get(_HEAD)
+    if known is not None and not store.in_transaction:
+        return known
     table = _table(store)
     hint = _head_hint.get(store.abs_path)
 
@@ -147,7 +155,12 @@ def append_audit(store: Store, events: Sequence[AuditEvent]) -> list[str]:
                 values,
             )
             _head_hint[store.abs_path] = seq
+            if store.in_transaction:  # committed or rolled back: the next append outside one reads the head
+                store.shared.pop(_HEAD, None)
+            else:
+                store.shared[_HEAD] = (seq, prev)
         except BaseException:
+            store.shared.pop(_HEAD, None)
             lock.release()
             raise
         if not store.after_transaction(lock.release):

@@ -58,6 +58,10 @@ class Store:
         self._stopping = False  # a host that interrupted its guests: they run no more statements
         self._on_transaction_end: list[Callable[[], None]] | None = None  # set inside transaction()
         self._opened = False  # made by open(): counted in _OPENED
+        # what this process knows of the open database, shared by the store that opened it
+        # and its cursors, readers and guests (and gone when it closes: another process
+        # may write the file before it is opened again), e.g. the audit chain's head
+        self.shared: dict[str, Any] = {}
         self._settings: list[tuple[str, list[Any]]] = []  # open()'s settings, made again by replace_file()
 
     @classmethod
@@ -168,7 +172,7 @@ class Store:
         the server's), whose :meth:`exclusive` holds the server's store: a multi-statement
         change (a publish, a live ingest) never interleaves with the server's own."""
         with self._lock:
-            guest = Store(self._con.cursor(), self.path, self.read_only)
+            guest = self._derived()
             guest._host = self
             self._guests.add(guest)
         return guest
@@ -272,10 +276,16 @@ class Store:
         reader: Store | None = getattr(self._readers, "store", None)
         if reader is None:
             with self._lock:
-                reader = Store(self._con.cursor(), self.path, self.read_only)
+                reader = self._derived()
                 self._cursors.append(reader)
             self._readers.store = reader
         return reader
+
+    def _derived(self) -> Store:
+        """A store on a cursor of this one's connection (the same database)."""
+        derived = Store(self._con.cursor(), self.path, self.read_only)
+        derived.shared = self.shared
+        return derived
 
     @contextmanager
     def cursor(self) -> Iterator[Store]:
@@ -283,7 +293,7 @@ class Store:
         while this one goes on: DuckDB runs them side by side (the cursor sees committed
         data only, the workspace included). Closed on leaving."""
         with self._lock:
-            cursor = Store(self._con.cursor(), self.path, self.read_only)
+            cursor = self._derived()
         try:
             yield cursor
         finally:

@@ -207,6 +207,25 @@ def test_a_rolled_back_transaction_leaves_the_chain_whole(store: Store) -> None:
     assert verdict.ok and verdict.entries == 7
 
 
+def test_the_head_an_append_remembers_dies_with_the_open_store(tmp_path: Path) -> None:
+    """An append outside a transaction chains onto the head this process appended last,
+    without reading it; once the store is closed another process may append, so the
+    store opened again reads the head, and a cursor of the store shares what it knows."""
+    path = tmp_path / "audit.duckdb"
+    with Store.open(path) as store:
+        append_audit(store, [_event(1)])
+        assert store.shared["audit_head"][0] == 1
+        with store.cursor() as cursor:
+            append_audit(cursor, [_event(2)])
+        assert store.shared["audit_head"][0] == 2
+    with Store.open(path) as other:  # another process, for the chain: it cannot know this one's head
+        append_audit(other, [_event(3), _event(4)])
+    with Store.open(path) as store:
+        append_audit(store, [_event(5)])
+        verdict = verify_audit(store)
+        assert verdict.ok and verdict.entries == 5, verdict
+
+
 def test_a_store_from_before_the_chain_is_chained_once(tmp_path: Path) -> None:
     path = tmp_path / "old.duckdb"
     con = duckdb.connect(str(path))
