@@ -97,12 +97,24 @@ class Context:
     async def _read_events(self, profile_id: str) -> list[dict[str, Any]]:
         records = self.loaders.records_by_profile_id.cache_map.get(profile_id)
         if records is None:  # nothing else asked for the records: their keys and identifiers alone, in the same thread
-            rows = await asyncio.to_thread(self.events_of, profile_id)
-        else:  # the card's records (read or on their way): what the events attach to is in them
-            keys, identifiers = links_of_records(await records)
-            rows = await asyncio.to_thread(read_profile_events, self.queries.store.reader(), profile_id, keys, identifiers)
-        self.profile_events[profile_id] = rows
+            return await asyncio.to_thread(self.events_of, profile_id)
+        # the card's records (read or on their way): what the events attach to is in them
+        keys, identifiers = links_of_records(await records)
+        return await asyncio.to_thread(self.read_events, profile_id, keys, identifiers)
+
+    def read_events(self, profile_id: str, record_keys: list[str], identifiers: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
+        """Read the profile's events, given what they attach to (``links_of_records``), for
+        the rest of the request; off the event loop."""
+        rows = self.profile_events[profile_id] = read_profile_events(self.queries.store.reader(), profile_id, record_keys, identifiers)
         return rows
+
+    def prime_events(self, profile_id: str, rows: list[dict[str, Any]]) -> None:
+        """The profile's events as a lookup read them beside its row (:meth:`read_events`):
+        :meth:`load_events` has them without a read."""
+        done: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
+        done.set_result(rows)
+        self.profile_events[profile_id] = rows
+        self._event_reads[profile_id] = done
 
     def forget_events(self, profile_id: str) -> None:
         """After this request wrote an event of the profile (its records are as they were):
@@ -116,8 +128,7 @@ class Context:
         event loop, for a caller that did not)."""
         rows = self.profile_events.get(profile_id)
         if rows is None:
-            keys, identifiers = self.queries.links_of(profile_id)
-            rows = self.profile_events[profile_id] = read_profile_events(self.queries.store.reader(), profile_id, keys, identifiers)
+            rows = self.read_events(profile_id, *self.queries.links_of(profile_id))
         return rows
 
     def consents_of(self, profile_id: str) -> dict[str, ConsentState]:

@@ -18,13 +18,15 @@ from profiles.tuning import TUNING
 from resolvers.types import READS, Reads, declared_resolver
 
 #: What each record is read with whatever is asked: grouped by profile, ordered by time.
-_IDENTIFIER_COLUMNS = ("identifiers", "source")
+IDENTIFIER_COLUMNS = ("identifiers", "source")
 
 
 @dataclass(frozen=True)
 class Projection:
     profile: tuple[str, ...]
     records: tuple[str, ...] | None  # None: the query does not ask for the records
+    events: bool = False  # it asks for the profile's history (timeline, traits, ...)
+    consent: bool = False  # it asks for contact PII (checked against consent for some roles)
 
 
 class _Whole(Exception):
@@ -56,10 +58,13 @@ def projection(info: Any, type_name: str = "Profile") -> Projection | None:
         return made[1]
     profile: set[str] = {"profile_id"}
     records: set[str] | None = None
+    asks: set[str] = set()
     try:
         for node in nodes:
-            records = _read(raw, type_name, node.selection_set, profile, records)
-        result: Projection | None = Projection(tuple(sorted(profile)), None if records is None else tuple(sorted(records)))
+            records = _read(raw, type_name, node.selection_set, profile, records, asks)
+        result: Projection | None = Projection(
+            tuple(sorted(profile)), None if records is None else tuple(sorted(records)), "events" in asks, "consent" in asks
+        )
     except _Whole:
         result = None
     if len(nodes) == 1:
@@ -75,11 +80,13 @@ def _read(
     selection_set: SelectionSetNode | None,
     into: set[str],
     records: set[str] | None,
+    asks: set[str],
     *,
     record_level: bool = False,
 ) -> set[str] | None:
-    """Add the columns the selection reads of a row of ``type_name`` to ``into``; returns
-    the records' columns (None while no field asks for records)."""
+    """Add the columns the selection reads of a row of ``type_name`` to ``into``, and to
+    ``asks`` "events" and "consent" when a field reads the events or is contact PII;
+    returns the records' columns (None while no field asks for records)."""
     fields = raw.schema.type_map[type_name].fields  # type: ignore[attr-defined]
     for node in _fields(raw, type_name, selection_set):
         name = node.name.value
@@ -90,14 +97,16 @@ def _read(
         if declared is None:
             raise _Whole(name)
         into.update(declared.columns)
+        asks.update(word for word, on in (("events", declared.events), ("consent", declared.consent)) if on)
         if declared.nested == "row":
-            records = _read(raw, get_named_type(field.type).name, node.selection_set, into, records, record_level=record_level)
+            records = _read(raw, get_named_type(field.type).name, node.selection_set, into, records, asks, record_level=record_level)
         elif declared.nested in ("records", "identifiers") and not record_level:
             records = set() if records is None else records
             if declared.nested == "identifiers":
-                records.update(_IDENTIFIER_COLUMNS)
+                records.update(IDENTIFIER_COLUMNS)
+                asks.add("consent")  # identifier values are contact PII
             else:
-                _read(raw, get_named_type(field.type).name, node.selection_set, records, None, record_level=True)
+                _read(raw, get_named_type(field.type).name, node.selection_set, records, None, asks, record_level=True)
         elif declared.nested is not None:
             raise _Whole(name)
     return records

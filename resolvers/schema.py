@@ -28,48 +28,61 @@ from pipelines.config import ApiConfig
 from pipelines.matching.search import parse_query, search
 from pipelines.standardize.contacts import standardized_identifier
 from profiles.model import split_record_key
+from profiles.store import links_of_records
 from resolvers.auth import Role
 from resolvers.consent import ConsentMutation
-from resolvers.context import Context, context_of
+from resolvers.context import SERVICE, Context, context_of
 from resolvers.errors import Ambiguous, ApiError, Forbidden
 from resolvers.history import HistoryMutation
 from resolvers.ingest import IngestMutation
 from resolvers.limits import limit_rule
 from resolvers.permissions import Roles
-from resolvers.projection import projection, raw_info
+from resolvers.projection import IDENTIFIER_COLUMNS, projection, raw_info
 from resolvers.steward import PrivacyMutation, StewardMutation, StewardQuery
 from resolvers.types import LEAN, Profile, declared_resolver
 
 MAX_IDS = 100
 
 
-async def _found(info: Info[Context, Any], lookup: Callable[[], list[str]]) -> tuple[list[str], Profile | None]:
-    """The profile ids ``lookup`` finds and, when it is one, that profile: its row, and
-    its records when the query asks for them (``records``, ``identifiers``), read in the
+async def _found(info: Info[Context, Any], lookup: Callable[[], list[str]], asked: str | None = None) -> tuple[list[str], Profile | None]:
+    """The profile ids ``lookup`` finds and, when it is one, that profile: its row, its
+    records when the query asks for them (``records``, ``identifiers``) and its events
+    when it asks for its history or for contact PII that consent decides on, read in the
     same trip to a worker thread (a card takes one hand-off, not three), with only the
-    columns the query asks for (``resolvers.projection``). Rows read whole are primed in
-    the request's loaders for the rest of the request; partial ones are not."""
+    columns the query asks for (``resolvers.projection``); what the events attach to is
+    taken from the records when they are read anyway. Rows read whole are primed in the
+    request's loaders for the rest of the request; partial ones are not."""
     ctx = context_of(info)
     plan = projection(info)
     with_records = plan.records is not None if plan else _selects(info, {"records", "identifiers"})
+    with_events = plan is not None and (plan.events or (plan.consent and ctx.needs_consents((SERVICE,))))
+    record_columns = plan.records if plan else None
+    if with_events and record_columns is not None:  # what the events attach to: each record's identifiers
+        record_columns = tuple(sorted({*record_columns, *IDENTIFIER_COLUMNS}))
 
-    def find() -> tuple[list[str], dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    def find() -> tuple[list[str], dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]], list[dict[str, Any]] | None]:
         ids = lookup()
         if len(ids) != 1:
-            return ids, {}, {}
+            return ids, {}, {}, None
         rows = ctx.queries.profiles(ids, plan.profile if plan else None)
-        return ids, rows, ctx.queries.records(ids, plan.records if plan else None) if with_records and rows else {}
+        records = ctx.queries.records(ids, record_columns) if with_records and rows else {}
+        if not (with_events and rows):
+            return ids, rows, records, None
+        keys, identifiers = links_of_records(records.get(ids[0], [])) if with_records else ctx.queries.links_of(ids[0])
+        return ids, rows, records, ctx.read_events(ids[0], keys, identifiers)
 
-    ids, rows, records = await asyncio.to_thread(find)
+    ids, rows, records, events = await asyncio.to_thread(find)
     if not rows:
         return ids, None
     pid, row = next(iter(rows.items()))
+    if events is not None:
+        ctx.prime_events(pid, events)
     if plan is None:
         ctx.loaders.profile_by_profile_id.prime(pid, row)
         if with_records:
             ctx.loaders.records_by_profile_id.prime(pid, records.get(pid, []))
-        return ids, Profile(row=row)
-    return ids, Profile(row=row, records_read=records.get(pid, []) if with_records else None)
+        return ids, Profile(row=row, asked_id=asked)
+    return ids, Profile(row=row, asked_id=asked, records_read=records.get(pid, []) if with_records else None)
 
 
 def _selects(info: Info[Context, Any], names: set[str]) -> bool:
@@ -91,11 +104,6 @@ def _selects(info: Info[Context, Any], names: set[str]) -> bool:
         return False
 
     return any(asks(node.selection_set) for node in raw.field_nodes)
-
-
-async def _profile(info: Info[Context, Any], profile_id: str, asked: str | None = None) -> Profile | None:
-    row = await context_of(info).loaders.profile_by_profile_id.load(profile_id)
-    return Profile(row=row, asked_id=asked) if row else None
 
 
 def standardized_lookup(kind: str, value: str, default_country: str) -> str | None:
@@ -135,8 +143,13 @@ class Query(StewardQuery):
 
     @strawberry.field(description="A profile by id; an id merged into another profile answers with the survivor.")
     async def profile(self, info: Info[Context, Any], id: strawberry.ID) -> Profile | None:
-        resolved = (await asyncio.to_thread(context_of(info).queries.resolve, [str(id)])).get(str(id))
-        return await _profile(info, resolved.profile_id, str(id)) if resolved else None
+        queries = context_of(info).queries
+
+        def find() -> list[str]:  # the current profile of the id (a merged one's redirect)
+            resolved = queries.resolve([str(id)]).get(str(id))
+            return [resolved.profile_id] if resolved else []
+
+        return (await _found(info, find, asked=str(id)))[1]
 
     @strawberry.field(description=f"Profiles by id (at most {MAX_IDS}), in the order asked; null for unknown ids.")
     async def profiles(self, info: Info[Context, Any], ids: list[strawberry.ID]) -> list[Profile | None]:
@@ -157,9 +170,14 @@ class Query(StewardQuery):
     async def profile_by_identifier(self, info: Info[Context, Any], kind: str, value: str) -> Profile | None:
         ctx = context_of(info)
         if kind == PSEUDONYMOUS:
-            found = await asyncio.to_thread(_PSEUDONYMS.profile_id, ctx, value.strip())
-            resolved = (await asyncio.to_thread(ctx.queries.resolve, [found])).get(found) if found else None
-            return await _profile(info, resolved.profile_id, found) if resolved else None
+
+            def current() -> tuple[str | None, list[str]]:  # the id it names, and that id's current profile
+                found = _PSEUDONYMS.profile_id(ctx, value.strip())
+                resolved = ctx.queries.resolve([found]).get(found) if found else None
+                return found, [resolved.profile_id] if resolved else []
+
+            found, current_ids = await asyncio.to_thread(current)
+            return (await _found(info, lambda: current_ids, asked=found))[1] if current_ids else None
         if not ctx.principal.role.sees_contact_pii:
             raise Forbidden(
                 f"the {ctx.principal.role.value} role looks profiles up by kind {PSEUDONYMOUS!r}, not by contact data or records"

@@ -34,21 +34,25 @@ class Reads:
     """What a field reads of its object's row, so that a lookup can read only the columns
     a query asks for (``resolvers.projection``). ``nested``: "row" when its own selection
     reads the same row (an address), "records" when it reads each of the profile's
-    records, "identifiers" when it reads the records' identifiers and sources."""
+    records, "identifiers" when it reads the records' identifiers and sources. ``events``:
+    it reads the profile's events (its history); ``consent``: contact PII, which reads
+    them too when the caller's role reads for purposes that need consent."""
 
     columns: tuple[str, ...] = ()
     nested: str | None = None
+    events: bool = False
+    consent: bool = False
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def reads(*columns: str, nested: str | None = None) -> Callable[[_F], _F]:
+def reads(*columns: str, nested: str | None = None, events: bool = False, consent: bool = False) -> Callable[[_F], _F]:
     """Declare a resolver's :class:`Reads`. A field without one makes a query read whole
     rows, so a field added without a declaration is never served a missing column."""
 
     def declare(resolver: _F) -> _F:
-        setattr(resolver, READS, Reads(columns, nested))
+        setattr(resolver, READS, Reads(columns, nested, events, consent))
         return resolver
 
     return declare
@@ -78,7 +82,7 @@ def row_field(name: str, *, contact_pii: bool = False, description: str | None =
     such field is checked and audited by name."""
 
     @lean
-    @reads(name)
+    @reads(name, consent=contact_pii)
     def resolve(root: Any, info: Info[Context, Any]):  # type: ignore[no-untyped-def]
         value = root.row.get(name)
         return pii(info, root.profile_id, name, value) if contact_pii else value
@@ -281,7 +285,7 @@ class Profile:
         description="The customer's events across channels, newest first (events attach to records, so they follow merges and splits).",
         extensions=[Serves(SERVICE, PERSONALIZATION)],
     )
-    @reads("profile_id")
+    @reads("profile_id", events=True)
     async def timeline(
         self,
         info: Info[Context, Any],
@@ -298,7 +302,7 @@ class Profile:
         description="Values derived from the profile's events ([[traits]]), each with its time and event count.",
         extensions=[Serves(PERSONALIZATION)],
     )
-    @reads("profile_id")
+    @reads("profile_id", events=True)
     async def traits(self, info: Info[Context, Any]) -> list[history.Trait] | None:
         return await history.traits(info, self.profile_id)
 
@@ -306,7 +310,7 @@ class Profile:
         description="Effort signals over the last `days` days: repeat contacts, channel switches, transfers.",
         extensions=[Serves(SERVICE, PERSONALIZATION)],
     )
-    @reads("profile_id")
+    @reads("profile_id", events=True)
     async def effort(self, info: Info[Context, Any], days: int = 30) -> history.Effort | None:
         return await history.effort(info, self.profile_id, days)
 
@@ -314,12 +318,12 @@ class Profile:
         description="Moments that matter ([[life_events]]), with their evidence; the personalization role sees the shareable kinds.",
         extensions=[Serves(PERSONALIZATION)],
     )
-    @reads("profile_id")
+    @reads("profile_id", events=True)
     async def life_events(self, info: Info[Context, Any]) -> list[history.LifeEvent] | None:
         return await history.life_events(info, self.profile_id)
 
     @strawberry.field(description="The state of every declared purpose ([[purposes]]), derived from the customer's statements.")
-    @reads("profile_id")
+    @reads("profile_id", events=True)
     async def consents(self, info: Info[Context, Any]) -> list[consent.Consent]:
         return await consent.consents(info, self.profile_id)
 

@@ -33,6 +33,12 @@ QUERIES = [
                    address { street houseNumber addressLine2 postcode city region country } } }""",
     # no records: they are not read at all
     """profileByIdentifier(kind: "phone", value: $v) { ...Who }""",
+    # the history, read beside the row: what it attaches to taken from the records it reads anyway
+    """profileByIdentifier(kind: "phone", value: $v) { id records { source } timeline(first: 5) { nodes { eventId occurredAt recordKey } }
+         traits { name value asOf } effort(days: 3650) { contacts repeatContacts } lifeEvents { kind evidence }
+         consents { purpose status history { eventId recordKey } } }""",
+    # the history without the records: what it attaches to read beside it
+    """profileByIdentifier(kind: "phone", value: $v) { timeline(first: 5) { totalCount nodes { eventId source } } }""",
 ]
 FRAGMENT = "fragment Who on Profile { firstName lastName }"
 
@@ -95,11 +101,15 @@ def test_the_card_reads_the_columns_it_shows(api: Api, phones: list[str], monkey
     api.run(_document(CARD), variables={"v": phones[0]})
     api.run(_document(QUERIES[3]), variables={"v": phones[0]})
     card, names_only = made
+    api.run(_document(QUERIES[4]), variables={"v": phones[0]})
+    card, names_only, history = made
     assert card == Projection(
         profile=("city", "date_of_birth", "email", "full_name", "house_number", "phone", "postcode", "profile_id", "sources", "street"),
         records=("identifiers", "record_id", "source", "updated_at"),
+        consent=True,  # contact PII: read with the events when the role reads for a purpose that needs consent
     )
     assert names_only == Projection(profile=("first_name", "last_name", "profile_id"), records=None)
+    assert history == Projection(profile=("profile_id",), records=("source",), events=True)
 
 
 def test_served_column_lists_match_the_published_tables(api: Api) -> None:
