@@ -44,8 +44,11 @@ from resolvers.types import LEAN, Profile, declared_resolver
 MAX_IDS = 100
 
 
-async def _found(info: Info[Context, Any], lookup: Callable[[], list[str]], asked: str | None = None) -> tuple[list[str], Profile | None]:
-    """The profile ids ``lookup`` finds and, when it is one, that profile: its row, its
+async def _found(
+    info: Info[Context, Any], lookup: Callable[[], list[str]], merged: Callable[[str], str | None] | None = None
+) -> tuple[list[str], Profile | None]:
+    """The profile ids ``lookup`` finds and, when it is one, that profile (or, when no
+    profile has that id, the one ``merged`` says it was merged into): its row, its
     records when the query asks for them (``records``, ``identifiers``) and its events
     when it asks for its history or for contact PII that consent decides on, read in the
     same trip to a worker thread (a card takes one hand-off, not three), with only the
@@ -60,11 +63,20 @@ async def _found(info: Info[Context, Any], lookup: Callable[[], list[str]], aske
     if with_events and record_columns is not None:  # what the events attach to: each record's identifiers
         record_columns = tuple(sorted({*record_columns, *IDENTIFIER_COLUMNS}))
 
+    asked: list[str] = []
+
     def find() -> tuple[list[str], dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]], list[dict[str, Any]] | None]:
         ids = lookup()
         if len(ids) != 1:
             return ids, {}, {}, None
+        asked.append(ids[0])
         rows = ctx.queries.profiles(ids, plan.profile if plan else None)
+        if not rows and merged is not None:  # no such profile now: where it was merged into, if it was
+            now = merged(ids[0])
+            if now is None:
+                return [], {}, {}, None
+            ids = [now]
+            rows = ctx.queries.profiles(ids, plan.profile if plan else None)
         records = ctx.queries.records(ids, record_columns) if with_records and rows else {}
         if not (with_events and rows):
             return ids, rows, records, None
@@ -81,8 +93,8 @@ async def _found(info: Info[Context, Any], lookup: Callable[[], list[str]], aske
         ctx.loaders.profile_by_profile_id.prime(pid, row)
         if with_records:
             ctx.loaders.records_by_profile_id.prime(pid, records.get(pid, []))
-        return ids, Profile(row=row, asked_id=asked)
-    return ids, Profile(row=row, asked_id=asked, records_read=records.get(pid, []) if with_records else None)
+        return ids, Profile(row=row, asked_id=asked[0])
+    return ids, Profile(row=row, asked_id=asked[0], records_read=records.get(pid, []) if with_records else None)
 
 
 def _selects(info: Info[Context, Any], names: set[str]) -> bool:
@@ -144,12 +156,7 @@ class Query(StewardQuery):
     @strawberry.field(description="A profile by id; an id merged into another profile answers with the survivor.")
     async def profile(self, info: Info[Context, Any], id: strawberry.ID) -> Profile | None:
         queries = context_of(info).queries
-
-        def find() -> list[str]:  # the current profile of the id (a merged one's redirect)
-            resolved = queries.resolve([str(id)]).get(str(id))
-            return [resolved.profile_id] if resolved else []
-
-        return (await _found(info, find, asked=str(id)))[1]
+        return (await _found(info, lambda: [str(id)], merged=queries.current_id))[1]
 
     @strawberry.field(description=f"Profiles by id (at most {MAX_IDS}), in the order asked; null for unknown ids.")
     async def profiles(self, info: Info[Context, Any], ids: list[strawberry.ID]) -> list[Profile | None]:
@@ -171,13 +178,11 @@ class Query(StewardQuery):
         ctx = context_of(info)
         if kind == PSEUDONYMOUS:
 
-            def current() -> tuple[str | None, list[str]]:  # the id it names, and that id's current profile
+            def named() -> list[str]:  # the profile id the pseudonymous id names (perhaps merged since)
                 found = _PSEUDONYMS.profile_id(ctx, value.strip())
-                resolved = ctx.queries.resolve([found]).get(found) if found else None
-                return found, [resolved.profile_id] if resolved else []
+                return [found] if found else []
 
-            found, current_ids = await asyncio.to_thread(current)
-            return (await _found(info, lambda: current_ids, asked=found))[1] if current_ids else None
+            return (await _found(info, named, merged=ctx.queries.current_id))[1]
         if not ctx.principal.role.sees_contact_pii:
             raise Forbidden(
                 f"the {ctx.principal.role.value} role looks profiles up by kind {PSEUDONYMOUS!r}, not by contact data or records"

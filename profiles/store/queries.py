@@ -101,6 +101,12 @@ class ProfileQueries:
         )
         return {r["asked"]: Resolved(r["asked"], r["profile_id"], bool(r["redirected"])) for r in rows}
 
+    def current_id(self, profile_id: str) -> str | None:
+        """The profile that holds what ``profile_id`` held now (itself, or the profile it
+        was merged into), or None for an unknown id."""
+        resolved = self.resolve([profile_id]).get(profile_id)
+        return resolved.profile_id if resolved else None
+
     def registered_ids(self, since: Any = None) -> tuple[list[str], Any]:
         """Every profile id ever registered (retired ones too), or those registered at or
         after ``since``; with the latest registration time, to ask from next time."""
