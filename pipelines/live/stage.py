@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from pipelines.batch.ingest import SourceCounts, stage_live
 from pipelines.config import Config, SourceConfig
-from pipelines.live.match_index import KEY_HASH, MatchIndex, Plan, probe_hashes_sql, stored_hashes_sql
+from pipelines.live.match_index import MatchIndex, Plan, probes_sql
 from pipelines.matching import rowwise
 from pipelines.matching.blocking import identifier_column
 from pipelines.matching.scoring import bound_sql, pairs_sql, pairs_table, score_sql, tf_columns
@@ -57,7 +57,7 @@ class Staging:
             values = ", ".join("(" + ", ".join(f"?::{t}" for _, t in columns) + ")" for _ in range(linkable.num_rows))
             relation = f"(VALUES {values}) n({', '.join(ident(c) for c, _ in columns)})"
             params = [row[c] for row in linkable.to_pylist() for c, _ in columns]
-            pairs, probes = self._score_few(state, self.index(state), self.store.arrow(_probes_sql(self.plans, relation), params))
+            pairs, probes = self._score_few(state, self.index(state), self.store.arrow(probes_sql(self.plans, relation), params))
             return Staged(
                 fast.records.num_rows, 0, NO_QUARANTINE, fast.records.sort_by("record_key"), fast.identifiers, pairs, fast.issues, probes
             )
@@ -101,7 +101,7 @@ class Staging:
         count = fast.records.num_rows if fast is not None else int(self.store.scalar("SELECT count(*) FROM new_linkable"))
         probes = None
         if self.in_memory and count <= TUNING.live_lookup_max:
-            pairs, probes = self._score_few(state, self.index(state), self.store.arrow(_probes_sql(self.plans, "new_linkable n")))
+            pairs, probes = self._score_few(state, self.index(state), self.store.arrow(probes_sql(self.plans, "new_linkable n")))
         else:
             self._candidates(self.plans, ids)
             pairs = self._score_bulk(state, stored_linkable(ident(self.store.catalog), ids))
@@ -309,11 +309,6 @@ def _fast_linkable(fast: StandardizedRows, identifiers: list[str]) -> pa.Table:
     for kind in identifiers:
         linkable = linkable.append_column(identifier_column(kind), pa.array([largest.get((key, kind)) for key in keys], pa.string()))
     return linkable
-
-
-def _probes_sql(plans: list[Plan], relation: str) -> str:
-    """New records (``relation``, aliased n) with their hashes, as the index looks them up."""
-    return f"SELECT n.*, hash(n.record_key) AS {KEY_HASH}, {', '.join([*probe_hashes_sql(plans), *stored_hashes_sql(plans, 'n')])} FROM {relation}"
 
 
 def stored_linkable(cat: str, identifiers: list[str], *, source: str | None = None) -> str:
