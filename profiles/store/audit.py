@@ -103,10 +103,11 @@ def _chain_lock(store: Store) -> threading.RLock:
 def _head(store: Store) -> tuple[int, str]:
     """The last entry's (seq, hash) as committed. Inside a transaction the store sees the
     data as of its start, so a connection of its own reads it: every append commits (or
-    rolls back) before the chain lock is free, so the committed head is the head. Outside
-    a transaction, the head this process appended last, when it knows it."""
+    rolls back) before the chain lock is free, so the committed head is the head. The
+    head this process appended last, when it knows it (in a transaction: with what the
+    transaction appended; forgotten when it rolls back)."""
     known: tuple[int, str] | None = store.shared.get(_HEAD)
-    if known is not None and not store.in_transaction:
+    if known is not None:
         return known
     table = _table(store)
     hint = _head_hint.get(store.abs_path)
@@ -155,15 +156,19 @@ def append_audit(store: Store, events: Sequence[AuditEvent]) -> list[str]:
                 values,
             )
             _head_hint[store.abs_path] = seq
-            if store.in_transaction:  # committed or rolled back: the next append outside one reads the head
-                store.shared.pop(_HEAD, None)
-            else:
-                store.shared[_HEAD] = (seq, prev)
+            store.shared[_HEAD] = (seq, prev)
         except BaseException:
             store.shared.pop(_HEAD, None)
             lock.release()
             raise
-        if not store.after_transaction(lock.release):
+        if store.after_transaction(lock.release):
+
+            def unless_committed() -> None:  # a rolled back transaction's entries are no head to chain onto
+                if not store.committed:
+                    store.shared.pop(_HEAD, None)
+
+            store.after_transaction(unless_committed)  # runs before the release: callbacks run last given, first
+        else:
             lock.release()
     return ids
 

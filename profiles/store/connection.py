@@ -57,6 +57,7 @@ class Store:
         self._guests: set[Store] = set()
         self._stopping = False  # a host that interrupted its guests: they run no more statements
         self._on_transaction_end: list[Callable[[], None]] | None = None  # set inside transaction()
+        self.committed = False  # whether the last transaction() on this store committed
         self._opened = False  # made by open(): counted in _OPENED
         # what this process knows of the open database, shared by the store that opened it
         # and its cursors, readers and guests (and gone when it closes: another process
@@ -401,6 +402,7 @@ class Store:
         with self._lock:
             self._con.execute("BEGIN TRANSACTION")
             self._on_transaction_end = []
+            self.committed = False
             try:
                 try:
                     yield
@@ -408,6 +410,7 @@ class Store:
                     self._con.execute("ROLLBACK")
                     raise
                 self._con.execute("COMMIT")
+                self.committed = True
             finally:
                 callbacks, self._on_transaction_end = self._on_transaction_end, None
                 for callback in reversed(callbacks):
@@ -419,7 +422,9 @@ class Store:
 
     def after_transaction(self, callback: Callable[[], None]) -> bool:
         """Call ``callback`` once the transaction under way on this store ends (committed or
-        rolled back), e.g. to release a lock held for it. False when none is under way."""
+        rolled back: :attr:`committed` says which), e.g. to release a lock held for it; the
+        callbacks run in the reverse of the order they were given. False when none is
+        under way."""
         if self._on_transaction_end is None:
             return False
         self._on_transaction_end.append(callback)

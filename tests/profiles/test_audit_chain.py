@@ -201,10 +201,17 @@ def test_a_served_store_and_the_commands_it_runs_for_the_cli_share_one_chain(tmp
 def test_a_rolled_back_transaction_leaves_the_chain_whole(store: Store) -> None:
     with pytest.raises(RuntimeError), store.transaction():
         append_audit(store, [_event(7)])
+        append_audit(store, [_event(8)])  # onto the one before it, uncommitted
         raise RuntimeError("the steward action failed")
-    append_audit(store, [_event(8)])
+    assert "audit_head" not in store.shared  # the rolled back head is forgotten before the chain is free
+    append_audit(store, [_event(9)])
+    with store.transaction():
+        append_audit(store, [_event(10)])
+        append_audit(store, [_event(11)])
+    assert store.shared["audit_head"][0] == 9  # a committed transaction's head is the head
+    append_audit(store, [_event(12)])
     verdict = verify_audit(store)
-    assert verdict.ok and verdict.entries == 7
+    assert verdict.ok and verdict.entries == 10, verdict
 
 
 def test_the_head_an_append_remembers_dies_with_the_open_store(tmp_path: Path) -> None:
