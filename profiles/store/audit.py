@@ -39,7 +39,6 @@ CHAIN_COLUMNS: Final[dict[str, str]] = {
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _locks_guard = threading.Lock()
 _chain_locks: dict[str, threading.RLock] = {}
-_head_hint: dict[str, int] = {}  # the last seq appended per store file: the head is read from it, without a sort
 #: Key of the chain's committed head, (seq, hash), in ``Store.shared``: what this process
 #: appended last, so that an append outside a transaction reads nothing first (one of a
 #: card's four statements; no other process writes the file while it is open here).
@@ -110,13 +109,8 @@ def _head(store: Store) -> tuple[int, str]:
     if known is not None:
         return known
     table = _table(store)
-    hint = _head_hint.get(store.abs_path)
 
-    def read(on: Store) -> list[tuple[Any, ...]]:
-        # from the last seq this process appended: a few rows, without a sort (a third of the time)
-        rows = on.rows(f"SELECT seq, entry_hash FROM {table} WHERE seq >= ?", [hint]) if hint else []
-        if rows:
-            return [max(rows)]
+    def read(on: Store) -> list[tuple[Any, ...]]:  # once per open store, and after a rollback
         return on.rows(f"SELECT seq, entry_hash FROM {table} WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1")
 
     rows = read(store)  # in a transaction: with what it appended itself
@@ -155,7 +149,6 @@ def append_audit(store: Store, events: Sequence[AuditEvent]) -> list[str]:
                 " prev_hash, entry_hash, redacted) VALUES " + ", ".join("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, false)" for _ in events),
                 values,
             )
-            _head_hint[store.abs_path] = seq
             store.shared[_HEAD] = (seq, prev)
         except BaseException:
             store.shared.pop(_HEAD, None)
