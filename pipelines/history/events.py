@@ -33,7 +33,7 @@ from pipelines.batch.files import check_file_columns, create_quarantine, load_ra
 from pipelines.batch.ingest import value_sql
 from pipelines.config import CONSENT_STATUSES, Config, Constant, EventSourceConfig
 from pipelines.history.model import Interaction, RecordFacts
-from pipelines.standardize.contacts import standardize_email, standardize_phone
+from pipelines.standardize.contacts import standardized_identifier
 from pipelines.standardize.dates import TIMESTAMP_FORMATS, best_format
 from profiles.errors import ConfigError
 from profiles.store import Store, ident, in_list, name_literal
@@ -446,10 +446,8 @@ def _link_python(config: Config, events: EventSourceConfig, raw: str) -> tuple[s
     if link.source is not None:
         return None, None, f"{link.source}:{raw}"
     kind = str(link.identifier)
-    if kind == "email":
-        return kind, standardize_email(raw)[0], None
-    if kind == "phone":
-        return kind, standardize_phone(raw, config.matching.default_country)[0], None
+    if kind in ("email", "phone"):
+        return kind, standardized_identifier(kind, raw, config.matching.default_country), None
     return kind, raw, None
 
 
@@ -504,10 +502,7 @@ def _link_sql(store: Store, config: Config, events: EventSourceConfig) -> tuple[
     if link.identifier not in ("email", "phone"):
         return kind, "link_raw", "NULL::VARCHAR"
     values = [str(v) for (v,) in store.rows("SELECT DISTINCT link_raw FROM staged")]
-    if link.identifier == "email":
-        mapped = [standardize_email(v)[0] for v in values]
-    else:
-        mapped = [standardize_phone(v, config.matching.default_country)[0] for v in values]
+    mapped = [standardized_identifier(str(link.identifier), v, config.matching.default_country) for v in values]
     store.register("_link_map", pa.table({"raw": pa.array(values, pa.string()), "value": pa.array(mapped, pa.string())}))
     store.execute("CREATE TABLE link_map AS SELECT * FROM _link_map")
     store.unregister("_link_map")
