@@ -111,11 +111,6 @@ def _after(cursor: str) -> tuple[datetime, str, str]:
         raise ApiError("after: not a cursor of this connection") from exc
 
 
-def _rows(ctx: Context, profile_id: str) -> list[dict[str, Any]]:
-    """The profile's events, newest first, read once per request."""
-    return ctx.events_of(profile_id)
-
-
 def _naive(value: datetime) -> datetime:
     """A time as the events hold it: UTC, without a zone."""
     return value if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
@@ -174,7 +169,8 @@ def _traits(ctx: Context, profile_id: str) -> list[Trait]:
     (pipelines.history.traits.traits_python, held equal to the SQL by its tests)."""
     reference = datetime.now(UTC).replace(tzinfo=None)
     found = {
-        name: (value, as_of, count) for _, name, value, as_of, count in traits_python(ctx.config.traits, _rows(ctx, profile_id), reference)
+        name: (value, as_of, count)
+        for _, name, value, as_of, count in traits_python(ctx.config.traits, ctx.events_of(profile_id), reference)
     }
     out = []
     for trait in ctx.config.traits:
@@ -225,7 +221,7 @@ async def effort(info: Info[Context, Any], profile_id: str, days: int) -> Effort
 
 
 def _life_events(ctx: Context, profile_id: str, rules: list[Any]) -> list[LifeEvent]:
-    events = interactions(list(reversed(_rows(ctx, profile_id))))
+    events = interactions(list(reversed(ctx.events_of(profile_id))))
     now = datetime.now(UTC).replace(tzinfo=None)
     records = [record_facts(r) for r in ctx.queries.record_facts(profile_id)]
     found = life_events_of(records, events, rules, today=date.today(), now=now)

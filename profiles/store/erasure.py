@@ -307,7 +307,7 @@ def scrub_audit(store: Store, tokens: Sequence[str]) -> list[str]:
         [needles],
     )
     # a token inside JSON escapes only names nothing of theirs: those entries stay as they are
-    naming = [str(event_id) for event_id, text in found if text and _scrub(json.loads(text), tokens) != json.loads(text)]
+    naming = [str(event_id) for event_id, text in found if text and _scrub(detail := json.loads(text), tokens) != detail]
     return redact_audit(store, naming, lambda detail: _scrub(detail, tokens))
 
 
