@@ -5,6 +5,7 @@ later profile.erase entry names it; appends from many threads never fork the cha
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -27,6 +28,27 @@ def store(tmp_path: Path) -> Store:
     for i in range(1, 7):
         append_audit(store, [_event(i)])
     return store
+
+
+def _concurrently(work: list[tuple[Callable[[int], None], int]]) -> None:
+    """Run each ``(function, n)`` on a thread of its own, all starting together; fails
+    with the errors they raised."""
+    start = threading.Barrier(len(work))
+    errors: list[BaseException] = []
+
+    def run(function: Callable[[int], None], n: int) -> None:
+        start.wait()
+        try:
+            function(n)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=pair) for pair in work]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
 
 
 def _ids(store: Store) -> dict[int, str]:
@@ -122,36 +144,20 @@ def test_an_erase_entry_cannot_vouch_for_a_later_redaction_or_for_itself_changed
 
 def test_concurrent_appends_from_threads_never_fork_the_chain(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "audit.duckdb")
-    start = threading.Barrier(8)
-    errors: list[BaseException] = []
 
     def reader_appends(n: int) -> None:  # the API's audit writer: a worker thread's cursor
-        start.wait()
-        try:
-            for i in range(25):
-                append_audit(store.reader(), [_event(n * 100 + i), _event(n * 100 + i + 50)])
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+        for i in range(25):
+            append_audit(store.reader(), [_event(n * 100 + i), _event(n * 100 + i + 50)])
 
     def guest_transactions(n: int) -> None:  # a steward's action: its entry inside its transaction
-        start.wait()
-        try:
-            with store.cursor() as own:
-                for i in range(10):
-                    with own.transaction():
-                        append_audit(own, [_event(n * 100 + i, "steward.same")])
-                        own.execute("SELECT count(*) FROM audit_log")
-                        append_audit(own, [_event(n * 100 + i, "steward.note")])
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+        with store.cursor() as own:
+            for i in range(10):
+                with own.transaction():
+                    append_audit(own, [_event(n * 100 + i, "steward.same")])
+                    own.execute("SELECT count(*) FROM audit_log")
+                    append_audit(own, [_event(n * 100 + i, "steward.note")])
 
-    threads = [threading.Thread(target=reader_appends, args=(n,)) for n in range(5)]
-    threads += [threading.Thread(target=guest_transactions, args=(n,)) for n in range(5, 8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors, errors
+    _concurrently([(reader_appends, n) for n in range(5)] + [(guest_transactions, n) for n in range(5, 8)])
     expected = 5 * 25 * 2 + 3 * 10 * 2
     assert store.scalar("SELECT count(DISTINCT seq) FROM audit_log") == expected
     assert store.scalar("SELECT count(DISTINCT prev_hash) FROM audit_log") == expected
@@ -163,37 +169,21 @@ def test_a_served_store_and_the_commands_it_runs_for_the_cli_share_one_chain(tmp
     """`unify serve` hosts the store; a batch run or ingest it runs for the CLI opens a
     guest (its own connection, in transactions that hold the server's store)."""
     path = tmp_path / "audit.duckdb"
-    errors: list[BaseException] = []
     with Store.open(path) as served:
         served.host()
-        start = threading.Barrier(4)
 
         def requests(n: int) -> None:
-            start.wait()
-            try:
-                for i in range(30):
-                    append_audit(served.reader(), [_event(n * 100 + i)])
-            except BaseException as exc:  # pragma: no cover - reported below
-                errors.append(exc)
+            for i in range(30):
+                append_audit(served.reader(), [_event(n * 100 + i)])
 
         def command(n: int) -> None:
-            start.wait()
-            try:
-                with Store.open(path) as guest:
-                    assert guest is not served
-                    for i in range(15):
-                        with guest.exclusive(), guest.transaction():
-                            append_audit(guest, [_event(n * 100 + i, "ingest"), _event(n * 100 + i, "ingest")])
-            except BaseException as exc:  # pragma: no cover - reported below
-                errors.append(exc)
+            with Store.open(path) as guest:
+                assert guest is not served
+                for i in range(15):
+                    with guest.exclusive(), guest.transaction():
+                        append_audit(guest, [_event(n * 100 + i, "ingest"), _event(n * 100 + i, "ingest")])
 
-        threads = [threading.Thread(target=requests, args=(n,)) for n in range(2)]
-        threads += [threading.Thread(target=command, args=(n,)) for n in range(2, 4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=120)
-        assert not errors, errors
+        _concurrently([(requests, n) for n in range(2)] + [(command, n) for n in range(2, 4)])
         verdict = verify_audit(served)
         assert verdict.ok and verdict.entries == 2 * 30 + 2 * 15 * 2, verdict
 
