@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import traceback
+
 
 class UnifyError(Exception):
     """Base of every expected unify failure; its message is meant for the user."""
@@ -30,3 +32,18 @@ class ConflictError(UnifyError):
 
 class InvalidActionError(UnifyError):
     """A steward action that cannot be carried out as asked (e.g. splitting a whole profile)."""
+
+
+def quiet_traceback(exc: BaseException) -> str:
+    """``exc``'s traceback (its causes first): the frames and exception types, without the
+    messages or source lines, which may carry values."""
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and seen not in chain:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    parts = []
+    for e in reversed(chain):
+        frames = "".join(f'  File "{f.filename}", line {f.lineno}, in {f.name}\n' for f in traceback.extract_tb(e.__traceback__))
+        parts.append(frames + f"{type(e).__module__}.{type(e).__qualname__} (message withheld)\n")
+    return "caused:\n".join(parts)

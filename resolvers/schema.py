@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -27,6 +26,7 @@ from strawberry.types import Info
 from pipelines.config import ApiConfig
 from pipelines.matching.search import parse_query, search
 from pipelines.standardize.contacts import standardized_identifier
+from profiles.errors import quiet_traceback
 from profiles.model import split_record_key
 from profiles.store import links_of_records
 from resolvers.auth import Role
@@ -286,21 +286,6 @@ class _Schema(strawberry.Schema):
                 _log.warning("client error %s in operation %s at %s", code, operation, where)
             else:
                 _log.error("server fault in operation %s at %s:\n%s", operation, where, quiet_traceback(original))
-
-
-def quiet_traceback(exc: BaseException) -> str:
-    """``exc``'s traceback (its causes first): the frames and exception types, without the
-    messages or source lines, which may carry values."""
-    chain: list[BaseException] = []
-    seen: BaseException | None = exc
-    while seen is not None and seen not in chain:
-        chain.append(seen)
-        seen = seen.__cause__ or seen.__context__
-    parts = []
-    for e in reversed(chain):
-        frames = "".join(f'  File "{f.filename}", line {f.lineno}, in {f.name}\n' for f in traceback.extract_tb(e.__traceback__))
-        parts.append(frames + f"{type(e).__module__}.{type(e).__qualname__} (message withheld)\n")
-    return "caused:\n".join(parts)
 
 
 def _mask(error: GraphQLError) -> bool:

@@ -14,17 +14,19 @@ from contextvars import ContextVar
 from datetime import date
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipelines.batch.run import RunSummary, run_pipeline
 from pipelines.config import Config, load_config
 from profiles.errors import ConfigError, UnifyError
 from profiles.store import Store
 from unify.control import ControlServer, delegate, socket_path
+
+if TYPE_CHECKING:  # the batch (splink, pandas) is imported by the commands that run it: other commands start in half the time
+    from pipelines.batch.run import RunSummary
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="unify: customer data unification.")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -157,6 +159,8 @@ def _print_summary(summary: RunSummary, elapsed: float) -> None:
 
 
 def _run(config_path: Path, retrain: bool, accept_shrink: list[str] | None = None) -> RunSummary:
+    from pipelines.batch.run import run_pipeline
+
     config = load_config(config_path)
     start = time.perf_counter()
     with console.status("starting", spinner="dots") as status:

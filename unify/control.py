@@ -39,8 +39,8 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from profiles.errors import quiet_traceback
 from profiles.store import Store
-from resolvers.schema import quiet_traceback
 
 #: Runs one CLI command (by name, with its parameters) writing to the two consoles.
 Execute = Callable[[str, dict[str, Any], Console, Console], None]

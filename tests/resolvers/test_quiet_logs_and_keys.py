@@ -10,9 +10,9 @@ import pytest
 
 from pipelines.config import load_config
 from pipelines.demo.config import DEMO_API_KEYS
-from profiles.errors import ConfigError
+from profiles.errors import ConfigError, quiet_traceback
 from resolvers.auth import Keyring
-from resolvers.schema import build_schema, quiet_traceback
+from resolvers.schema import build_schema
 from tests.conftest import DemoRun
 
 

@@ -117,3 +117,12 @@ def test_ingest_matches_a_file_into_the_profiles(small_demo: DemoRun, tmp_path: 
         new = store.rows("SELECT record_key, profile_id FROM records WHERE record_key LIKE 'crm:NEW-%'")
         assert len(new) == 30 and all(p is not None for _, p in new)
         assert store.scalar("SELECT count(*) FROM ingest_log WHERE record_id LIKE 'NEW-%'") == 30
+
+
+def test_the_command_line_loads_without_the_batch_and_the_api() -> None:
+    """`unify --help`, `unify ingest`, `unify export` and the others start without
+    importing splink, pandas or strawberry (half a second of a start of one second):
+    the commands that need them import them."""
+    code = "import sys, unify.cli; print(sorted(m for m in ('splink', 'pandas', 'strawberry', 'resolvers.schema') if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert loaded.stdout.strip() == "[]", loaded.stdout
