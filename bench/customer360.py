@@ -41,9 +41,10 @@ How:
    run's cost: each event is replaced).
 3. API: the app served by uvicorn in a subprocess (bench/api.py's ``Server``, one worker)
    and loaded by ``wrk`` at c=1 and c=8 (bench/api.py's Lua script, every response
-   checked): (a) ``timeline(first: 20)`` of profiles looked up by id, (b) a card with
-   history: bench/api.py's card by phone plus traits, ``effort(days: 30)`` and
-   ``timeline(first: 20)``, (c) the same card without the history (the baseline), all
+   checked): (a) ``timeline(first: 20)`` of profiles looked up by id, (b) the issue's
+   card with traits and effort: bench/api.py's card by phone plus traits and
+   ``effort(days: 30)``, (c) the same with the newest page of the timeline as well
+   (``timeline(first: 20)``, the history card), (d) the card without history (the baseline), all
    against one server in one run, interleaved per concurrency, the server idle before
    each (requests wrk leaves in flight would fall into the next measurement). The
    lookups are bench/api.py's: phone numbers that identify one profile, in national
@@ -127,12 +128,12 @@ def _card_fields() -> str:
     return " ".join(CARD_QUERY[start:end].split())
 
 
-HISTORY_FIELDS = (
-    "traits { name value asOf eventCount } "
-    "effort(days: 30) { contacts repeatContacts channelSwitches transfers openTopics } "
-    "timeline(first: 20) { nodes { occurredAt channel type topic } }"
-)
+TRAITS_FIELDS = "traits { name value asOf eventCount } effort(days: 30) { contacts repeatContacts channelSwitches transfers openTopics }"
+HISTORY_FIELDS = f"{TRAITS_FIELDS} timeline(first: 20) {{ nodes {{ occurredAt channel type topic }} }}"
 PLAIN_CARD_QUERY = f'query Card($v: String!) {{ profileByIdentifier(kind: "phone", value: $v) {{ {_card_fields()} }} }}'
+TRAITS_CARD_QUERY = (
+    f'query TraitsCard($v: String!) {{ profileByIdentifier(kind: "phone", value: $v) {{ {_card_fields()} {TRAITS_FIELDS} }} }}'
+)
 HISTORY_CARD_QUERY = (
     f'query HistoryCard($v: String!) {{ profileByIdentifier(kind: "phone", value: $v) {{ {_card_fields()} {HISTORY_FIELDS} }} }}'
 )
@@ -147,6 +148,7 @@ RECORD_EVENT = """mutation Live($events: String!, $event: JSON!) {
 #: The API measurements: name -> (operation name, query, the lookup's key it is given).
 KINDS: dict[str, tuple[str, str, str]] = {
     "plain_card": ("Card", PLAIN_CARD_QUERY, "phone"),
+    "traits_card": ("TraitsCard", TRAITS_CARD_QUERY, "phone"),
     "history_card": ("HistoryCard", HISTORY_CARD_QUERY, "phone"),
     "timeline": ("Timeline", TIMELINE_QUERY, "profile_id"),
 }
@@ -1036,6 +1038,9 @@ def check_responses(server: Server, lookups: list[dict[str, str]], count: int, t
         for item in lookups[:count]:
             plain = post(client, server, request_body("plain_card", item))["profileByIdentifier"]
             full = post(client, server, request_body("history_card", item))["profileByIdentifier"]
+            traits_card = post(client, server, request_body("traits_card", item))["profileByIdentifier"]
+            if traits_card != {k: v for k, v in full.items() if k != "timeline"}:
+                raise RuntimeError(f"{item['profile_id']}: the card with traits and effort is not the history card without its timeline")
             timeline = post(client, server, request_body("timeline", item))["profile"]
             if not plain or plain["id"] != item["profile_id"] or not full or full["id"] != item["profile_id"]:
                 raise RuntimeError(f"{item['phone']} did not find {item['profile_id']}: {plain} / {full}")
@@ -1172,9 +1177,9 @@ def measure_live(server: Server, callers: list[str], warmup: int, count: int) ->
     }
 
 
-def ratios(reads: dict[str, dict[str, Any]]) -> dict[str, float]:
-    """The card with history against the plain card, one run."""
-    h, p = reads["history_card"], reads["plain_card"]
+def ratios(reads: dict[str, dict[str, Any]], kind: str = "history_card") -> dict[str, float]:
+    """A card with history (``kind``) against the plain card, one run."""
+    h, p = reads[kind], reads["plain_card"]
     out = {}
     for c in ("c1", "c8"):
         out[f"rps_{c}"] = round(h[c]["rps"] / p[c]["rps"], 3)
@@ -1250,11 +1255,12 @@ def print_report(results: dict[str, Any]) -> None:
             print(
                 f"{label:<24}{r['p50_ms']:9.2f}{r['p99_ms']:9.2f}{r['rps']:9.0f}{r['server_cpu_ms_per_request']:12.3f}{r['failures']:10d}"
             )
-    ratio = results["history_over_plain"]
-    print(
-        f"history card / plain card: req/s {ratio['rps_c1']:.2f} (c=1), {ratio['rps_c8']:.2f} (c=8); p99 {ratio['p99_c1']:.2f}x (c=1); "
-        f"server CPU per request {ratio['server_cpu_per_request_c8']:.2f}x (c=8)"
-    )
+    for kind, key in (("traits card", "traits_over_plain"), ("history card", "history_over_plain")):
+        ratio = results[key]
+        print(
+            f"{kind} / plain card: req/s {ratio['rps_c1']:.2f} (c=1), {ratio['rps_c8']:.2f} (c=8); p99 {ratio['p99_c1']:.2f}x (c=1); "
+            f"server CPU per request {ratio['server_cpu_per_request_c8']:.2f}x (c=8)"
+        )
     lat = live["latency"]
     print(
         f"\nrecordEvent (c=1, {lat['n']} events): p50 {lat['p50_ms']:.1f} ms, p90 {lat['p90_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, "
@@ -1290,7 +1296,7 @@ def print_report(results: dict[str, Any]) -> None:
         print(
             f"    the same after a night's new and corrected events: {batch['events_grown_and_traits']:.1f} s {verdict(met['batch_grown'])}"
         )
-    for kind in ("timeline", "history_card"):
+    for kind in ("timeline", "traits_card", "history_card"):  # the issue's: timeline and the card with traits and effort
         r1, r8 = reads[kind]["c1"], reads[kind]["c8"]
         print(f"  {kind} p99 at c=1 <= {t['p99_c1_ms']:g} ms: {r1['p99_ms']:.2f} ms {verdict(met[f'{kind}_p99_c1'])}")
         print(f"  {kind} at c=8 >= {t['rps_c8']:g} req/s: {r8['rps']:,.0f} {verdict(met[f'{kind}_rps_c8'])}")
@@ -1478,6 +1484,7 @@ def main(argv: list[str] | None = None) -> None:
         "checked": checked,
         "reads": reads,
         "history_over_plain": ratios(reads),
+        "traits_over_plain": ratios(reads, "traits_card"),
         "live": live,
         "live_in_process": live_in_process,
         "anatomy": anatomy,
@@ -1493,6 +1500,8 @@ def main(argv: list[str] | None = None) -> None:
             "batch_grown": grown["ingest_seconds"] + traits["seconds"] <= TARGET_BATCH_SECONDS if grown else None,
             "timeline_p99_c1": reads["timeline"]["c1"]["p99_ms"] <= TARGET_P99_C1_MS,
             "timeline_rps_c8": reads["timeline"]["c8"]["rps"] >= TARGET_RPS_C8,
+            "traits_card_p99_c1": reads["traits_card"]["c1"]["p99_ms"] <= TARGET_P99_C1_MS,
+            "traits_card_rps_c8": reads["traits_card"]["c8"]["rps"] >= TARGET_RPS_C8,
             "history_card_p99_c1": reads["history_card"]["c1"]["p99_ms"] <= TARGET_P99_C1_MS,
             "history_card_rps_c8": reads["history_card"]["c8"]["rps"] >= TARGET_RPS_C8,
             "live_p99": live["latency"]["p99_ms"] <= TARGET_LIVE_P99_MS,
