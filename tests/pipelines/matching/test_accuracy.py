@@ -76,41 +76,32 @@ def test_febrl4_without_a_shared_identifier(tmp_path: Path) -> None:
     assert scores.f1 >= 0.995, scores
 
 
-def test_febrl1_deduplicated_at_least_as_well_as_plain_splink(tmp_path: Path) -> None:
-    """One system holding its own duplicates, no identifier: F1 >= 0.99, and not below
-    the plain splink script (bench/plain_splink.py) on the same records."""
-    truth = write_febrl1(tmp_path)
-    run_pipeline(load_config(tmp_path / "unify.toml"))
-    store = tmp_path / "unify.duckdb"
-    ours = pairwise(truth, membership(store))
-    plain = pairwise(truth, plain_splink.link(plain_splink.records_of(store)))
-    assert ours.precision >= 0.995, ours
-    assert ours.f1 >= max(0.99, plain.f1), (ours, plain)
-
-
 @pytest.mark.parametrize(
-    ("write", "below_plain"),
+    ("write", "min_f1", "below_plain"),
     [
-        pytest.param(write_febrl2, 0.0, id="febrl2"),
+        pytest.param(write_febrl1, 0.99, 0.0, id="febrl1"),
+        pytest.param(write_febrl2, 0.995, 0.0, id="febrl2"),
         # up to five heavily retyped records a person (swapped names, a second address):
         # unify and the script each find pairs the other misses (40 and 47 of 6,538 true
         # pairs); a thousandth of F1 is about six pairs
-        pytest.param(write_febrl3, 0.001, id="febrl3"),
+        pytest.param(write_febrl3, 0.995, 0.001, id="febrl3"),
     ],
 )
-def test_more_public_data_deduplicated_as_well_as_plain_splink(
-    tmp_path: Path, write: Callable[[Path], dict[str, str]], below_plain: float
+def test_one_system_deduplicated_at_least_as_well_as_plain_splink(
+    tmp_path: Path, write: Callable[[Path], dict[str, str]], min_f1: float, below_plain: float
 ) -> None:
-    """FEBRL2 and FEBRL3 (5,000 records each, one system, FEBRL3 as NDJSON with other
-    column names and dd/mm/YYYY dates), default settings, no labels: precision >= 0.995,
-    F1 >= 0.995 and not below the plain splink script by more than ``below_plain``."""
+    """One system holding its own duplicates, no identifier, default settings, no labels:
+    FEBRL1 (1,000 records), FEBRL2 and FEBRL3 (5,000 each; FEBRL3 as NDJSON with other
+    column names and dd/mm/YYYY dates). Precision >= 0.995, F1 >= ``min_f1`` and not below
+    the plain splink script (bench/plain_splink.py) on the same records by more than
+    ``below_plain``."""
     truth = write(tmp_path)
     run_pipeline(load_config(tmp_path / "unify.toml"))
     store = tmp_path / "unify.duckdb"
     ours = pairwise(truth, membership(store))
     plain = pairwise(truth, plain_splink.link(plain_splink.records_of(store)))
     assert ours.precision >= 0.995, ours
-    assert ours.f1 >= 0.995, ours
+    assert ours.f1 >= min_f1, ours
     assert ours.f1 >= plain.f1 - below_plain, (ours, plain)
 
 
