@@ -13,6 +13,10 @@ the output as text lines, then one JSON line with the exit code:
     server -> ...output lines...
     server -> {"exit": 0}
 
+A client that closes the socket before the exit line (Ctrl+C) cancels the command
+(profiles.store's ``Cancellation``: its statements fail from the next one on, except while
+it holds the store, so a run publishes all or nothing).
+
 Both sides are here: the client (``delegate``, called by the CLI's commands) and the
 server (``ControlServer``, started beside the API by `unify serve`). A batch run the
 server runs works on a guest connection of the server's database (profiles.store's
@@ -40,7 +44,7 @@ import typer
 from rich.console import Console
 
 from profiles.errors import quiet_traceback
-from profiles.store import Store
+from profiles.store import Cancellation, Store, cancellable
 
 #: Runs one CLI command (by name, with its parameters) writing to the two consoles.
 Execute = Callable[[str, dict[str, Any], Console, Console], None]
@@ -104,17 +108,30 @@ def delegate(store_path: Path, command: str, params: Mapping[str, Any], write: C
     with sock, sock.makefile("rwb") as stream:
         stream.write(frame({"command": command, "params": encode_params(params)})[1:])
         stream.flush()
-        for raw in stream:
-            line = raw.decode("utf-8", errors="replace")
-            if line.startswith(_MARK):
-                message = json.loads(line[1:])
-                if "exit" in message:
-                    return int(message["exit"])
-                if "stderr" in message:
-                    write(str(message["stderr"]), True)
-                continue
-            write(line, False)
-    raise ConnectionError(f"the server at {path} closed the connection before {command} finished")
+        try:
+            code = _relay(stream, write)
+        except KeyboardInterrupt:  # the socket closes with this block: the server cancels the command
+            write(f"interrupted: the server cancels `unify {command}` (a run already publishing finishes first)\n", True)
+            return 130
+    if code is None:
+        raise ConnectionError(f"the server at {path} closed the connection before {command} finished")
+    return code
+
+
+def _relay(stream: Any, write: Callable[[str, bool], None]) -> int | None:
+    """The command's output from ``stream`` to ``write``; its exit code (None: the stream
+    ended before it)."""
+    for raw in stream:
+        line = raw.decode("utf-8", errors="replace")
+        if line.startswith(_MARK):
+            message = json.loads(line[1:])
+            if "exit" in message:
+                return int(message["exit"])
+            if "stderr" in message:
+                write(str(message["stderr"]), True)
+            continue
+        write(line, False)
+    return None
 
 
 #: The commands a CLI may ask for (the ones that need the store).
@@ -140,6 +157,13 @@ class _Lines:
     def flush(self) -> None:
         if self._partial:
             self.write("\n")
+
+
+async def _closed(reader: asyncio.StreamReader) -> None:
+    """Until the CLI closes its end (it sends nothing after its request)."""
+    with contextlib.suppress(ConnectionError):
+        while await reader.read(4096):
+            pass
 
 
 class ControlServer:
@@ -192,7 +216,7 @@ class ControlServer:
         try:
             await self._serve(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
-            pass  # the CLI went away; its command (if any) ran to its end
+            pass  # the CLI went away before its command started, or after it ended
         finally:
             self._tasks.discard(task)
             writer.close()
@@ -209,20 +233,34 @@ class ControlServer:
             return
         loop = asyncio.get_running_loop()
 
+        def send(data: bytes) -> None:
+            if not writer.is_closing():  # a CLI that went away gets nothing more
+                writer.write(data)
+
         def emit(data: bytes) -> None:
-            loop.call_soon_threadsafe(writer.write, data)
+            loop.call_soon_threadsafe(send, data)
 
         _log.warning("running `unify %s` for the CLI", command)
-        code = await loop.run_in_executor(self._pool, self._execute, command, params, emit)
+        cancellation = Cancellation()
+        ran = loop.run_in_executor(self._pool, self._execute, command, params, emit, cancellation)
+        gone = asyncio.ensure_future(_closed(reader))  # the CLI sends nothing more: EOF is its Ctrl+C
+        await asyncio.wait((ran, gone), return_when=asyncio.FIRST_COMPLETED)
+        if not ran.done():
+            _log.warning("the CLI that asked for `unify %s` went away: cancelling it", command)
+            self.store.cancel_guests(cancellation)
+        code = await ran
+        gone.cancel()
         _log.warning("`unify %s` for the CLI ended with exit code %d", command, code)
-        writer.write(frame({"exit": code}))
-        await writer.drain()
+        if not writer.is_closing():
+            writer.write(frame({"exit": code}))
+            await writer.drain()
 
-    def _execute(self, command: str, params: dict[str, Any], emit: Callable[[bytes], None]) -> int:
+    def _execute(self, command: str, params: dict[str, Any], emit: Callable[[bytes], None], cancellation: Cancellation) -> int:
         out = Console(file=_Lines(emit, stderr=False), width=120, no_color=True, force_terminal=False)  # type: ignore[arg-type]
         err = Console(file=_Lines(emit, stderr=True), width=120, no_color=True, force_terminal=False)  # type: ignore[arg-type]
         try:
-            self.execute(command, params, out, err)
+            with cancellable(cancellation):
+                self.execute(command, params, out, err)
             return 0
         except typer.Exit as exc:
             return int(exc.exit_code)

@@ -3,7 +3,17 @@
 from profiles.regrouping import match_probabilities
 from profiles.store.action_log import Action, Decision, Steward
 from profiles.store.audit import AuditEvent, AuditVerdict, append_audit, redact_audit, verify_audit
-from profiles.store.connection import WORK_CATALOG, Store, ident, in_list, name_literal, quote_column, sql_literal_path
+from profiles.store.connection import (
+    WORK_CATALOG,
+    Cancellation,
+    Store,
+    cancellable,
+    ident,
+    in_list,
+    name_literal,
+    quote_column,
+    sql_literal_path,
+)
 from profiles.store.queries import ProfileQueries, Resolved, identifiers_of, links_of_records
 from profiles.store.runs import (
     SERVING_INDEXES,
@@ -27,6 +37,7 @@ __all__ = [
     "Action",
     "AuditEvent",
     "AuditVerdict",
+    "Cancellation",
     "Decision",
     "ProfileQueries",
     "Resolved",
@@ -35,6 +46,7 @@ __all__ = [
     "Store",
     "append_audit",
     "begin_run",
+    "cancellable",
     "current_run",
     "ensure_serving_indexes",
     "fail_run",

@@ -7,7 +7,7 @@ import os
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any, Literal, overload
 
@@ -34,6 +34,65 @@ _HOSTED: dict[str, Store] = {}
 _OPENED: dict[str, int] = {}
 
 
+#: The error of a statement of a command whose CLI went away (:class:`Cancellation`).
+CANCELLED = "cancelled: the command line that asked for this went away (Ctrl+C); nothing of it was published"
+
+#: The :class:`Cancellation` of the command the current thread runs for the CLI, if any.
+_COMMAND = threading.local()
+
+
+class Cancellation:
+    """A command the server runs for the CLI (unify.control), cancelled when that CLI goes
+    away: from then on the statements of the stores the command opened fail with
+    :data:`CANCELLED`, except while one of them holds the store. A batch run's publish and
+    catch-up are never cut in half: a run cancelled before them publishes nothing, one
+    cancelled inside them finishes them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requested = False
+        self._holding = 0
+
+    @contextmanager
+    def holding(self) -> Iterator[None]:
+        with self._lock:
+            if self.requested:
+                raise StoreError(CANCELLED)
+            self._holding += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._holding -= 1
+
+    def check(self) -> None:
+        with self._lock:
+            if self.requested and not self._holding:
+                raise StoreError(CANCELLED)
+
+    def request(self, guests: Sequence[Store]) -> int:
+        """Cancel: interrupt the statement each of ``guests`` that this command opened is
+        running, unless the command holds the store. Returns how many were interrupted."""
+        with self._lock:
+            self.requested = True
+            if self._holding:
+                return 0
+            mine = [g for g in guests if g._cancellation is self]
+            for guest in mine:
+                guest._con.interrupt()
+            return len(mine)
+
+
+@contextmanager
+def cancellable(cancellation: Cancellation) -> Iterator[None]:
+    """The stores this thread opens as guests of a served store follow ``cancellation``."""
+    _COMMAND.cancellation = cancellation
+    try:
+        yield
+    finally:
+        _COMMAND.cancellation = None
+
+
 def opened_in_process(path: Path | str) -> bool:
     """Whether this process has the store file at ``path`` open (or serves it)."""
     key = os.path.abspath(path)
@@ -56,6 +115,7 @@ class Store:
         self._host: Store | None = None  # a guest's (Store.open of a hosted path) serving store
         self._guests: set[Store] = set()
         self._stopping = False  # a host that interrupted its guests: they run no more statements
+        self._cancellation: Cancellation | None = None  # a guest's: the command for the CLI that opened it
         self._on_transaction_end: list[Callable[[], None]] | None = None  # set inside transaction()
         self.committed = False  # whether the last transaction() on this store committed
         self._opened = False  # made by open(): counted in _OPENED
@@ -175,8 +235,14 @@ class Store:
         with self._lock:
             guest = self._derived()
             guest._host = self
+            guest._cancellation = getattr(_COMMAND, "cancellation", None)
             self._guests.add(guest)
         return guest
+
+    def cancel_guests(self, cancellation: Cancellation) -> int:
+        """Cancel the command ``cancellation`` belongs to (its CLI went away): see
+        :class:`Cancellation`. Returns how many statements were interrupted."""
+        return cancellation.request(list(self._guests))
 
     def interrupt_guests(self) -> int:
         """Interrupt the statement each guest is running (a server shutting down: a batch
@@ -286,6 +352,7 @@ class Store:
         """A store on a cursor of this one's connection (the same database)."""
         derived = Store(self._con.cursor(), self.path, self.read_only)
         derived.shared = self.shared
+        derived._cancellation = self._cancellation  # a guest's cursors are its command's
         return derived
 
     @contextmanager
@@ -376,7 +443,7 @@ class Store:
         """Hold the store for a multi-statement operation (other threads wait; a guest
         holds its host, so the server's own changes wait too)."""
         if self._host is not None:
-            with self._host._lock, self._lock:
+            with self._cancellation.holding() if self._cancellation else nullcontext(), self._host._lock, self._lock:
                 yield
             return
         with self._lock:
@@ -479,6 +546,8 @@ class Store:
         the statement that hashes a live record's blocking values."""
         if self._host is not None and self._host._stopping:
             raise StoreError("the server serving this store is stopping")
+        if self._cancellation is not None:
+            self._cancellation.check()
         try:
             if arrow and params is None:
                 return self._con.sql(sql).to_arrow_table()

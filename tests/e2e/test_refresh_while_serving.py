@@ -4,6 +4,7 @@ served without a restart, and every acknowledged ingest is in it."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import threading
 import time
@@ -14,6 +15,7 @@ import httpx
 import pytest
 
 from pipelines.config import load_config
+from profiles.store import Store
 from tests.conftest import DemoRun
 from tests.e2e.serving import KEYS, UNIFY, copy_demo, unify_serve
 
@@ -135,3 +137,29 @@ def test_records_the_cli_ingests_meet_the_next_live_record(small_demo: DemoRun, 
         mutation = 'mutation($record: JSON!) { ingestRecord(source: "webshop", record: $record) { status profile { id } } }'
         outcome = _gql(client, base, mutation, {"record": live}).json()["data"]["ingestRecord"]
         assert outcome["status"] == "attached" and outcome["profile"]["id"] == owner["id"], outcome
+
+
+def test_ctrl_c_on_a_run_the_server_runs_for_the_cli_cancels_it(small_demo: DemoRun, tmp_path: Path) -> None:
+    """Ctrl+C on `unify run` while a server runs it: the server cancels the run (nothing
+    published, one line in its log, no traceback), goes on serving, and the next run
+    publishes. Before, the run went on to publish and every line of its output after the
+    CLI had gone logged a traceback."""
+    config_path = copy_demo(small_demo, tmp_path / "demo")
+    with unify_serve(config_path) as server, httpx.Client() as client:
+        cli = subprocess.Popen(
+            [UNIFY, "run", "--retrain", "--config", str(config_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        server.wait_for_log("running `unify run` for the CLI")
+        time.sleep(1.0)  # into the training, long before it publishes
+        cli.send_signal(signal.SIGINT)
+        _, err = cli.communicate(timeout=60)
+        assert cli.returncode == 130 and "interrupted: the server cancels `unify run`" in err, err
+        server.wait_for_log("the CLI that asked for `unify run` went away: cancelling it")
+        server.wait_for_log("`unify run` for the CLI ended with exit code 1")
+        assert client.get(f"{server.base}/healthz", timeout=5).status_code == 200
+        again = subprocess.run([UNIFY, "run", "--config", str(config_path)], capture_output=True, text=True, timeout=300)
+        assert again.returncode == 0, again.stdout + again.stderr
+    assert "Traceback" not in server.stopped_log()
+    with Store.open(load_config(config_path).store_path, read_only=True) as store:
+        runs = store.rows("SELECT status FROM runs ORDER BY started_at")
+    assert [status for (status,) in runs[-2:]] == ["failed", "published"], runs

@@ -9,7 +9,17 @@ import duckdb
 import pytest
 
 from profiles.errors import StoreError
-from profiles.store import RUN_TABLES, Store, begin_run, current_run, ensure_serving_indexes, publish_run, write_run_table
+from profiles.store import (
+    RUN_TABLES,
+    Cancellation,
+    Store,
+    begin_run,
+    cancellable,
+    current_run,
+    ensure_serving_indexes,
+    publish_run,
+    write_run_table,
+)
 
 
 def _fill(store: Store, run_id: str, profile: str) -> None:
@@ -180,3 +190,34 @@ def test_serving_indexes_are_made_once_and_ones_no_longer_served_are_dropped(tmp
         assert {"ix_records_record_key", "ix_records_profile_id", "ix_profiles_profile_id", "ix_membership_record_key"} <= names
         assert "ix_records_dob" not in names and "owners_dob" in names
         assert made >= 4 and ensure_serving_indexes(store) == 0
+
+
+def test_a_cancelled_command_stops_at_its_next_statement_but_not_while_it_holds_the_store(tmp_path: Path) -> None:
+    """A command the server runs for a CLI that went away (unify.control): the stores it
+    opened fail from their next statement, except inside ``exclusive()`` (a run's publish
+    and catch-up finish); the server's own statements and other commands go on."""
+    path = tmp_path / "s.duckdb"
+    host = Store.open(path)
+    host.host()
+    try:
+        host.execute("CREATE TABLE t (x INTEGER)")
+        cancel, other = Cancellation(), Cancellation()
+        with cancellable(cancel):
+            mine = Store.open(path)
+        with cancellable(other):
+            theirs = Store.open(path)
+        with mine.exclusive():
+            assert host.cancel_guests(cancel) == 0  # it holds the store: nothing is interrupted
+            mine.execute("INSERT INTO t VALUES (1)")  # and it finishes what it holds the store for
+        with mine.cursor() as cursor, pytest.raises(StoreError, match="cancelled"):
+            cursor.scalar("SELECT count(*) FROM t")  # a cursor of a cancelled command's store is cancelled too
+        with pytest.raises(StoreError, match="cancelled"):
+            mine.scalar("SELECT count(*) FROM t")
+        with pytest.raises(StoreError, match="cancelled"), mine.exclusive():
+            pass  # a cancelled command does not start to hold the store
+        assert theirs.scalar("SELECT count(*) FROM t") == 1
+        assert host.scalar("SELECT count(*) FROM t") == 1
+        mine.close()
+        theirs.close()
+    finally:
+        host.close()
