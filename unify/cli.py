@@ -209,7 +209,9 @@ def run(
     _run(config, retrain, accept_shrink)
 
 
-def _serve(config_path: Path, host: str, port: int, dev: bool = False) -> None:
+def _serve(config_path: Path, host: str, port: int, dev: bool = False, announce: Callable[[], None] = lambda: None) -> None:
+    """Serve until stopped; ``announce`` once the store is open (a store another process
+    holds fails before anything says the server is up)."""
     import uvicorn
 
     config = load_config(config_path)  # fail here, in one line, rather than inside the server
@@ -226,6 +228,7 @@ def _serve(config_path: Path, host: str, port: int, dev: bool = False) -> None:
         return ControlServer(store, socket_path(config.store_path), execute_for_server, on_changed=changed).running()
 
     app = create_app(config, sidecar=control, dev=dev)
+    announce()
     # Stopping (SIGTERM, Ctrl+C) waits at most 2 s for requests under way, then cancels them.
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2)
 
@@ -262,10 +265,13 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the web console and the GraphQL API over the published profiles (owns the store while it runs)."""
-    console.print(f"Console on http://{host}:{port}/ and GraphQL API on http://{host}:{port}/graphql (Ctrl+C stops it)")
-    if dev:
-        console.print(f"Development mode: GraphiQL on http://{host}:{port}/graphiql")
-    _serve(config, host, port, dev)
+
+    def announce() -> None:
+        console.print(f"Console on http://{host}:{port}/ and GraphQL API on http://{host}:{port}/graphql (Ctrl+C stops it)")
+        if dev:
+            console.print(f"Development mode: GraphiQL on http://{host}:{port}/graphiql")
+
+    _serve(config, host, port, dev, announce)
 
 
 class ExportFormat(str, Enum):

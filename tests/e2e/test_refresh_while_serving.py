@@ -163,3 +163,14 @@ def test_ctrl_c_on_a_run_the_server_runs_for_the_cli_cancels_it(small_demo: Demo
     with Store.open(load_config(config_path).store_path, read_only=True) as store:
         runs = store.rows("SELECT status FROM runs ORDER BY started_at")
     assert [status for (status,) in runs[-2:]] == ["failed", "published"], runs
+
+
+def test_a_second_server_on_a_served_store_says_why_and_never_that_it_serves(small_demo: DemoRun, tmp_path: Path) -> None:
+    """`unify serve` on a store another server holds: exit 1 with one line naming the
+    lock, and no "Console on ..." first (it used to announce itself, then fail)."""
+    config_path = copy_demo(small_demo, tmp_path / "demo")
+    with unify_serve(config_path):
+        second = subprocess.run([UNIFY, "serve", "--config", str(config_path), "--port", "1"], capture_output=True, text=True, timeout=120)
+    assert second.returncode == 1, second.stdout + second.stderr
+    assert "Console on" not in second.stdout, second.stdout
+    assert "Only one process may own the store" in " ".join(second.stderr.split()), second.stderr
