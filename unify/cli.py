@@ -224,13 +224,33 @@ def _serve(config_path: Path, host: str, port: int, dev: bool = False, announce:
         )
     from resolvers.app import create_app  # here: the other commands need not load the API
 
+    def execute(command: str, params: dict[str, Any], out: Console, err: Console) -> None:
+        if command in SERVED_CONFIG_COMMANDS and isinstance(params.get("config"), Path):
+            try:
+                differs = load_config(params["config"]).serving_differences(config)
+            except ConfigError:  # the command itself says what is wrong with it
+                differs = []
+            if differs:  # the run would publish what this server's live path and API do not know
+                err.print(
+                    f"error: {params['config']} differs from the config this server serves with ({', '.join(differs)}): "
+                    "restart `unify serve` with it, then run the command again",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+                raise typer.Exit(1)
+        execute_for_server(command, params, out, err)
+
     def control(store: Store, changed: Callable[[str], None]) -> AbstractAsyncContextManager[None]:
-        return ControlServer(store, socket_path(config.store_path), execute_for_server, on_changed=changed).running()
+        return ControlServer(store, socket_path(config.store_path), execute, on_changed=changed).running()
 
     app = create_app(config, sidecar=control, dev=dev)
     announce()
     # Stopping (SIGTERM, Ctrl+C) waits at most 2 s for requests under way, then cancels them.
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2)
+
+
+#: Commands a server runs for the CLI only with the config it serves with (see :func:`_serve`).
+SERVED_CONFIG_COMMANDS = frozenset({"run", "ingest"})
 
 
 def execute_for_server(command: str, params: dict[str, Any], out: Console, err: Console) -> None:

@@ -282,6 +282,14 @@ class Config(_Strict):
         """Every identifier kind a record can carry: email, phone and the configured ones."""
         return sorted({*BUILTIN_IDENTIFIER_KINDS, *(n for source in self.sources for n in source.identifiers)})
 
+    def serving_differences(self, served: Config) -> list[str]:
+        """The sections of this config that differ from ``served``'s, among those a server
+        serves with (all but ``api``, its own, and ``run``, a batch run's guards): a run or
+        an ingest with such a config would publish what the server's live path and API do
+        not know (a source, a comparison, a trait)."""
+        mine, theirs = self.model_dump(exclude={"api", "run"}), served.model_dump(exclude={"api", "run"})
+        return [section for section in mine if mine[section] != theirs.get(section)]
+
     def shared_identifiers(self) -> list[str]:
         """Identifier names mapped by more than one source: only those can link records."""
         counts: dict[str, int] = {}

@@ -174,3 +174,23 @@ def test_a_second_server_on_a_served_store_says_why_and_never_that_it_serves(sma
     assert second.returncode == 1, second.stdout + second.stderr
     assert "Console on" not in second.stdout, second.stdout
     assert "Only one process may own the store" in " ".join(second.stderr.split()), second.stderr
+
+
+def test_a_run_with_another_config_than_the_server_serves_with_is_refused(small_demo: DemoRun, tmp_path: Path) -> None:
+    """A run the server runs for the CLI publishes what the server's live path and API then
+    serve, with the server's config: a config edited since the server started (here a
+    threshold) is refused in one line, naming what differs, and nothing is published.
+    Before, such a run published a model the server's live ingest did not know, and every
+    `ingestRecord` failed with INTERNAL until a restart."""
+    config_path = copy_demo(small_demo, tmp_path / "demo")
+    with unify_serve(config_path) as server:
+        text = config_path.read_text(encoding="utf-8")
+        config_path.write_text(text.replace("review_threshold = 0.60", "review_threshold = 0.55"), encoding="utf-8")
+        refused = subprocess.run([UNIFY, "run", "--config", str(config_path)], capture_output=True, text=True, timeout=300)
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        said = " ".join(refused.stderr.split())
+        assert "differs from the config this server serves with (matching)" in said and "restart `unify serve`" in said, said
+        config_path.write_text(text, encoding="utf-8")  # the served config again: the run goes ahead
+        again = subprocess.run([UNIFY, "run", "--config", str(config_path)], capture_output=True, text=True, timeout=300)
+        assert again.returncode == 0, again.stdout + again.stderr
+    assert "Traceback" not in server.stopped_log()

@@ -94,3 +94,21 @@ def test_duplicate_source_names_are_refused(tmp_path: Path) -> None:
 def test_missing_config_file_says_how_to_get_one(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unify demo"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_serving_differences_name_what_a_server_serves_with(tmp_path: Path) -> None:
+    """What a run the server runs for the CLI must share with the server's config
+    (unify.cli's refusal): everything but the server's own [api] and a run's [run] guards."""
+    served = tmp_path / "served.toml"
+    served.write_text(MINIMAL, encoding="utf-8")
+    edited = tmp_path / "edited.toml"
+
+    def differences(text: str) -> list[str]:
+        edited.write_text(text, encoding="utf-8")
+        return load_config(edited).serving_differences(load_config(served))
+
+    assert differences(MINIMAL) == []
+    assert differences(MINIMAL + "\n[run]\nmax_shrink = 0.5\n") == []
+    assert differences("[api]\nmax_depth = 9\n" + MINIMAL) == []
+    assert differences(MINIMAL.replace("match_threshold = 0.9", "match_threshold = 0.8")) == ["matching"]
+    assert differences(MINIMAL + 'last_name = "achternaam"\n') == ["sources"]
