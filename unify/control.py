@@ -43,7 +43,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from profiles.errors import quiet_traceback
+from profiles.errors import StoreError, quiet_traceback
 from profiles.store import Cancellation, Store, cancellable
 
 #: Runs one CLI command (by name, with its parameters) writing to the two consoles.
@@ -113,8 +113,13 @@ def delegate(store_path: Path, command: str, params: Mapping[str, Any], write: C
         except KeyboardInterrupt:  # the socket closes with this block: the server cancels the command
             write(f"interrupted: the server cancels `unify {command}` (a run already publishing finishes first)\n", True)
             return 130
+        except OSError:  # the connection reset: the server died
+            code = None
     if code is None:
-        raise ConnectionError(f"the server at {path} closed the connection before {command} finished")
+        raise StoreError(
+            f"the server serving {store_path} went away before `unify {command}` finished (stopped or killed): "
+            "a run it had not published is not published; run the command again"
+        )
     return code
 
 

@@ -194,3 +194,22 @@ def test_a_run_with_another_config_than_the_server_serves_with_is_refused(small_
         again = subprocess.run([UNIFY, "run", "--config", str(config_path)], capture_output=True, text=True, timeout=300)
         assert again.returncode == 0, again.stdout + again.stderr
     assert "Traceback" not in server.stopped_log()
+
+
+def test_a_server_killed_under_a_cli_command_is_one_line_of_the_cli(small_demo: DemoRun, tmp_path: Path) -> None:
+    """`kill -9` of the server while it runs `unify run` for the CLI: the CLI says in one
+    line that the server went away (it printed a traceback of a ConnectionError), and the
+    next `unify run`, with no server, opens the store itself and publishes."""
+    config_path = copy_demo(small_demo, tmp_path / "demo")
+    with unify_serve(config_path) as server:
+        cli = subprocess.Popen(
+            [UNIFY, "run", "--retrain", "--config", str(config_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        server.wait_for_log("running `unify run` for the CLI")
+        server.process.kill()
+        server.process.wait(timeout=30)
+        _, err = cli.communicate(timeout=60)
+    said = " ".join(err.split())
+    assert cli.returncode == 1 and "went away before `unify run` finished" in said and "Traceback" not in err, err
+    again = subprocess.run([UNIFY, "run", "--config", str(config_path)], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
