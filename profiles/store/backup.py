@@ -123,6 +123,10 @@ def _owned(store_path: Path, doing: str) -> duckdb.DuckDBPyConnection:
         raise StoreError(f"{store_path} is in use by another process (is `unify serve` running?): stop it, then {doing}") from exc
 
 
+#: Bytes 8-11 of a DuckDB database file.
+DUCKDB_MAGIC = b"DUCK"
+
+
 def restore_store(store_path: Path | str, backup: Path | str) -> Path | None:
     """Make the backup ``backup`` the store at ``store_path`` (not while anything holds the
     store). The replaced store is kept as ``<store>.before-restore-<time>``, whose path is
@@ -130,6 +134,9 @@ def restore_store(store_path: Path | str, backup: Path | str) -> Path | None:
     store_path, backup = Path(store_path), Path(backup)
     if not backup.is_file():
         raise StoreError(f"no backup at {backup}")
+    with backup.open("rb") as head:
+        if head.read(12)[8:] != DUCKDB_MAGIC:  # DuckDB's ATTACH of another file says "Cannot launch in-memory database ..."
+            raise StoreError(f"{backup} is not a unify store (not a DuckDB database file)")
     tmp = _temp_beside(store_path)
     store_path.parent.mkdir(parents=True, exist_ok=True)
     held = _owned(store_path, f"run `unify restore` again to restore {backup}") if store_path.exists() else None

@@ -65,8 +65,10 @@ def test_a_backup_restored_elsewhere_is_the_same_store_and_the_replaced_one_is_k
 
 def test_restore_refuses_what_is_not_a_store(tmp_path: Path) -> None:
     (tmp_path / "x.duckdb").write_bytes(b"not a database")
-    with pytest.raises(StoreError):
-        restore_store(tmp_path / "unify.duckdb", tmp_path / "x.duckdb")
+    (tmp_path / "crm.csv").write_text("klantnummer,voornaam\nK1,Ruud\n", encoding="utf-8")
+    for other in ("x.duckdb", "crm.csv"):  # DuckDB's own error for these was "Cannot launch in-memory database ..."
+        with pytest.raises(StoreError, match=r"is not a unify store \(not a DuckDB database file\)"):
+            restore_store(tmp_path / "unify.duckdb", tmp_path / other)
     with pytest.raises(StoreError, match="no backup"):
         restore_store(tmp_path / "unify.duckdb", tmp_path / "missing.duckdb")
     assert not (tmp_path / "unify.duckdb").exists()
