@@ -34,7 +34,7 @@ from pipelines.batch.ingest import value_sql
 from pipelines.config import CONSENT_STATUSES, Config, Constant, EventSourceConfig
 from pipelines.history.model import Interaction, RecordFacts
 from pipelines.standardize.contacts import standardized_identifier
-from pipelines.standardize.dates import TIMESTAMP_FORMATS, best_format
+from pipelines.standardize.dates import TIMESTAMP_FORMATS, best_format, timestamp_sql
 from profiles.errors import ConfigError
 from profiles.store import Store, ident, in_list, name_literal
 from profiles.store.erasure import suppressed_sql
@@ -234,7 +234,7 @@ def _map(store: Store, config: Config, events: EventSourceConfig, raw: str, as_j
         if consent.source is not None:
             attributes.append(f"'source', {value_sql(consent.source, as_json)}")
     selects.append(f"json_object({', '.join(attributes)}) AS attributes" if attributes else "NULL::JSON AS attributes")
-    parsed = "coalesce(try_cast(ts_raw AS TIMESTAMP)" + (", try_strptime(ts_raw, ?))" if fmt else ")")
+    parsed = f"coalesce({timestamp_sql('ts_raw')}" + (", try_strptime(ts_raw, ?))" if fmt else ")")
     store.execute(
         f"""CREATE TABLE staged AS
             SELECT *, {parsed} AS occurred_at, try_cast(amount_raw AS DOUBLE) AS amount

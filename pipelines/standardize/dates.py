@@ -25,6 +25,22 @@ DateFormats = dict[str, dict[str, str | None]]  # source -> {"date_of_birth": fm
 
 # ---- SQL: the batch ------------------------------------------------------------------
 
+#: A time of day with a UTC offset or Z at the end of a text (not a date's "-07").
+_OFFSET_AT_END = r"\d{2}:\d{2}(:\d{2}(\.\d+)?)? ?(Z|[+-]\d{2}(:?\d{2})?)$"
+
+
+def timestamp_sql(value: str) -> str:
+    """SQL: the text ``value`` as a TIMESTAMP in UTC, NULL when it is not one. A time with
+    an offset is taken to UTC: DuckDB's TIMESTAMP cast drops the offset
+    ("2026-12-07T10:00:00+01:00" read as 10:00), which put one system's events an hour
+    off another's. A time without one keeps its wall time, as before, and so does one whose
+    offset DuckDB cannot read ("10:00 +01")."""
+    return (
+        f"CASE WHEN regexp_matches({value}, '{_OFFSET_AT_END}') "
+        f"THEN coalesce(try_cast(try_cast({value} AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS TIMESTAMP), try_cast({value} AS TIMESTAMP)) "
+        f"ELSE try_cast({value} AS TIMESTAMP) END"
+    )
+
 
 def parse_dates_sql(store: Store, config: Config, given: DateFormats) -> None:
     """``parsed_dates``: birth date and update time per record, in each source's format
@@ -42,9 +58,9 @@ def parse_dates_sql(store: Store, config: Config, given: DateFormats) -> None:
         )
         used.append((source.name, dob_format, ts_format))
         ts_sql = (
-            "coalesce(try_cast(updated_at_raw AS TIMESTAMP), try_strptime(updated_at_raw, ?))"
+            f"coalesce({timestamp_sql('updated_at_raw')}, try_strptime(updated_at_raw, ?))"
             if ts_format
-            else "try_cast(updated_at_raw AS TIMESTAMP)"
+            else timestamp_sql("updated_at_raw")
         )
         selects.append(
             f"""SELECT source, record_id, line, date_of_birth AS dob_raw, updated_at_raw,

@@ -129,3 +129,19 @@ def test_an_id_again_on_a_later_line_keeps_the_later_row(tmp_path: Path) -> None
             (5, "c1", "the same event id appears again on line 7"),
         ]
         assert {k: v[:2] for k, v in _events(store).items()} == {"c1": ("repair", 7), "c2": ("invoice", 3), "c3": ("billing", 6)}
+
+
+def test_times_with_an_offset_are_read_in_utc_by_the_file_and_by_record_event(tmp_path: Path) -> None:
+    """Systems write ISO times with their offset. DuckDB's TIMESTAMP cast drops it
+    ("10:00+01:00" read as 10:00), which put a call at 09:00 UTC after a chat at 09:30 UTC
+    on the timeline. Both paths now read such a time in UTC; one without an offset keeps
+    its wall time."""
+    rows = ["c1,2026-11-01T10:00:00+01:00,1,delivery", "c2,2026-11-01T09:30:00Z,1,invoice", "c3,2026-11-01 10:00:00,2,delivery"]
+    config = _setup(tmp_path, rows)
+    calls = event_source(config, "calls")
+    with Store.open(tmp_path / "unify.duckdb") as store:
+        ingest_event_file(store, config, calls, tmp_path / "calls.csv")
+        read = dict(store.rows("SELECT event_id, occurred_at::VARCHAR FROM events"))
+        assert read == {"c1": "2026-11-01 09:00:00", "c2": "2026-11-01 09:30:00", "c3": "2026-11-01 10:00:00"}, read
+        record_event(store, config, calls, {"id": "c4", "at": "2026-11-01T12:00:00-05:00", "nr": "2", "reason": "delivery"})
+        assert store.scalar("SELECT occurred_at::VARCHAR FROM events WHERE event_id = 'c4'") == "2026-11-01 17:00:00"

@@ -125,3 +125,14 @@ def test_what_only_duckdb_reads_alike_falls_back(small_demo: DemoRun, config: Co
     assert standardize_rows(detected, _source_rows(config, detected)[:1], {}, config) is None, (
         "without the run's formats the SQL detects them"
     )
+
+
+def test_an_update_time_with_an_offset_is_read_in_utc(small_demo: DemoRun, config: Config) -> None:
+    """A source that writes its update times with their offset: the record's updated_at
+    (which survivorship's "most recent" compares across sources) is in UTC, by the batch
+    and, through the SQL it falls back to, by the live path."""
+    crm = next(s for s in config.sources if s.name == "crm")
+    row = {**_source_rows(config, crm)[0], crm.updated_at: "2020-02-03T10:00:00+01:00"}
+    assert standardize_rows(crm, [row], small_demo.summary.date_formats, config) is None  # only the SQL reads offsets
+    records, _ = _by_sql(config, crm, [row], small_demo.summary.date_formats)["records"]
+    assert str(records["updated_at"][0].as_py()) == "2020-02-03 09:00:00"
