@@ -22,6 +22,13 @@ class StoreError(UnifyError):
     """The store is missing, locked, or not in the state an operation needs."""
 
 
+class NoPublishedRun(StoreError):
+    """The store has no published run yet: nothing to serve, or to match live records against."""
+
+
+NO_PUBLISHED_RUN = "the store has no published run yet: run `unify run` (while `unify serve` serves the store, it runs it)"
+
+
 class NotFoundError(UnifyError):
     """What an operation names (a pair, a profile, a record, an action) does not exist."""
 

@@ -26,7 +26,7 @@ from strawberry.types import Info
 from pipelines.config import ApiConfig
 from pipelines.matching.search import parse_query, search
 from pipelines.standardize.contacts import standardized_identifier
-from profiles.errors import quiet_traceback
+from profiles.errors import NO_PUBLISHED_RUN, NoPublishedRun, quiet_traceback
 from profiles.model import split_record_key
 from profiles.store import links_of_records
 from resolvers.auth import Role
@@ -281,7 +281,9 @@ class _Schema(strawberry.Schema):
         for error in errors:
             original = error.original_error
             where = ".".join(str(p) for p in error.path or []) or "-"
-            if original is None or isinstance(original, (GraphQLError, ApiError)):
+            if isinstance(original, NoPublishedRun):  # the operator's to fix, not a fault: one line
+                _log.warning("%s in operation %s at %s: the store has no published run yet", NOT_READY, operation, where)
+            elif original is None or isinstance(original, (GraphQLError, ApiError)):
                 code = getattr(original, "code", None) or ("BAD_REQUEST" if original is None else "ERROR")
                 _log.warning("client error %s in operation %s at %s", code, operation, where)
             else:
@@ -312,7 +314,32 @@ class _MaskErrors(SchemaExtension):
         result = self.execution_context.result
         errors = getattr(result, "errors", None)
         if errors:
-            result.errors = [_anonymous(e) if _mask(e) else e for e in errors]  # type: ignore[union-attr]
+            result.errors = [_shown(e) for e in errors]  # type: ignore[union-attr]
+
+
+#: The code of an answer from a store that has no published run yet (a server started
+#: before the first `unify run`): what to do, instead of an unexpected error.
+NOT_READY = "NO_PUBLISHED_RUN"
+
+
+def _shown(error: GraphQLError) -> GraphQLError:
+    """``error`` as the client sees it."""
+    if isinstance(error.original_error, NoPublishedRun):
+        return _not_ready(error)
+    return _anonymous(error) if _mask(error) else error
+
+
+def _not_ready(error: GraphQLError) -> GraphQLError:
+    """``error`` (the store has no published run) as what to do about it."""
+    return GraphQLError(
+        NO_PUBLISHED_RUN,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=None,
+        extensions={"code": NOT_READY},
+    )
 
 
 def _anonymous(error: GraphQLError) -> GraphQLError:

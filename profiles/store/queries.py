@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from profiles.errors import NO_PUBLISHED_RUN, NoPublishedRun
 from profiles.model import CANONICAL_FIELDS
 from profiles.store.audit import AuditEvent, append_audit
 from profiles.store.connection import Store, marks
@@ -39,7 +40,9 @@ class ProfileQueries:
         """The published run's ``table`` named directly: the ``main`` view costs 0.1-0.2 ms
         a query to bind (a third of reading a profile's records at 1M)."""
         run = published_tables(self.store.reader(), self._run)
-        return f"{run}.{table}" if run else table
+        if run is None:  # before the first `unify run`: no table to read (it was a DuckDB catalog error)
+            raise NoPublishedRun(NO_PUBLISHED_RUN)
+        return f"{run}.{table}"
 
     def run_schema(self) -> str | None:
         """``catalog.run`` of the published run (quoted), for reads that join its tables."""

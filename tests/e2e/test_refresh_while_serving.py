@@ -213,3 +213,24 @@ def test_a_server_killed_under_a_cli_command_is_one_line_of_the_cli(small_demo: 
     assert cli.returncode == 1 and "went away before `unify run` finished" in said and "Traceback" not in err, err
     again = subprocess.run([UNIFY, "run", "--config", str(config_path)], capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_a_server_started_before_the_first_run_says_so_then_serves_what_the_run_publishes(small_demo: DemoRun, tmp_path: Path) -> None:
+    """`unify serve` on a store that has no run yet (the first deployment: serve, then load):
+    reads and live ingests answer NO_PUBLISHED_RUN with what to do (they were INTERNAL with
+    a server traceback each); `unify run` through the server publishes, and they answer."""
+    config_path = copy_demo(small_demo, tmp_path / "demo")
+    store_path = load_config(config_path).store_path
+    store_path.unlink()
+    with unify_serve(config_path) as server, httpx.Client() as client:
+        asked = _gql(client, server.base, BY_RECORD, {"key": "crm:K0000001"}).json()
+        assert asked["errors"][0]["extensions"]["code"] == "NO_PUBLISHED_RUN", asked
+        assert "run `unify run`" in asked["errors"][0]["message"]
+        record = {"klantnummer": "FIRST-1", "voornaam": "Eerste", "achternaam": "Klant"}
+        ingested = _gql(client, server.base, INGEST, {"record": record}).json()
+        assert ingested["errors"][0]["extensions"]["code"] == "NO_PUBLISHED_RUN", ingested
+        run = subprocess.run([UNIFY, "run", "--config", str(config_path)], capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stdout + run.stderr
+        ingested = _gql(client, server.base, INGEST, {"record": record}).json()
+        assert ingested["data"]["ingestRecord"]["status"], ingested
+    assert "Traceback" not in server.stopped_log()
