@@ -29,6 +29,8 @@ def check_file_columns(store: Store, spec: FileSpec, path: Path, what: str = "so
     """Fail, naming the file and the column, when the file or a mapped column is missing."""
     if not path.exists():
         raise SourceSchemaError(f"{what} {spec.name}: file {path} not found")
+    if not path.is_file():  # a directory (or a device): reading it failed with a traceback
+        raise SourceSchemaError(f"{what} {spec.name}: {path} is not a file")
     available = set(_file_columns(store, spec, path))
     for role, column in spec.columns().items():
         if column not in available:

@@ -102,6 +102,18 @@ def test_missing_mapped_column_stops_before_anything_is_written(tmp_path: Path) 
     assert not (tmp_path / "unify.duckdb").exists()
 
 
+def test_a_missing_or_directory_source_file_is_one_line_naming_it(tmp_path: Path) -> None:
+    """A source path that is not there, or names a directory (a traceback of
+    IsADirectoryError before): one error naming the source and the path, nothing written."""
+    (tmp_path / "unify.toml").write_text(CONFIG, encoding="utf-8")
+    with pytest.raises(SourceSchemaError, match=r"source shop: file .*shop.csv not found"):
+        run_pipeline(load_config(tmp_path / "unify.toml"))
+    (tmp_path / "shop.csv").mkdir()
+    with pytest.raises(SourceSchemaError, match=r"source shop: .*shop.csv is not a file"):
+        run_pipeline(load_config(tmp_path / "unify.toml"))
+    assert not (tmp_path / "unify.duckdb").exists()
+
+
 def test_demo_counts_match_what_the_generator_injected(small_demo: DemoRun) -> None:
     m = small_demo.manifest
     for name, counts in small_demo.summary.sources.items():
