@@ -323,28 +323,24 @@ NOT_READY = "NO_PUBLISHED_RUN"
 
 
 def _shown(error: GraphQLError) -> GraphQLError:
-    """``error`` as the client sees it."""
+    """``error`` as the client sees it: a store without a published run says what to do,
+    an unexpected error says only ``UNEXPECTED``, without its cause."""
     if isinstance(error.original_error, NoPublishedRun):
-        return _not_ready(error)
-    return _anonymous(error) if _mask(error) else error
+        return _replaced(error, NO_PUBLISHED_RUN, {"code": NOT_READY})
+    return _replaced(error, UNEXPECTED) if _mask(error) else error
 
 
-def _not_ready(error: GraphQLError) -> GraphQLError:
-    """``error`` (the store has no published run) as what to do about it."""
+def _replaced(error: GraphQLError, message: str, extensions: dict[str, Any] | None = None) -> GraphQLError:
+    """``error`` where it happened, with ``message`` (and ``extensions``) and no cause."""
     return GraphQLError(
-        NO_PUBLISHED_RUN,
+        message,
         nodes=error.nodes,
         source=error.source,
         positions=error.positions,
         path=error.path,
         original_error=None,
-        extensions={"code": NOT_READY},
+        extensions=extensions,
     )
-
-
-def _anonymous(error: GraphQLError) -> GraphQLError:
-    """``error`` where it happened, with ``UNEXPECTED`` for its message and no cause."""
-    return GraphQLError(UNEXPECTED, nodes=error.nodes, source=error.source, positions=error.positions, path=error.path, original_error=None)
 
 
 def build_schema(api: ApiConfig) -> strawberry.Schema:
