@@ -25,6 +25,11 @@ INGEST = 'mutation($record: JSON!) { ingestRecord(source: "crm", record: $record
 BY_RECORD = 'query($key: String!) { profileByIdentifier(kind: "record", value: $key) { id } }'
 
 
+def _unify_run(config_path: Path) -> subprocess.CompletedProcess[str]:
+    """`unify run --config CONFIG` as an operator types it (the server runs it when one serves the store)."""
+    return subprocess.run([UNIFY, "run", "--config", str(config_path)], capture_output=True, text=True, timeout=300)
+
+
 def _gql(client: httpx.Client, base: str, query: str, variables: dict[str, Any] | None = None, role: str = "agent") -> httpx.Response:
     return client.post(
         f"{base}/graphql",
@@ -78,7 +83,7 @@ def test_a_batch_run_beside_a_serving_server_loses_nothing(small_demo: DemoRun, 
         try:
             time.sleep(1.0)
             before = answered[0]
-            run = subprocess.run([UNIFY, "run", "--config", str(config_path)], capture_output=True, text=True, timeout=300)
+            run = _unify_run(config_path)
             during = answered[0] - before
             review = subprocess.run(
                 [UNIFY, "review", "--config", str(config_path), "--limit", "3"], capture_output=True, text=True, timeout=60
@@ -157,7 +162,7 @@ def test_ctrl_c_on_a_run_the_server_runs_for_the_cli_cancels_it(small_demo: Demo
         server.wait_for_log("the CLI that asked for `unify run` went away: cancelling it")
         server.wait_for_log("`unify run` for the CLI ended with exit code 1")
         assert client.get(f"{server.base}/healthz", timeout=5).status_code == 200
-        again = subprocess.run([UNIFY, "run", "--config", str(config_path)], capture_output=True, text=True, timeout=300)
+        again = _unify_run(config_path)
         assert again.returncode == 0, again.stdout + again.stderr
     assert "Traceback" not in server.stopped_log()
     with Store.open(load_config(config_path).store_path, read_only=True) as store:
@@ -186,12 +191,12 @@ def test_a_run_with_another_config_than_the_server_serves_with_is_refused(small_
     with unify_serve(config_path) as server:
         text = config_path.read_text(encoding="utf-8")
         config_path.write_text(text.replace("review_threshold = 0.60", "review_threshold = 0.55"), encoding="utf-8")
-        refused = subprocess.run([UNIFY, "run", "--config", str(config_path)], capture_output=True, text=True, timeout=300)
+        refused = _unify_run(config_path)
         assert refused.returncode == 1, refused.stdout + refused.stderr
         said = " ".join(refused.stderr.split())
         assert "differs from the config this server serves with (matching)" in said and "restart `unify serve`" in said, said
         config_path.write_text(text, encoding="utf-8")  # the served config again: the run goes ahead
-        again = subprocess.run([UNIFY, "run", "--config", str(config_path)], capture_output=True, text=True, timeout=300)
+        again = _unify_run(config_path)
         assert again.returncode == 0, again.stdout + again.stderr
     assert "Traceback" not in server.stopped_log()
 
@@ -211,7 +216,7 @@ def test_a_server_killed_under_a_cli_command_is_one_line_of_the_cli(small_demo: 
         _, err = cli.communicate(timeout=60)
     said = " ".join(err.split())
     assert cli.returncode == 1 and "went away before `unify run` finished" in said and "Traceback" not in err, err
-    again = subprocess.run([UNIFY, "run", "--config", str(config_path)], capture_output=True, text=True, timeout=300)
+    again = _unify_run(config_path)
     assert again.returncode == 0, again.stdout + again.stderr
 
 
@@ -229,7 +234,7 @@ def test_a_server_started_before_the_first_run_says_so_then_serves_what_the_run_
         record = {"klantnummer": "FIRST-1", "voornaam": "Eerste", "achternaam": "Klant"}
         ingested = _gql(client, server.base, INGEST, {"record": record}).json()
         assert ingested["errors"][0]["extensions"]["code"] == "NO_PUBLISHED_RUN", ingested
-        run = subprocess.run([UNIFY, "run", "--config", str(config_path)], capture_output=True, text=True, timeout=300)
+        run = _unify_run(config_path)
         assert run.returncode == 0, run.stdout + run.stderr
         ingested = _gql(client, server.base, INGEST, {"record": record}).json()
         assert ingested["data"]["ingestRecord"]["status"], ingested
