@@ -337,7 +337,7 @@ def ingest(
     """Match new or changed records of one source into the profiles now (no batch run), or
     add a file of events (--events NAME)."""
     from pipelines.live.ingest import LiveIngest
-    from profiles.store import Steward, Store
+    from profiles.store import Steward
 
     if (source is None) == (events is None):
         raise ConfigError("give --source NAME (records) or --events NAME (events)")
@@ -348,9 +348,9 @@ def ingest(
     assert source is not None
     by = Steward(actor=f"cli:{os.environ.get('USER', 'unknown')}", role="admin")
     # one file, then exit: joined with the stored records (no in-memory index to read
-    # first), committed straight into the store file (no WAL to write it into it again)
+    # first); its commit stays in the WAL until that reaches [store].checkpoint_wal
     with (
-        Store.open(cfg.store_path, compress=cfg.store.compress, write_through=True) as store,
+        _ingest_store(cfg) as store,
         console.status(f"ingesting {file.name} ...", spinner="dots"),
     ):
         live = LiveIngest(store, cfg, in_memory=False)
@@ -380,12 +380,20 @@ def ingest(
             err_console.print(f"[yellow]quarantined[/] {record.record_key}: {record.problem}", highlight=False)
 
 
+def _ingest_store(cfg: Config) -> Store:
+    """The store for one ingested file: its commit goes into the WAL and stays there when
+    the command exits, until the WAL reaches ``[store].checkpoint_wal`` or the server's
+    idle checkpoint (a checkpoint rewrites every changed table's index, seconds at 1M
+    records however few records changed; profiles.store.Store.open)."""
+    return Store.open(cfg.store_path, compress=cfg.store.compress, checkpoint_wal=cfg.store.checkpoint_wal, checkpoint_on_close=False)
+
+
 def _ingest_events(cfg: Config, name: str, file: Path) -> None:
     from pipelines.history.events import event_source, ingest_event_file, unlinked_count
-    from profiles.store import ProfileQueries, Store
+    from profiles.store import ProfileQueries
 
     spec = event_source(cfg, name)
-    with Store.open(cfg.store_path, compress=cfg.store.compress, write_through=True) as store:
+    with _ingest_store(cfg) as store:
         counts = ingest_event_file(store, cfg, spec, file)
         run = ProfileQueries(store).run_schema()
         unlinked = unlinked_count(store, run) if run else None

@@ -112,19 +112,26 @@ def test_commits_below_the_wal_limit_leave_the_checkpoint_to_the_owner(tmp_path:
         assert store.scalar("SELECT count(*) FROM t") == 300
 
 
-def test_a_write_through_store_commits_into_its_file(tmp_path: Path) -> None:
-    """`unify ingest` opens the store ``write_through``: its one large commit goes into the
-    file at once, not into the WAL that closing the store would copy into the file again."""
+def test_a_store_opened_for_one_file_leaves_its_commit_to_the_next_checkpoint(tmp_path: Path) -> None:
+    """`unify ingest` opens the store with ``checkpoint_on_close=False``: its commit stays in
+    the WAL when it exits (every reader sees it, the next owner replays it), until a commit
+    takes the WAL past ``checkpoint_wal``; a store opened as usual checkpoints on close."""
     path = tmp_path / "s.duckdb"
-    with Store.open(path, checkpoint_wal="1GB") as store:
+    wal = path.with_name(path.name + ".wal")
+    with Store.open(path) as store:
         store.execute("CREATE TABLE t (k VARCHAR, v VARCHAR)")
-    for write_through, logged in ((False, True), (True, False)):
-        with Store.open(path, checkpoint_wal="1GB", write_through=write_through) as store:
-            with store.transaction():
-                store.execute("INSERT INTO t SELECT 'k' || i, repeat('x', 100) FROM range(20000) r(i)")
-            assert (store.wal_bytes() > 0) is logged
+    assert not wal.exists()
+    for n in (1, 2):
+        with Store.open(path, checkpoint_wal="64MB", checkpoint_on_close=False) as store, store.transaction():
+            store.execute("INSERT INTO t SELECT 'k' || i, repeat('x', 100) FROM range(20000) r(i)")
+        assert wal.stat().st_size > n * 20000 * 100
         with Store.open(path, read_only=True) as store:
-            assert store.scalar("SELECT count(*) FROM t") == (20000 if logged else 40000)
+            assert store.scalar("SELECT count(*) FROM t") == n * 20000
+    with Store.open(path, checkpoint_wal="1MB", checkpoint_on_close=False) as store, store.transaction():
+        store.execute("INSERT INTO t SELECT 'k' || i, repeat('x', 100) FROM range(20000) r(i)")
+    assert not wal.exists() or wal.stat().st_size == 0  # this commit crossed the limit: it checkpointed
+    with Store.open(path) as store:
+        assert store.scalar("SELECT count(*) FROM t") == 60000
 
 
 def test_keyed_inserts_after_writes_in_one_transaction_do_not_invalidate_the_store(tmp_path: Path) -> None:
