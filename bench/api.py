@@ -51,7 +51,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -149,7 +149,9 @@ end
 
 
 def _json_default(value: Any) -> Any:
-    if isinstance(value, (date, datetime)):
+    if isinstance(value, datetime):  # the store's UTC, with its offset, as the API gives it
+        return (value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)).isoformat()
+    if isinstance(value, date):
         return value.isoformat()
     raise TypeError(f"cannot serialize {type(value).__name__}")
 

@@ -7,8 +7,10 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
+import dateutil.parser
 import strawberry
 from graphql import GraphQLError, GraphQLObjectType
 from graphql.language import FieldNode, FragmentSpreadNode, InlineFragmentNode, SelectionSetNode
@@ -21,6 +23,7 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.types.base_scalars import wrap_parser
 from strawberry.types import Info
 
 from pipelines.config import ApiConfig
@@ -343,6 +346,23 @@ def _replaced(error: GraphQLError, message: str, extensions: dict[str, Any] | No
     )
 
 
+def utc_isoformat(value: datetime) -> str:
+    """A time as the API gives it: ISO 8601 in UTC with its offset ("2026-11-02T08:00:00+00:00").
+    The store holds UTC without an offset; given without one, a client (a browser's
+    ``new Date``) reads it as its own local time."""
+    return (value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)).isoformat()
+
+
+#: strawberry's DateTime, giving every time in UTC with its offset (:func:`utc_isoformat`).
+#: Times given to the API are read as strawberry reads them; one without an offset is UTC.
+UTC_DATETIME = strawberry.scalar(
+    name="DateTime",
+    description="Date with time (ISO 8601). Given in UTC with its offset; one sent without an offset is read as UTC.",
+    serialize=utc_isoformat,
+    parse_value=wrap_parser(dateutil.parser.isoparse, "DateTime"),
+)
+
+
 def build_schema(api: ApiConfig) -> strawberry.Schema:
     # The limit rule is made once per schema: the validation cache is keyed by the rule
     # classes, and a class per request would never hit (then validation was most of a
@@ -361,7 +381,7 @@ def build_schema(api: ApiConfig) -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         extensions=extensions,
-        config=StrawberryConfig(disable_field_suggestions=not api.development),
+        config=StrawberryConfig(disable_field_suggestions=not api.development, scalar_map={datetime: UTC_DATETIME}),
     )
     _install_lean_resolvers(schema)
     return schema

@@ -9,6 +9,7 @@ import json
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +187,20 @@ def test_the_timeline_pages_and_filters(history: History) -> None:
     assert [n["id"] for n in first["nodes"] + rest["nodes"]] == [n["id"] for n in _timeline(history.api, history.profile_id)["nodes"]]
     chats = _timeline(history.api, history.profile_id, channels=["chat"])
     assert [n["id"] for n in chats["nodes"]] == ["t_calls:C2"]
+
+
+def test_times_are_given_in_utc_with_their_offset_and_read_with_theirs(history: History) -> None:
+    """The store holds UTC without an offset; the API says so ("+00:00"), or a client (a
+    browser's ``new Date``) reads the time as its own local time. A time sent with an
+    offset is compared in UTC; one without is UTC."""
+    nodes = _timeline(history.api, history.profile_id)["nodes"]
+    assert {n["id"]: n["occurredAt"] for n in nodes}["t_calls:C2b"] == "2026-11-03T09:40:00+00:00"  # the file's 09:40, no offset
+    assert all(datetime.fromisoformat(n["occurredAt"]).utcoffset() == timedelta(0) for n in nodes)
+    since = """query($id: ID!, $since: DateTime) { profile(id: $id) { timeline(since: $since) { nodes { id } } } }"""
+    for sent in ("2026-11-03T10:35:00+01:00", "2026-11-03T09:35:00", "2026-11-03T09:35:00Z"):  # each 09:35 UTC
+        result = history.api.run(since, Role.AGENT, {"id": history.profile_id, "since": sent})
+        assert result.errors is None, result.errors
+        assert [n["id"] for n in result.data["profile"]["timeline"]["nodes"]] == ["t_surveys:S1", "t_calls:C2b"], sent
 
 
 def test_personalization_sees_no_record_keys_or_attributes(history: History) -> None:
