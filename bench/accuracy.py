@@ -7,7 +7,7 @@ public data with ground truth and no shared identifier. Each data set is run thr
 the same standardized records; pairwise precision, recall and F1 of both against the
 truth are printed and written to ``<out>/accuracy-results.json``.
 
-    .venv/bin/python bench/accuracy.py                  # FEBRL1, FEBRL4 without SSN, FEBRL2, FEBRL3, demo 50,000
+    .venv/bin/python bench/accuracy.py                  # FEBRL1, FEBRL4 without SSN, FEBRL2, FEBRL3, two variants, demo 50,000
     .venv/bin/python bench/accuracy.py --demo-records 0 # the FEBRL sets only
 """
 
@@ -31,7 +31,7 @@ from pipelines.batch.run import run_pipeline  # noqa: E402
 from pipelines.config import load_config  # noqa: E402
 from pipelines.demo import generate  # noqa: E402
 from tests.accuracy import PairwiseScores, membership, merged_hard_negatives, pairwise  # noqa: E402
-from tests.febrl import write_febrl1, write_febrl2, write_febrl3, write_febrl4  # noqa: E402
+from tests.febrl import with_full_names, without_fields, write_febrl1, write_febrl2, write_febrl3, write_febrl4  # noqa: E402
 
 
 def _demo(records: int) -> Callable[[Path], dict[str, str]]:
@@ -43,6 +43,24 @@ def _demo(records: int) -> Callable[[Path], dict[str, str]]:
         }
 
     return write
+
+
+def _full_names(write: Callable[[Path], dict[str, str]]) -> Callable[[Path], dict[str, str]]:
+    def written(out: Path) -> dict[str, str]:
+        truth = write(out)
+        with_full_names(out)
+        return truth
+
+    return written
+
+
+def _without(write: Callable[[Path], dict[str, str]], fields: tuple[str, ...]) -> Callable[[Path], dict[str, str]]:
+    def written(out: Path) -> dict[str, str]:
+        truth = write(out)
+        without_fields(out, fields)
+        return truth
+
+    return written
 
 
 def _row(scores: PairwiseScores) -> dict[str, float]:
@@ -87,6 +105,9 @@ def main() -> None:
         ("FEBRL4 as two systems, no shared identifier", lambda out: write_febrl4(out, social_security=False)),
         ("FEBRL2 (one system)", write_febrl2),
         ("FEBRL3 (one system, up to five records a person)", write_febrl3),
+        # the same people as other companies hold them: one name column; no birth dates
+        ("FEBRL4, no shared identifier, one full-name column", _full_names(lambda out: write_febrl4(out, social_security=False))),
+        ("FEBRL2 without birth dates", _without(write_febrl2, ("date_of_birth",))),
     ]
     if args.demo_records:
         sets.append((f"demo, {args.demo_records:,} records", _demo(args.demo_records)))

@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import re
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -151,6 +153,35 @@ def write_febrl3(out: Path) -> dict[str, str]:
             truth[f"claims:{row['rec_id']}"] = _entity(row["rec_id"])
     (out / "unify.toml").write_text(_HEADER + _CLAIMS, encoding="utf-8")
     return truth
+
+
+def with_full_names(out: Path) -> None:
+    """Make the sources ``write_*`` wrote there hold one name column each (given name and
+    surname joined, as many systems keep a name) and map it as ``full_name``."""
+    config = (out / "unify.toml").read_text(encoding="utf-8")
+    registry, claims = out / "registry.csv", out / "claims.ndjson"
+    if registry.exists():
+        rows = _rows(registry)
+        for row in rows:
+            row["name"] = f"{row['given_name']} {row['surname']}".strip()
+        _write_registry(out, rows)
+        config = config.replace('first_name = "given_name"\nlast_name = "surname"\n', 'full_name = "name"\n')
+    if claims.exists():
+        records = [json.loads(line) for line in claims.read_text(encoding="utf-8").splitlines()]
+        with claims.open("w", encoding="utf-8") as fh:
+            for record in records:
+                fh.write(json.dumps({**record, "naam": f"{record['voornaam']} {record['achternaam']}".strip()}) + "\n")
+        config = config.replace('first_name = "voornaam"\nlast_name = "achternaam"\n', 'full_name = "naam"\n')
+    (out / "unify.toml").write_text(config, encoding="utf-8")
+
+
+def without_fields(out: Path, fields: Sequence[str]) -> None:
+    """Map none of ``fields`` in the config ``write_*`` wrote there (the files keep them):
+    a company whose systems do not hold them."""
+    config = (out / "unify.toml").read_text(encoding="utf-8")
+    for field in fields:
+        config = re.sub(rf"^{field} = .*\n", "", config, flags=re.MULTILINE)
+    (out / "unify.toml").write_text(config, encoding="utf-8")
 
 
 def _one_registry(out: Path, dataset: str) -> dict[str, str]:
