@@ -152,7 +152,13 @@ def test_ctrl_c_on_a_run_the_server_runs_for_the_cli_cancels_it(small_demo: Demo
     config_path = copy_demo(small_demo, tmp_path / "demo")
     with unify_serve(config_path) as server, httpx.Client() as client:
         cli = subprocess.Popen(
-            [UNIFY, "run", "--retrain", "--config", str(config_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            [UNIFY, "run", "--retrain", "--config", str(config_path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            # as from a terminal: a test run started in the background (`make test &`) has
+            # SIGINT ignored, which its children inherit, and then Ctrl+C does nothing
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         server.wait_for_log("running `unify run` for the CLI")
         time.sleep(1.0)  # into the training, long before it publishes
@@ -208,7 +214,13 @@ def test_a_server_killed_under_a_cli_command_is_one_line_of_the_cli(small_demo: 
     config_path = copy_demo(small_demo, tmp_path / "demo")
     with unify_serve(config_path) as server:
         cli = subprocess.Popen(
-            [UNIFY, "run", "--retrain", "--config", str(config_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            [UNIFY, "run", "--retrain", "--config", str(config_path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            # as from a terminal: a test run started in the background (`make test &`) has
+            # SIGINT ignored, which its children inherit, and then Ctrl+C does nothing
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         server.wait_for_log("running `unify run` for the CLI")
         server.process.kill()
