@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import dateutil.parser
 import strawberry
 from graphql import GraphQLError, GraphQLObjectType
 from graphql.language import FieldNode, FragmentSpreadNode, InlineFragmentNode, SelectionSetNode
@@ -23,7 +22,7 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
-from strawberry.schema.types.base_scalars import wrap_parser
+from strawberry.schema.types.base_scalars import DateTimeDefinition
 from strawberry.types import Info
 
 from pipelines.config import ApiConfig
@@ -359,7 +358,7 @@ UTC_DATETIME = strawberry.scalar(
     name="DateTime",
     description="Date with time (ISO 8601). Given in UTC with its offset; one sent without an offset is read as UTC.",
     serialize=utc_isoformat,
-    parse_value=wrap_parser(dateutil.parser.isoparse, "DateTime"),
+    parse_value=DateTimeDefinition.parse_value,
 )
 
 
