@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -162,24 +162,35 @@ def traits_python(traits: Sequence[TraitConfig], events: Sequence[Mapping[str, A
     dict. tests/pipelines/history/test_traits.py holds the two equal on random events, for
     every function, window and filter."""
     rows: list[TraitRow] = []
+    profiles = sorted({str(e["profile_id"]) for e in events})
     for trait in traits:
-        for profile in sorted({str(e["profile_id"]) for e in events}):
-            used = [e for e in events if e["profile_id"] == profile and _in_scope(trait, e, reference)]
+        in_scope = _scope(trait, reference)
+        for profile in profiles:
+            used = [e for e in events if e["profile_id"] == profile and in_scope(e)]
             values: list[Any] = []
             if trait.field is not None:
-                used = [e for e in used if _field_value(trait, e) is not None]
-                values = [_field_value(trait, e) for e in used]
+                read = [(e, _field_value(trait, e)) for e in used]
+                used = [e for e, value in read if value is not None]
+                values = [value for _, value in read if value is not None]
             if used:
                 rows.append((profile, trait.name, _value(trait, used, values, reference), max(e["occurred_at"] for e in used), len(used)))
     return sorted(rows, key=lambda r: (r[0], r[1]))
 
 
-def _in_scope(trait: TraitConfig, event: Mapping[str, Any], reference: datetime) -> bool:
-    if event["event_source"] not in trait.events or event["occurred_at"] > reference:
-        return False
-    if trait.window_days is not None and event["occurred_at"] <= reference - timedelta(days=trait.window_days):
-        return False
-    return all(event[field] in allowed for field, allowed in trait.where.model_dump(exclude_none=True).items())
+def _scope(trait: TraitConfig, reference: datetime) -> Callable[[Mapping[str, Any]], bool]:
+    """Whether an event counts for ``trait`` at ``reference``: its sources, its window and
+    its filters, read from the definition once rather than once an event."""
+    sources = set(trait.events)
+    since = reference - timedelta(days=trait.window_days) if trait.window_days is not None else None
+    where = list(trait.where.model_dump(exclude_none=True).items())
+
+    def in_scope(event: Mapping[str, Any]) -> bool:
+        at = event["occurred_at"]
+        if event["event_source"] not in sources or at > reference or (since is not None and at <= since):
+            return False
+        return all(event[field] in allowed for field, allowed in where)
+
+    return in_scope
 
 
 def _field_value(trait: TraitConfig, event: Mapping[str, Any]) -> Any:
