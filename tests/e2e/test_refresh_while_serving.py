@@ -30,6 +30,19 @@ def _unify_run(config_path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([UNIFY, "run", "--config", str(config_path)], capture_output=True, text=True, timeout=300)
 
 
+def _started_run(config_path: Path) -> subprocess.Popen[str]:
+    """`unify run --retrain --config CONFIG` started as from a terminal, its output piped: a
+    test run started in the background (`make test &`) has SIGINT ignored, which its
+    children inherit, and then Ctrl+C would do nothing."""
+    return subprocess.Popen(
+        [UNIFY, "run", "--retrain", "--config", str(config_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
 def _gql(client: httpx.Client, base: str, query: str, variables: dict[str, Any] | None = None, role: str = "agent") -> httpx.Response:
     return client.post(
         f"{base}/graphql",
@@ -151,15 +164,7 @@ def test_ctrl_c_on_a_run_the_server_runs_for_the_cli_cancels_it(small_demo: Demo
     CLI had gone logged a traceback."""
     config_path = copy_demo(small_demo, tmp_path / "demo")
     with unify_serve(config_path) as server, httpx.Client() as client:
-        cli = subprocess.Popen(
-            [UNIFY, "run", "--retrain", "--config", str(config_path)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            # as from a terminal: a test run started in the background (`make test &`) has
-            # SIGINT ignored, which its children inherit, and then Ctrl+C does nothing
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        )
+        cli = _started_run(config_path)
         server.wait_for_log("running `unify run` for the CLI")
         time.sleep(1.0)  # into the training, long before it publishes
         cli.send_signal(signal.SIGINT)
@@ -213,15 +218,7 @@ def test_a_server_killed_under_a_cli_command_is_one_line_of_the_cli(small_demo: 
     next `unify run`, with no server, opens the store itself and publishes."""
     config_path = copy_demo(small_demo, tmp_path / "demo")
     with unify_serve(config_path) as server:
-        cli = subprocess.Popen(
-            [UNIFY, "run", "--retrain", "--config", str(config_path)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            # as from a terminal: a test run started in the background (`make test &`) has
-            # SIGINT ignored, which its children inherit, and then Ctrl+C does nothing
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        )
+        cli = _started_run(config_path)
         server.wait_for_log("running `unify run` for the CLI")
         server.process.kill()
         server.process.wait(timeout=30)
