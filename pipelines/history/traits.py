@@ -169,9 +169,8 @@ def traits_python(traits: Sequence[TraitConfig], events: Sequence[Mapping[str, A
             used = [e for e in events if e["profile_id"] == profile and in_scope(e)]
             values: list[Any] = []
             if trait.field is not None:
-                read = [(e, _field_value(trait, e)) for e in used]
-                used = [e for e, value in read if value is not None]
-                values = [value for _, value in read if value is not None]
+                read = [(e, value) for e in used if (value := _field_value(trait, e)) is not None]
+                used, values = [e for e, _ in read], [value for _, value in read]
             if used:
                 rows.append((profile, trait.name, _value(trait, used, values, reference), max(e["occurred_at"] for e in used), len(used)))
     return sorted(rows, key=lambda r: (r[0], r[1]))
