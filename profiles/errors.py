@@ -22,11 +22,14 @@ class StoreError(UnifyError):
     """The store is missing, locked, or not in the state an operation needs."""
 
 
+NO_PUBLISHED_RUN = "the store has no published run yet: run `unify run` (while `unify serve` serves the store, it runs it)"
+
+
 class NoPublishedRun(StoreError):
     """The store has no published run yet: nothing to serve, or to match live records against."""
 
-
-NO_PUBLISHED_RUN = "the store has no published run yet: run `unify run` (while `unify serve` serves the store, it runs it)"
+    def __init__(self, message: str = NO_PUBLISHED_RUN):
+        super().__init__(message)
 
 
 class NotFoundError(UnifyError):

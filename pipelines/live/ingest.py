@@ -39,7 +39,7 @@ from pipelines.live.stage import Prepared, Staged, Staging
 from pipelines.matching.blocking import prediction_rules
 from pipelines.matching.scoring import term_frequencies_relation
 from pipelines.standardize.dates import DateFormats
-from profiles.errors import NO_PUBLISHED_RUN, ConfigError, NoPublishedRun, StoreError
+from profiles.errors import ConfigError, NoPublishedRun, StoreError
 from profiles.store import (
     SERVING_INDEXES,
     AuditEvent,
@@ -253,7 +253,7 @@ class LiveIngest:
                 term_frequencies=term_frequencies_relation(self.store),
             )
         if run is None or self._prepared is None or not self._prepared.model:
-            raise NoPublishedRun(NO_PUBLISHED_RUN)
+            raise NoPublishedRun()
         return run, self._prepared.model
 
     def _source(self, name: str) -> SourceConfig:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from profiles.errors import NO_PUBLISHED_RUN, NoPublishedRun
+from profiles.errors import NoPublishedRun
 from profiles.model import CANONICAL_FIELDS
 from profiles.store.audit import AuditEvent, append_audit
 from profiles.store.connection import Store, marks
@@ -41,7 +41,7 @@ class ProfileQueries:
         a query to bind (a third of reading a profile's records at 1M)."""
         run = published_tables(self.store.reader(), self._run)
         if run is None:  # before the first `unify run`: no table to read (it was a DuckDB catalog error)
-            raise NoPublishedRun(NO_PUBLISHED_RUN)
+            raise NoPublishedRun()
         return f"{run}.{table}"
 
     def run_schema(self) -> str | None:

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from profiles.errors import NO_PUBLISHED_RUN, ConflictError, InvalidActionError, NoPublishedRun, NotFoundError
+from profiles.errors import ConflictError, InvalidActionError, NoPublishedRun, NotFoundError
 from profiles.identity import mint_profile_ids
 from profiles.regrouping import Held, assign_groups, group_records, match_probabilities
 from profiles.store import action_log, snapshots
@@ -197,7 +197,7 @@ class Stewardship:
     def _run(self) -> str:
         run = published_run(self.store, self._published)
         if run is None:
-            raise NoPublishedRun(NO_PUBLISHED_RUN)
+            raise NoPublishedRun()
         return run
 
     def _members_of_records(self, keys: Sequence[str]) -> dict[str, str]:
