@@ -208,6 +208,7 @@ def create_bare_app(config_path: str | None = None) -> Any:
     """uvicorn factory: POST /lookup {"phone": ...} -> {"profile": card}, on the same store."""
     from contextlib import asynccontextmanager
 
+    import orjson
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
@@ -223,7 +224,9 @@ def create_bare_app(config_path: str | None = None) -> Any:
     async def lookup(request: Request) -> Response:
         body = await request.json()
         found = bare_lookup(queries, str(body["phone"]))
-        return Response(json.dumps({"profile": found}, default=_json_default), media_type="application/json")
+        # orjson, as the GraphQL app answers; times and dates through _json_default, as the API gives them
+        body = orjson.dumps({"profile": found}, default=_json_default, option=orjson.OPT_PASSTHROUGH_DATETIME)
+        return Response(body, media_type="application/json")
 
     async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -112,6 +112,16 @@ def test_limits_and_production_hardening_answer_with_codes(server: tuple[str, Pa
     assert introspection["errors"]
     suggestion = _post(base, '{ profile(id: "x") { fulName } }').json()["errors"][0]["message"]
     assert "Did you mean" not in suggestion
+    tokens = '{ profile(id: "x") { ' + "id " * 2100 + "} }"  # api.max_tokens 2000
+    for _ in range(2):  # refused again: a document over the limit is not kept
+        error = _post(base, tokens).json()["errors"][0]
+        assert "more than 2000 tokens" in error["message"] and error["extensions"]["code"] == "LIMIT_EXCEEDED"
+    unknown = httpx.post(
+        f"{base}/graphql",
+        json={"query": "query A { __typename }", "operationName": "B"},
+        headers={"Authorization": f"Bearer {KEYS['agent']}"},
+    )
+    assert (unknown.status_code, unknown.text) == (400, 'Unknown operation named "B".')
 
 
 def test_two_stewards_deciding_one_pair_at_once_one_wins_one_conflicts_both_audited(server: tuple[str, Path]) -> None:
@@ -172,3 +182,25 @@ def test_concurrent_pii_reads_are_each_audited_before_their_answer(server: tuple
     by_operation = {d["operation"]: d for d in reads if str(d["operation"]).startswith("Card")}
     assert sorted(by_operation) == sorted(f"Card{i}" for i in range(24))
     assert all(by_operation[f"Card{i}"]["profiles"] == [answers[i]] and by_operation[f"Card{i}"]["fields"] == ["phone"] for i in range(24))
+
+
+def test_strawberrys_view_and_the_direct_path_answer_alike_and_both_audit(server: tuple[str, Path], small_demo: DemoRun) -> None:
+    """A JSON request is answered without strawberry's view (resolvers.app's ``respond``);
+    one that asks for an answer in parts still goes through it. Both give the same body,
+    headers that matter, error codes and audit entries."""
+    base, _ = server
+    phone, _ = small_demo.manifest.demo_phone_lookup
+    card = f'profileByIdentifier(kind: "phone", value: "{phone}") {{ id fullName phone records {{ source updatedAt }} traits {{ name value }} }}'
+    answers = {}
+    for path, accept in (("Direct", "application/json"), ("View", "multipart/mixed")):
+        headers = {"Authorization": f"Bearer {KEYS['agent']}", "Accept": accept}
+        body = {"query": f"query Card{path} {{ {card} }}", "operationName": f"Card{path}"}
+        reply = httpx.post(f"{base}/graphql", json=body, headers=headers, timeout=10)
+        assert (reply.status_code, reply.headers["content-type"]) == (200, "application/json"), reply.text
+        bad = httpx.post(f"{base}/graphql", json={"query": '{ profile(id: "x") { fulName } }'}, headers=headers, timeout=10)
+        answers[path] = (reply.json(), bad.json()["errors"][0]["extensions"]["code"])
+    assert answers["Direct"] == answers["View"]
+    assert answers["Direct"][0]["data"]["profileByIdentifier"]["phone"] and answers["Direct"][1] == "BAD_REQUEST"
+    log = _post(base, "{ auditLog(first: 50) { edges { node { action detail } } } }", key=KEYS["steward"]).json()
+    operations = {e["node"]["detail"]["operation"] for e in log["data"]["auditLog"]["edges"] if e["node"]["action"] == "pii.read"}
+    assert {"CardDirect", "CardView"} <= operations
