@@ -11,16 +11,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError, GraphQLObjectType
+from graphql import DocumentNode, GraphQLError, GraphQLObjectType, NoSchemaIntrospectionCustomRule, parse, specified_rules, validate
 from graphql.language import FieldNode, FragmentSpreadNode, InlineFragmentNode, SelectionSetNode
-from strawberry.extensions import (
-    AddValidationRules,
-    DisableIntrospection,
-    MaxTokensLimiter,
-    ParserCache,
-    SchemaExtension,
-    ValidationCache,
-)
+from graphql.validation import ASTValidationRule
+from strawberry.extensions import SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.types.base_scalars import DateTimeDefinition
 from strawberry.types import Info
@@ -29,7 +23,7 @@ from pipelines.config import ApiConfig
 from pipelines.matching.search import parse_query, search
 from pipelines.standardize.contacts import standardized_identifier
 from profiles.errors import NO_PUBLISHED_RUN, NoPublishedRun, quiet_traceback
-from profiles.model import split_record_key
+from profiles.model import BUILTIN_IDENTIFIER_KINDS, split_record_key
 from profiles.store import links_of_records
 from resolvers.auth import Role
 from resolvers.consent import ConsentMutation
@@ -195,8 +189,7 @@ class Query(StewardQuery):
             except ValueError as exc:
                 raise ApiError(str(exc)) from None
             return (await _found(info, lambda: [p for p in [ctx.queries.profile_of_record(source, record_id)] if p]))[1]
-        kinds = ctx.config.identifier_kinds()
-        if kind not in kinds:
+        if kind not in BUILTIN_IDENTIFIER_KINDS and kind not in (kinds := ctx.config.identifier_kinds()):
             raise ApiError(f"unknown identifier kind {kind!r}; known: record, {', '.join(kinds)}")
         country = ctx.config.matching.default_country
 
@@ -301,15 +294,27 @@ def _mask(error: GraphQLError) -> bool:
 UNEXPECTED = "Unexpected error."
 
 
-class _MaskErrors(SchemaExtension):
-    """Unexpected errors reach the client as ``UNEXPECTED`` only (``_mask``). What
-    strawberry's ``MaskErrors`` does, through the public ``on_operation`` hook rather
-    than by overriding its private ``_process_result``, and without its runtime Protocol
-    check of the result (an ``isinstance`` against a ``Protocol`` inspects the class on
-    every call: ~2% of the event loop's time a request). ``Schema.process_errors`` has
-    logged the originals by then. Results without errors are left as they are. The
-    schema does not enable incremental delivery (@defer/@stream), so there are no
-    streamed frames to mask."""
+class _Prepared(SchemaExtension):
+    """What strawberry's ParserCache, ValidationCache, MaxTokensLimiter, AddValidationRules
+    (the limits, and no introspection outside development) and MaskErrors did, in one
+    extension. A document is parsed (at most ``max_tokens`` tokens) and validated once per
+    query text, kept in ``prepared`` (the schema's, most recent ``PREPARED_MAX`` texts).
+    ValidationCache hashed the whole document tree on every request, and each extension's
+    hooks cost the event loop on every request: together ~15% of its time for a card.
+
+    Unexpected errors reach the client as ``UNEXPECTED`` only (``_shown``), through the
+    public ``on_operation`` hook rather than MaskErrors' private ``_process_result`` and
+    its runtime Protocol check of the result. ``Schema.process_errors`` has logged the
+    originals by then. The schema does not enable incremental delivery (@defer/@stream),
+    so there are no streamed frames to mask."""
+
+    PREPARED_MAX = 256
+
+    def __init__(
+        self, prepared: dict[str, tuple[DocumentNode, list[GraphQLError]]], rules: tuple[type[ASTValidationRule], ...], max_tokens: int
+    ):
+        super().__init__()
+        self.prepared, self.rules, self.max_tokens = prepared, rules, max_tokens
 
     def on_operation(self) -> Iterator[None]:
         yield
@@ -317,6 +322,23 @@ class _MaskErrors(SchemaExtension):
         errors = getattr(result, "errors", None)
         if errors:
             result.errors = [_shown(e) for e in errors]  # type: ignore[union-attr]
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        query = context.query or ""
+        found = self.prepared.get(query)
+        if found is None:
+            document = parse(query, max_tokens=self.max_tokens)  # a syntax or token-limit error: raised, not kept
+            found = (document, validate(context.schema._schema, document, self.rules))
+            if len(self.prepared) >= self.PREPARED_MAX:
+                del self.prepared[next(iter(self.prepared))]  # the oldest
+            self.prepared[query] = found
+        context.graphql_document = found[0]
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        self.execution_context.pre_execution_errors = self.prepared[self.execution_context.query or ""][1]
+        yield
 
 
 #: The code of an answer from a store that has no published run yet (a server started
@@ -363,19 +385,14 @@ UTC_DATETIME = strawberry.scalar(
 
 
 def build_schema(api: ApiConfig) -> strawberry.Schema:
-    # The limit rule is made once per schema: the validation cache is keyed by the rule
-    # classes, and a class per request would never hit (then validation was most of a
-    # request's time).
-    limits = (limit_rule(api.max_depth, api.max_aliases, api.max_fields),)
-    extensions: list[Any] = [
-        lambda: ParserCache(maxsize=256),
-        lambda: ValidationCache(maxsize=256),
-        lambda: AddValidationRules(list(limits)),
-        lambda: MaxTokensLimiter(max_token_count=api.max_tokens),
-        _MaskErrors,
-    ]
+    # The rules and the prepared documents are made once per schema: a validation cache
+    # must be keyed by the same rules, and a class per request would never hit (then
+    # validation was most of a request's time).
+    rules = (*specified_rules, limit_rule(api.max_depth, api.max_aliases, api.max_fields))
     if not api.development:
-        extensions.append(DisableIntrospection)
+        rules = (*rules, NoSchemaIntrospectionCustomRule)
+    prepared: dict[str, tuple[DocumentNode, list[GraphQLError]]] = {}
+    extensions: list[Any] = [lambda: _Prepared(prepared, rules, api.max_tokens)]
     schema = _Schema(
         query=Query,
         mutation=Mutation,

@@ -11,8 +11,13 @@ one's shape. Keep strawberry-graphql pinned to the minor versions these pass on.
   (``resolvers.types.declared_resolver``): from a graphql-core field to its strawberry
   definition and the function its resolver was declared with.
 
-Error masking no longer overrides ``MaskErrors._process_result``: it is our own
-extension on the public ``on_operation`` hook (``resolvers.schema._MaskErrors``)."""
+- What strawberry does with what an extension's public hooks set
+  (``resolvers.schema._Prepared``): a ``graphql_document`` set in ``on_parse`` is not
+  parsed again, and ``pre_execution_errors`` set in ``on_validate`` are not validated
+  again, as strawberry's own ParserCache and ValidationCache rely on.
+
+Error masking no longer overrides ``MaskErrors._process_result``: it is in our own
+extension, on the public ``on_operation`` hook."""
 
 from __future__ import annotations
 
@@ -21,14 +26,16 @@ import dataclasses
 from importlib.metadata import version
 from typing import Any
 
+import pytest
 import strawberry
+import strawberry.schema.schema as executing
 from graphql import FieldNode, FragmentDefinitionNode, GraphQLObjectType, GraphQLSchema
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types import Info
 
 from pipelines.config import ApiConfig
 from resolvers.projection import raw_info
-from resolvers.schema import _MaskErrors, build_schema
+from resolvers.schema import _Prepared, build_schema
 from resolvers.types import declared_resolver
 
 UPGRADE = f"strawberry-graphql {version('strawberry-graphql')}: "
@@ -94,6 +101,22 @@ def test_a_graphql_core_field_leads_back_to_its_strawberry_definition_and_functi
     assert func is _marked, UPGRADE + f"StrawberryField.base_resolver.wrapped_func is {func!r}, not the declared function"
 
 
-def test_error_masking_uses_only_the_public_extension_hook() -> None:
-    own = {name for name in vars(_MaskErrors) if not name.startswith("__")}
-    assert own == {"on_operation"}, f"_MaskErrors overrides more than the public on_operation hook: {sorted(own)}"
+def test_the_prepared_documents_use_only_public_extension_hooks() -> None:
+    own = {name for name in vars(_Prepared) if not name.startswith("__") and callable(getattr(_Prepared, name))}
+    assert own == {"on_operation", "on_parse", "on_validate"}, f"_Prepared overrides more than public hooks: {sorted(own)}"
+
+
+def test_a_document_an_extension_parsed_and_validated_is_neither_parsed_nor_validated_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    schema = build_schema(ApiConfig())
+    query = "query Probe { __typename }"
+    first = asyncio.run(schema.execute(query))  # prepared here
+    assert first.errors is None and first.data == {"__typename": "Query"}, first.errors
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("strawberry parsed or validated a document its extension had prepared")
+
+    for name in ("parse", "validate_document"):
+        assert hasattr(executing, name), UPGRADE + f"{executing.__name__} no longer calls {name}"
+        monkeypatch.setattr(executing, name, refused)
+    second = asyncio.run(schema.execute(query))
+    assert (second.data, second.errors) == (first.data, first.errors)
