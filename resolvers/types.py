@@ -45,6 +45,7 @@ class Reads:
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+_T = TypeVar("_T")
 
 
 def reads(*columns: str, nested: str | None = None, events: bool = False, consent: bool = False) -> Callable[[_F], _F]:
@@ -262,10 +263,15 @@ class Profile:
     @strawberry.field
     @lean
     @reads(nested="identifiers")
-    async def identifiers(self, info: Info[Context, Any]) -> list[Identifier]:
+    def identifiers(self, info: Info[Context, Any]) -> list[Identifier]:
         pid = self.row["profile_id"]
-        rows = identifiers_of(await self._records(info))
-        return [Identifier(profile_id=pid, kind=r["kind"], raw_value=r["value"], sources=list(r["sources"])) for r in rows]
+        return self._with_records(  # type: ignore[no-any-return]  # or an awaitable of it, which graphql-core awaits
+            info,
+            lambda records: [
+                Identifier(profile_id=pid, kind=r["kind"], raw_value=r["value"], sources=list(r["sources"]))
+                for r in identifiers_of(records)
+            ],
+        )
 
     @strawberry.field(
         description="The links that hold this profile together (the strongest model links that connect its "
@@ -303,16 +309,16 @@ class Profile:
         extensions=[Serves(PERSONALIZATION)],
     )
     @reads("profile_id", events=True)
-    async def traits(self, info: Info[Context, Any]) -> list[history.Trait] | None:
-        return await history.traits(info, self.profile_id)
+    def traits(self, info: Info[Context, Any]) -> list[history.Trait] | None:
+        return history.traits(info, self.profile_id)  # type: ignore[return-value]  # or an awaitable of them, which graphql-core awaits
 
     @strawberry.field(
         description="Effort signals over the last `days` days: repeat contacts, channel switches, transfers.",
         extensions=[Serves(SERVICE, PERSONALIZATION)],
     )
     @reads("profile_id", events=True)
-    async def effort(self, info: Info[Context, Any], days: int = 30) -> history.Effort | None:
-        return await history.effort(info, self.profile_id, days)
+    def effort(self, info: Info[Context, Any], days: int = 30) -> history.Effort | None:
+        return history.effort(info, self.profile_id, days)  # type: ignore[return-value]  # or an awaitable of it
 
     @strawberry.field(
         description="Moments that matter ([[life_events]]), with their evidence; the personalization role sees the shareable kinds.",
@@ -330,11 +336,18 @@ class Profile:
     @strawberry.field(description="The source records merged into this profile, most recent first.")
     @lean
     @reads(nested="records")
-    async def records(self, info: Info[Context, Any]) -> list[SourceRecord]:
+    def records(self, info: Info[Context, Any]) -> list[SourceRecord]:
         pid = self.row["profile_id"]
-        return [SourceRecord(profile_id=pid, row=r) for r in await self._records(info)]
+        return self._with_records(info, lambda records: [SourceRecord(profile_id=pid, row=r) for r in records])  # type: ignore[no-any-return]
 
-    async def _records(self, info: Info[Context, Any]) -> list[dict[str, Any]]:
+    def _with_records(self, info: Info[Context, Any], answer: Callable[[list[dict[str, Any]]], _T]) -> Any:
+        """``answer`` given the profile's records: at once when its lookup read them (a
+        card), else an awaitable of it, after the request's loader read them. graphql-core
+        takes either; a value spares the event loop a task per field."""
         if self.records_read is not None:
-            return self.records_read
-        return await context_of(info).loaders.records_by_profile_id.load(self.row["profile_id"])
+            return answer(self.records_read)
+
+        async def later() -> _T:
+            return answer(await context_of(info).loaders.records_by_profile_id.load(self.row["profile_id"]))
+
+        return later()
