@@ -19,6 +19,7 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
+from pipelines.config import TraitConfig
 from pipelines.history.effort import effort as effort_of
 from pipelines.history.events import event_source, interactions, record_event, record_facts
 from pipelines.history.life_events import life_events as life_events_of
@@ -71,11 +72,15 @@ class InteractionConnection:
 
 @strawberry.type(description="A value derived from the profile's events, as a [[traits]] block declares it.")
 class Trait:
+    spec: strawberry.Private[TraitConfig]
     name: str
     value: JSON | None
     as_of: datetime | None = strawberry.field(description="The time of the latest event it used.")
-    definition: str = strawberry.field(description="How it is computed, e.g. count of orders (type order) over 90 days.")
     event_count: int
+
+    @strawberry.field(description="How it is computed, e.g. count of orders (type order) over 90 days.")
+    def definition(self) -> str:  # only when asked: a card that shows the values does not
+        return _definition(self.spec)
 
 
 @strawberry.type(description="How hard the customer had to work to be helped, over a window of days.")
@@ -176,15 +181,7 @@ def _traits(ctx: Context, profile_id: str) -> list[Trait]:
     out = []
     for trait in ctx.config.traits:
         value, as_of, count = found.get(trait.name, (0 if trait.function == "count" else None, None, 0))
-        out.append(
-            Trait(
-                name=trait.name,
-                value=cast(JSON, value),
-                as_of=as_of,
-                definition=_definition(trait),
-                event_count=count,
-            )
-        )
+        out.append(Trait(spec=trait, name=trait.name, value=cast(JSON, value), as_of=as_of, event_count=count))
     return out
 
 
@@ -204,7 +201,7 @@ def traits(info: Info[Context, Any], profile_id: str) -> list[Trait] | Awaitable
     return later()
 
 
-def _definition(trait: Any) -> str:
+def _definition(trait: TraitConfig) -> str:
     what = f"{trait.function} of {trait.field} of" if trait.field else f"{trait.function} of"
     filters = "; ".join(f"{k} in {', '.join(v)}" for k, v in trait.where.model_dump().items() if v)
     window = f" over {trait.window_days} days" if trait.window_days else ""
