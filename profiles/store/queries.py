@@ -8,6 +8,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from profiles.errors import NoPublishedRun
@@ -328,6 +329,12 @@ PROFILE_COLUMNS: tuple[str, ...] = (
 def _projection(columns: Sequence[str], known: Sequence[str], always: Sequence[str], prefix: str = "") -> str:
     """A select list of ``always`` and ``columns``, in ``known``'s order; names from the
     API's field declarations, checked against ``known`` (never a caller's string)."""
+    return _select_list(tuple(columns), tuple(known), tuple(always), prefix)
+
+
+@lru_cache(maxsize=256)
+def _select_list(columns: tuple[str, ...], known: tuple[str, ...], always: tuple[str, ...], prefix: str) -> str:
+    """:func:`_projection`'s, once per query shape: a card asks for the same columns each time."""
     unknown = set(columns) - set(known)
     if unknown:
         raise ValueError(f"not a served column: {', '.join(sorted(unknown))}")
