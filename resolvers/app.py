@@ -28,6 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import MissingQueryError
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
@@ -155,6 +156,9 @@ class _GraphQL(GraphQL[Context, None]):
             return
         except InvalidOperationTypeError as exc:
             await _plain(send, 400, exc.as_http_error_reason("POST"))
+            return
+        except MissingQueryError:  # an empty query
+            await _plain(send, 400, "No GraphQL query found in the request")
             return
         result = await self._audited(context, operation, result)
         body = orjson.dumps(await self.process_result(None, result))

@@ -122,6 +122,8 @@ def test_limits_and_production_hardening_answer_with_codes(server: tuple[str, Pa
         headers={"Authorization": f"Bearer {KEYS['agent']}"},
     )
     assert (unknown.status_code, unknown.text) == (400, 'Unknown operation named "B".')
+    empty = httpx.post(f"{base}/graphql", json={"query": ""}, headers={"Authorization": f"Bearer {KEYS['agent']}"})
+    assert (empty.status_code, empty.text) == (400, "No GraphQL query found in the request")
 
 
 def test_two_stewards_deciding_one_pair_at_once_one_wins_one_conflicts_both_audited(server: tuple[str, Path]) -> None:
