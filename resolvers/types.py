@@ -21,7 +21,7 @@ from profiles.store import identifiers_of
 from resolvers import consent, history
 from resolvers.auth import Role
 from resolvers.consent import PERSONALIZATION, SERVICE, Serves
-from resolvers.context import Context, context_of, pii
+from resolvers.context import Context, at_once_or_later, context_of, pii
 from resolvers.explanations import MatchExplanation, explain, spanning_links
 from resolvers.permissions import Roles
 
@@ -342,12 +342,6 @@ class Profile:
 
     def _with_records(self, info: Info[Context, Any], answer: Callable[[list[dict[str, Any]]], _T]) -> Any:
         """``answer`` given the profile's records: at once when its lookup read them (a
-        card), else an awaitable of it, after the request's loader read them. graphql-core
-        takes either; a value spares the event loop a task per field."""
-        if self.records_read is not None:
-            return answer(self.records_read)
-
-        async def later() -> _T:
-            return answer(await context_of(info).loaders.records_by_profile_id.load(self.row["profile_id"]))
-
-        return later()
+        card), else an awaitable of it, after the request's loader read them."""
+        loader = context_of(info).loaders.records_by_profile_id
+        return at_once_or_later(self.records_read, lambda: loader.load(self.row["profile_id"]), answer)
