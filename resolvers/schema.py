@@ -315,6 +315,7 @@ class _Prepared(SchemaExtension):
     ):
         super().__init__()
         self.prepared, self.rules, self.max_tokens = prepared, rules, max_tokens
+        self._errors: list[GraphQLError] = []  # this request's document's, found by on_parse (one instance a request)
 
     def on_operation(self) -> Iterator[None]:
         yield
@@ -333,11 +334,11 @@ class _Prepared(SchemaExtension):
             if len(self.prepared) >= self.PREPARED_MAX:
                 del self.prepared[next(iter(self.prepared))]  # the oldest
             self.prepared[query] = found
-        context.graphql_document = found[0]
+        context.graphql_document, self._errors = found
         yield
 
     def on_validate(self) -> Iterator[None]:
-        self.execution_context.pre_execution_errors = self.prepared[self.execution_context.query or ""][1]
+        self.execution_context.pre_execution_errors = self._errors
         yield
 
 
