@@ -124,6 +124,11 @@ class Context:
         self._event_reads.pop(profile_id, None)
         self.consent_cache.pop(profile_id, None)
 
+    def with_events(self, profile_id: str, answer: Callable[[list[dict[str, Any]]], _V]) -> _V | Awaitable[_V]:
+        """``answer`` given the profile's events: at once when they are read (a lookup
+        reads them beside its row), else an awaitable of it (:func:`at_once_or_later`)."""
+        return at_once_or_later(self.profile_events.get(profile_id), lambda: self.load_events(profile_id), answer)
+
     def events_of(self, profile_id: str) -> list[dict[str, Any]]:
         """The profile's events as :meth:`load_events` read them (or read here, off the
         event loop, for a caller that did not)."""

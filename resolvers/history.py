@@ -26,7 +26,7 @@ from pipelines.history.life_events import life_events as life_events_of
 from pipelines.history.traits import traits_python
 from profiles.errors import ConfigError
 from resolvers.auth import Role
-from resolvers.context import Context, at_once_or_later, context_of, pii
+from resolvers.context import Context, context_of, pii
 from resolvers.errors import ApiError
 from resolvers.permissions import Roles
 
@@ -170,14 +170,11 @@ async def timeline(
     )
 
 
-def _traits(ctx: Context, profile_id: str) -> list[Trait]:
-    """The batch's trait definitions over this profile's events, by their Python twin
+def _traits(ctx: Context, events: list[dict[str, Any]]) -> list[Trait]:
+    """The batch's trait definitions over a profile's events, by their Python twin
     (pipelines.history.traits.traits_python, held equal to the SQL by its tests)."""
     reference = datetime.now(UTC).replace(tzinfo=None)
-    found = {
-        name: (value, as_of, count)
-        for _, name, value, as_of, count in traits_python(ctx.config.traits, ctx.events_of(profile_id), reference)
-    }
+    found = {name: (value, as_of, count) for _, name, value, as_of, count in traits_python(ctx.config.traits, events, reference)}
     out = []
     for trait in ctx.config.traits:
         value, as_of, count = found.get(trait.name, (0 if trait.function == "count" else None, None, 0))
@@ -189,8 +186,7 @@ def traits(info: Info[Context, Any], profile_id: str) -> list[Trait] | Awaitable
     ctx = context_of(info)
     if not ctx.config.traits:
         return []
-    # the Python twin over the rows read: ~0.1 ms
-    return at_once_or_later(ctx.profile_events.get(profile_id), lambda: ctx.load_events(profile_id), lambda _: _traits(ctx, profile_id))
+    return ctx.with_events(profile_id, lambda events: _traits(ctx, events))  # the Python twin over the rows read: ~0.1 ms
 
 
 def _definition(trait: TraitConfig) -> str:
@@ -204,7 +200,7 @@ def effort(info: Info[Context, Any], profile_id: str, days: int) -> Effort | Awa
     if not 1 <= days <= MAX_DAYS:
         raise ApiError(f"days must be between 1 and {MAX_DAYS}")
     ctx = context_of(info)
-    return at_once_or_later(ctx.profile_events.get(profile_id), lambda: ctx.load_events(profile_id), lambda rows: _effort(ctx, rows, days))
+    return ctx.with_events(profile_id, lambda events: _effort(ctx, events, days))
 
 
 def _effort(ctx: Context, rows: list[dict[str, Any]], days: int) -> Effort:
