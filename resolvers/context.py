@@ -19,6 +19,7 @@ from pipelines.history.consent import ConsentState, consent_states
 from pipelines.history.events import read_profile_events
 from profiles.store import AuditEvent, ProfileQueries, Stewardship, links_of_records
 from resolvers.auth import Principal
+from resolvers.execution import ORDINARY, SubSelections
 
 #: The purposes the API's fields serve (docs/privacy.md): contact PII serves service;
 #: traits and life events personalization; the timeline and effort both.
@@ -76,6 +77,9 @@ class Context:
     # shared with the HTTP layer (resolvers.app): a request whose write has committed is
     # answered with its outcome even after the time limit, never with TIMEOUT
     request_state: dict[str, Any] = field(default_factory=dict)
+    # the request's document's sub-selections, collected once for every request that sends
+    # it (resolvers.execution; set by resolvers.schema._Prepared when that is safe)
+    sub_selections: SubSelections | None = None
 
     def committed(self) -> None:
         """Say that this request's write is in the store."""
@@ -162,14 +166,19 @@ class Context:
     def withhold(self, profile_id: str, purposes: tuple[str, ...], info: Info[Any, Any]) -> bool:
         """Whether a field of the profile that serves ``purposes`` is withheld from the
         caller; a withheld one is noted (path, purpose, why) for the response."""
-        key = (profile_id, purposes)
-        if key not in self._verdicts:
-            self._verdicts[key] = self._why_withheld(profile_id, purposes)
-        reason = self._verdicts[key]
+        reason = self.verdict(profile_id, purposes)
         if reason is None:
             return False
         self.withheld.append({"path": ".".join(str(p) for p in info.path.as_list()), "purposes": list(purposes), "reason": reason})
         return True
+
+    def verdict(self, profile_id: str, purposes: tuple[str, ...]) -> str | None:
+        """Why a field of the profile that serves ``purposes`` is withheld from the caller,
+        or None when it is not (decided once per request)."""
+        key = (profile_id, purposes)
+        if key not in self._verdicts:
+            self._verdicts[key] = self._why_withheld(profile_id, purposes)
+        return self._verdicts[key]
 
     def _why_withheld(self, profile_id: str, purposes: tuple[str, ...]) -> str | None:
         reads_for = self.reads_for()
@@ -229,6 +238,18 @@ def at_once_or_later(rows: _R | None, read: Callable[[], Awaitable[_R]], answer:
         return answer(await read())
 
     return later()
+
+
+def pii_now(ctx: Context, profile_id: str, name: str, value: _V) -> Any:
+    """What :func:`pii` gives, from the context alone (``resolvers.execution``'s plain
+    reads); ``ORDINARY`` for a withheld value, so that ``pii`` notes where it was."""
+    if not ctx.principal.role.sees_contact_pii:
+        return None
+    if ctx.config.api.roles and ctx.verdict(profile_id, (SERVICE,)) is not None:
+        return ORDINARY
+    if value is not None:
+        ctx.pii_read.setdefault(profile_id, set()).add(name)
+    return value
 
 
 def pii(info: Info[Context, Any], profile_id: str, name: str, value: _V) -> _V | None:

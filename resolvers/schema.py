@@ -29,6 +29,7 @@ from resolvers.auth import Role
 from resolvers.consent import ConsentMutation
 from resolvers.context import SERVICE, Context, context_of
 from resolvers.errors import Ambiguous, ApiError, Forbidden
+from resolvers.execution import LeanExecution, SubSelections, directive_free
 from resolvers.history import HistoryMutation
 from resolvers.ingest import IngestMutation
 from resolvers.limits import limit_rule
@@ -293,6 +294,10 @@ def _mask(error: GraphQLError) -> bool:
 
 UNEXPECTED = "Unexpected error."
 
+#: A prepared query text: its document, its validation errors, and its sub-selections
+#: shared by the requests that send it when that is safe (``resolvers.execution``).
+_Document = tuple[DocumentNode, list[GraphQLError], SubSelections | None]
+
 
 class _Prepared(SchemaExtension):
     """What strawberry's ParserCache, ValidationCache, MaxTokensLimiter, AddValidationRules
@@ -310,9 +315,7 @@ class _Prepared(SchemaExtension):
 
     PREPARED_MAX = 256
 
-    def __init__(
-        self, prepared: dict[str, tuple[DocumentNode, list[GraphQLError]]], rules: tuple[type[ASTValidationRule], ...], max_tokens: int
-    ):
+    def __init__(self, prepared: dict[str, _Document], rules: tuple[type[ASTValidationRule], ...], max_tokens: int):
         super().__init__()
         self.prepared, self.rules, self.max_tokens = prepared, rules, max_tokens
         self._errors: list[GraphQLError] = []  # this request's document's, found by on_parse (one instance a request)
@@ -330,11 +333,14 @@ class _Prepared(SchemaExtension):
         found = self.prepared.get(query)
         if found is None:
             document = parse(query, max_tokens=self.max_tokens)  # a syntax or token-limit error: raised, not kept
-            found = (document, validate(context.schema._schema, document, self.rules))
+            shared: SubSelections | None = {} if directive_free(document) else None
+            found = (document, validate(context.schema._schema, document, self.rules), shared)
             if len(self.prepared) >= self.PREPARED_MAX:
                 del self.prepared[next(iter(self.prepared))]  # the oldest
             self.prepared[query] = found
-        context.graphql_document, self._errors = found
+        context.graphql_document, self._errors, shared = found
+        if isinstance(context.context, Context):
+            context.context.sub_selections = shared
         yield
 
     def on_validate(self) -> Iterator[None]:
@@ -392,12 +398,13 @@ def build_schema(api: ApiConfig) -> strawberry.Schema:
     rules = (*specified_rules, limit_rule(api.max_depth, api.max_aliases, api.max_fields))
     if not api.development:
         rules = (*rules, NoSchemaIntrospectionCustomRule)
-    prepared: dict[str, tuple[DocumentNode, list[GraphQLError]]] = {}
+    prepared: dict[str, _Document] = {}
     extensions: list[Any] = [lambda: _Prepared(prepared, rules, api.max_tokens)]
     schema = _Schema(
         query=Query,
         mutation=Mutation,
         extensions=extensions,
+        execution_context_class=LeanExecution,
         config=StrawberryConfig(disable_field_suggestions=not api.development, scalar_map={datetime: UTC_DATETIME}),
     )
     _install_lean_resolvers(schema)

@@ -21,7 +21,8 @@ from profiles.store import identifiers_of
 from resolvers import consent, history
 from resolvers.auth import Role
 from resolvers.consent import PERSONALIZATION, SERVICE, Serves
-from resolvers.context import Context, at_once_or_later, context_of, pii
+from resolvers.context import Context, at_once_or_later, context_of, pii, pii_now
+from resolvers.execution import plain_read
 from resolvers.explanations import MatchExplanation, explain, spanning_links
 from resolvers.permissions import Roles
 
@@ -84,6 +85,10 @@ def row_field(name: str, *, contact_pii: bool = False, description: str | None =
 
     @lean
     @reads(name, consent=contact_pii)
+    @plain_read(
+        (lambda root, ctx: pii_now(ctx, root.profile_id, name, root.row.get(name))) if contact_pii else (lambda root: root.row.get(name)),
+        with_context=contact_pii,
+    )
     def resolve(root: Any, info: Info[Context, Any]):  # type: ignore[no-untyped-def]
         value = root.row.get(name)
         return pii(info, root.profile_id, name, value) if contact_pii else value
@@ -142,6 +147,7 @@ class Identifier:
 
     @strawberry.field(description="The identifier (PII of every kind: agents, stewards and admins only).")
     @lean
+    @plain_read(lambda root, ctx: pii_now(ctx, root.profile_id, root.kind, root.raw_value), with_context=True)
     def value(self, info: Info[Context, Any]) -> str | None:
         return pii(info, self.profile_id, self.kind, self.raw_value)
 
@@ -200,6 +206,7 @@ class Profile:
     @strawberry.field
     @lean
     @reads("profile_id")
+    @plain_read(lambda root: root.row["profile_id"])
     def id(self, info: Info[Context, Any]) -> strawberry.ID:
         return strawberry.ID(self.row["profile_id"])
 
@@ -233,6 +240,7 @@ class Profile:
     @strawberry.field(description="Source systems the person appears in.")
     @lean
     @reads("sources")
+    @plain_read(lambda root: list(root.row["sources"]))
     def sources(self, info: Info[Context, Any]) -> list[str]:
         return list(self.row["sources"])
 
