@@ -21,6 +21,7 @@ from strawberry.types import Info
 
 from pipelines.config import TraitConfig
 from pipelines.history.effort import effort as effort_of
+from pipelines.history.effort import horizon
 from pipelines.history.events import event_source, interactions, record_event, record_facts
 from pipelines.history.life_events import life_events as life_events_of
 from pipelines.history.traits import traits_python
@@ -204,9 +205,10 @@ def effort(info: Info[Context, Any], profile_id: str, days: int) -> Effort | Awa
 
 
 def _effort(ctx: Context, rows: list[dict[str, Any]], days: int) -> Effort:
-    result = effort_of(
-        interactions(list(reversed(rows))), days=days, now=datetime.now(UTC).replace(tzinfo=None), settings=ctx.config.effort
-    )
+    now, settings = datetime.now(UTC).replace(tzinfo=None), ctx.config.effort
+    since = horizon(days=days, now=now, settings=settings)
+    recent = [r for r in rows if not isinstance(at := r["occurred_at"], datetime) or at > since]  # the rest changes nothing
+    result = effort_of(interactions(list(reversed(recent))), days=days, now=now, settings=settings)
     return Effort(
         days=days,
         contacts=result.contacts,

@@ -58,6 +58,14 @@ def effort(events: Sequence[Interaction], *, days: int, now: datetime, settings:
     )
 
 
+def horizon(*, days: int, now: datetime, settings: EffortConfig) -> datetime:
+    """The time at or before which no event changes :func:`effort`'s signals: a contact
+    that long before the window can repeat (or be transferred from) none in it, and only
+    the window's scores count. A caller may leave such events out (a card's effort reads
+    the last weeks of years of history)."""
+    return now - timedelta(days=days) - max(timedelta(days=settings.repeat_days), timedelta(minutes=settings.transfer_minutes))
+
+
 def _order(event: Interaction) -> tuple[datetime, str, str]:
     return event.occurred_at, event.event_source, event.event_id
 

@@ -38,6 +38,7 @@ from pipelines.config import EVENT_FIELDS, TraitConfig
 #: Event fields holding text; ``amount`` is the one numeric field.
 _TEXT_FIELDS = frozenset(EVENT_FIELDS) - {"amount"}
 _NUMERIC_FUNCTIONS = frozenset({"sum", "avg", "min", "max"})
+_NANO = Decimal("1e-9")  # DECIMAL(38, 9)'s step
 _NAME = re.compile(r"^[a-z0-9_]+$")
 _EXACT = "DECIMAL(38, 9)"
 _DAY_US = 86_400_000_000
@@ -163,52 +164,81 @@ def traits_python(traits: Sequence[TraitConfig], events: Sequence[Mapping[str, A
     every function, window and filter."""
     rows: list[TraitRow] = []
     profiles = sorted({str(e["profile_id"]) for e in events})
+    by_profile = {profiles[0]: events} if len(profiles) == 1 else {p: [e for e in events if e["profile_id"] == p] for p in profiles}
     for trait in traits:
-        in_scope = _scope(trait, reference)
+        plan = _plan(trait)
+        in_scope = plan.scope(reference)
         for profile in profiles:
-            used = [e for e in events if e["profile_id"] == profile and in_scope(e)]
+            used = [e for e in by_profile[profile] if in_scope(e)]
             values: list[Any] = []
-            if trait.field is not None:
-                read = [(e, value) for e in used if (value := _field_value(trait, e)) is not None]
+            if plan.read is not None:
+                read = [(e, value) for e in used if (value := plan.read(e)) is not None]
                 used, values = [e for e, _ in read], [value for _, value in read]
             if used:
                 rows.append((profile, trait.name, _value(trait, used, values, reference), max(e["occurred_at"] for e in used), len(used)))
     return sorted(rows, key=lambda r: (r[0], r[1]))
 
 
-def _scope(trait: TraitConfig, reference: datetime) -> Callable[[Mapping[str, Any]], bool]:
-    """Whether an event counts for ``trait`` at ``reference``: its sources, its window and
-    its filters, read from the definition once rather than once an event."""
-    sources = set(trait.events)
-    since = reference - timedelta(days=trait.window_days) if trait.window_days is not None else None
-    where = list(trait.where.model_dump(exclude_none=True).items())
+class _Plan:
+    """What a definition reads, worked out once rather than on every card: its sources,
+    window and filters, and how its field's value is read from an event."""
 
-    def in_scope(event: Mapping[str, Any]) -> bool:
-        at = event["occurred_at"]
-        if event["event_source"] not in sources or at > reference or (since is not None and at <= since):
-            return False
-        return all(event[field] in allowed for field, allowed in where)
+    def __init__(self, trait: TraitConfig):
+        self.trait = trait
+        self.sources = frozenset(trait.events)
+        self.window = timedelta(days=trait.window_days) if trait.window_days is not None else None
+        self.where = tuple((field, frozenset(allowed)) for field, allowed in trait.where.model_dump(exclude_none=True).items())
+        self.read: Callable[[Mapping[str, Any]], Any] | None = None if trait.field is None else self._reader(trait)
 
-    return in_scope
+    def scope(self, reference: datetime) -> Callable[[Mapping[str, Any]], bool]:
+        """Whether an event counts for the trait at ``reference``."""
+        sources, where = self.sources, self.where
+        since = reference - self.window if self.window is not None else None
+
+        def in_scope(event: Mapping[str, Any]) -> bool:
+            at = event["occurred_at"]
+            if event["event_source"] not in sources or at > reference or (since is not None and at <= since):
+                return False
+            return all(event[field] in allowed for field, allowed in where)
+
+        return in_scope
+
+    @staticmethod
+    def _reader(trait: TraitConfig) -> Callable[[Mapping[str, Any]], Any]:
+        """The field's value as the SQL reads it, None when the function cannot use it."""
+        field = str(trait.field)
+        attribute = field not in _TEXT_FIELDS and field != "amount"
+        numeric = field == "amount" or (attribute and trait.function in ("min", "max")) or trait.function in ("sum", "avg")
+        finite = trait.function in ("sum", "avg")  # they add as DECIMAL, which has no NaN or infinity: such a value is left out
+
+        def read(event: Mapping[str, Any]) -> Any:
+            if attribute:
+                raw = (event["attributes"] or {}).get(field)
+                value = None if raw is None else str(raw)  # ->> gives a JSON number's text
+            else:
+                value = event[field]
+            if value is None or not numeric:
+                return value
+            try:
+                number = float(value)
+            except ValueError:
+                return None
+            return None if finite and (math.isnan(number) or math.isinf(number)) else number
+
+        return read
 
 
-def _field_value(trait: TraitConfig, event: Mapping[str, Any]) -> Any:
-    """The field's value as the SQL reads it, None when the function cannot use it."""
-    field = str(trait.field)
-    if field in _TEXT_FIELDS or field == "amount":
-        value = event[field]
-    else:
-        raw = (event["attributes"] or {}).get(field)
-        value = None if raw is None else str(raw)  # ->> gives a JSON number's text
-    numeric = field == "amount" or (field not in _TEXT_FIELDS and trait.function in ("min", "max")) or trait.function in ("sum", "avg")
-    if value is None or not numeric:
-        return value
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    # sum and avg add as DECIMAL, which has no NaN or infinity: such a value is left out
-    return None if trait.function in ("sum", "avg") and (math.isnan(number) or math.isinf(number)) else number
+_PLANS: dict[int, _Plan] = {}
+
+
+def _plan(trait: TraitConfig) -> _Plan:
+    """The definition's plan, made once per definition (a config's are read for its life)."""
+    plan = _PLANS.get(id(trait))
+    if plan is None or plan.trait is not trait:
+        if len(_PLANS) >= 4096:  # configs loaded again and again (tests): start over
+            _PLANS.clear()
+        plan = _PLANS[id(trait)] = _Plan(trait)
+    return plan
 
 
 def _value(trait: TraitConfig, used: list[Mapping[str, Any]], values: list[Any], reference: datetime) -> Any:
@@ -218,7 +248,7 @@ def _value(trait: TraitConfig, used: list[Mapping[str, Any]], values: list[Any],
     if function == "days_since_last":
         return (reference - max(e["occurred_at"] for e in used)) // timedelta(days=1)
     if function in ("sum", "avg"):
-        total = sum(Decimal(repr(v)).quantize(Decimal("1e-9")) for v in values)
+        total = sum(Decimal(repr(v)).quantize(_NANO) for v in values)
         return float(total) if function == "sum" else float(total) / len(values)
     if function in ("min", "max"):
         return min(values) if function == "min" else max(values)
