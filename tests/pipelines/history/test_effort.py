@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from pipelines.config import EffortConfig
-from pipelines.history.effort import effort
+from pipelines.history.effort import effort, horizon
 from pipelines.history.model import Effort, Interaction
 
 NOW = datetime(2024, 6, 30, 12, 0)
@@ -229,3 +229,9 @@ def test_random_sequences_follow_the_definitions(seed: int) -> None:
     expected = plain(events, days, SETTINGS)
     assert result == Effort(**{**expected.__dict__, "first_contact_resolution_rate": result.first_contact_resolution_rate})
     assert result.first_contact_resolution_rate == pytest.approx(expected.first_contact_resolution_rate)
+    # what a card hands it: only the events after the horizon (the rest can change nothing)
+    settings = rng.choice((SETTINGS, EffortConfig(repeat_days=1, transfer_minutes=3000)))
+    since = horizon(days=days, now=NOW, settings=settings)
+    assert effort([e for e in events if e.occurred_at > since], days=days, now=NOW, settings=settings) == effort(
+        events, days=days, now=NOW, settings=settings
+    )
