@@ -26,7 +26,7 @@ from profiles.errors import NO_PUBLISHED_RUN, NoPublishedRun, quiet_traceback
 from profiles.model import BUILTIN_IDENTIFIER_KINDS, split_record_key
 from profiles.store import links_of_records
 from resolvers.auth import Role
-from resolvers.consent import ConsentMutation
+from resolvers.consent import ConsentMutation, Serves
 from resolvers.context import SERVICE, Context, context_of
 from resolvers.errors import Ambiguous, ApiError, Forbidden
 from resolvers.execution import LeanExecution, SubSelections, directive_free
@@ -414,20 +414,43 @@ def build_schema(api: ApiConfig) -> strawberry.Schema:
 def _install_lean_resolvers(schema: strawberry.Schema) -> int:
     """Give graphql-core the ``lean`` resolvers themselves (``resolvers.types.lean``): on
     a card's ~30 fields strawberry's wrapping was a quarter of the event loop's time.
-    A field with extensions (``Roles``: who may call it) keeps strawberry's resolver,
-    which runs them. Returns how many fields were given one. ``Schema._schema`` (the
-    graphql-core schema) is private to strawberry: tests/resolvers/test_strawberry_internals.py
-    fails when it changes shape."""
+    A field whose only extension is ``Serves`` gets its resolver with ``Serves`` around it;
+    one with other extensions (``Roles``: who may call it) or with arguments strawberry
+    must convert keeps strawberry's resolver, which runs them. Returns how many fields
+    were given one. ``Schema._schema`` (the graphql-core schema) is private to strawberry:
+    tests/resolvers/test_strawberry_internals.py fails when it changes shape."""
     installed = 0
+    names = schema.config.name_converter
     for gql_type in schema._schema.type_map.values():
         if not isinstance(gql_type, GraphQLObjectType):
             continue
         for gql_field in gql_type.fields.values():
             definition, func = declared_resolver(gql_field)
-            if definition is not None and getattr(func, LEAN, False) and not definition.arguments and not definition.extensions:
+            if definition is None or not getattr(func, LEAN, False):
+                continue
+            if not all(a.type in _PLAIN_ARGUMENTS and names.get_graphql_name(a) == a.python_name for a in definition.arguments):
+                continue
+            if not definition.extensions:
                 gql_field.resolve = func
-                installed += 1
+            elif len(definition.extensions) == 1 and isinstance(serves := definition.extensions[0], Serves):
+                gql_field.resolve = _served(serves, func)
+            else:
+                continue
+            installed += 1
     return installed
+
+
+#: Argument types graphql-core's coerced values are already the Python values of.
+_PLAIN_ARGUMENTS = (int, str, bool, float)
+
+
+def _served(serves: Serves, func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` with ``serves`` deciding around it, as strawberry's extension chain did."""
+
+    def resolve(source: Any, info: Any, **arguments: Any) -> Any:
+        return serves.resolve(func, source, info, **arguments)
+
+    return resolve
 
 
 if __name__ == "__main__":  # python -m resolvers.schema > docs/schema.graphql

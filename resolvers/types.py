@@ -61,11 +61,14 @@ def reads(*columns: str, nested: str | None = None, events: bool = False, consen
 
 
 def lean(resolver: _F) -> _F:
-    """Mark a resolver that takes no arguments and is called as ``resolver(root, info)``;
-    ``resolvers.schema`` hands it to graphql-core as it is, without strawberry's per-call
-    wrapping (an ``Info`` object, argument conversion, the extension chain: ~10 us a field,
-    and a card resolves ~30 fields). It must only read ``info.context``, which both kinds
-    of info carry, and it keeps its own checks: contact PII still goes through ``pii``."""
+    """Mark a resolver that may be called as ``resolver(root, info, **arguments)``, with
+    graphql-core's info and arguments; ``resolvers.schema`` hands it to graphql-core as it
+    is, without strawberry's per-call wrapping (an ``Info`` object, argument conversion,
+    the extension chain: ~10 us a field, and a card resolves ~30 fields), when its
+    arguments are plain scalars named as in GraphQL and its only extension, if any, is
+    ``Serves`` (run around it there). It must only read ``info.context`` and ``info.path``,
+    which both kinds of info carry, and it keeps its own checks: contact PII still goes
+    through ``pii``."""
     setattr(resolver, LEAN, True)
     return resolver
 
@@ -316,6 +319,7 @@ class Profile:
         description="Values derived from the profile's events ([[traits]]), each with its time and event count.",
         extensions=[Serves(PERSONALIZATION)],
     )
+    @lean
     @reads("profile_id", events=True)
     def traits(self, info: Info[Context, Any]) -> list[history.Trait] | None:
         return history.traits(info, self.profile_id)  # type: ignore[return-value]  # or an awaitable of them, which graphql-core awaits
@@ -324,6 +328,7 @@ class Profile:
         description="Effort signals over the last `days` days: repeat contacts, channel switches, transfers.",
         extensions=[Serves(SERVICE, PERSONALIZATION)],
     )
+    @lean
     @reads("profile_id", events=True)
     def effort(self, info: Info[Context, Any], days: int = 30) -> history.Effort | None:
         return history.effort(info, self.profile_id, days)  # type: ignore[return-value]  # or an awaitable of it
