@@ -378,7 +378,9 @@ def utc_isoformat(value: datetime) -> str:
     """A time as the API gives it: ISO 8601 in UTC with its offset ("2026-11-02T08:00:00+00:00").
     The store holds UTC without an offset; given without one, a client (a browser's
     ``new Date``) reads it as its own local time."""
-    return (value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)).isoformat()
+    if value.tzinfo is None:  # the same text as value.replace(tzinfo=UTC).isoformat(), without a new datetime
+        return value.isoformat() + "+00:00"
+    return value.astimezone(UTC).isoformat()
 
 
 #: strawberry's DateTime, giving every time in UTC with its offset (:func:`utc_isoformat`).

@@ -9,7 +9,7 @@ import json
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from pipelines.config import load_config
 from pipelines.history.events import ingest_event_files, unlinked_count
 from profiles.store import ProfileQueries, Store
 from resolvers.auth import Role
+from resolvers.schema import utc_isoformat
 from tests.conftest import DemoRun
 from tests.resolvers.conftest import Api
 
@@ -313,3 +314,16 @@ def test_an_events_owner_from_its_links_is_the_one_read_from_the_stored_event(hi
     owners = {(s, i): queries.link_owner(key, kind, value) for s, i, key, kind, value in rows}
     assert owners == {(s, i): queries.event_owner(s, i) for s, i, *_ in rows}
     assert any(o is None for o in owners.values()) and any(o is not None for o in owners.values())  # unlinked ones too
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (datetime(2026, 11, 3, 9, 40), "2026-11-03T09:40:00+00:00"),
+        (datetime(2026, 11, 3, 9, 40, 0, 120), "2026-11-03T09:40:00.000120+00:00"),
+        (datetime(2026, 11, 3, 10, 40, tzinfo=timezone(timedelta(hours=1))), "2026-11-03T09:40:00+00:00"),
+        (datetime(1, 1, 1), "0001-01-01T00:00:00+00:00"),
+    ],
+)
+def test_a_time_is_written_in_utc_with_its_offset(value: datetime, text: str) -> None:
+    assert utc_isoformat(value) == text
