@@ -6,18 +6,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import strawberry
-from graphql import DocumentNode, GraphQLError, GraphQLObjectType, NoSchemaIntrospectionCustomRule, parse, specified_rules, validate
+from graphql import (
+    DocumentNode,
+    GraphQLError,
+    GraphQLObjectType,
+    NoSchemaIntrospectionCustomRule,
+    get_operation_ast,
+    parse,
+    specified_rules,
+    validate,
+)
+from graphql import OperationType as CoreOperationType
+from graphql import execute as graphql_execute
 from graphql.language import FieldNode, FragmentSpreadNode, InlineFragmentNode, SelectionSetNode
 from graphql.validation import ASTValidationRule
+from strawberry.execution import optimized_is_awaitable
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.types.base_scalars import DateTimeDefinition
-from strawberry.types import Info
+from strawberry.types import ExecutionResult, Info
+from strawberry.types.graphql import OperationType
+from strawberry.utils.await_maybe import await_maybe
 
 from pipelines.config import ApiConfig
 from pipelines.matching.search import parse_query, search
@@ -272,6 +287,60 @@ class _Schema(strawberry.Schema):
     repeat what was asked), a server fault its traceback with every message left out
     (a DuckDB error can quote a record's values)."""
 
+    #: The prepared query texts, shared with the schema's ``_Prepared`` extension (build_schema).
+    prepared: dict[str, _Document]
+
+    async def execute(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        """A query or mutation whose text is prepared and valid, for a request of ours,
+        runs graphql-core's execution directly with what strawberry's ``execute`` would
+        do around it here: log the errors (``process_errors``) and mask them as
+        ``_Prepared`` does. Strawberry's per-request execution context, extension runner
+        and hooks were ~15% of a card's event loop. Anything else (a new text, an invalid
+        one, a subscription, a disallowed or missing operation, request extensions) goes
+        through strawberry, which prepares the text or answers as it always has."""
+        found = self.prepared.get(query) if query else None
+        allowed = allowed_operation_types if allowed_operation_types is not None else _ALL_OPERATIONS
+        operation = get_operation_ast(found[0], operation_name) if found and not found[1] else None
+        kind = _DIRECT.get(operation.operation) if operation is not None else None
+        if (
+            found is None
+            or kind is None
+            or kind not in allowed
+            or root_value is not None
+            or operation_extensions
+            or not isinstance(context_value, Context)
+        ):
+            return await super().execute(
+                query, variable_values, context_value, root_value, operation_name, allowed_operation_types, operation_extensions
+            )
+        document, _, context_value.sub_selections = found
+        result = await await_maybe(
+            graphql_execute(
+                self._schema,
+                document,
+                context_value=context_value,
+                variable_values=variable_values,
+                operation_name=operation_name,
+                executor_class=self.execution_context_class,
+                is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]  # strawberry's, as its execute passes it
+                operation_extensions=None,
+            )
+        )
+        errors = result.errors
+        if errors:
+            self.process_errors(errors, _Operation(operation_name or (operation.name.value if operation.name else None)))
+            errors = [_shown(e) for e in errors]
+        return ExecutionResult(data=result.data, errors=errors, extensions={})
+
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         operation = getattr(execution_context, "operation_name", None) or "anonymous"
         for error in errors:
@@ -284,6 +353,18 @@ class _Schema(strawberry.Schema):
                 _log.warning("client error %s in operation %s at %s", code, operation, where)
             else:
                 _log.error("server fault in operation %s at %s:\n%s", operation, where, quiet_traceback(original))
+
+
+@dataclass(frozen=True)
+class _Operation:
+    """What ``_Schema.process_errors`` reads of an execution context."""
+
+    operation_name: str | None
+
+
+_ALL_OPERATIONS = frozenset(OperationType)
+#: The operations ``_Schema.execute`` runs itself, by graphql-core's name for them.
+_DIRECT = {CoreOperationType.QUERY: OperationType.QUERY, CoreOperationType.MUTATION: OperationType.MUTATION}
 
 
 def _mask(error: GraphQLError) -> bool:
@@ -409,6 +490,7 @@ def build_schema(api: ApiConfig) -> strawberry.Schema:
         execution_context_class=LeanExecution,
         config=StrawberryConfig(disable_field_suggestions=not api.development, scalar_map={datetime: UTC_DATETIME}),
     )
+    schema.prepared = prepared
     _install_lean_resolvers(schema)
     return schema
 

@@ -218,3 +218,75 @@ def test_variables_still_decide_include_and_skip_when_a_schema_serves_a_document
     second, context_2 = run(plain, {"id": pid})
     assert context_1.sub_selections and context_2.sub_selections is context_1.sub_selections
     assert first.data == second.data and not first.errors
+
+
+def _answer(result: Any) -> tuple[Any, list[tuple[str, tuple[Any, ...], Any]]]:
+    errors = [(e.message, tuple(e.path or ()), e.extensions) for e in result.errors or []]
+    return result.data, sorted(errors, key=repr)
+
+
+def test_a_prepared_text_run_again_is_answered_and_logged_as_the_first_time(
+    api: Api, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first request with a text goes through strawberry's execute (which prepares
+    it); the next ones run graphql-core directly (``_Schema.execute``). Same answers, the
+    same masking of unexpected errors, the same log lines."""
+    from resolvers import history
+    from resolvers.auth import Principal
+    from resolvers.context import Context, make_loaders
+
+    schema = build_schema(api.config.api)
+    pid = api.queries.store.scalar(f"SELECT profile_id FROM {api.queries._t('profiles')} LIMIT 1")
+
+    def run(text: str, variables: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        context = Context(Principal(Role.AGENT, "test:agent"), api.queries, api.config, b"k" * 32, make_loaders(api.queries))
+        return asyncio.run(schema.execute(text, variable_values=variables, context_value=context, **kwargs))
+
+    card = "query Card($id: ID!) { profile(id: $id) { id fullName traits { name value } effort(days: 30) { contacts } } }"
+    refused = "query Refused($id: ID!) { profile(id: $id) { id effort(days: 0) { contacts } } }"
+    unexpected = "query Broken($id: ID!) { profile(id: $id) { id traits { name } } }"
+    missing = "query Missing($id: ID!) { profile(id: $id) { id } }"
+
+    def broken(*_: Any) -> Any:
+        raise RuntimeError("a fault that quotes a customer's value")
+
+    for text, variables in ((card, {"id": pid}), (refused, {"id": pid}), (unexpected, {"id": pid}), (missing, {})):
+        with monkeypatch.context() as patch:
+            if text is unexpected:
+                patch.setattr(history, "_traits", broken)
+            caplog.clear()
+            first = _answer(run(text, variables))
+            first_log = [(r.levelname, r.getMessage().split("\n")[0]) for r in caplog.records]
+            assert text in schema.prepared
+            caplog.clear()
+            again = _answer(run(text, variables))
+            again_log = [(r.levelname, r.getMessage().split("\n")[0]) for r in caplog.records]
+        assert again == first, text
+        assert again_log == first_log, text
+    assert not first[1] or first[1][0][0].startswith("Variable '$id'")  # the last: a variable left out
+    strawberry_runs: list[str | None] = []
+    strawberry_execute = strawberry.Schema.execute
+
+    async def counted(self: Any, query: str | None, *args: Any, **kwargs: Any) -> Any:
+        strawberry_runs.append(query)
+        return await strawberry_execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(strawberry.Schema, "execute", counted)
+    assert _answer(run(card, {"id": pid}))[0]["profile"]["traits"]
+    assert strawberry_runs == []  # prepared: run directly
+    run(card.replace("Card", "Card2"), {"id": pid})
+    assert len(strawberry_runs) == 1  # a new text: strawberry's, which prepares it
+    refused_errors = _answer(run(refused, {"id": pid}))[1]
+    assert refused_errors and refused_errors[0][0].startswith("days must be between")
+    with monkeypatch.context() as patch:
+        patch.setattr(history, "_traits", broken)
+        masked = _answer(run(unexpected, {"id": pid}))[1]
+    assert [m for m, _, _ in masked] == ["Unexpected error."]
+
+    from strawberry.schema.exceptions import InvalidOperationTypeError
+    from strawberry.types.graphql import OperationType
+
+    mutation = 'mutation { recordEvent(events: "none", event: {}) { created } }'
+    for _ in range(2):  # a mutation where only queries are allowed: strawberry's refusal, both times
+        with pytest.raises(InvalidOperationTypeError):
+            run(mutation, allowed_operation_types={OperationType.QUERY})
