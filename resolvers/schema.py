@@ -313,6 +313,7 @@ class _Schema(strawberry.Schema):
         kind = _DIRECT.get(operation.operation) if operation is not None else None
         if (
             found is None
+            or operation is None
             or kind is None
             or kind not in allowed
             or root_value is not None
