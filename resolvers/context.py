@@ -9,7 +9,7 @@ import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from strawberry.dataloader import DataLoader
 from strawberry.types import Info
@@ -256,10 +256,8 @@ def pii(info: Info[Context, Any], profile_id: str, name: str, value: _V) -> _V |
     """A contact-PII value as the caller may see it: None for roles without access;
     otherwise the value, noted for the audit log (names only, never values)."""
     ctx = context_of(info)
-    if not ctx.principal.role.sees_contact_pii:
+    shown = pii_now(ctx, profile_id, name, value)
+    if shown is ORDINARY:  # withheld by consent: noted with the field's path
+        ctx.withhold(profile_id, (SERVICE,), info)
         return None
-    if ctx.config.api.roles and ctx.withhold(profile_id, (SERVICE,), info):
-        return None
-    if value is not None:
-        ctx.pii_read.setdefault(profile_id, set()).add(name)
-    return value
+    return cast("_V | None", shown)  # pii_now gives the value itself here
