@@ -161,15 +161,7 @@ class _GraphQL(GraphQL[Context, None]):
             await _plain(send, 400, "No GraphQL query found in the request")
             return
         result = await self._audited(context, operation, result)
-        body = orjson.dumps(await self.process_result(None, result))
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await _send(send, 200, b"application/json", orjson.dumps(await self.process_result(None, result)))
 
 
 class _Guard:
@@ -318,8 +310,11 @@ def _lone_surrogate(body: bytes) -> bool:
 
 
 async def _plain(send: Send, status: int, text: str) -> None:
-    body = text.encode()
-    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+    await _send(send, status, b"text/plain; charset=utf-8", text.encode())
+
+
+async def _send(send: Send, status: int, content_type: bytes, body: bytes) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

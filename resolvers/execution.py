@@ -38,7 +38,7 @@ from graphql import (
 )
 from graphql.execution.collect_fields import CollectedFields
 from graphql.language import Visitor, visit
-from graphql.pyutils import Path
+from graphql.pyutils import Path, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 
@@ -131,9 +131,10 @@ SubSelections = dict[tuple[GraphQLObjectType, tuple[int, ...]], CollectedFields]
 class LeanExecution(StrawberryGraphQLCoreExecutionContext):
     """strawberry's execution context with the two shortcuts above."""
 
-    #: Set by ``_Prepared`` (through the context value) when the document is directive-free.
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # the document's shared sub-selections, set by ``_Prepared`` (through the context
+        # value) when the document is directive-free
         self._shared: SubSelections | None = getattr(self.context_value, "sub_selections", None)
 
     def collect_subfields(self, return_type: GraphQLObjectType, field_details_list: Any) -> CollectedFields:
@@ -187,8 +188,6 @@ class LeanExecution(StrawberryGraphQLCoreExecutionContext):
 
     async def _gathered(self, results: dict[str, Any], awaitable_fields: list[str]) -> dict[str, Any]:
         # as graphql-core's execute_fields does with its awaitable fields
-        from graphql.pyutils import gather_with_cancel
-
         if len(awaitable_fields) == 1:
             field = awaitable_fields[0]
             results[field] = await results[field]
